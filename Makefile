@@ -1,0 +1,78 @@
+# WhatsApp Helpdesk. `make run` and `make test` set everything up on a fresh machine.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+PY := $(VENV)/bin/python
+RASA := $(VENV)/bin/rasa
+SPACY_MODEL := build/spacy/es_lookup
+MODEL := models/helpdesk.tar.gz
+TRAINING_FILES := domain.yml config.yml $(shell find data -name '*.yml' 2>/dev/null)
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+export PYTHONPATH := $(CURDIR)
+
+.PHONY: help setup run shell train validate test bench bench-nlu nlu-sync clean
+
+help:
+	@echo "make run       set up, train if needed, start the whole bot (Ctrl-C stops it)"
+	@echo "make test      set up, train, run every test"
+	@echo "make shell     talk to the running bot (after make run, in another terminal)"
+	@echo "make train     train the model when data, domain or config changed"
+	@echo "make validate  rasa data validate --fail-on-warnings"
+	@echo "make bench     turn latency and throughput against stock rasa init"
+	@echo "make bench-nlu 5-fold cross-validation of the two NLU pipelines"
+	@echo "make nlu-sync  regenerate NLU lookup/synonym files from config/"
+	@echo "make clean     remove the venv, built artifacts and models (keeps var/)"
+
+setup: $(VENV)/.installed $(SPACY_MODEL)/meta.json
+	@scripts/ensure_redis.sh
+	@mkdir -p var
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
+	@PYTHON=$$(scripts/find_python.sh) && \
+	  { [ -x $(PY) ] || { echo "Creating $(VENV) with $$PYTHON"; "$$PYTHON" -m venv $(VENV); }; }
+	@echo "Installing Python packages (a few minutes the first time)..."
+	@$(PY) -m pip install -q --upgrade "pip<24" 2>&1 | grep -v "is ignored" || true
+	@set -o pipefail; $(PY) -m pip install -q -r requirements-dev.txt -c constraints.txt 2>&1 \
+	  | { grep -v -E "is ignored: it is neither|DEPRECATION: .* legacy 'setup.py install'" || true; }
+	@touch $@
+
+$(SPACY_MODEL)/meta.json: $(VENV)/.installed scripts/build_spacy.py
+	@$(PY) scripts/build_spacy.py $(SPACY_MODEL) 2>&1 | grep -v -i -E "tensorflow|TF-TRT|oneDNN|cuda|rebuild TensorFlow" || true
+	@test -f $@
+
+nlu-sync: $(VENV)/.installed
+	@$(PY) scripts/sync_nlu.py
+
+$(MODEL): $(VENV)/.installed $(SPACY_MODEL)/meta.json $(TRAINING_FILES) config/stores.yml config/systems.yml
+	@$(PY) scripts/sync_nlu.py --check
+	$(RASA) train --fixed-model-name helpdesk --out models
+	@touch $@
+
+train: setup $(MODEL)
+
+validate: setup
+	$(RASA) data validate --fail-on-warnings
+
+run: setup $(MODEL)
+	@$(PY) -m helpdesk.launch banner
+	@exec $(VENV)/bin/honcho start -f Procfile
+
+shell: $(VENV)/.installed
+	@$(PY) scripts/shell.py
+
+test: setup $(MODEL)
+	@$(PY) scripts/sync_nlu.py --check
+	$(RASA) data validate --fail-on-warnings
+	$(PY) -m pytest
+	$(RASA) test core --model $(MODEL) --stories tests/test_stories.yml \
+	  --fail-on-prediction-errors --out var/test-results
+
+bench: setup $(MODEL)
+	$(PY) bench/bench_turns.py
+
+bench-nlu: setup
+	$(PY) bench/bench_nlu.py
+
+clean:
+	rm -rf $(VENV) build models .rasa var/test-results .pytest_cache

@@ -1,0 +1,124 @@
+"""What the actions share: the catalog, the ledger, Redis, the reporter, the correlation id."""
+import logging
+from functools import lru_cache
+from typing import Any, Dict, List, Optional
+
+from rasa_sdk import Tracker
+from rasa_sdk.events import SlotSet
+
+from helpdesk.business import Catalog, catalog
+from helpdesk.ledger import Ledger
+from helpdesk.logs import METADATA_KEY, correlation_id_var
+from helpdesk.optout import AsyncOptOutRegistry
+from helpdesk.settings import load_settings
+
+logger = logging.getLogger(__name__)
+
+FORM_NAME = "ticket_form"
+# slots a finished, cancelled or abandoned ticket leaves behind, and their fresh values
+TICKET_SLOTS = {
+    "store": None,
+    "store_attempts": 0,
+    "system": None,
+    "description": None,
+    "priority": None,
+    "person": None,
+    "confirm_ticket": None,
+    "correct_field": None,
+    "correcting": False,
+}
+
+
+def get_catalog() -> Catalog:
+    return catalog()
+
+
+@lru_cache(maxsize=None)
+def get_ledger() -> Ledger:
+    return Ledger(load_settings().database_url)
+
+
+_optout: Dict[int, AsyncOptOutRegistry] = {}
+
+
+def get_optout_registry() -> AsyncOptOutRegistry:
+    """One client per event loop (tests run several loops in one process)."""
+    import asyncio
+
+    key = id(asyncio.get_running_loop())
+    if key not in _optout:
+        _optout[key] = AsyncOptOutRegistry.from_url(load_settings().redis_url)
+    return _optout[key]
+
+
+def metadata(tracker: Tracker) -> Dict[str, Any]:
+    return (tracker.latest_message or {}).get("metadata") or {}
+
+
+def bind_correlation(tracker: Tracker) -> Optional[str]:
+    """Log lines of this action carry the correlation id of the message being handled."""
+    value = metadata(tracker).get(METADATA_KEY)
+    correlation_id_var.set(value)
+    return value
+
+
+def reporter(tracker: Tracker) -> Dict[str, Optional[str]]:
+    """Name and number of who is writing, from channel metadata or the sender id."""
+    meta = metadata(tracker)
+    phone = meta.get("sender_phone")
+    if not phone and tracker.sender_id and tracker.sender_id.isdigit():
+        phone = tracker.sender_id
+    return {
+        "name": meta.get("sender_name"),
+        "phone": phone,
+        "channel": meta.get("channel") or (tracker.get_latest_input_channel() or None),
+    }
+
+
+def latest_intent(tracker: Tracker) -> Optional[str]:
+    return ((tracker.latest_message or {}).get("intent") or {}).get("name")
+
+
+def latest_text(tracker: Tracker) -> str:
+    return (tracker.latest_message or {}).get("text") or ""
+
+
+def latest_entity_values(tracker: Tracker, *entity_types: str) -> List[str]:
+    entities = (tracker.latest_message or {}).get("entities") or []
+    return [str(e.get("value")) for e in entities if e.get("entity") in entity_types]
+
+
+def form_started_event(tracker: Tracker) -> Optional[Dict[str, Any]]:
+    """The event that activated the ticket form most recently."""
+    for event in reversed(tracker.events):
+        if event.get("event") == "active_loop" and event.get("name") == FORM_NAME:
+            return event
+    return None
+
+
+def user_texts_since(tracker: Tracker, timestamp: float) -> List[str]:
+    """User messages from the one that started the form on (the form starts in its turn)."""
+    texts, last_user_text = [], None
+    for event in tracker.events:
+        if event.get("event") != "user":
+            continue
+        if event.get("timestamp", 0) >= timestamp:
+            texts.append(event.get("text") or "")
+        else:
+            last_user_text = event.get("text") or ""
+    if last_user_text is not None:
+        texts.insert(0, last_user_text)
+    return texts
+
+
+def reset_ticket_slots() -> List[Dict[str, Any]]:
+    return [SlotSet(name, value) for name, value in TICKET_SLOTS.items()]
+
+
+def joined(values: Any) -> Optional[str]:
+    if values is None:
+        return None
+    if isinstance(values, list):
+        values = [v for v in values if v]
+        return values[0] if values else None
+    return str(values)

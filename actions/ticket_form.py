@@ -1,0 +1,317 @@
+"""The ticket form: extraction and validation of store, system, description and the
+confirmation, and the questions that ask for them (one at a time)."""
+import logging
+from typing import Any, Dict, List, Optional, Text
+
+from rasa_sdk import Action, FormValidationAction, Tracker
+from rasa_sdk.events import SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+from rasa_sdk.types import DomainDict
+
+from actions.common import (
+    FORM_NAME,
+    bind_correlation,
+    form_started_event,
+    get_catalog,
+    latest_entity_values,
+    latest_intent,
+    latest_text,
+    user_texts_since,
+)
+from helpdesk.business import NO_STORE
+from helpdesk.priority import NORMAL, PRIORITIES, URGENT, decide_priority, priority_label
+from helpdesk.text import fold, word_count
+
+logger = logging.getLogger(__name__)
+
+# what the user may pick when correcting, and the words that name each field
+CORRECTABLE = {
+    "store": ("tienda", "sucursal", "local"),
+    "system": ("sistema", "equipo"),
+    "description": ("descripcion", "problema", "detalle"),
+    "priority": ("prioridad", "urgencia", "urgente"),
+}
+# intents whose free text can answer a question about the store or the system
+ANSWER_INTENTS = ("inform", "report_incident", "deny")
+# slots that steer the form without being asked for
+HELPER_SLOTS = ("correcting", "store_attempts")
+FIELD_NAMES = {
+    "store": "la tienda",
+    "system": "el sistema afectado",
+    "description": "una descripción del problema",
+}
+
+
+def _first(value: Any) -> Optional[str]:
+    if isinstance(value, list):
+        value = next((v for v in value if v), None)
+    return str(value) if value not in (None, "") else None
+
+
+class ValidateTicketForm(FormValidationAction):
+    def name(self) -> Text:
+        return "validate_ticket_form"
+
+    async def required_slots(
+        self,
+        domain_slots: List[Text],
+        dispatcher: CollectingDispatcher,
+        tracker: Tracker,
+        domain: DomainDict,
+    ) -> List[Text]:
+        slots = ["store", "system", "description"]
+        if tracker.get_slot("correcting"):
+            slots.append("correct_field")
+        slots.append("confirm_ticket")
+        return slots
+
+    async def get_validation_events(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> List[Dict[Text, Any]]:
+        """Validated form slots, plus the helper slots the extraction set.
+
+        rasa-sdk keeps only the form's required slots; `correcting` and `store_attempts`
+        steer the form and must reach Rasa too.
+        """
+        events = await super().get_validation_events(dispatcher, tracker, domain)
+        returned = {event["name"] for event in events}
+        for name, value in tracker.slots_to_validate().items():
+            if name in HELPER_SLOTS and name not in returned:
+                events.append(SlotSet(name, value))
+        return events
+
+    # extraction ---------------------------------------------------------------------
+    async def extract_store(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> Dict[Text, Any]:
+        """A store answer without a recognised entity ("42", "centro", "la de la esquina")."""
+        if tracker.get_slot("requested_slot") != "store" or latest_entity_values(tracker, "store"):
+            return {}
+        text = latest_text(tracker).strip()
+        catalog = get_catalog()
+        if catalog.find_store(text) or catalog.means_no_store(text):
+            return {"store": text}
+        if catalog.store_number_mentioned(text) is not None or latest_intent(tracker) == "inform":
+            return {"store": text}  # validation will say it is unknown
+        return {}
+
+    async def extract_system(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> Dict[Text, Any]:
+        if tracker.get_slot("requested_slot") != "system" or latest_entity_values(tracker, "system"):
+            return {}
+        text = latest_text(tracker).strip()
+        if get_catalog().find_system(text) or latest_intent(tracker) in ANSWER_INTENTS:
+            return {"system": text}
+        return {}
+
+    async def extract_description(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> Dict[Text, Any]:
+        """The first message is the description when it says more than store and system;
+        more about the incident later in the form ("también sale error E-45") is added to it."""
+        if latest_intent(tracker) != "report_incident":
+            return {}
+        requested = tracker.get_slot("requested_slot")
+        text = latest_text(tracker).strip()
+        current = tracker.get_slot("description")
+        if requested is None and not current:
+            if word_count(text) >= get_catalog().dialogue.prefill_description_min_words:
+                return {"description": text}
+            return {}
+        if requested in ("store", "system", "confirm_ticket") and not latest_entity_values(
+            tracker, "store", "system"
+        ):
+            return {"description": f"{current.rstrip('. ')}. {text}" if current else text}
+        return {}
+
+    async def extract_correct_field(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> Dict[Text, Any]:
+        if tracker.get_slot("requested_slot") != "correct_field":
+            return {}
+        if latest_entity_values(tracker, "store", "system", "priority"):
+            # "es la tienda 43": the value itself came, nothing to pick
+            return {"correcting": False}
+        if tracker.get_slot("correct_field"):
+            return {}
+        folded = fold(latest_text(tracker))
+        for field, words in CORRECTABLE.items():
+            if any(word in folded.split() for word in words):
+                return {"correct_field": field}
+        return {}
+
+    async def extract_confirm_ticket(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> Dict[Text, Any]:
+        if tracker.get_slot("requested_slot") != "confirm_ticket":
+            return {}
+        intent = latest_intent(tracker)
+        if latest_entity_values(tracker, "store", "system", "priority"):
+            # "no, es la tienda 43": that field changes and the bot reads the ticket back again
+            return {}
+        if intent == "affirm":
+            return {"confirm_ticket": True}
+        if intent == "deny":
+            return {"correcting": True}
+        return {}
+
+    # validation ---------------------------------------------------------------------
+    def validate_store(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> Dict[Text, Any]:
+        catalog = get_catalog()
+        values = value if isinstance(value, list) else [value]
+        mentions = [str(v) for v in values if v not in (None, "")]
+        if any(m == NO_STORE or catalog.means_no_store(m) for m in mentions):
+            return {"store": NO_STORE, "store_attempts": 0}
+        for mention in mentions:
+            store = catalog.find_store(mention)
+            if store:
+                return {"store": store.display, "store_attempts": 0, "correcting": False}
+        if not mentions:
+            return {"store": None}
+        attempts = int(tracker.get_slot("store_attempts") or 0) + 1
+        dispatcher.utter_message(response="utter_store_unknown", store_input=mentions[0])
+        logger.info("unknown store", extra={"store_input": mentions[0], "attempt": attempts})
+        return {"store": None, "store_attempts": attempts}
+
+    def validate_system(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> Dict[Text, Any]:
+        catalog = get_catalog()
+        values = value if isinstance(value, list) else [value]
+        mentions = [str(v) for v in values if v not in (None, "")]
+        for mention in mentions:
+            system = catalog.find_system(mention)
+            if system:
+                return {"system": system.name, "correcting": False}
+        if mentions:
+            dispatcher.utter_message(response="utter_system_unknown", system_input=mentions[0])
+        return {"system": None}
+
+    def validate_description(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> Dict[Text, Any]:
+        text = " ".join(str(_first(value) or "").split())
+        # something a technician can act on: two words, or one long word ("bloqueada")
+        if word_count(text) < 2 and len(text) < 8:
+            dispatcher.utter_message(response="utter_description_too_short")
+            return {"description": None}
+        limit = get_catalog().dialogue.description_max_chars
+        if len(text) > limit:
+            text = text[: limit - 20].rstrip() + " [texto recortado]"
+        return {"description": text, "correcting": False}
+
+    def validate_priority(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> Dict[Text, Any]:
+        value = _first(value)
+        return {"priority": value if value in PRIORITIES else None, "correcting": False}
+
+    def validate_correct_field(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> Dict[Text, Any]:
+        field = _first(value)
+        done = {"correct_field": None, "correcting": False}
+        if field == "priority":
+            current = tracker.get_slot("priority") or current_priority(tracker)
+            return {**done, "priority": NORMAL if current == URGENT else URGENT}
+        if field == "store":
+            return {**done, "store": None, "store_attempts": 0}
+        if field in ("system", "description"):
+            return {**done, field: None}
+        return {"correct_field": None}
+
+
+def current_priority(tracker: Tracker) -> str:
+    """The priority the ticket would get now: stated by the user, or by the rules."""
+    started = form_started_event(tracker)
+    texts = user_texts_since(tracker, started["timestamp"]) if started else []
+    texts.append(tracker.get_slot("description") or "")
+    return decide_priority(get_catalog().priority, texts, tracker.get_slot("priority"))
+
+
+def _activated_this_turn(tracker: Tracker) -> bool:
+    """True while the form asks its first question (it was activated by this message)."""
+    for event in reversed(tracker.events):
+        if event.get("event") == "user":
+            return False
+        if event.get("event") == "active_loop" and event.get("name") == FORM_NAME:
+            return True
+    return False
+
+
+def _say_missing(dispatcher: CollectingDispatcher, tracker: Tracker) -> None:
+    """The spec's "Para crear el ticket necesito…" once, when the form starts with gaps."""
+    if not _activated_this_turn(tracker):
+        return
+    missing = [label for slot, label in FIELD_NAMES.items() if not tracker.get_slot(slot)]
+    if len(missing) >= 2:
+        listed = ", ".join(missing[:-1]) + " y " + missing[-1]
+        dispatcher.utter_message(response="utter_missing_information", missing=listed)
+
+
+class ActionAskStore(Action):
+    def name(self) -> Text:
+        return "action_ask_store"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> List[Dict[Text, Any]]:
+        bind_correlation(tracker)
+        attempts = int(tracker.get_slot("store_attempts") or 0)
+        if attempts >= get_catalog().dialogue.store_max_attempts:
+            dispatcher.utter_message(response="utter_store_offer")
+        else:
+            _say_missing(dispatcher, tracker)
+            dispatcher.utter_message(response="utter_ask_store")
+        return []
+
+
+class ActionAskSystem(Action):
+    def name(self) -> Text:
+        return "action_ask_system"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> List[Dict[Text, Any]]:
+        bind_correlation(tracker)
+        _say_missing(dispatcher, tracker)
+        dispatcher.utter_message(response="utter_ask_system")
+        return []
+
+
+class ActionAskDescription(Action):
+    def name(self) -> Text:
+        return "action_ask_description"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> List[Dict[Text, Any]]:
+        bind_correlation(tracker)
+        _say_missing(dispatcher, tracker)
+        dispatcher.utter_message(response="utter_ask_description")
+        return []
+
+
+class ActionAskConfirmTicket(Action):
+    """Reads the ticket back (store, system, priority, description) before creating it."""
+
+    def name(self) -> Text:
+        return "action_ask_confirm_ticket"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> List[Dict[Text, Any]]:
+        bind_correlation(tracker)
+        catalog = get_catalog()
+        system = catalog.system_by_name(tracker.get_slot("system") or "")
+        dispatcher.utter_message(
+            response="utter_confirm_ticket",
+            store=tracker.get_slot("store") or NO_STORE,
+            system=system.label if system else tracker.get_slot("system"),
+            priority=priority_label(catalog.priority, current_priority(tracker)),
+            description=tracker.get_slot("description"),
+        )
+        return []

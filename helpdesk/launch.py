@@ -1,0 +1,152 @@
+"""Start one of the project's processes with its environment prepared.
+
+    python -m helpdesk.launch redis|actions|rasa|worker
+
+Reads `.env`, applies defaults, derives REDIS_HOST/PORT/DB/PASSWORD from REDIS_URL for
+`endpoints.yml`, checks that the port is free (a clear message instead of a traceback), waits
+for Redis where the process needs it, then replaces itself with the real program, so the
+process manager's signals reach it directly.
+"""
+import os
+import shutil
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import List
+from urllib.parse import urlparse
+
+from helpdesk.settings import PROJECT_DIR, load_settings
+
+VENV_BIN = Path(sys.executable).parent
+
+
+def redis_env(redis_url: str) -> dict:
+    parsed = urlparse(redis_url)
+    db = (parsed.path or "/0").lstrip("/") or "0"
+    return {
+        "REDIS_HOST": parsed.hostname or "127.0.0.1",
+        "REDIS_PORT": str(parsed.port or 6379),
+        "REDIS_DB": db,
+        "REDIS_PASSWORD": parsed.password or "",
+    }
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex((host, port)) == 0
+
+
+def fail(message: str) -> None:
+    print(f"helpdesk: {message}", file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
+def require_free(port: int, what: str, variable: str) -> None:
+    if port_in_use(port):
+        fail(
+            f"port {port} for the {what} is already in use. Stop what listens there "
+            f"(`ss -ltnp | grep :{port}`) or set {variable} in .env to another port."
+        )
+
+
+def wait_for_redis(host: str, port: int, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if port_in_use(port, host):
+            return
+        time.sleep(0.2)
+    fail(f"Redis did not answer on {host}:{port} within {seconds:.0f} s")
+
+
+def command_for(name: str, settings) -> List[str]:
+    env = redis_env(settings.redis_url)
+    logging_config = str(PROJECT_DIR / "logging.yml")
+    if name == "redis":
+        redis_server = shutil.which("redis-server")
+        if not redis_server:
+            fail("redis-server is not installed: run `make setup`")
+        data_dir = settings.var_dir / "redis"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        require_free(int(env["REDIS_PORT"]), "Redis server", "REDIS_URL")
+        return [
+            redis_server,
+            "--bind", "127.0.0.1",
+            "--port", env["REDIS_PORT"],
+            "--dir", str(data_dir),
+            "--appendonly", "yes",
+            "--save", "",
+            "--daemonize", "no",
+        ]
+    if name == "actions":
+        require_free(settings.actions_port, "action server", "ACTIONS_PORT")
+        wait_for_redis(env["REDIS_HOST"], int(env["REDIS_PORT"]))
+        return [
+            str(VENV_BIN / "rasa"), "run", "actions",
+            "--actions", "actions",
+            "--port", str(settings.actions_port),
+            "--logging-config-file", logging_config,
+        ]
+    if name == "rasa":
+        require_free(settings.rasa_port, "Rasa server", "RASA_PORT")
+        wait_for_redis(env["REDIS_HOST"], int(env["REDIS_PORT"]))
+        command = [
+            str(VENV_BIN / "rasa"), "run",
+            "--enable-api",
+            "--port", str(settings.rasa_port),
+            "--credentials", "credentials.yml",
+            "--endpoints", "endpoints.yml",
+            "--model", os.environ.get("RASA_MODEL", "models"),
+            "--logging-config-file", logging_config,
+        ]
+        if settings.rasa_auth_token:
+            command += ["--auth-token", settings.rasa_auth_token]
+        return command
+    if name == "worker":
+        wait_for_redis(env["REDIS_HOST"], int(env["REDIS_PORT"]))
+        return [str(VENV_BIN / "python"), "-m", "workers.worker"]
+    fail(f"unknown process '{name}' (redis, actions, rasa, worker)")
+    return []
+
+
+def banner(settings) -> str:
+    env = redis_env(settings.redis_url)
+    rasa = f"http://127.0.0.1:{settings.rasa_port}"
+    return "\n".join(
+        [
+            "WhatsApp Helpdesk is starting:",
+            f"  Rasa server    {rasa}  (REST channel {rasa}/webhooks/rest/webhook,"
+            f" health {rasa}/webhooks/rest/health)",
+            f"  action server  http://127.0.0.1:{settings.actions_port}  (health /health)",
+            f"  RQ worker      health http://127.0.0.1:{os.environ.get('WORKER_HEALTH_PORT', '5056')}/health",
+            f"  Redis          {env['REDIS_HOST']}:{env['REDIS_PORT']} db {env['REDIS_DB']}"
+            f" (append-only file in {settings.var_dir / 'redis'})",
+            f"  ledger         {settings.database_url.split('@')[-1]}",
+            "Talk to the bot: `make shell` in another terminal. Stop everything: Ctrl-C.",
+        ]
+    )
+
+
+def main(argv: List[str]) -> None:
+    if len(argv) != 1:
+        fail("usage: python -m helpdesk.launch redis|actions|rasa|worker|banner")
+    settings = load_settings()
+    if argv[0] == "banner":
+        print(banner(settings), flush=True)
+        return
+    os.chdir(PROJECT_DIR)
+    os.environ.update(redis_env(settings.redis_url))
+    os.environ.setdefault("ACTIONS_PORT", str(settings.actions_port))
+    os.environ.setdefault("LOG_LEVEL", settings.log_level)
+    # TensorFlow's start-up chatter is not JSON and says nothing an operator needs
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("PYTHONPATH", str(PROJECT_DIR))
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    os.environ.setdefault("HELPDESK_LOGGING_CONFIG", str(PROJECT_DIR / "logging.yml"))
+    command = command_for(argv[0], settings)
+    os.execv(command[0], command)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

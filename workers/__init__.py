@@ -1,0 +1,1 @@
+"""RQ workers: jobs that write to Zoho Desk and Chatwoot and send follow-ups."""
