@@ -105,18 +105,16 @@ class Catalog:
         folded = fold(text)
         if not folded:
             return None
+        # an explicit number ("tienda 8 del centro") wins over a name used as a word
+        for match in _STORE_WITH_KEYWORD.finditer(folded):
+            store = self.store_by_number(int(match.group(1)))
+            if store:
+                return store
         for phrase, store in self._store_names:
             if contains_phrase(folded, phrase):
                 return store
-        numbers = [int(m.group(1)) for m in _STORE_WITH_KEYWORD.finditer(folded)]
         bare = _STORE_BARE.match(folded)
-        if bare:
-            numbers.append(int(bare.group(1)))
-        for number in numbers:
-            store = self.store_by_number(number)
-            if store:
-                return store
-        return None
+        return self.store_by_number(int(bare.group(1))) if bare else None
 
     @staticmethod
     def store_number_mentioned(text: str) -> Optional[int]:

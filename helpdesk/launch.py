@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 from typing import List
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 from helpdesk.settings import PROJECT_DIR, load_settings
 
@@ -28,7 +28,7 @@ def redis_env(redis_url: str) -> dict:
         "REDIS_HOST": parsed.hostname or "127.0.0.1",
         "REDIS_PORT": str(parsed.port or 6379),
         "REDIS_DB": db,
-        "REDIS_PASSWORD": parsed.password or "",
+        "REDIS_PASSWORD": unquote(parsed.password or ""),
     }
 
 

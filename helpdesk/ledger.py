@@ -29,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from helpdesk.tickets import Ticket
+from helpdesk.tickets import Ticket, reference_for
 
 logger = logging.getLogger(__name__)
 
@@ -146,18 +146,20 @@ class Ledger:
         for name in _JSON_FIELDS:
             values[name] = json.dumps(values[name], ensure_ascii=False)
         values.update(state=PENDING_DELIVERY, attempts=0, created_at=now, updated_at=now)
-        try:
-            with self.engine.begin() as connection:
-                connection.execute(insert(tickets_table).values(**values))
-            created = True
-        except IntegrityError:
-            created = False
-        record = self.get(ticket.id)
-        if record is None:  # the integrity error was about something else
-            raise RuntimeError(f"ticket {ticket.id} could not be recorded")
-        if not created:
-            logger.info("ticket already recorded", extra={"ticket_id": ticket.id})
-        return record, created
+        prefix = ticket.reference[: -len(reference_for(ticket.id, ""))]
+        # a longer reference when another ticket already holds the short one
+        for length in (6, 8, 10, 12, 16):
+            values["reference"] = reference_for(ticket.id, prefix, length)
+            try:
+                with self.engine.begin() as connection:
+                    connection.execute(insert(tickets_table).values(**values))
+                return self.get(ticket.id), True
+            except IntegrityError:
+                existing = self.get(ticket.id)
+                if existing is not None:
+                    logger.info("ticket already recorded", extra={"ticket_id": ticket.id})
+                    return existing, False
+        raise RuntimeError(f"ticket {ticket.id} could not be recorded")
 
     def get(self, ticket_id: str) -> Optional[TicketRecord]:
         with self.engine.connect() as connection:
@@ -205,12 +207,15 @@ class Ledger:
                 raise KeyError(f"no ticket {ticket_id}")
             if new_state not in TRANSITIONS[row.state]:
                 raise InvalidTransition(f"ticket {ticket_id}: {row.state} -> {new_state}")
-            connection.execute(
+            result = connection.execute(
                 update(tickets_table)
                 .where(tickets_table.c.id == ticket_id)
                 .where(tickets_table.c.state == row.state)
                 .values(state=new_state, updated_at=time.time(), **changes)
             )
+            if result.rowcount != 1:
+                # another process moved it between our read and our write
+                raise InvalidTransition(f"ticket {ticket_id}: changed concurrently, not {row.state} any more")
         return self.get(ticket_id)
 
     def mark_delivered(self, ticket_id: str, zoho_ticket_id: str, zoho_ticket_number: str) -> TicketRecord:

@@ -64,6 +64,8 @@ def _clean(key: str, value: Any) -> Any:
         return value
     if isinstance(value, str):
         return mask_text(value)
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10_000_000:
+        return mask_phone(str(value))  # a phone number passed as a number
     if isinstance(value, (int, float, bool)) or value is None:
         return value
     if isinstance(value, dict):

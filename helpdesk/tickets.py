@@ -16,11 +16,14 @@ def ticket_id_for(conversation_id: str, form_started_at: float) -> str:
     return str(uuid.uuid5(TICKET_NAMESPACE, f"{conversation_id}:{form_started_at:.6f}"))
 
 
-def reference_for(ticket_id: str, prefix: str) -> str:
-    """A short reference users can read and type: prefix + 6 characters from the id."""
+def reference_for(ticket_id: str, prefix: str, length: int = 6) -> str:
+    """A short reference users can read and type: prefix + `length` characters from the id.
+
+    The ledger lengthens it in the rare case two tickets would share one.
+    """
     number = uuid.UUID(ticket_id).int
     chars = []
-    for _ in range(6):
+    for _ in range(length):
         number, index = divmod(number, len(_REFERENCE_ALPHABET))
         chars.append(_REFERENCE_ALPHABET[index])
     return prefix + "".join(chars)

@@ -1,0 +1,162 @@
+"""The real stack for integration tests: Redis, the action server and the Rasa server with
+the trained model, started once per session on free ports, stopped at the end."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional
+
+import pytest
+import requests
+
+from tests.conftest import PROJECT, free_port, wait_for_port
+
+MODEL = PROJECT / "models" / "helpdesk.tar.gz"
+AUTH_TOKEN = "integration-test-token"
+
+
+@dataclass
+class Stack:
+    rasa_url: str
+    actions_port: int
+    database_url: str
+    redis_url: str
+    logs: Dict[str, Path]
+    env: Dict[str, str]
+    processes: Dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    def say(self, sender: str, text: Any, metadata: Optional[dict] = None, **kwargs: Any) -> List[dict]:
+        payload: Dict[str, Any] = {"sender": sender, "message": text}
+        if metadata is not None:
+            payload["metadata"] = metadata
+        answer = requests.post(f"{self.rasa_url}/webhooks/rest/webhook", json=payload, timeout=60, **kwargs)
+        answer.raise_for_status()
+        return answer.json()
+
+    def texts(self, sender: str, text: Any, **kwargs: Any) -> List[str]:
+        return [m.get("text", "") for m in self.say(sender, text, **kwargs)]
+
+    def tracker(self, sender: str) -> dict:
+        answer = requests.get(
+            f"{self.rasa_url}/conversations/{sender}/tracker",
+            params={"token": AUTH_TOKEN},
+            timeout=30,
+        )
+        answer.raise_for_status()
+        return answer.json()
+
+    def log_text(self, name: str) -> str:
+        return self.logs[name].read_text(encoding="utf-8", errors="replace")
+
+
+def _start(name: str, env: Dict[str, str], log_path: Path) -> subprocess.Popen:
+    log = open(log_path, "wb")
+    return subprocess.Popen(
+        [sys.executable, "-m", "helpdesk.launch", name],
+        cwd=PROJECT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(5)
+
+
+def _wait_http(url: str, seconds: float, process: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"{url} process exited early:\n{log.read_text()[-3000:]}")
+        try:
+            if requests.get(url, timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"{url} did not come up in {seconds} s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="session")
+def stack(redis_url: str) -> Iterator[Stack]:
+    if not MODEL.is_file():
+        pytest.fail(f"{MODEL} is missing: run `make train` (make test does it)")
+    work = Path(tempfile.mkdtemp(prefix="helpdesk-it-"))
+    rasa_port, actions_port = free_port(), free_port()
+    database_url = f"sqlite:///{work / 'ledger.sqlite3'}"
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "RASA_PORT": str(rasa_port),
+        "ACTIONS_PORT": str(actions_port),
+        "DATABASE_URL": database_url,
+        "HELPDESK_VAR_DIR": str(work / "var"),
+        "RASA_AUTH_TOKEN": AUTH_TOKEN,
+        "RASA_MODEL": str(MODEL),
+        "PYTHONPATH": str(PROJECT),
+        "LOG_LEVEL": "INFO",
+    }
+    logs = {"actions": work / "actions.log", "rasa": work / "rasa.log"}
+    stack = Stack(
+        rasa_url=f"http://127.0.0.1:{rasa_port}",
+        actions_port=actions_port,
+        database_url=database_url,
+        redis_url=redis_url,
+        logs=logs,
+        env=env,
+    )
+    try:
+        stack.processes["actions"] = _start("actions", env, logs["actions"])
+        stack.processes["rasa"] = _start("rasa", env, logs["rasa"])
+        _wait_http(f"http://127.0.0.1:{actions_port}/health", 90, stack.processes["actions"], logs["actions"])
+        _wait_http(f"{stack.rasa_url}/webhooks/rest/", 240, stack.processes["rasa"], logs["rasa"])
+        # the model is loaded when /status answers with a fingerprint
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            status = requests.get(f"{stack.rasa_url}/status", params={"token": AUTH_TOKEN}, timeout=5)
+            if status.ok and status.json().get("fingerprint"):
+                break
+            time.sleep(0.5)
+        yield stack
+    finally:
+        for process in stack.processes.values():
+            _stop(process)
+
+
+@pytest.fixture
+def sender() -> str:
+    """A fresh conversation id per test."""
+    return f"it-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def bot_ledger(stack: Stack):
+    from helpdesk.ledger import Ledger
+
+    return Ledger(stack.database_url)
+
+
+def json_lines(text: str) -> List[dict]:
+    entries = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                entries.append(json.loads(line))
+            except ValueError:
+                continue
+    return entries
