@@ -116,7 +116,7 @@ class ValidateTicketForm(FormValidationAction):
         text = latest_text(tracker).strip()
         current = tracker.get_slot("description")
         if requested is None and not current:
-            if word_count(text) >= get_catalog().dialogue.prefill_description_min_words:
+            if _says_more_than_entities(tracker):
                 return {"description": text}
             return {}
         if requested in ("store", "system", "confirm_ticket") and not latest_entity_values(
@@ -222,6 +222,22 @@ class ValidateTicketForm(FormValidationAction):
         if field in ("system", "description"):
             return {**done, field: None}
         return {"correct_field": None}
+
+
+def _says_more_than_entities(tracker: Tracker) -> bool:
+    """Whether the message describes a symptom, beyond naming the store and the system."""
+    message = tracker.latest_message or {}
+    text = message.get("text") or ""
+    # blank out entity spans (two extractors may report the same span)
+    chars = list(text)
+    for entity in message.get("entities") or []:
+        start, end = entity.get("start"), entity.get("end")
+        if isinstance(start, int) and isinstance(end, int):
+            chars[start:end] = " " * (end - start)
+    text = "".join(chars)
+    settings = get_catalog().dialogue
+    content = [w for w in fold(text).split() if w not in settings.vague_words]
+    return len(content) >= settings.prefill_description_min_words
 
 
 def current_priority(tracker: Tracker) -> str:

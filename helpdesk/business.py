@@ -52,6 +52,7 @@ class PriorityRules:
 class DialogueSettings:
     store_max_attempts: int
     prefill_description_min_words: int
+    vague_words: Tuple[str, ...]
     description_max_chars: int
     reference_prefix: str
     max_message_chars: int
@@ -274,6 +275,7 @@ def _load_dialogue(path: Path) -> DialogueSettings:
         prefill_description_min_words=_require(
             ticket, "prefill_description_min_words", int, f"{path}: ticket"
         ),
+        vague_words=tuple(fold(str(w)) for w in ticket.get("vague_words") or []),
         description_max_chars=_require(ticket, "description_max_chars", int, f"{path}: ticket"),
         reference_prefix=_require(ticket, "reference_prefix", str, f"{path}: ticket"),
         max_message_chars=_require(channel, "max_message_chars", int, f"{path}: channel"),

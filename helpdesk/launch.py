@@ -97,7 +97,7 @@ def command_for(name: str, settings) -> List[str]:
             "--port", str(settings.rasa_port),
             "--credentials", "credentials.yml",
             "--endpoints", "endpoints.yml",
-            "--model", os.environ.get("RASA_MODEL", "models"),
+            "--model", os.environ.get("RASA_MODEL") or "models",
             "--logging-config-file", logging_config,
         ]
         if settings.rasa_auth_token:
@@ -119,7 +119,7 @@ def banner(settings) -> str:
             f"  Rasa server    {rasa}  (REST channel {rasa}/webhooks/rest/webhook,"
             f" health {rasa}/webhooks/rest/health)",
             f"  action server  http://127.0.0.1:{settings.actions_port}  (health /health)",
-            f"  RQ worker      health http://127.0.0.1:{os.environ.get('WORKER_HEALTH_PORT', '5056')}/health",
+            f"  RQ worker      health http://127.0.0.1:{os.environ.get('WORKER_HEALTH_PORT') or '5056'}/health",
             f"  Redis          {env['REDIS_HOST']}:{env['REDIS_PORT']} db {env['REDIS_DB']}"
             f" (append-only file in {settings.var_dir / 'redis'})",
             f"  ledger         {settings.database_url.split('@')[-1]}",

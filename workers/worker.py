@@ -59,7 +59,7 @@ def main() -> None:
     settings = load_settings()
     configure_logging(settings.log_level)
     connection = redis.Redis.from_url(settings.redis_url)
-    port = int(os.environ.get("WORKER_HEALTH_PORT", "5056"))
+    port = int((os.environ.get("WORKER_HEALTH_PORT") or "5056"))
     try:
         serve_health(connection, port)
     except OSError as error:

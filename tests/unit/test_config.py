@@ -33,7 +33,7 @@ def test_shipped_config_loads(catalog):
 def test_shipped_dialogue_settings(catalog):
     dialogue = catalog.dialogue
     assert dialogue.store_max_attempts == 2
-    assert dialogue.prefill_description_min_words == 4
+    assert dialogue.prefill_description_min_words == 2
     assert dialogue.description_max_chars == 4000
     assert dialogue.reference_prefix == "HD-"
     assert dialogue.max_message_chars == 4000

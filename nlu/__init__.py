@@ -1,0 +1,1 @@
+"""Custom NLU components used in config.yml's pipeline."""

@@ -1,0 +1,286 @@
+"""Submitting the confirmed ticket to the ledger (a real SQLite file per test) and clearing a
+cancelled one (actions/ticket_submit.py)."""
+import sqlite3
+
+import actions.common
+
+import pytest
+
+from actions.ticket_submit import ActionResetTicket, ActionSubmitTicket
+from helpdesk.ledger import PENDING_DELIVERY
+from helpdesk.tickets import ticket_id_for
+from tests.actions.helpers import (
+    FORM,
+    SENDER,
+    TICKET_SLOTS,
+    Conversation,
+    form_turn,
+    message,
+    rendered,
+    responses,
+    run,
+    slot_events,
+)
+from rasa.shared.core.events import ActiveLoop
+
+INCIDENT = "se cayó el POS en la tienda 42, no podemos vender, avisar a Luis y a @5491100000001"
+METADATA = {"sender_name": "Ana Pérez", "sender_phone": "5491100002222"}
+
+
+INCIDENT_ENTITIES = [("store", "tienda 42"), ("system", "POS"), ("person", "Luis"), ("person", "@5491100000001")]
+PRINTER = "la impresora fiscal de la tienda 42 no imprime tickets"
+PRINTER_ENTITIES = [("store", "tienda 42"), ("system", "impresora fiscal")]
+
+
+def confirmed(conversation: Conversation, text: str = INCIDENT, entities=INCIDENT_ENTITIES) -> Conversation:
+    """An incident reported, read back and confirmed; the form has just finished."""
+    slots = {kind: value for kind, value in entities if kind in ("store", "system")}
+    persons = [value for kind, value in entities if kind == "person"]
+    if persons:
+        slots["person"] = persons
+    conversation.user(text, "report_incident", entities, **slots)
+    form_turn(conversation)
+    conversation.form_asks("confirm_ticket", "Voy a crear este ticket: ...")
+    conversation.user("sí", "affirm")
+    events, _ = form_turn(conversation)
+    assert slot_events(events)["confirm_ticket"] is True
+    conversation.deactivate_form()
+    return conversation
+
+
+def form_started_at(conversation: Conversation) -> float:
+    starts = [e.timestamp for e in conversation.events if isinstance(e, ActiveLoop) and e.name == FORM]
+    return starts[-1]
+
+
+@pytest.fixture
+def ana() -> Conversation:
+    return Conversation(metadata=METADATA)
+
+
+def test_submit_records_one_pending_ticket_with_every_field(ana, bot_ledger, domain):
+    confirmed(ana)
+    tracker = ana.tracker()
+
+    events, dispatcher = run(ActionSubmitTicket(), tracker, domain)
+
+    records = bot_ledger.recent_for(SENDER, 10)
+    assert len(records) == 1
+    record = records[0]
+    assert record.id == ticket_id_for(SENDER, form_started_at(ana))
+    assert record.reference.startswith("HD-") and len(record.reference) == 9
+    assert record.state == PENDING_DELIVERY
+    assert record.conversation_id == SENDER
+    assert record.store == "Tienda 42 (Avenida)"
+    assert record.system == "POS"
+    assert record.description == INCIDENT
+    assert record.subject == f"POS / caja en Tienda 42 (Avenida): {INCIDENT}"
+    assert len(record.subject) <= 120
+    assert record.priority == "urgent"
+    assert record.classification == "Problem"
+    assert record.department == "it"
+    assert record.reporter_name == "Ana Pérez"
+    assert record.reporter_phone == "5491100002222"
+    assert record.channel == "rest"
+    assert record.affected_person == "Luis"
+    assert record.mentioned_users == ["@5491100000001"]
+    assert record.correlation_id == tracker.latest_message["metadata"]["correlation_id"]
+    assert record.attempts == 0
+    assert record.zoho_ticket_id is None
+
+    sent = message(dispatcher, "utter_ticket_recorded")
+    assert sent["reference"] == record.reference
+    assert rendered(sent)["text"].startswith(
+        f"He registrado el ticket {record.reference} con prioridad urgente."
+    )
+    assert slot_events(events) == {
+        "store": None,
+        "store_attempts": 0,
+        "system": None,
+        "description": None,
+        "priority": None,
+        "person": None,
+        "confirm_ticket": None,
+        "correct_field": None,
+        "correcting": False,
+    }
+
+
+def test_reporter_phone_falls_back_to_the_sender_id_and_channel_to_metadata(bot_ledger, domain):
+    conversation = Conversation(sender_id="5491133334444", metadata={"channel": "whatsapp"})
+    confirmed(conversation, PRINTER, PRINTER_ENTITIES)
+
+    run(ActionSubmitTicket(), conversation.tracker(), domain)
+
+    record = bot_ledger.recent_for("5491133334444", 1)[0]
+    assert record.reporter_name is None
+    assert record.reporter_phone == "5491133334444"
+    assert record.channel == "whatsapp"
+    assert record.priority == "normal"
+
+
+def test_stated_and_corrected_priority_wins(ana, bot_ledger, domain):
+    ana.user(INCIDENT, "report_incident", [("store", "tienda 42"), ("system", "POS")],
+             store="tienda 42", system="POS")
+    form_turn(ana)
+    ana.form_asks("confirm_ticket")
+    ana.user("no", "deny")
+    form_turn(ana)
+    ana.form_asks("correct_field")
+    ana.user("la prioridad", "inform")
+    form_turn(ana)
+    ana.form_asks("confirm_ticket")
+    ana.user("sí", "affirm")
+    form_turn(ana)
+    ana.deactivate_form()
+
+    _, dispatcher = run(ActionSubmitTicket(), ana.tracker(), domain)
+
+    assert bot_ledger.recent_for(SENDER, 1)[0].priority == "normal"
+    assert message(dispatcher, "utter_ticket_recorded")["priority"] == "normal"
+
+
+def test_the_same_submit_twice_is_one_ticket(ana, bot_ledger, domain):
+    confirmed(ana)
+    tracker_state = ana.tracker()
+
+    _, first = run(ActionSubmitTicket(), tracker_state, domain)
+    # Rasa redelivers the same call (a retried message, a timeout on its side)
+    _, second = run(ActionSubmitTicket(), ana.tracker(), domain)
+
+    records = bot_ledger.recent_for(SENDER, 10)
+    assert len(records) == 1
+    assert message(first, "utter_ticket_recorded")["reference"] == records[0].reference
+    assert message(second, "utter_ticket_recorded")["reference"] == records[0].reference
+
+
+def test_a_new_form_is_a_new_ticket(ana, bot_ledger, domain):
+    confirmed(ana)
+    events, first = run(ActionSubmitTicket(), ana.tracker(), domain)
+    ana.action("action_submit_ticket").apply(events).action("action_listen")
+
+    confirmed(ana, PRINTER, PRINTER_ENTITIES)
+    _, second = run(ActionSubmitTicket(), ana.tracker(), domain)
+
+    records = bot_ledger.recent_for(SENDER, 10)
+    assert len(records) == 2
+    references = {message(first, "utter_ticket_recorded")["reference"],
+                  message(second, "utter_ticket_recorded")["reference"]}
+    assert references == {r.reference for r in records}
+    newest = records[0]
+    assert newest.description == PRINTER
+    assert newest.system == "impresora fiscal"
+    assert newest.priority == "normal"
+    assert newest.affected_person is None and newest.mentioned_users == []
+
+
+@pytest.mark.parametrize("confirm", [None, False])
+def test_submit_without_confirmation_records_nothing(ana, bot_ledger, domain, confirm):
+    ana.user(INCIDENT, "report_incident", [("store", "tienda 42"), ("system", "POS")],
+             store="tienda 42", system="POS")
+    form_turn(ana)
+    ana.form_asks("confirm_ticket")
+    ana.slot("confirm_ticket", confirm)
+
+    events, dispatcher = run(ActionSubmitTicket(), ana.tracker(), domain)
+
+    assert bot_ledger.recent_for(SENDER, 10) == []
+    assert dispatcher.messages == []
+    assert slot_events(events)["store"] is None
+
+
+def test_submit_without_any_form_records_nothing(ana, bot_ledger, domain):
+    ana.user("sí", "affirm").slot("confirm_ticket", True)
+
+    _, dispatcher = run(ActionSubmitTicket(), ana.tracker(), domain)
+
+    assert bot_ledger.recent_for(SENDER, 10) == []
+    assert dispatcher.messages == []
+
+
+def test_failed_write_then_retry_records_one_ticket(ana, monkeypatch, tmp_path, domain, database_url):
+    # the ledger's directory cannot be created: a plain file stands where it should be
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{blocker}/ledger.sqlite3")
+    confirmed(ana)
+    tracker = ana.tracker()
+
+    events, dispatcher = run(ActionSubmitTicket(), tracker, domain)
+
+    assert responses(dispatcher) == ["utter_ticket_record_failed"]
+    assert events == []
+    assert blocker.is_file()
+
+    # the database comes back and Rasa retries the same call: one ticket
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    _, retried = run(ActionSubmitTicket(), ana.tracker(), domain)
+    from helpdesk.ledger import Ledger
+
+    records = Ledger(database_url).recent_for(SENDER, 10)
+    assert len(records) == 1
+    assert message(retried, "utter_ticket_recorded")["reference"] == records[0].reference
+
+
+def test_ledger_that_cannot_be_opened_gives_the_failure_message(ana, ledger_down, domain):
+    confirmed(ana)
+
+    events, dispatcher = run(ActionSubmitTicket(), ana.tracker(), domain)
+
+    assert responses(dispatcher) == ["utter_ticket_record_failed"]
+    assert rendered(dispatcher.messages[0])["text"].startswith("No he podido registrar el ticket")
+    assert events == []
+
+
+def test_ledger_file_that_is_not_a_database_gives_the_failure_message(ana, monkeypatch, tmp_path, domain):
+    broken = tmp_path / "ledger.sqlite3"
+    broken.write_bytes(b"this is not an SQLite database " * 200)
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{broken}")
+    confirmed(ana)
+
+    events, dispatcher = run(ActionSubmitTicket(), ana.tracker(), domain)
+
+    assert responses(dispatcher) == ["utter_ticket_record_failed"]
+    assert events == []
+
+
+def test_ledger_write_failing_after_it_opened_gives_the_failure_message(ana, bot_ledger, database_url, domain):
+    # the table disappears under the open ledger (a broken migration, a wiped database)
+    confirmed(ana)
+    actions.common.get_ledger()  # the action server opened its ledger long ago
+    path = database_url[len("sqlite:///"):]
+    with sqlite3.connect(path) as connection:
+        connection.execute("DROP TABLE tickets")
+
+    events, dispatcher = run(ActionSubmitTicket(), ana.tracker(), domain)
+
+    assert responses(dispatcher) == ["utter_ticket_record_failed"]
+    assert events == []
+
+
+# cancel ---------------------------------------------------------------------------------
+def test_reset_clears_every_ticket_slot(ana, domain):
+    ana.user(INCIDENT, "report_incident", [("store", "tienda 42"), ("system", "POS"), ("person", "Luis")],
+             store="tienda 42", system="POS", person=["Luis"], priority="urgent")
+    form_turn(ana)
+    ana.form_asks("confirm_ticket")
+    ana.user("no", "deny")
+    form_turn(ana)
+    ana.form_asks("correct_field")
+    ana.slot("store_attempts", 1.0)
+    ana.user("cancelar", "cancel")
+    before = ana.tracker().slots
+    assert before["store"] and before["system"] and before["description"] and before["person"]
+    assert before["correcting"] is True
+
+    events, dispatcher = run(ActionResetTicket(), ana.tracker(), domain)
+
+    assert dispatcher.messages == []
+    after = ana.apply(events).tracker().slots
+    # every slot of the domain but ticket_number belongs to the ticket; each is back to its start
+    ticket_slots = {name for name in domain["slots"] if name != "ticket_number"}
+    assert set(TICKET_SLOTS) == ticket_slots
+    assert set(slot_events(events)) == ticket_slots
+    for name in ticket_slots:
+        initial = domain["slots"][name].get("initial_value")
+        assert after[name] == initial, name
