@@ -444,6 +444,27 @@ def test_correct_field_priority_flips_normal_to_urgent(conversation):
     assert slot_events(events)["priority"] == "urgent"
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: CORRECTABLE lets 'urgencia'/'urgente' pick the priority field, but "
+    "validate_correct_field flips current_priority(), which reads every user text of the form "
+    "including that very answer; 'urgencia' is an urgent phrase, so the ticket counts as urgent "
+    "and is flipped to normal: a normal ticket can never be raised this way",
+)
+@pytest.mark.parametrize("answer", ["la urgencia", "cambiar urgencia"])
+def test_correct_field_picked_by_the_word_urgencia_raises_a_normal_ticket(conversation, answer):
+    filled_form(conversation, PRINTER, PRINTER_ENTITIES)
+    conversation.user("no", "deny")
+    form_turn(conversation)
+    at_question(conversation, "correct_field")
+    # no priority entity: the field is picked by the words of CORRECTABLE
+    conversation.user(answer, "inform")
+
+    events, _ = form_turn(conversation)
+
+    assert slot_events(events)["priority"] == "urgent"
+
+
 def test_store_given_directly_while_correcting(conversation):
     correcting(conversation)
     conversation.user("es la tienda 43", "inform", [("store", "tienda 43")], store="tienda 43")

@@ -1,0 +1,757 @@
+"""Dialogue benchmark: our bot against stock `rasa init`, same machine, same run (`make bench`).
+
+What it does, in one run:
+
+1. builds the baseline: `rasa init --no-prompt` in a temporary directory (it trains the stock
+   moodbot model and does not start a shell), then serves it with
+   `rasa run --enable-api -m <dir>/models --port <free>` from that directory;
+2. starts our stack the way `tests/integration/conftest.py` does: a throw-away redis-server,
+   then `python -m helpdesk.launch actions|rasa` with REDIS_URL, RASA_PORT, ACTIONS_PORT,
+   DATABASE_URL, HELPDESK_VAR_DIR, RASA_MODEL and PYTHONPATH pointing at temporary places;
+3. through the REST channel (`POST /webhooks/rest/webhook {"sender", "message"}`) of both bots:
+   - turn latency of one conversation (N sequential turns, p50/p95/p99),
+   - throughput with 1, 20 and 100 concurrent conversations (distinct senders, each sending
+     its turns one after the other), with every request checked (HTTP 200 and a non-empty
+     reply list),
+   - resident memory (VmRSS, VmHWM) of each Rasa server process after the run;
+4. prints both bots side by side with the ratio and the design's budgets, and writes
+   bench/results/turns.json.
+
+The phases alternate between the two bots (baseline, then ours, for each phase) while both
+servers are up, so a busy machine disturbs both alike. Everything started here runs in its own
+process group and is stopped, and every temporary directory removed, on exit, on failure and
+on Ctrl-C / SIGTERM.
+
+    .venv/bin/python bench/bench_turns.py [--turns 200] [--per-conversation 10]
+        [--concurrency 1,20,100] [--quick] [--keep] [--output bench/results/turns.json]
+"""
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import aiohttp
+
+PROJECT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+RASA_BIN = VENV_BIN / "rasa"
+MODEL = PROJECT / "models" / "helpdesk.tar.gz"
+DEFAULT_OUTPUT = PROJECT / "bench" / "results" / "turns.json"
+AUTH_TOKEN = "bench-token"
+LOOPBACK = "127.0.0.1"
+
+# The design's budgets (../shared/DESIGN.md, "Performance budgets").
+BUDGET_TURN_P50_MS = 60.0
+BUDGET_THROUGHPUT_RATIO = 3.0
+BUDGET_RSS_BYTES = 1.5e9  # 1.5 GB read strictly: 10^9 bytes (about 1430 MiB)
+
+REFERENCE = re.compile(r"HD-[A-Z0-9]{6,16}")
+LAST_REFERENCE = "{last_reference}"
+NO_REFERENCE = "HD-AAAAAA"
+
+# One conversation cycle per bot: the same shape of turns (a greeting, the "problem", its
+# confirmation, a question, chatter, thanks, goodbye). Conversations repeat their cycle.
+# (label, message). In our messages, {last_reference} is replaced by the latest HD- reference
+# the bot gave this conversation (HD-AAAAAA, an unknown one, before the first).
+OURS_CYCLE: List[Tuple[str, str]] = [
+    ("greet", "hola"),
+    ("incident, complete (form prefilled, read back)", "se cayó el POS en la tienda 42, no podemos vender"),
+    ("confirm (ledger write)", "sí"),
+    ("status, no number (recent tickets)", "¿cómo va mi ticket?"),
+    ("chatter", "buenos días a todos, hoy hace frío"),
+    ("incident, complete (form prefilled, read back)", "la impresora fiscal de la tienda 15 no imprime nada"),
+    ("confirm (ledger write)", "si"),
+    ("status, with number (ledger read)", f"¿cómo va el ticket {LAST_REFERENCE}?"),
+    ("thanks", "gracias"),
+    ("goodbye", "chau, hasta mañana"),
+]
+BASELINE_CYCLE: List[Tuple[str, str]] = [
+    ("greet", "hola"),
+    ("mood_unhappy (two replies)", "I am sad"),
+    ("affirm", "yes"),
+    ("bot_challenge", "are you a bot?"),
+    ("greet", "hello there"),
+    ("mood_unhappy (Spanish)", "estoy triste"),
+    ("deny", "no"),
+    ("mood_great", "I am great"),
+    ("greet", "good morning"),
+    ("goodbye", "bye"),
+]
+CONFIRM_LABEL = "confirm (ledger write)"
+
+QUICK = {"turns": 20, "per_conversation": 3, "concurrency": "1,5,10", "warmup": 3}
+
+
+# --------------------------------------------------------------------------- processes
+class Cleanup:
+    """Everything this run started: process groups and temporary directories."""
+
+    def __init__(self, keep: bool) -> None:
+        self.keep = keep
+        self.processes: List[Tuple[str, subprocess.Popen]] = []
+        self.dirs: List[Path] = []
+
+    def process(self, name: str, process: subprocess.Popen) -> subprocess.Popen:
+        self.processes.append((name, process))
+        return process
+
+    def directory(self, path: Path) -> Path:
+        self.dirs.append(path)
+        return path
+
+    def run(self) -> None:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C waits for this
+        try:
+            for name, process in reversed(self.processes):
+                stop_group(process)
+            self.processes.clear()
+            for path in self.dirs:
+                if self.keep:
+                    print(f"kept {path}", flush=True)
+                else:
+                    shutil.rmtree(path, ignore_errors=True)
+            self.dirs.clear()
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+def stop_group(process: subprocess.Popen) -> None:
+    """SIGTERM to the process group, SIGKILL after 15 s (as the integration fixture does)."""
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            process.wait(5)
+    else:
+        # the leader is gone; make sure nothing of its group lingers
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((LOOPBACK, 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_port(port: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            probe.settimeout(0.2)
+            if probe.connect_ex((LOOPBACK, port)) == 0:
+                return True
+        time.sleep(0.1)
+    return False
+
+
+class StartupError(RuntimeError):
+    pass
+
+
+def log_tail(path: Path, chars: int = 3000) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")[-chars:]
+    except OSError:
+        return "(no log)"
+
+
+def http_get(url: str, timeout: float = 2.0) -> Tuple[int, Any]:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as answer:
+            body = answer.read()
+            try:
+                return answer.status, json.loads(body)
+            except ValueError:
+                return answer.status, None
+    except urllib.error.HTTPError as error:
+        return error.code, None
+    except (urllib.error.URLError, OSError, ValueError):
+        return 0, None
+
+
+def wait_http(url: str, seconds: float, process: subprocess.Popen, log: Path,
+              ready: Callable[[Any], bool] = lambda body: True) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise StartupError(f"{url}: the process exited early (code {process.returncode}):\n{log_tail(log)}")
+        status, body = http_get(url)
+        if status == 200 and ready(body):
+            return
+        time.sleep(0.5)
+    raise StartupError(f"{url} did not come up in {seconds:.0f} s:\n{log_tail(log)}")
+
+
+def rss_of(pid: int) -> Dict[str, Optional[int]]:
+    """VmRSS and VmHWM (peak) of a process, in bytes, from /proc/<pid>/status."""
+    values: Dict[str, Optional[int]] = {"rss_bytes": None, "peak_rss_bytes": None}
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                values["rss_bytes"] = int(line.split()[1]) * 1024
+            elif line.startswith("VmHWM:"):
+                values["peak_rss_bytes"] = int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return values
+
+
+def quiet_env(base: Dict[str, str]) -> Dict[str, str]:
+    env = dict(base)
+    # loopback only: no usage reporting from either Rasa server
+    env["RASA_TELEMETRY_ENABLED"] = "false"
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return env
+
+
+@dataclass
+class Bot:
+    name: str
+    url: str
+    rasa: subprocess.Popen
+    log: Path
+    cycle: List[Tuple[str, str]]
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def webhook(self) -> str:
+        return f"{self.url}/webhooks/rest/webhook"
+
+
+# --------------------------------------------------------------------------- baseline
+def train_baseline(work: Path, cleanup: Cleanup, timeout: float) -> float:
+    """`rasa init --no-prompt`: scaffolds the moodbot, trains it, starts no shell."""
+    log = work / "rasa-init.log"
+    (work / "project").mkdir()  # --no-prompt wants an existing (empty) directory
+    env = quiet_env(os.environ)
+    env.pop("PYTHONPATH", None)  # stock project: nothing of ours on the path
+    started = time.monotonic()
+    with open(log, "wb") as out:
+        process = cleanup.process("rasa init", subprocess.Popen(
+            [str(RASA_BIN), "init", "--no-prompt", "--init-dir", str(work / "project")],
+            cwd=work, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        ))
+        try:
+            code = process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise StartupError(f"rasa init did not finish in {timeout:.0f} s:\n{log_tail(log)}")
+    models = list((work / "project" / "models").glob("*.tar.gz"))
+    if code != 0 or not models:
+        raise StartupError(f"rasa init failed (code {code}):\n{log_tail(log)}")
+    return time.monotonic() - started
+
+
+def start_baseline(work: Path, cleanup: Cleanup) -> Bot:
+    project = work / "project"
+    port = free_port()
+    log = work / "baseline-rasa.log"
+    env = quiet_env(os.environ)
+    env.pop("PYTHONPATH", None)
+    with open(log, "wb") as out:
+        process = cleanup.process("baseline rasa", subprocess.Popen(
+            [str(RASA_BIN), "run", "--enable-api", "-m", str(project / "models"), "--port", str(port)],
+            cwd=project, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        ))
+    return Bot("baseline", f"http://{LOOPBACK}:{port}", process, log, BASELINE_CYCLE)
+
+
+def wait_baseline(bot: Bot) -> None:
+    wait_http(f"{bot.url}/webhooks/rest/", 300, bot.rasa, bot.log)
+    wait_http(f"{bot.url}/status", 120, bot.rasa, bot.log, lambda body: bool(body and body.get("model_id")))
+
+
+# --------------------------------------------------------------------------- our stack
+def start_ours(work: Path, cleanup: Cleanup) -> Bot:
+    """Redis, the action server and the Rasa server, as tests/integration/conftest.py does."""
+    if not MODEL.is_file():
+        raise StartupError(f"{MODEL} is missing: run `make train`")
+    redis_server = shutil.which("redis-server")
+    if not redis_server:
+        raise StartupError("redis-server is not installed: run `make setup`")
+    redis_port = free_port()
+    redis_dir = work / "redis"
+    redis_dir.mkdir()
+    cleanup.process("redis", subprocess.Popen(
+        [redis_server, "--bind", LOOPBACK, "--port", str(redis_port), "--dir", str(redis_dir),
+         "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    ))
+    if not wait_for_port(redis_port, 10):
+        raise StartupError("the benchmark's Redis did not start")
+    redis_url = f"redis://{LOOPBACK}:{redis_port}/0"
+    rasa_port, actions_port = free_port(), free_port()
+    database_url = f"sqlite:///{work / 'ledger.sqlite3'}"
+    env = quiet_env({
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "RASA_PORT": str(rasa_port),
+        "ACTIONS_PORT": str(actions_port),
+        "DATABASE_URL": database_url,
+        "HELPDESK_VAR_DIR": str(work / "var"),
+        "RASA_AUTH_TOKEN": AUTH_TOKEN,
+        "RASA_MODEL": str(MODEL),
+        "PYTHONPATH": str(PROJECT),
+        "LOG_LEVEL": "INFO",
+    })
+    logs = {"actions": work / "actions.log", "rasa": work / "rasa.log"}
+    processes = {}
+    for name in ("actions", "rasa"):
+        with open(logs[name], "wb") as out:
+            processes[name] = cleanup.process(name, subprocess.Popen(
+                [sys.executable, "-m", "helpdesk.launch", name],
+                cwd=PROJECT, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                stderr=subprocess.STDOUT, start_new_session=True,
+            ))
+    return Bot("ours", f"http://{LOOPBACK}:{rasa_port}", processes["rasa"], logs["rasa"], OURS_CYCLE,
+               extra={"actions": processes["actions"], "actions_port": actions_port,
+                      "actions_log": logs["actions"], "ledger": work / "ledger.sqlite3"})
+
+
+def wait_ours(bot: Bot) -> None:
+    wait_http(f"http://{LOOPBACK}:{bot.extra['actions_port']}/health", 180, bot.extra["actions"],
+              bot.extra["actions_log"])
+    wait_http(f"{bot.url}/webhooks/rest/", 300, bot.rasa, bot.log)
+    # the model is loaded when /status names it (Rasa 3.6: model_id)
+    wait_http(f"{bot.url}/status?token={AUTH_TOKEN}", 120, bot.rasa, bot.log,
+              lambda body: bool(body and body.get("model_id")))
+
+
+def ledger_rows(path: Path) -> Optional[int]:
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10) as connection:
+            return connection.execute("SELECT count(*) FROM tickets").fetchone()[0]
+    except sqlite3.Error:
+        return None
+
+
+# --------------------------------------------------------------------------- load
+@dataclass
+class Result:
+    latencies_ms: List[float] = field(default_factory=list)
+    failures: List[str] = field(default_factory=list)
+    requests: int = 0
+    confirmations: int = 0  # "confirm" turns answered with a ticket reference
+    wall_s: float = 0.0
+
+
+class Conversation:
+    def __init__(self, bot: Bot, sender: str) -> None:
+        self.bot = bot
+        self.sender = sender
+        self.turn = 0
+        self.last_reference = NO_REFERENCE
+
+    async def say(self, session: aiohttp.ClientSession, result: Result) -> None:
+        label, text = self.bot.cycle[self.turn % len(self.bot.cycle)]
+        self.turn += 1
+        text = text.replace(LAST_REFERENCE, self.last_reference)
+        result.requests += 1
+        started = time.perf_counter()
+        try:
+            async with session.post(self.bot.webhook, json={"sender": self.sender, "message": text}) as answer:
+                body = await answer.read()
+                elapsed = (time.perf_counter() - started) * 1000
+                if answer.status != 200:
+                    result.failures.append(f"{self.sender} «{text}»: HTTP {answer.status} {body[:200]!r}")
+                    return
+                replies = json.loads(body)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # timeouts, resets, bad JSON: all count as failures
+            result.failures.append(f"{self.sender} «{text}»: {type(error).__name__}: {error}")
+            return
+        result.latencies_ms.append(elapsed)
+        if not isinstance(replies, list) or not replies:
+            result.failures.append(f"{self.sender} «{text}»: empty reply {replies!r}")
+            return
+        texts = " ".join(str(r.get("text") or "") for r in replies if isinstance(r, dict))
+        found = REFERENCE.findall(texts)
+        if label == CONFIRM_LABEL:
+            if found:
+                result.confirmations += 1
+            else:
+                result.failures.append(f"{self.sender} «{text}»: no ticket reference in {texts[:200]!r}")
+        if found:
+            self.last_reference = found[-1]
+
+
+def session_for(limit: int, timeout: float) -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(limit=limit + 10, limit_per_host=limit + 10, force_close=False)
+    return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout))
+
+
+async def run_conversations(bot: Bot, conversations: int, turns: int, timeout: float, tag: str) -> Result:
+    """`conversations` distinct senders at once, each sending `turns` turns one after the other."""
+    result = Result()
+    async with session_for(conversations, timeout) as session:
+        talks = [Conversation(bot, f"bench-{tag}-{i}-{uuid.uuid4().hex[:8]}") for i in range(conversations)]
+
+        async def talk(conversation: Conversation) -> None:
+            for _ in range(turns):
+                await conversation.say(session, result)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(talk(c) for c in talks))
+        result.wall_s = time.perf_counter() - started
+    return result
+
+
+def percentile(values: List[float], q: float) -> Optional[float]:
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def summary(result: Result) -> Dict[str, Any]:
+    lat = result.latencies_ms
+    quarter = max(1, len(lat) // 4)
+    return {
+        "requests": result.requests,
+        "ok": result.requests - len(result.failures),
+        "failures": len(result.failures),
+        "failure_samples": result.failures[:10],
+        "wall_s": round(result.wall_s, 3),
+        "messages_per_s": round(result.requests / result.wall_s, 2) if result.wall_s else None,
+        "p50_ms": rnd(percentile(lat, 50)),
+        "p95_ms": rnd(percentile(lat, 95)),
+        "p99_ms": rnd(percentile(lat, 99)),
+        "mean_ms": rnd(statistics.fmean(lat)) if lat else None,
+        "max_ms": rnd(max(lat)) if lat else None,
+        "p50_first_quarter_ms": rnd(percentile(lat[:quarter], 50)),
+        "p50_last_quarter_ms": rnd(percentile(lat[-quarter:], 50)),
+        "ticket_confirmations": result.confirmations,
+    }
+
+
+def rnd(value: Optional[float], digits: int = 1) -> Optional[float]:
+    return None if value is None else round(value, digits)
+
+
+def report_failures(bot: Bot, phase: str, result: Result) -> None:
+    if result.failures:
+        print(f"  !! {bot.name} {phase}: {len(result.failures)} failed of {result.requests}", flush=True)
+        for line in result.failures[:10]:
+            print(f"     {line}", flush=True)
+        if len(result.failures) > 10:
+            print(f"     ... and {len(result.failures) - 10} more", flush=True)
+
+
+async def measure(bots: List[Bot], args: argparse.Namespace) -> Dict[str, Dict[str, Any]]:
+    results: Dict[str, Dict[str, Any]] = {bot.name: {"throughput": {}} for bot in bots}
+
+    print(f"\n== warm-up: {args.warmup} turns per bot (not measured)", flush=True)
+    for bot in bots:
+        warm = await run_conversations(bot, 1, args.warmup, args.request_timeout, "warmup")
+        report_failures(bot, "warm-up", warm)
+        print(f"  {bot.name}: {warm.requests} turns, {len(warm.failures)} failed", flush=True)
+
+    print(f"\n== turn latency: one conversation, {args.turns} sequential turns", flush=True)
+    for bot in bots:
+        result = await run_conversations(bot, 1, args.turns, args.request_timeout, "latency")
+        report_failures(bot, "latency", result)
+        results[bot.name]["latency"] = summary(result)
+        s = results[bot.name]["latency"]
+        print(f"  {bot.name:8s} p50 {s['p50_ms']} ms  p95 {s['p95_ms']} ms  p99 {s['p99_ms']} ms  "
+              f"(first/last quarter p50 {s['p50_first_quarter_ms']}/{s['p50_last_quarter_ms']} ms, "
+              f"{s['failures']} failed)", flush=True)
+
+    for level in args.concurrency:
+        print(f"\n== throughput: {level} concurrent conversation(s) x {args.per_conversation} turns", flush=True)
+        for bot in bots:
+            result = await run_conversations(bot, level, args.per_conversation, args.request_timeout, f"c{level}")
+            report_failures(bot, f"{level} concurrent", result)
+            results[bot.name]["throughput"][str(level)] = summary(result)
+            s = results[bot.name]["throughput"][str(level)]
+            print(f"  {bot.name:8s} {s['messages_per_s']} msg/s  p50 {s['p50_ms']} ms  p95 {s['p95_ms']} ms  "
+                  f"({s['requests']} requests in {s['wall_s']} s, {s['failures']} failed)", flush=True)
+    return results
+
+
+# --------------------------------------------------------------------------- report
+def mix_description(cycle: List[Tuple[str, str]]) -> List[Dict[str, str]]:
+    return [{"kind": label, "message": text} for label, text in cycle]
+
+
+def print_mix(args: argparse.Namespace) -> None:
+    print("Message mix (each conversation repeats its cycle from the start):", flush=True)
+    for name, cycle in (("ours", OURS_CYCLE), ("baseline (stock rasa init moodbot)", BASELINE_CYCLE)):
+        print(f"  {name}:", flush=True)
+        for i, (label, text) in enumerate(cycle, 1):
+            print(f"    {i:2d}. {text!r:58s} {label}", flush=True)
+        shares: Dict[str, int] = {}
+        for label, _ in cycle:
+            key = label.split(" (")[0].split(",")[0]
+            shares[key] = shares.get(key, 0) + 1
+        print("      share: " + ", ".join(f"{k} {v * 100 // len(cycle)}%" for k, v in shares.items()), flush=True)
+    print(f"  latency run: {args.turns} turns of one conversation; throughput runs: "
+          f"{args.per_conversation} turns per conversation", flush=True)
+    print(f"  ({{last_reference}} is the latest HD- reference the bot gave that conversation, "
+          f"{NO_REFERENCE} before the first)", flush=True)
+
+
+def mib(value: Optional[int]) -> str:
+    return "-" if value is None else f"{value / 2**20:.0f} MiB"
+
+
+def fmt(value: Any, unit: str = "") -> str:
+    return "-" if value is None else f"{value}{unit}"
+
+
+def verdict(ok: Optional[bool]) -> str:
+    return "" if ok is None else ("ok" if ok else "OVER BUDGET")
+
+
+def build_table(results: Dict[str, Any], args: argparse.Namespace) -> Tuple[List[List[str]], Dict[str, Any]]:
+    base, ours = results["baseline"], results["ours"]
+    rows = [["metric", "baseline (rasa init)", "ours", "ours/baseline", "budget", "check"]]
+    checks: Dict[str, Any] = {}
+
+    def ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
+        return round(a / b, 2) if a is not None and b else None
+
+    bl, ol = base["latency"], ours["latency"]
+    for key in ("p50_ms", "p95_ms", "p99_ms"):
+        budget, ok = "", None
+        if key == "p50_ms":
+            budget = f"< {BUDGET_TURN_P50_MS:.0f} ms"
+            ok = ol[key] is not None and ol[key] < BUDGET_TURN_P50_MS and ol["failures"] == 0
+            checks["turn_p50_ms"] = {"value": ol[key], "budget": BUDGET_TURN_P50_MS, "ok": ok}
+        rows.append([f"1 conversation, {args.turns} turns: {key[:-3]}", fmt(bl[key], " ms"), fmt(ol[key], " ms"),
+                     fmt(ratio(ol[key], bl[key]), "x"), budget, verdict(ok)])
+    rows.append([f"  failed turns", fmt(bl["failures"]), fmt(ol["failures"]), "", "0",
+                 verdict(bl["failures"] == 0 and ol["failures"] == 0)])
+
+    checks["throughput"] = {}
+    for level in args.concurrency:
+        bt, ot = base["throughput"][str(level)], ours["throughput"][str(level)]
+        r = ratio(ot["messages_per_s"], bt["messages_per_s"])
+        ok = r is not None and r >= BUDGET_THROUGHPUT_RATIO and ot["failures"] == 0
+        checks["throughput"][str(level)] = {"ratio": r, "budget_ratio": BUDGET_THROUGHPUT_RATIO, "ok": ok,
+                                           "errors_ours": ot["failures"], "errors_baseline": bt["failures"]}
+        rows.append([f"{level} concurrent x {args.per_conversation}: msg/s", fmt(bt["messages_per_s"]),
+                     fmt(ot["messages_per_s"]), fmt(r, "x"), f">= {BUDGET_THROUGHPUT_RATIO:.0f}x", verdict(ok)])
+        for key in ("p50_ms", "p95_ms"):
+            rows.append([f"  {key[:-3]}", fmt(bt[key], " ms"), fmt(ot[key], " ms"),
+                         fmt(ratio(ot[key], bt[key]), "x"), "", ""])
+        rows.append([f"  failed", f"{bt['failures']}/{bt['requests']}", f"{ot['failures']}/{ot['requests']}",
+                     "", "0", verdict(bt["failures"] == 0 and ot["failures"] == 0)])
+
+    br, orss = base["memory"]["rss_bytes"], ours["memory"]["rss_bytes"]
+    ok = orss is not None and orss < BUDGET_RSS_BYTES
+    checks["rasa_rss_bytes"] = {"value": orss, "budget": BUDGET_RSS_BYTES, "ok": ok}
+    rows.append(["Rasa server RSS after run", mib(br), mib(orss), fmt(ratio(orss, br), "x"),
+                 f"< 1.5 GB ({BUDGET_RSS_BYTES / 2**20:.0f} MiB)", verdict(ok)])
+    rows.append(["  peak RSS (VmHWM)", mib(base["memory"]["peak_rss_bytes"]), mib(ours["memory"]["peak_rss_bytes"]),
+                 "", "", ""])
+    if ours.get("actions_memory"):
+        rows.append(["  action server RSS (ours only)", "-", mib(ours["actions_memory"]["rss_bytes"]), "", "", ""])
+    return rows, checks
+
+
+def print_table(rows: List[List[str]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for n, row in enumerate(rows):
+        print("  ".join(cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) if i < 4 else cell.ljust(widths[i])
+                        for i, cell in enumerate(row)).rstrip(), flush=True)
+        if n == 0:
+            print("  ".join("-" * w for w in widths), flush=True)
+
+
+def load_average() -> Optional[List[float]]:
+    try:
+        return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+    except (OSError, ValueError):
+        return None
+
+
+# --------------------------------------------------------------------------- main
+def parse_args(argv: List[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Turn latency, throughput and memory of our Rasa bot against stock `rasa init`, "
+                    "measured in the same run on this machine.")
+    parser.add_argument("--turns", type=int, default=None,
+                        help="sequential turns of the single-conversation latency run (default 200; --quick 20)")
+    parser.add_argument("--per-conversation", type=int, default=None,
+                        help="turns each conversation sends in the throughput runs (default 10; --quick 3)")
+    parser.add_argument("--concurrency", default=None,
+                        help="comma-separated concurrent conversations for the throughput runs "
+                             "(default 1,20,100; --quick 1,5,10)")
+    parser.add_argument("--warmup", type=int, default=None,
+                        help="unmeasured warm-up turns per server before measuring (default 10; --quick 3)")
+    parser.add_argument("--request-timeout", type=float, default=180.0,
+                        help="seconds before one request counts as failed (default 180)")
+    parser.add_argument("--train-timeout", type=float, default=1200.0,
+                        help="seconds allowed for `rasa init` to train the baseline (default 1200)")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke test: small counts (20 turns, 1,5,10 concurrent x 3 turns, 3 warm-up turns)")
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT,
+                        help=f"where to write the JSON results (default {DEFAULT_OUTPUT.relative_to(PROJECT)})")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the temporary directories (logs, baseline project, ledger) for inspection")
+    args = parser.parse_args(argv)
+    defaults = QUICK if args.quick else {"turns": 200, "per_conversation": 10, "concurrency": "1,20,100", "warmup": 10}
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    try:
+        args.concurrency = [int(x) for x in str(args.concurrency).split(",") if x.strip()]
+    except ValueError:
+        parser.error("--concurrency takes comma-separated integers, e.g. 1,20,100")
+    if not args.concurrency or min(args.concurrency) < 1:
+        parser.error("--concurrency needs positive integers")
+    if args.turns < 1 or args.per_conversation < 1 or args.warmup < 0:
+        parser.error("--turns and --per-conversation must be at least 1, --warmup at least 0")
+    if args.concurrency and max(args.concurrency) > 1000:
+        parser.error("--concurrency above 1000 is not supported")
+    return args
+
+
+def raise_on_sigterm(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: List[str]) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, raise_on_sigterm)
+    signal.signal(signal.SIGHUP, raise_on_sigterm)
+    cleanup = Cleanup(keep=args.keep)
+    started = time.time()
+    load_before = load_average()
+    print(f"bench_turns: {'quick smoke test' if args.quick else 'full run'} on {os.cpu_count()} CPU(s), "
+          f"load average {load_before}", flush=True)
+    print_mix(args)
+    try:
+        base_dir = cleanup.directory(Path(tempfile.mkdtemp(prefix="bench-rasa-init-")))
+        ours_dir = cleanup.directory(Path(tempfile.mkdtemp(prefix="bench-helpdesk-")))
+
+        print("\n== starting our stack (Redis, action server, Rasa server) in the background", flush=True)
+        t0 = time.monotonic()
+        ours = start_ours(ours_dir, cleanup)
+        print(f"== building the baseline: rasa init --no-prompt --init-dir {base_dir / 'project'}"
+              " (trains the stock model)", flush=True)
+        train_s = train_baseline(base_dir, cleanup, args.train_timeout)
+        print(f"   trained in {train_s:.0f} s", flush=True)
+        baseline = start_baseline(base_dir, cleanup)
+        wait_ours(ours)
+        print(f"   our stack ready at {ours.url} ({time.monotonic() - t0:.0f} s after start)", flush=True)
+        t1 = time.monotonic()
+        wait_baseline(baseline)
+        print(f"   baseline ready at {baseline.url} ({time.monotonic() - t1:.0f} s after start)", flush=True)
+
+        bots = [baseline, ours]
+        results = asyncio.run(measure(bots, args))
+        for bot in bots:
+            results[bot.name]["memory"] = {"pid": bot.rasa.pid, **rss_of(bot.rasa.pid)}
+        results["ours"]["actions_memory"] = {"pid": ours.extra["actions"].pid, **rss_of(ours.extra["actions"].pid)}
+        confirmations = sum(
+            (s.get("ticket_confirmations") or 0)
+            for s in [results["ours"]["latency"], *results["ours"]["throughput"].values()]
+        )
+        warmup_confirmations = sum(1 for i in range(args.warmup) if OURS_CYCLE[i % len(OURS_CYCLE)][0] == CONFIRM_LABEL)
+        rows = ledger_rows(ours.extra["ledger"])
+        results["ours"]["ledger"] = {
+            "rows": rows,
+            "confirmations_measured": confirmations,
+            "confirmations_warmup_max": warmup_confirmations,
+        }
+        for bot in bots:
+            if bot.rasa.poll() is not None:
+                raise RuntimeError(f"{bot.name}'s Rasa server died during the run:\n{log_tail(bot.log)}")
+
+        table, checks = build_table(results, args)
+        print("\n== results (same machine, same run; REST channel over loopback)", flush=True)
+        print_table(table)
+        print(f"\n  ledger rows written by our bot: {rows} "
+              f"(confirmed with a reference: {confirmations} measured + up to {warmup_confirmations} in warm-up)",
+              flush=True)
+        load_after = load_average()
+        print(f"  load average before/after: {load_before} / {load_after}; the client runs on the same "
+              f"{os.cpu_count()} CPU(s) as the servers", flush=True)
+        budgets_met = all([checks["turn_p50_ms"]["ok"], checks["rasa_rss_bytes"]["ok"],
+                           *(c["ok"] for c in checks["throughput"].values())])
+        print(f"  budgets: {'all met' if budgets_met else 'NOT all met'} "
+              f"(turn p50 < {BUDGET_TURN_P50_MS:.0f} ms with one conversation; throughput >= "
+              f"{BUDGET_THROUGHPUT_RATIO:.0f}x stock rasa init with zero errors; Rasa RSS < 1.5 GB)", flush=True)
+
+        document = {
+            "benchmark": "bench/bench_turns.py",
+            "mode": "quick" if args.quick else "full",
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+            "duration_s": round(time.time() - started, 1),
+            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                        "python": platform.python_version(), "load_before": load_before, "load_after": load_after},
+            "rasa_version": rasa_version(),
+            "settings": {"turns": args.turns, "per_conversation": args.per_conversation,
+                         "concurrency": args.concurrency, "warmup": args.warmup,
+                         "request_timeout_s": args.request_timeout},
+            "baseline_training_s": round(train_s, 1),
+            "mix": {"ours": mix_description(OURS_CYCLE), "baseline": mix_description(BASELINE_CYCLE)},
+            "budgets": {"turn_p50_ms": BUDGET_TURN_P50_MS, "throughput_ratio": BUDGET_THROUGHPUT_RATIO,
+                        "rasa_rss_bytes": BUDGET_RSS_BYTES},
+            "results": results,
+            "checks": checks,
+            "budgets_met": budgets_met,
+        }
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        print(f"  written {args.output}", flush=True)
+        errors = sum(s["failures"] for r in results.values() if isinstance(r, dict) and "latency" in r
+                     for s in [r["latency"], *r["throughput"].values()])
+        return 0 if errors == 0 else 1
+    except StartupError as error:
+        print(f"\nbench_turns: start-up failed: {error}", file=sys.stderr, flush=True)
+        return 2
+    except KeyboardInterrupt:
+        print("\nbench_turns: interrupted; stopping everything it started", file=sys.stderr, flush=True)
+        return 130
+    finally:
+        cleanup.run()
+        print(f"bench_turns: cleaned up after {time.time() - started:.0f} s", flush=True)
+
+
+def rasa_version() -> Optional[str]:
+    try:
+        from importlib.metadata import version
+
+        return version("rasa")
+    except Exception:
+        return None
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
