@@ -11,12 +11,14 @@ TRAINING_FILES := domain.yml config.yml $(shell find data -name '*.yml' 2>/dev/n
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help setup run shell train validate test bench bench-nlu nlu-sync clean
+.PHONY: help setup run shell rasa-shell interactive train validate test bench bench-nlu nlu-sync clean
 
 help:
 	@echo "make run       set up, train if needed, start the whole bot (Ctrl-C stops it)"
 	@echo "make test      set up, train, run every test"
 	@echo "make shell     talk to the running bot (after make run, in another terminal)"
+	@echo "make rasa-shell  rasa shell (second server on RASA_PORT+1) against the running action server"
+	@echo "make interactive rasa interactive against the running action server"
 	@echo "make train     train the model when data, domain or config changed"
 	@echo "make validate  rasa data validate --fail-on-warnings"
 	@echo "make bench     turn latency and throughput against stock rasa init"
@@ -60,6 +62,12 @@ run: setup $(MODEL)
 
 shell: $(VENV)/.installed
 	@$(PY) scripts/shell.py
+
+rasa-shell: setup $(MODEL)
+	@$(PY) -m helpdesk.launch rasa-shell
+
+interactive: setup $(MODEL)
+	@$(PY) -m helpdesk.launch interactive
 
 test: setup $(MODEL)
 	@$(PY) scripts/sync_nlu.py --check

@@ -94,7 +94,7 @@ BASELINE_CYCLE: List[Tuple[str, str]] = [
 ]
 CONFIRM_LABEL = "confirm (ledger write)"
 
-QUICK = {"turns": 20, "per_conversation": 3, "concurrency": "1,5,10", "warmup": 3}
+QUICK = {"turns": 20, "per_conversation": 3, "concurrency": "1,5,10", "warmup": 10}
 
 
 # --------------------------------------------------------------------------- processes
@@ -347,6 +347,19 @@ def wait_ours(bot: Bot) -> None:
               lambda body: bool(body and body.get("model_id")))
 
 
+ERROR_LINE = re.compile(r'"level": "(ERROR|CRITICAL)"|^\S+ \S+ (ERROR|CRITICAL) |^Traceback ')
+
+
+def log_errors(path: Path) -> Dict[str, Any]:
+    """ERROR/CRITICAL lines and tracebacks a server logged (JSON lines or Rasa's text format)."""
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return {"log": str(path), "errors": None, "samples": []}
+    hits = [line for line in lines if ERROR_LINE.search(line)]
+    return {"log": path.name, "errors": len(hits), "samples": [shorten(h, 300) for h in hits[:5]]}
+
+
 def ledger_rows(path: Path) -> Optional[int]:
     try:
         with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10) as connection:
@@ -363,6 +376,7 @@ class Result:
     requests: int = 0
     confirmations: int = 0  # "confirm" turns answered with a ticket reference
     wall_s: float = 0.0
+    samples: Optional[List[Tuple[str, str]]] = None  # (message, replies) when asked for
 
 
 class Conversation:
@@ -396,6 +410,8 @@ class Conversation:
             result.failures.append(f"{self.sender} «{text}»: empty reply {replies!r}")
             return
         texts = " ".join(str(r.get("text") or "") for r in replies if isinstance(r, dict))
+        if result.samples is not None:
+            result.samples.append((text, " | ".join(str(r.get("text") or r) for r in replies)))
         found = REFERENCE.findall(texts)
         if label == CONFIRM_LABEL:
             if found:
@@ -411,9 +427,10 @@ def session_for(limit: int, timeout: float) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout))
 
 
-async def run_conversations(bot: Bot, conversations: int, turns: int, timeout: float, tag: str) -> Result:
+async def run_conversations(bot: Bot, conversations: int, turns: int, timeout: float, tag: str,
+                            samples: bool = False) -> Result:
     """`conversations` distinct senders at once, each sending `turns` turns one after the other."""
-    result = Result()
+    result = Result(samples=[] if samples else None)
     async with session_for(conversations, timeout) as session:
         talks = [Conversation(bot, f"bench-{tag}-{i}-{uuid.uuid4().hex[:8]}") for i in range(conversations)]
 
@@ -458,6 +475,11 @@ def summary(result: Result) -> Dict[str, Any]:
     }
 
 
+def shorten(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def rnd(value: Optional[float], digits: int = 1) -> Optional[float]:
     return None if value is None else round(value, digits)
 
@@ -476,9 +498,13 @@ async def measure(bots: List[Bot], args: argparse.Namespace) -> Dict[str, Dict[s
 
     print(f"\n== warm-up: {args.warmup} turns per bot (not measured)", flush=True)
     for bot in bots:
-        warm = await run_conversations(bot, 1, args.warmup, args.request_timeout, "warmup")
+        warm = await run_conversations(bot, 1, args.warmup, args.request_timeout, "warmup", samples=True)
         report_failures(bot, "warm-up", warm)
-        print(f"  {bot.name}: {warm.requests} turns, {len(warm.failures)} failed", flush=True)
+        print(f"  {bot.name}: {warm.requests} turns, {len(warm.failures)} failed; what it answered:", flush=True)
+        for text, replies in warm.samples or []:
+            print(f"    {text[:40]!r:42s} -> {shorten(replies, 110)}", flush=True)
+        results[bot.name]["warmup"] = {"turns": warm.requests, "failures": len(warm.failures),
+                                       "replies": [{"message": t, "replies": r} for t, r in warm.samples or []]}
 
     print(f"\n== turn latency: one conversation, {args.turns} sequential turns", flush=True)
     for bot in bots:
@@ -533,7 +559,7 @@ def fmt(value: Any, unit: str = "") -> str:
 
 
 def verdict(ok: Optional[bool]) -> str:
-    return "" if ok is None else ("ok" if ok else "OVER BUDGET")
+    return "" if ok is None else ("ok" if ok else "MISSED")
 
 
 def build_table(results: Dict[str, Any], args: argparse.Namespace) -> Tuple[List[List[str]], Dict[str, Any]]:
@@ -612,13 +638,14 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
                         help="comma-separated concurrent conversations for the throughput runs "
                              "(default 1,20,100; --quick 1,5,10)")
     parser.add_argument("--warmup", type=int, default=None,
-                        help="unmeasured warm-up turns per server before measuring (default 10; --quick 3)")
+                        help="unmeasured warm-up turns per server before measuring; their replies are printed "
+                             "(default 10: one full cycle of the mix)")
     parser.add_argument("--request-timeout", type=float, default=180.0,
                         help="seconds before one request counts as failed (default 180)")
     parser.add_argument("--train-timeout", type=float, default=1200.0,
                         help="seconds allowed for `rasa init` to train the baseline (default 1200)")
     parser.add_argument("--quick", action="store_true",
-                        help="smoke test: small counts (20 turns, 1,5,10 concurrent x 3 turns, 3 warm-up turns)")
+                        help="smoke test: small counts (20 turns; 1,5,10 concurrent conversations x 3 turns)")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT,
                         help=f"where to write the JSON results (default {DEFAULT_OUTPUT.relative_to(PROJECT)})")
     parser.add_argument("--keep", action="store_true",
@@ -689,6 +716,8 @@ def main(argv: List[str]) -> int:
             "confirmations_measured": confirmations,
             "confirmations_warmup_max": warmup_confirmations,
         }
+        results["baseline"]["log_errors"] = {"rasa": log_errors(baseline.log)}
+        results["ours"]["log_errors"] = {"rasa": log_errors(ours.log), "actions": log_errors(ours.extra["actions_log"])}
         for bot in bots:
             if bot.rasa.poll() is not None:
                 raise RuntimeError(f"{bot.name}'s Rasa server died during the run:\n{log_tail(bot.log)}")
@@ -699,6 +728,11 @@ def main(argv: List[str]) -> int:
         print(f"\n  ledger rows written by our bot: {rows} "
               f"(confirmed with a reference: {confirmations} measured + up to {warmup_confirmations} in warm-up)",
               flush=True)
+        for bot in bots:
+            for server, found in results[bot.name]["log_errors"].items():
+                print(f"  {bot.name} {server} server log: {fmt(found['errors'])} ERROR lines/tracebacks", flush=True)
+                for sample in found["samples"]:
+                    print(f"     {sample}", flush=True)
         load_after = load_average()
         print(f"  load average before/after: {load_before} / {load_after}; the client runs on the same "
               f"{os.cpu_count()} CPU(s) as the servers", flush=True)

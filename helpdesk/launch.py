@@ -1,6 +1,6 @@
 """Start one of the project's processes with its environment prepared.
 
-    python -m helpdesk.launch redis|actions|rasa|worker
+    python -m helpdesk.launch redis|actions|rasa|worker|interactive|rasa-shell|banner|env
 
 Reads `.env`, applies defaults, derives REDIS_HOST/PORT/DB/PASSWORD from REDIS_URL for
 `endpoints.yml`, checks that the port is free (a clear message instead of a traceback), waits
@@ -8,6 +8,7 @@ for Redis where the process needs it, then replaces itself with the real program
 process manager's signals reach it directly.
 """
 import os
+import shlex
 import shutil
 import socket
 import sys
@@ -103,6 +104,19 @@ def command_for(name: str, settings) -> List[str]:
         if settings.rasa_auth_token:
             command += ["--auth-token", settings.rasa_auth_token]
         return command
+    if name in ("interactive", "rasa-shell"):
+        # Rasa's own tools, with endpoints.yml resolved (action server, Redis trackers);
+        # a second server on RASA_PORT + 1 so it can run beside `make run`
+        wait_for_redis(env["REDIS_HOST"], int(env["REDIS_PORT"]))
+        port = str(settings.rasa_port + 1)
+        require_free(int(port), "second Rasa server (rasa shell/interactive)", "RASA_PORT")
+        tool = "interactive" if name == "interactive" else "shell"
+        return [
+            str(VENV_BIN / "rasa"), tool,
+            "--port", port,
+            "--endpoints", "endpoints.yml",
+            "--model", os.environ.get("RASA_MODEL") or "models",
+        ]
     if name == "worker":
         wait_for_redis(env["REDIS_HOST"], int(env["REDIS_PORT"]))
         return [str(VENV_BIN / "python"), "-m", "workers.worker"]
@@ -130,10 +144,15 @@ def banner(settings) -> str:
 
 def main(argv: List[str]) -> None:
     if len(argv) != 1:
-        fail("usage: python -m helpdesk.launch redis|actions|rasa|worker|banner")
+        fail("usage: python -m helpdesk.launch redis|actions|rasa|worker|interactive|rasa-shell|banner|env")
     settings = load_settings()
     if argv[0] == "banner":
         print(banner(settings), flush=True)
+        return
+    if argv[0] == "env":
+        # `eval "$(python -m helpdesk.launch env)"` before running rasa commands by hand
+        variables = {**redis_env(settings.redis_url), "ACTIONS_PORT": str(settings.actions_port)}
+        print("\n".join(f"export {k}={shlex.quote(v)}" for k, v in variables.items()))
         return
     os.chdir(PROJECT_DIR)
     os.environ.update(redis_env(settings.redis_url))
