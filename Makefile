@@ -47,7 +47,7 @@ nlu-sync: $(VENV)/.installed
 	@$(PY) scripts/sync_nlu.py
 
 $(MODEL): $(VENV)/.installed $(SPACY_MODEL)/meta.json $(TRAINING_FILES) config/stores.yml config/systems.yml
-	@$(PY) scripts/sync_nlu.py --check
+	@$(PY) scripts/sync_nlu.py
 	$(RASA) train --fixed-model-name helpdesk --out models
 	@touch $@
 
@@ -70,7 +70,6 @@ interactive: setup $(MODEL)
 	@$(PY) -m helpdesk.launch interactive
 
 test: setup $(MODEL)
-	@$(PY) scripts/sync_nlu.py --check
 	$(RASA) data validate --fail-on-warnings
 	$(PY) -m pytest
 	$(RASA) test core --model $(MODEL) --stories tests/test_stories.yml \

@@ -34,7 +34,7 @@ CORRECTABLE = {
 # intents whose free text can answer a question about the store or the system
 ANSWER_INTENTS = ("inform", "report_incident", "deny")
 # slots that steer the form without being asked for
-HELPER_SLOTS = ("correcting", "store_attempts")
+HELPER_SLOTS = ("correcting", "store_attempts", "priority", "person")
 FIELD_NAMES = {
     "store": "la tienda",
     "system": "el sistema afectado",
@@ -77,6 +77,8 @@ class ValidateTicketForm(FormValidationAction):
         returned = {event["name"] for event in events}
         for name, value in tracker.slots_to_validate().items():
             if name in HELPER_SLOTS and name not in returned:
+                if name == "priority":
+                    value = normalise_priority(value)
                 events.append(SlotSet(name, value))
         return events
 
@@ -147,9 +149,13 @@ class ValidateTicketForm(FormValidationAction):
         if tracker.get_slot("requested_slot") != "confirm_ticket":
             return {}
         intent = latest_intent(tracker)
-        if latest_entity_values(tracker, "store", "system", "priority"):
+        if latest_entity_values(tracker, "store", "system"):
             # "no, es la tienda 43": that field changes and the bot reads the ticket back again
             return {}
+        stated = latest_entity_values(tracker, "priority")
+        if stated:
+            # "ponelo como urgente": priority is not a form slot, so it is set here
+            return {"priority": normalise_priority(stated[0])}
         if intent == "affirm":
             return {"confirm_ticket": True}
         if intent == "deny":
@@ -203,19 +209,14 @@ class ValidateTicketForm(FormValidationAction):
             text = text[: limit - 20].rstrip() + " [texto recortado]"
         return {"description": text, "correcting": False}
 
-    def validate_priority(
-        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
-    ) -> Dict[Text, Any]:
-        value = _first(value)
-        return {"priority": value if value in PRIORITIES else None, "correcting": False}
-
     def validate_correct_field(
         self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> Dict[Text, Any]:
         field = _first(value)
         done = {"correct_field": None, "correcting": False}
         if field == "priority":
-            current = tracker.get_slot("priority") or current_priority(tracker)
+            # the priority the user was shown, before this answer ("la urgencia") counted
+            current = tracker.get_slot("priority") or current_priority(tracker, latest=False)
             return {**done, "priority": NORMAL if current == URGENT else URGENT}
         if field == "store":
             return {**done, "store": None, "store_attempts": 0}
@@ -240,10 +241,26 @@ def _says_more_than_entities(tracker: Tracker) -> bool:
     return len(content) >= settings.prefill_description_min_words
 
 
-def current_priority(tracker: Tracker) -> str:
-    """The priority the ticket would get now: stated by the user, or by the rules."""
+def normalise_priority(value: Any) -> Optional[str]:
+    """`urgent`, `normal` or None from what NLU extracted ("urgencia", "no es urgente")."""
+    value = _first(value)
+    if value is None or value in PRIORITIES:
+        return value
+    folded = fold(value)
+    if folded in ("normal", "baja", "no urgente", "sin urgencia"):
+        return NORMAL
+    return decide_priority(get_catalog().priority, [value]) if folded else None
+
+
+def current_priority(tracker: Tracker, latest: bool = True) -> str:
+    """The priority the ticket would get now: stated by the user, or by the rules.
+
+    `latest=False` leaves out the message being handled.
+    """
     started = form_started_event(tracker)
     texts = user_texts_since(tracker, started["timestamp"]) if started else []
+    if not latest and texts:
+        texts = texts[:-1]
     texts.append(tracker.get_slot("description") or "")
     return decide_priority(get_catalog().priority, texts, tracker.get_slot("priority"))
 

@@ -24,8 +24,8 @@ class ActionTicketStatus(Action):
         catalog = get_catalog()
         labels = catalog.dialogue.state_labels
         number = tracker.get_slot("ticket_number")
-        ledger = get_ledger()
         try:
+            ledger = get_ledger()
             if number:
                 record = await asyncio.to_thread(ledger.find, str(number))
                 if record is None:

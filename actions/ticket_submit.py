@@ -4,6 +4,7 @@ import logging
 from typing import Any, Dict, List, Text
 
 from rasa_sdk import Action, Tracker
+from rasa_sdk.events import FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
@@ -66,7 +67,9 @@ class ActionSubmitTicket(Action):
         except Exception:
             logger.exception("ledger write failed", extra={"ticket_id": ticket.id})
             dispatcher.utter_message(response="utter_ticket_record_failed")
-            return []
+            # keep what was collected and read it back again: the user confirms once more
+            # when they want to retry, and nothing is submitted without that confirmation
+            return [SlotSet("confirm_ticket", None), FollowupAction("ticket_form")]
         logger.info(
             "ticket recorded" if created else "ticket already recorded",
             extra={

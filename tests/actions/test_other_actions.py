@@ -163,12 +163,6 @@ def test_status_when_the_ledger_query_fails(bot_ledger, database_url, domain):
     assert slot_events(events) == {"ticket_number": None}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: action_ticket_status calls get_ledger() before its try block, so when the "
-    "ledger cannot be opened (database down or its path unusable) the action raises instead "
-    "of sending utter_status_unavailable; submit and handoff open it inside their try",
-)
 def test_status_when_the_ledger_cannot_be_opened(ledger_down, domain):
     events, dispatcher = run(ActionTicketStatus(), asks_status("HD-AAAAAA").tracker(), domain)
 

@@ -14,6 +14,7 @@ from actions.ticket_form import (
 from tests.actions.helpers import (
     FORM_SLOTS,
     Conversation,
+    entity,
     form_turn,
     message,
     rendered,
@@ -92,6 +93,23 @@ def test_a_symptom_of_two_words_is_the_description(conversation):
     events, _ = start_form(conversation, "la caja no enciende", entities=[("system", "POS", "caja")], system="POS")
 
     assert slot_events(events)["description"] == "la caja no enciende"
+
+
+def test_entity_reported_by_two_extractors_is_left_out_once(conversation):
+    text = "hola, en la tienda 42 la caja"
+    store = entity("store", "tienda 42", text)
+    events, _ = start_form(
+        conversation,
+        text,
+        entities=[store, {**store, "extractor": "DIETClassifier", "confidence_entity": 0.95},
+                  ("system", "POS", "caja")],
+        store="tienda 42",
+        system="POS",
+    )
+
+    set_ = slot_events(events)
+    assert set_["store"] == "Tienda 42 (Avenida)"
+    assert "description" not in set_
 
 
 def test_first_message_with_unknown_store_is_reported_at_once(conversation):
@@ -398,14 +416,6 @@ def test_priority_stated_at_the_confirmation_is_read_back(conversation, domain):
     assert message(dispatcher, "utter_confirm_ticket")["priority"] == "urgente"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: with a priority entity at the confirmation extract_confirm_ticket returns {} "
-    "and, priority not being a form slot, validation returns no slot at all; Rasa's form then "
-    "rejects the turn (no slot validated) and the user reads 'No he podido usar esa "
-    "respuesta.' before the read-back that already shows the new priority (seen on the "
-    "running bot with 'urgente')",
-)
 def test_priority_stated_at_the_confirmation_is_accepted_by_the_form(conversation):
     events, _ = stated_urgent_at_the_confirmation(conversation)
 
@@ -475,13 +485,6 @@ def test_correct_field_priority_flips_normal_to_urgent(conversation):
     assert slot_events(events)["priority"] == "urgent"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: CORRECTABLE lets 'urgencia'/'urgente' pick the priority field, but "
-    "validate_correct_field flips current_priority(), which reads every user text of the form "
-    "including that very answer; 'urgencia' is an urgent phrase, so the ticket counts as urgent "
-    "and is flipped to normal: a normal ticket can never be raised this way",
-)
 @pytest.mark.parametrize("answer", ["la urgencia", "cambiar urgencia"])
 def test_correct_field_picked_by_the_word_urgencia_raises_a_normal_ticket(conversation, answer):
     filled_form(conversation, PRINTER, PRINTER_ENTITIES)
