@@ -1,11 +1,13 @@
 """The RQ worker process: JSON logs, correlation ids from job meta, RQ's scheduler, and a
 small health endpoint (`GET /health` on WORKER_HEALTH_PORT, default 5056).
 
-    python -m workers.worker      (what `make run` starts through helpdesk.launch)
+    python -m workers.worker            (what `make run` starts through helpdesk.launch)
+    python -m workers.worker --burst    (work through the queues, then exit)
 """
 import json
 import logging
 import os
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -55,7 +57,8 @@ def serve_health(connection: redis.Redis, port: int) -> ThreadingHTTPServer:
     return server
 
 
-def main() -> None:
+def main(argv: list) -> None:
+    burst = "--burst" in argv  # work through the queues, then exit (tests, operators)
     settings = load_settings()
     configure_logging(settings.log_level)
     connection = redis.Redis.from_url(settings.redis_url)
@@ -66,8 +69,8 @@ def main() -> None:
         logger.warning("worker health endpoint not started", extra={"port": port, "error": str(error)})
     worker = CorrelatedWorker([Queue(name, connection=connection) for name in queues.ALL], connection=connection)
     logger.info("worker starting", extra={"queues": list(queues.ALL), "health_port": port})
-    worker.work(with_scheduler=True, logging_level=settings.log_level)
+    worker.work(with_scheduler=True, burst=burst, logging_level=settings.log_level)
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
