@@ -124,11 +124,11 @@ def stack(redis_url: str) -> Iterator[Stack]:
         stack.processes["rasa"] = _start("rasa", env, logs["rasa"])
         _wait_http(f"http://127.0.0.1:{actions_port}/health", 90, stack.processes["actions"], logs["actions"])
         _wait_http(f"{stack.rasa_url}/webhooks/rest/", 240, stack.processes["rasa"], logs["rasa"])
-        # the model is loaded when /status answers with a fingerprint
+        # the model is loaded when /status names it
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             status = requests.get(f"{stack.rasa_url}/status", params={"token": AUTH_TOKEN}, timeout=5)
-            if status.ok and status.json().get("fingerprint"):
+            if status.ok and status.json().get("model_id"):
                 break
             time.sleep(0.5)
         yield stack
