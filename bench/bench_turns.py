@@ -48,6 +48,9 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import aiohttp
 
 PROJECT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT))
+
+from helpdesk.launch import free_port, wait_for_port  # noqa: E402
 VENV_BIN = Path(sys.executable).parent
 RASA_BIN = VENV_BIN / "rasa"
 MODEL = PROJECT / "models" / "helpdesk.tar.gz"
@@ -157,21 +160,6 @@ def stop_group(process: subprocess.Popen) -> None:
             pass
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((LOOPBACK, 0))
-        return probe.getsockname()[1]
-
-
-def wait_for_port(port: int, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        with socket.socket() as probe:
-            probe.settimeout(0.2)
-            if probe.connect_ex((LOOPBACK, port)) == 0:
-                return True
-        time.sleep(0.1)
-    return False
 
 
 class StartupError(RuntimeError):

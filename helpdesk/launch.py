@@ -52,13 +52,26 @@ def require_free(port: int, what: str, variable: str) -> None:
         )
 
 
-def wait_for_redis(host: str, port: int, seconds: float = 30) -> None:
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on now (tests and benchmarks start servers there)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_port(port: int, seconds: float, host: str = "127.0.0.1") -> bool:
+    """True as soon as something accepts connections on the port, False after `seconds`."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if port_in_use(port, host):
-            return
-        time.sleep(0.2)
-    fail(f"Redis did not answer on {host}:{port} within {seconds:.0f} s")
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def wait_for_redis(host: str, port: int, seconds: float = 30) -> None:
+    if not wait_for_port(port, seconds, host):
+        fail(f"Redis did not answer on {host}:{port} within {seconds:.0f} s")
 
 
 def command_for(name: str, settings) -> List[str]:

@@ -1,34 +1,17 @@
 """Shared fixtures: a real Redis for the session, a fresh ledger per test, the catalog."""
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 import redis
 
+from helpdesk.launch import free_port, wait_for_port  # noqa: F401 - shared with tests
+
 PROJECT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_for_port(port: int, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        with socket.socket() as probe:
-            probe.settimeout(0.2)
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return True
-        time.sleep(0.1)
-    return False
 
 
 @pytest.fixture(scope="session")
