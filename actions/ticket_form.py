@@ -209,6 +209,11 @@ class ValidateTicketForm(FormValidationAction):
             text = text[: limit - 20].rstrip() + " [texto recortado]"
         return {"description": text, "correcting": False}
 
+    def validate_confirm_ticket(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> Dict[Text, Any]:
+        return {"confirm_ticket": True if value is True else None}
+
     def validate_correct_field(
         self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> Dict[Text, Any]:

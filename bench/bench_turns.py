@@ -9,7 +9,8 @@ What it does, in one run:
    then `python -m helpdesk.launch actions|rasa` with REDIS_URL, RASA_PORT, ACTIONS_PORT,
    DATABASE_URL, HELPDESK_VAR_DIR, RASA_MODEL and PYTHONPATH pointing at temporary places;
 3. through the REST channel (`POST /webhooks/rest/webhook {"sender", "message"}`) of both bots:
-   - turn latency of one conversation (N sequential turns, p50/p95/p99),
+   - turn latency with one conversation at a time (N sequential turns in conversations of
+     10 turns, p50/p95/p99),
    - throughput with 1, 20 and 100 concurrent conversations (distinct senders, each sending
      its turns one after the other), with every request checked (HTTP 200 and a non-empty
      reply list),
@@ -436,6 +437,28 @@ async def run_conversations(bot: Bot, conversations: int, turns: int, timeout: f
     return result
 
 
+async def run_one_at_a_time(bot: Bot, turns: int, length: int, timeout: float) -> Result:
+    """`turns` sequential turns, one conversation at a time, each `length` turns long.
+
+    A support conversation is about one cycle of the mix long (a day's session expiry keeps
+    them short); Rasa's per-turn cost grows with the tracker, so one endless conversation
+    would measure tracker length rather than turn latency (`--conversation-length 0` does that).
+    """
+    if length <= 0:
+        return await run_conversations(bot, 1, turns, timeout, "latency")
+    merged = Result()
+    done = 0
+    while done < turns:
+        part = await run_conversations(bot, 1, min(length, turns - done), timeout, f"latency{done}")
+        merged.requests += part.requests
+        merged.latencies_ms += part.latencies_ms
+        merged.failures += part.failures
+        merged.confirmations += part.confirmations
+        merged.wall_s += part.wall_s
+        done += length
+    return merged
+
+
 def percentile(values: List[float], q: float) -> Optional[float]:
     if not values:
         return None
@@ -498,9 +521,10 @@ async def measure(bots: List[Bot], args: argparse.Namespace) -> Dict[str, Dict[s
         results[bot.name]["warmup"] = {"turns": warm.requests, "failures": len(warm.failures),
                                        "replies": [{"message": t, "replies": r} for t, r in warm.samples or []]}
 
-    print(f"\n== turn latency: one conversation, {args.turns} sequential turns", flush=True)
+    print(f"\n== turn latency: one conversation at a time, {args.turns} sequential turns "
+          f"(a new conversation every {args.conversation_length} turns)", flush=True)
     for bot in bots:
-        result = await run_conversations(bot, 1, args.turns, args.request_timeout, "latency")
+        result = await run_one_at_a_time(bot, args.turns, args.conversation_length, args.request_timeout)
         report_failures(bot, "latency", result)
         results[bot.name]["latency"] = summary(result)
         s = results[bot.name]["latency"]
@@ -536,7 +560,8 @@ def print_mix(args: argparse.Namespace) -> None:
             key = label.split(" (")[0].split(",")[0]
             shares[key] = shares.get(key, 0) + 1
         print("      share: " + ", ".join(f"{k} {v * 100 // len(cycle)}%" for k, v in shares.items()), flush=True)
-    print(f"  latency run: {args.turns} turns of one conversation; throughput runs: "
+    print(f"  latency run: {args.turns} turns, one conversation at a time, "
+          f"{args.conversation_length or args.turns} turns each; throughput runs: "
           f"{args.per_conversation} turns per conversation", flush=True)
     print(f"  ({{last_reference}} is the latest HD- reference the bot gave that conversation, "
           f"{NO_REFERENCE} before the first)", flush=True)
@@ -624,6 +649,9 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
                     "measured in the same run on this machine.")
     parser.add_argument("--turns", type=int, default=None,
                         help="sequential turns of the single-conversation latency run (default 200; --quick 20)")
+    parser.add_argument("--conversation-length", type=int, default=10,
+                        help="turns per conversation in the latency run, one conversation at a time "
+                             "(default 10, one cycle of the mix; 0 = a single endless conversation)")
     parser.add_argument("--per-conversation", type=int, default=None,
                         help="turns each conversation sends in the throughput runs (default 10; --quick 3)")
     parser.add_argument("--concurrency", default=None,
