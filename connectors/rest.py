@@ -152,7 +152,7 @@ class GatedRestInput(InputChannel):
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[None]]) -> Blueprint:
         hooks = Blueprint("gated_rest_webhook", __name__)
 
-        @hooks.listener("before_server_start")
+        @hooks.listener("after_server_start")
         async def structured_logs(app: Any, loop: Any) -> None:
             path = os.environ.get("HELPDESK_LOGGING_CONFIG")
             if path:
