@@ -3,6 +3,7 @@
 (a) whitespace tokens + word and char n-gram counts + DIET
 (b) SpacyNLP (blank es + lookup lemmas) + spaCy tokens and lemmas + char n-grams + DIET
 (c) as (b), intents by logistic regression on the same sparse features, DIET for entities
+(d) as (a), intents by logistic regression, DIET for entities
 All add the regex/lookup extractor for stores and ticket numbers. Prints intent macro-F1,
 entity F1 and how much chatter is taken for an incident, and writes bench/nlu/results.json.
 
@@ -20,6 +21,7 @@ CONFIGS = {
     "a_whitespace": PROJECT / "bench/nlu/config_whitespace.yml",
     "b_spacy": PROJECT / "bench/nlu/config_spacy.yml",
     "c_spacy_logreg": PROJECT / "bench/nlu/config_spacy_logreg.yml",
+    "d_whitespace_logreg": PROJECT / "bench/nlu/config_whitespace_logreg.yml",
 }
 FOLDS = 5
 OUT = PROJECT / "var/bench-nlu"
