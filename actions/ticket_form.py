@@ -21,25 +21,16 @@ from actions.common import (
 from helpdesk.business import NO_STORE
 from helpdesk.priority import NORMAL, PRIORITIES, URGENT, decide_priority, priority_label
 from helpdesk.text import fold, word_count
+from helpdesk.tickets import cut_text
 
 logger = logging.getLogger(__name__)
 
-# what the user may pick when correcting, and the words that name each field
-CORRECTABLE = {
-    "store": ("tienda", "sucursal", "local"),
-    "system": ("sistema", "equipo"),
-    "description": ("descripcion", "problema", "detalle"),
-    "priority": ("prioridad", "urgencia", "urgente"),
-}
 # intents whose free text can answer a question about the store or the system
 ANSWER_INTENTS = ("inform", "report_incident", "deny")
 # slots that steer the form without being asked for
 HELPER_SLOTS = ("correcting", "store_attempts", "priority", "person")
-FIELD_NAMES = {
-    "store": "la tienda",
-    "system": "el sistema afectado",
-    "description": "una descripción del problema",
-}
+# the fields the form asks for, in order
+ASKED_FIELDS = ("store", "system", "description")
 
 
 def _first(value: Any) -> Optional[str]:
@@ -137,9 +128,9 @@ class ValidateTicketForm(FormValidationAction):
             return {"correcting": False}
         if tracker.get_slot("correct_field"):
             return {}
-        folded = fold(latest_text(tracker))
-        for field, words in CORRECTABLE.items():
-            if any(word in folded.split() for word in words):
+        words = fold(latest_text(tracker)).split()
+        for field, names in get_catalog().dialogue.correction_words.items():
+            if any(name in words for name in names):
                 return {"correct_field": field}
         return {}
 
@@ -204,9 +195,8 @@ class ValidateTicketForm(FormValidationAction):
         if word_count(text) < 2 and len(text) < 8:
             dispatcher.utter_message(response="utter_description_too_short")
             return {"description": None}
-        limit = get_catalog().dialogue.description_max_chars
-        if len(text) > limit:
-            text = text[: limit - 20].rstrip() + " [texto recortado]"
+        settings = get_catalog().dialogue
+        text = cut_text(text, settings.description_max_chars, settings.cut_marker)
         return {"description": text, "correcting": False}
 
     def validate_confirm_ticket(
@@ -284,9 +274,12 @@ def _say_missing(dispatcher: CollectingDispatcher, tracker: Tracker) -> None:
     """The spec's "Para crear el ticket necesito…" once, when the form starts with gaps."""
     if not _activated_this_turn(tracker):
         return
-    missing = [label for slot, label in FIELD_NAMES.items() if not tracker.get_slot(slot)]
+    settings = get_catalog().dialogue
+    missing = [
+        settings.field_labels.get(slot, slot) for slot in ASKED_FIELDS if not tracker.get_slot(slot)
+    ]
     if len(missing) >= 2:
-        listed = ", ".join(missing[:-1]) + " y " + missing[-1]
+        listed = settings.list_separator.join(missing[:-1]) + settings.last_separator + missing[-1]
         dispatcher.utter_message(response="utter_missing_information", missing=listed)
 
 

@@ -54,7 +54,14 @@ class DialogueSettings:
     prefill_description_min_words: int
     vague_words: Tuple[str, ...]
     description_max_chars: int
+    cut_marker: str
+    subject_store: str
+    subject_without_system: str
     reference_prefix: str
+    field_labels: Dict[str, str]
+    list_separator: str
+    last_separator: str
+    correction_words: Dict[str, Tuple[str, ...]]
     max_message_chars: int
     max_body_bytes: int
     recent_tickets: int
@@ -277,7 +284,20 @@ def _load_dialogue(path: Path) -> DialogueSettings:
         ),
         vague_words=tuple(fold(str(w)) for w in ticket.get("vague_words") or []),
         description_max_chars=_require(ticket, "description_max_chars", int, f"{path}: ticket"),
+        cut_marker=_require(ticket, "cut_marker", str, f"{path}: ticket"),
+        subject_store=_require(ticket, "subject_store", str, f"{path}: ticket"),
+        subject_without_system=_require(ticket, "subject_without_system", str, f"{path}: ticket"),
         reference_prefix=_require(ticket, "reference_prefix", str, f"{path}: ticket"),
+        field_labels={
+            str(k): str(v)
+            for k, v in _require(ticket, "field_labels", dict, f"{path}: ticket").items()
+        },
+        list_separator=_require(ticket, "list_separator", str, f"{path}: ticket"),
+        last_separator=_require(ticket, "last_separator", str, f"{path}: ticket"),
+        correction_words={
+            str(k): tuple(fold(str(w)) for w in (v or []))
+            for k, v in _require(ticket, "correction_words", dict, f"{path}: ticket").items()
+        },
         max_message_chars=_require(channel, "max_message_chars", int, f"{path}: channel"),
         max_body_bytes=_require(channel, "max_body_bytes", int, f"{path}: channel"),
         recent_tickets=_require(status, "recent_tickets", int, f"{path}: status"),

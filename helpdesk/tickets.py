@@ -54,10 +54,27 @@ class Ticket:
         return asdict(self)
 
 
-def make_subject(system_label: Optional[str], store: Optional[str], description: str) -> str:
-    """Subject from system, store and the start of the symptom, at most 120 characters."""
-    head = system_label or "Incidencia"
-    where = f" en {store}" if store and store != NO_STORE else ""
+def cut_text(text: str, limit: int, marker: str) -> str:
+    """The text, or its start and the marker when it is longer than `limit`."""
+    if len(text) <= limit:
+        return text
+    return text[: max(0, limit - len(marker))].rstrip() + marker
+
+
+def make_subject(
+    system_label: Optional[str],
+    store: Optional[str],
+    description: str,
+    *,
+    store_format: str,
+    without_system: str,
+) -> str:
+    """Subject from system, store and the start of the symptom, at most 120 characters.
+
+    `store_format` (" en {store}") and `without_system` come from config/dialogue.yml.
+    """
+    head = system_label or without_system
+    where = store_format.format(store=store) if store and store != NO_STORE else ""
     symptom = " ".join(description.split())
     subject = f"{head}{where}: {symptom}" if symptom else f"{head}{where}"
     return subject if len(subject) <= 120 else subject[:117].rstrip() + "..."
@@ -82,14 +99,19 @@ def build_ticket(
 ) -> Ticket:
     found_system = catalog.system_by_name(system) if system else None
     department = catalog.department_for(found_system)
-    limit = catalog.dialogue.description_max_chars
-    if len(description) > limit:
-        description = description[: limit - 20].rstrip() + " [texto recortado]"
+    settings = catalog.dialogue
+    description = cut_text(description, settings.description_max_chars, settings.cut_marker)
     return Ticket(
         id=ticket_id,
         reference=reference_for(ticket_id, catalog.dialogue.reference_prefix),
         conversation_id=conversation_id,
-        subject=make_subject(found_system.label if found_system else system, store, description),
+        subject=make_subject(
+            found_system.label if found_system else system,
+            store,
+            description,
+            store_format=settings.subject_store,
+            without_system=settings.subject_without_system,
+        ),
         description=description,
         priority=decide_priority(catalog.priority, priority_texts, stated_priority),
         classification=(found_system or catalog.system_by_name("otro")).classification,

@@ -491,7 +491,7 @@ def test_correct_field_picked_by_the_word_urgencia_raises_a_normal_ticket(conver
     conversation.user("no", "deny")
     form_turn(conversation)
     at_question(conversation, "correct_field")
-    # no priority entity: the field is picked by the words of CORRECTABLE
+    # no priority entity: the field is picked by the correction words of config/dialogue.yml
     conversation.user(answer, "inform")
 
     events, _ = form_turn(conversation)

@@ -28,6 +28,9 @@ def test_ticket_id_is_deterministic():
     assert first == str(uuid.uuid5(TICKET_NAMESPACE, "5491122334455:1700000000.123456"))
 
 
+SUBJECT = {"store_format": " en {store}", "without_system": "Incidencia"}
+
+
 def test_ticket_ids_differ_by_conversation_and_by_form_start():
     ids = {
         ticket_id_for("5491122334455", 1700000000.0),
@@ -85,33 +88,33 @@ def test_reference_rejects_what_is_not_a_uuid():
 
 # subject -----------------------------------------------------------------------------
 def test_subject_has_system_label_store_and_symptom():
-    subject = make_subject("POS / caja", "Tienda 42 (Avenida)", "la caja 2 no abre")
+    subject = make_subject("POS / caja", "Tienda 42 (Avenida)", "la caja 2 no abre", **SUBJECT)
     assert subject == "POS / caja en Tienda 42 (Avenida): la caja 2 no abre"
 
 
 def test_subject_without_store():
-    assert make_subject("POS / caja", None, "no abre") == "POS / caja: no abre"
-    assert make_subject("POS / caja", "", "no abre") == "POS / caja: no abre"
+    assert make_subject("POS / caja", None, "no abre", **SUBJECT) == "POS / caja: no abre"
+    assert make_subject("POS / caja", "", "no abre", **SUBJECT) == "POS / caja: no abre"
 
 
 def test_subject_with_store_not_specified():
-    assert make_subject("POS / caja", NO_STORE, "no abre") == "POS / caja: no abre"
-    assert NO_STORE not in make_subject("POS / caja", NO_STORE, "no abre")
+    assert make_subject("POS / caja", NO_STORE, "no abre", **SUBJECT) == "POS / caja: no abre"
+    assert NO_STORE not in make_subject("POS / caja", NO_STORE, "no abre", **SUBJECT)
 
 
 def test_subject_without_system_or_description():
-    assert make_subject(None, "Tienda 1 (Centro)", "no anda") == "Incidencia en Tienda 1 (Centro): no anda"
-    assert make_subject("balanza / báscula", "Tienda 1 (Centro)", "") == "balanza / báscula en Tienda 1 (Centro)"
-    assert make_subject(None, None, "   ") == "Incidencia"
+    assert make_subject(None, "Tienda 1 (Centro)", "no anda", **SUBJECT) == "Incidencia en Tienda 1 (Centro): no anda"
+    assert make_subject("balanza / báscula", "Tienda 1 (Centro)", "", **SUBJECT) == "balanza / báscula en Tienda 1 (Centro)"
+    assert make_subject(None, None, "   ", **SUBJECT) == "Incidencia"
 
 
 def test_subject_collapses_whitespace():
-    assert make_subject("POS", None, "  la caja\n\n no   abre\t") == "POS: la caja no abre"
+    assert make_subject("POS", None, "  la caja\n\n no   abre\t", **SUBJECT) == "POS: la caja no abre"
 
 
 def test_long_subject_is_cut_to_120_characters():
     description = "la caja registradora muestra un error al abrir el turno " * 10
-    subject = make_subject("POS / caja", "Tienda 42 (Avenida)", description)
+    subject = make_subject("POS / caja", "Tienda 42 (Avenida)", description, **SUBJECT)
     assert len(subject) <= 120
     assert subject.endswith("...")
     assert subject.startswith("POS / caja en Tienda 42 (Avenida): la caja registradora")
@@ -120,10 +123,10 @@ def test_long_subject_is_cut_to_120_characters():
 def test_subject_of_exactly_120_characters_is_kept():
     head = "POS: "
     description = "x" * (120 - len(head))
-    subject = make_subject("POS", None, description)
+    subject = make_subject("POS", None, description, **SUBJECT)
     assert len(subject) == 120
     assert not subject.endswith("...")
-    assert len(make_subject("POS", None, description + "y")) <= 120
+    assert len(make_subject("POS", None, description + "y", **SUBJECT)) <= 120
 
 
 # build_ticket ------------------------------------------------------------------------
