@@ -47,4 +47,5 @@ class ActionOptIn(Action):
             return []
         logger.info("user opted in", extra={"conversation_id": tracker.sender_id})
         dispatcher.utter_message(response="utter_opted_in")
-        return []
+        # whatever was collected while the bot was silent is not carried on
+        return reset_ticket_slots()
