@@ -21,6 +21,7 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
+from helpdesk import rasa_tuning
 from helpdesk.business import catalog
 from helpdesk.health import check_all
 import os
@@ -48,6 +49,7 @@ class GatedRestInput(InputChannel):
         return "rest"
 
     def __init__(self) -> None:
+        rasa_tuning.apply()
         self.settings = load_settings()
         self._optout: Optional[AsyncOptOutRegistry] = None
 
