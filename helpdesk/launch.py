@@ -115,7 +115,11 @@ def command_for(name: str, settings) -> List[str]:
             "--logging-config-file", logging_config,
         ]
         if settings.rasa_auth_token:
-            command += ["--auth-token", settings.rasa_auth_token]
+            command += ["--auth-token", settings.rasa_auth_token, "--interface", "0.0.0.0"]
+        else:
+            # the HTTP API can read and change every conversation: without a token it is
+            # only reachable from this machine
+            command += ["--interface", "127.0.0.1"]
         return command
     if name in ("interactive", "rasa-shell"):
         # Rasa's own tools, with endpoints.yml resolved (action server, Redis trackers);
@@ -150,6 +154,9 @@ def banner(settings) -> str:
             f"  Redis          {env['REDIS_HOST']}:{env['REDIS_PORT']} db {env['REDIS_DB']}"
             f" (append-only file in {settings.var_dir / 'redis'})",
             f"  ledger         {settings.database_url.split('@')[-1]}",
+            "  Rasa HTTP API  "
+            + ("token required (RASA_AUTH_TOKEN), all interfaces" if settings.rasa_auth_token
+               else "no RASA_AUTH_TOKEN set: listening on 127.0.0.1 only"),
             "Talk to the bot: `make shell` in another terminal. Stop everything: Ctrl-C.",
         ]
     )
