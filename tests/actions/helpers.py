@@ -40,6 +40,19 @@ SENDER = "5491122334455"
 START = 1_700_000_000.0
 # the form's required slots as domain.yml lists them
 FORM_SLOTS = ("store", "system", "description", "confirm_ticket")
+# what a finished, cancelled or abandoned ticket leaves in the slots
+FRESH_TICKET_SLOTS = {
+    "store": None,
+    "store_attempts": 0,
+    "system": None,
+    "description": None,
+    "priority": None,
+    "person": None,
+    "confirm_ticket": None,
+    "correct_field": None,
+    "correcting": False,
+}
+
 TICKET_SLOTS = (
     "store",
     "store_attempts",

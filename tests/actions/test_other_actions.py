@@ -14,6 +14,7 @@ from helpdesk import redis_keys
 from helpdesk.tickets import build_ticket, ticket_id_for
 from tests.actions.helpers import (
     SENDER,
+    FRESH_TICKET_SLOTS,
     TICKET_SLOTS,
     Conversation,
     form_turn,
@@ -25,17 +26,6 @@ from tests.actions.helpers import (
 )
 
 OTHER = "5491199887766"
-FRESH_TICKET_SLOTS = {
-    "store": None,
-    "store_attempts": 0,
-    "system": None,
-    "description": None,
-    "priority": None,
-    "person": None,
-    "confirm_ticket": None,
-    "correct_field": None,
-    "correcting": False,
-}
 
 
 def record_ticket(ledger, catalog, conversation_id=SENDER, started=None, description="la caja 2 no abre"):

@@ -11,6 +11,7 @@ from helpdesk.ledger import PENDING_DELIVERY, Ledger
 from helpdesk.tickets import ticket_id_for
 from tests.actions.helpers import (
     FORM,
+    FRESH_TICKET_SLOTS,
     SENDER,
     TICKET_SLOTS,
     Conversation,
@@ -92,17 +93,7 @@ def test_submit_records_one_pending_ticket_with_every_field(ana, bot_ledger, dom
     assert rendered(sent)["text"].startswith(
         f"He registrado el ticket {record.reference} con prioridad urgente."
     )
-    assert slot_events(events) == {
-        "store": None,
-        "store_attempts": 0,
-        "system": None,
-        "description": None,
-        "priority": None,
-        "person": None,
-        "confirm_ticket": None,
-        "correct_field": None,
-        "correcting": False,
-    }
+    assert slot_events(events) == FRESH_TICKET_SLOTS
 
 
 def test_reporter_phone_falls_back_to_the_sender_id_and_channel_to_metadata(bot_ledger, domain):
