@@ -22,7 +22,7 @@ help:
 	@echo "make train     train the model when data, domain or config changed"
 	@echo "make validate  rasa data validate --fail-on-warnings"
 	@echo "make bench     turn latency and throughput against stock rasa init"
-	@echo "make bench-nlu 5-fold cross-validation of the two NLU pipelines"
+	@echo "make bench-nlu 5-fold cross-validation of the candidate NLU pipelines"
 	@echo "make nlu-sync  regenerate NLU lookup/synonym files from config/"
 	@echo "make clean     remove the venv, built artifacts and models (keeps var/)"
 
