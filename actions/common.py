@@ -115,10 +115,8 @@ def reset_ticket_slots() -> List[Dict[str, Any]]:
     return [SlotSet(name, value) for name, value in TICKET_SLOTS.items()]
 
 
-def joined(values: Any) -> Optional[str]:
-    if values is None:
-        return None
-    if isinstance(values, list):
-        values = [v for v in values if v]
-        return values[0] if values else None
-    return str(values)
+def first_value(value: Any) -> Optional[str]:
+    """A slot or entity value as text: the first non-empty item of a list, None when empty."""
+    if isinstance(value, list):
+        value = next((v for v in value if v), None)
+    return str(value) if value not in (None, "") else None

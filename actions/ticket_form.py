@@ -11,6 +11,7 @@ from rasa_sdk.types import DomainDict
 from actions.common import (
     FORM_NAME,
     bind_correlation,
+    first_value,
     form_started_event,
     get_catalog,
     latest_entity_values,
@@ -31,12 +32,6 @@ ANSWER_INTENTS = ("inform", "report_incident", "deny")
 HELPER_SLOTS = ("correcting", "store_attempts", "priority", "person")
 # the fields the form asks for, in order
 ASKED_FIELDS = ("store", "system", "description")
-
-
-def _first(value: Any) -> Optional[str]:
-    if isinstance(value, list):
-        value = next((v for v in value if v), None)
-    return str(value) if value not in (None, "") else None
 
 
 class ValidateTicketForm(FormValidationAction):
@@ -190,7 +185,7 @@ class ValidateTicketForm(FormValidationAction):
     def validate_description(
         self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> Dict[Text, Any]:
-        text = " ".join(str(_first(value) or "").split())
+        text = " ".join(str(first_value(value) or "").split())
         # something a technician can act on: two words, or one long word ("bloqueada")
         if word_count(text) < 2 and len(text) < 8:
             dispatcher.utter_message(response="utter_description_too_short")
@@ -207,7 +202,7 @@ class ValidateTicketForm(FormValidationAction):
     def validate_correct_field(
         self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> Dict[Text, Any]:
-        field = _first(value)
+        field = first_value(value)
         done = {"correct_field": None, "correcting": False}
         if field == "priority":
             # the priority the user was shown, before this answer ("la urgencia") counted
@@ -238,7 +233,7 @@ def _says_more_than_entities(tracker: Tracker) -> bool:
 
 def normalise_priority(value: Any) -> Optional[str]:
     """`urgent`, `normal` or None from what NLU extracted ("urgencia", "no es urgente")."""
-    value = _first(value)
+    value = first_value(value)
     if value is None or value in PRIORITIES:
         return value
     folded = fold(value)

@@ -13,7 +13,7 @@ from actions.common import (
     form_started_event,
     get_catalog,
     get_ledger,
-    joined,
+    first_value,
     reporter,
     reset_ticket_slots,
     user_texts_since,
@@ -58,7 +58,7 @@ class ActionSubmitTicket(Action):
             reporter_name=who["name"],
             reporter_phone=who["phone"],
             channel=who["channel"],
-            affected_person=joined([p for p in persons if not str(p).startswith("@")]),
+            affected_person=first_value([p for p in persons if not str(p).startswith("@")]),
             mentioned_users=[p for p in persons if str(p).startswith("@")],
             correlation_id=correlation_id,
         )

@@ -51,7 +51,7 @@ import aiohttp
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
-from helpdesk.launch import free_port, wait_for_port  # noqa: E402
+from helpdesk.launch import free_port, stack_env, wait_for_port  # noqa: E402
 VENV_BIN = Path(sys.executable).parent
 RASA_BIN = VENV_BIN / "rasa"
 MODEL = PROJECT / "models" / "helpdesk.tar.gz"
@@ -89,7 +89,7 @@ OURS_CYCLE: List[Tuple[str, str]] = [
     ("goodbye", "chau, hasta mañana"),
 ]
 BASELINE_CYCLE: List[Tuple[str, str]] = [
-    ("greet (Spanish; the moodbot still greets)", "hola"),
+    ("greet", "hi"),  # the moodbot is English: "hola" is below its fallback in some trainings
     ("mood_unhappy (cheer-up: text, image, \"did that help?\")", "I am sad"),
     ("affirm (after \"did that help?\")", "yes"),
     ("bot_challenge", "are you a bot?"),
@@ -304,19 +304,10 @@ def start_ours(work: Path, cleanup: Cleanup) -> Bot:
         raise StartupError("the benchmark's Redis did not start")
     redis_url = f"redis://{LOOPBACK}:{redis_port}/0"
     rasa_port, actions_port = free_port(), free_port()
-    database_url = f"sqlite:///{work / 'ledger.sqlite3'}"
-    env = quiet_env({
-        **os.environ,
-        "REDIS_URL": redis_url,
-        "RASA_PORT": str(rasa_port),
-        "ACTIONS_PORT": str(actions_port),
-        "DATABASE_URL": database_url,
-        "HELPDESK_VAR_DIR": str(work / "var"),
-        "RASA_AUTH_TOKEN": AUTH_TOKEN,
-        "RASA_MODEL": str(MODEL),
-        "PYTHONPATH": str(PROJECT),
-        "LOG_LEVEL": "INFO",
-    })
+    env = quiet_env(stack_env(
+        dict(os.environ), redis_url=redis_url, rasa_port=rasa_port, actions_port=actions_port,
+        work_dir=work, model=MODEL, auth_token=AUTH_TOKEN,
+    ))
     logs = {"actions": work / "actions.log", "rasa": work / "rasa.log"}
     processes = {}
     for name in ("actions", "rasa"):

@@ -14,7 +14,7 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import List
+from typing import Dict, List
 from urllib.parse import unquote, urlparse
 
 from helpdesk.settings import PROJECT_DIR, load_settings
@@ -67,6 +67,32 @@ def wait_for_port(port: int, seconds: float, host: str = "127.0.0.1") -> bool:
             return True
         time.sleep(0.1)
     return False
+
+
+def stack_env(
+    base: Dict[str, str],
+    *,
+    redis_url: str,
+    rasa_port: int,
+    actions_port: int,
+    work_dir: Path,
+    model: Path,
+    auth_token: str,
+) -> Dict[str, str]:
+    """The environment for `python -m helpdesk.launch actions|rasa` of a throw-away stack
+    (tests, benchmarks): its own Redis, ports, ledger, var/ and model."""
+    return {
+        **base,
+        "REDIS_URL": redis_url,
+        "RASA_PORT": str(rasa_port),
+        "ACTIONS_PORT": str(actions_port),
+        "DATABASE_URL": f"sqlite:///{work_dir / 'ledger.sqlite3'}",
+        "HELPDESK_VAR_DIR": str(work_dir / "var"),
+        "RASA_AUTH_TOKEN": auth_token,
+        "RASA_MODEL": str(model),
+        "PYTHONPATH": str(PROJECT_DIR),
+        "LOG_LEVEL": "INFO",
+    }
 
 
 def wait_for_redis(host: str, port: int, seconds: float = 30) -> None:

@@ -15,6 +15,7 @@ from typing import Any, Dict, Iterator, List, Optional
 import pytest
 import requests
 
+from helpdesk.launch import stack_env
 from tests.conftest import PROJECT, free_port, wait_for_port
 
 MODEL = PROJECT / "models" / "helpdesk.tar.gz"
@@ -97,19 +98,16 @@ def stack(redis_url: str) -> Iterator[Stack]:
         pytest.fail(f"{MODEL} is missing: run `make train` (make test does it)")
     work = Path(tempfile.mkdtemp(prefix="helpdesk-it-"))
     rasa_port, actions_port = free_port(), free_port()
-    database_url = f"sqlite:///{work / 'ledger.sqlite3'}"
-    env = {
-        **os.environ,
-        "REDIS_URL": redis_url,
-        "RASA_PORT": str(rasa_port),
-        "ACTIONS_PORT": str(actions_port),
-        "DATABASE_URL": database_url,
-        "HELPDESK_VAR_DIR": str(work / "var"),
-        "RASA_AUTH_TOKEN": AUTH_TOKEN,
-        "RASA_MODEL": str(MODEL),
-        "PYTHONPATH": str(PROJECT),
-        "LOG_LEVEL": "INFO",
-    }
+    env = stack_env(
+        dict(os.environ),
+        redis_url=redis_url,
+        rasa_port=rasa_port,
+        actions_port=actions_port,
+        work_dir=work,
+        model=MODEL,
+        auth_token=AUTH_TOKEN,
+    )
+    database_url = env["DATABASE_URL"]
     logs = {"actions": work / "actions.log", "rasa": work / "rasa.log"}
     stack = Stack(
         rasa_url=f"http://127.0.0.1:{rasa_port}",
