@@ -46,3 +46,135 @@ def load_settings() -> Settings:
         config_dir=Path(_env("HELPDESK_CONFIG_DIR", str(PROJECT_DIR / "config"))),
         var_dir=var_dir,
     )
+
+
+# --- external systems ---------------------------------------------------------------
+# Each loader returns None when the integration is not configured, so callers can say
+# "not configured" in one place and the bot still runs without it.
+
+
+@dataclass(frozen=True)
+class WahaSettings:
+    base_url: str
+    api_key: Optional[str]
+    session: str
+    hmac_key: Optional[str]
+
+
+def load_waha() -> Optional[WahaSettings]:
+    base_url = _env("WAHA_BASE_URL")
+    if not base_url:
+        return None
+    return WahaSettings(
+        base_url=base_url.rstrip("/"),
+        api_key=_env("WAHA_API_KEY"),
+        session=_env("WAHA_SESSION", "default"),
+        hmac_key=_env("WAHA_WEBHOOK_HMAC_KEY"),
+    )
+
+
+@dataclass(frozen=True)
+class MetaSettings:
+    access_token: str
+    app_secret: Optional[str]
+    verify_token: Optional[str]
+    phone_number_id: str
+    graph_url: str
+    api_version: str
+
+
+def load_meta() -> Optional[MetaSettings]:
+    token = _env("META_ACCESS_TOKEN")
+    phone_number_id = _env("META_PHONE_NUMBER_ID")
+    if not token or not phone_number_id:
+        return None
+    version = _env("META_API_VERSION", "v21.0")
+    if not version.startswith("v"):
+        version = f"v{version}"
+    return MetaSettings(
+        access_token=token,
+        app_secret=_env("META_APP_SECRET"),
+        verify_token=_env("META_VERIFY_TOKEN"),
+        phone_number_id=phone_number_id,
+        graph_url=_env("META_GRAPH_URL", "https://graph.facebook.com").rstrip("/"),
+        api_version=version,
+    )
+
+
+@dataclass(frozen=True)
+class ZohoSettings:
+    accounts_url: str
+    desk_url: str
+    client_id: str
+    client_secret: str
+    refresh_token: str
+    org_id: str
+    ref_field: Optional[str]
+
+
+def load_zoho() -> Optional[ZohoSettings]:
+    values = {name: _env(f"ZOHO_{name.upper()}") for name in
+              ("client_id", "client_secret", "refresh_token", "org_id")}
+    if not all(values.values()):
+        return None
+    return ZohoSettings(
+        accounts_url=_env("ZOHO_ACCOUNTS_URL", "https://accounts.zoho.com").rstrip("/"),
+        desk_url=_env("ZOHO_DESK_URL", "https://desk.zoho.com").rstrip("/"),
+        ref_field=_env("ZOHO_REF_FIELD"),
+        **values,
+    )
+
+
+@dataclass(frozen=True)
+class ChatwootSettings:
+    url: str
+    api_token: str
+    account_id: str
+    inbox_id: str
+    webhook_token: Optional[str]
+    webhook_secret: Optional[str]
+
+
+def load_chatwoot() -> Optional[ChatwootSettings]:
+    url, token = _env("CHATWOOT_URL"), _env("CHATWOOT_API_TOKEN")
+    account, inbox = _env("CHATWOOT_ACCOUNT_ID"), _env("CHATWOOT_INBOX_ID")
+    if not (url and token and account and inbox):
+        return None
+    return ChatwootSettings(
+        url=url.rstrip("/"),
+        api_token=token,
+        account_id=account,
+        inbox_id=inbox,
+        webhook_token=_env("CHATWOOT_WEBHOOK_TOKEN"),
+        webhook_secret=_env("CHATWOOT_WEBHOOK_SECRET"),
+    )
+
+
+@dataclass(frozen=True)
+class LlmSettings:
+    base_url: Optional[str]
+    api_key: Optional[str]
+    model: Optional[str]
+    vision_model: Optional[str]
+    embedding_model: Optional[str]
+    transcribe_model: Optional[str]
+    fallbacks: Optional[str]
+
+
+def load_llm() -> Optional[LlmSettings]:
+    base_url, model = _env("LLM_BASE_URL"), _env("LLM_MODEL")
+    if not base_url and not model:
+        return None
+    return LlmSettings(
+        base_url=base_url,
+        api_key=_env("LLM_API_KEY"),
+        model=model,
+        vision_model=_env("LLM_VISION_MODEL"),
+        embedding_model=_env("LLM_EMBEDDING_MODEL"),
+        transcribe_model=_env("LLM_TRANSCRIBE_MODEL"),
+        fallbacks=_env("LLM_FALLBACKS"),
+    )
+
+
+def support_escalation_chat() -> Optional[str]:
+    return _env("SUPPORT_ESCALATION_CHAT")
