@@ -10,3 +10,8 @@ def opted_out_set() -> str:
 
 def handoff_requested(conversation_id: str) -> str:
     return f"{PREFIX}:handoff:{conversation_id}"
+
+
+def route(conversation_id: str) -> str:
+    """Hash: where a conversation's replies go (helpdesk.conversations.Route)."""
+    return f"{PREFIX}:route:{conversation_id}"
