@@ -25,6 +25,7 @@ TICKET_SLOTS = {
     "person": None,
     "confirm_ticket": None,
     "correct_field": None,
+    "attachments": [],
     "correcting": False,
 }
 
@@ -120,3 +121,17 @@ def first_value(value: Any) -> Optional[str]:
     if isinstance(value, list):
         value = next((v for v in value if v), None)
     return str(value) if value not in (None, "") else None
+
+
+def message_media(tracker: Tracker) -> List[Dict[str, Any]]:
+    """Files the channel stored for the latest user message (metadata "media")."""
+    metadata = (tracker.latest_message or {}).get("metadata") or {}
+    media = metadata.get("media")
+    return [m for m in media if isinstance(m, dict) and m.get("path")] if isinstance(media, list) else []
+
+
+def attachments_with_latest(tracker: Tracker) -> Optional[List[str]]:
+    """The `attachments` slot plus the latest message's files; None when nothing is new."""
+    current = list(tracker.get_slot("attachments") or [])
+    new = [m["path"] for m in message_media(tracker) if m["path"] not in current]
+    return current + new if new else None

@@ -9,6 +9,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions.common import (
+    attachments_with_latest,
     FORM_NAME,
     bind_correlation,
     first_value,
@@ -66,6 +67,10 @@ class ValidateTicketForm(FormValidationAction):
                 if name == "priority":
                     value = normalise_priority(value)
                 events.append(SlotSet(name, value))
+        # a screenshot sent with its caption ("no imprime, mire") belongs to this ticket
+        attachments = attachments_with_latest(tracker)
+        if attachments is not None:
+            events.append(SlotSet("attachments", attachments))
         return events
 
     # extraction ---------------------------------------------------------------------

@@ -60,6 +60,7 @@ class ActionSubmitTicket(Action):
             channel=who["channel"],
             affected_person=first_value([p for p in persons if not str(p).startswith("@")]),
             mentioned_users=[p for p in persons if str(p).startswith("@")],
+            attachments=list(tracker.get_slot("attachments") or []),
             correlation_id=correlation_id,
         )
         try:

@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Dict, List
 from urllib.parse import unquote, urlparse
 
-from helpdesk.settings import PROJECT_DIR, load_settings
+import yaml
+
+from helpdesk.settings import PROJECT_DIR, load_chatwoot, load_meta, load_settings, load_waha
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -135,7 +137,7 @@ def command_for(name: str, settings) -> List[str]:
             str(VENV_BIN / "rasa"), "run",
             "--enable-api",
             "--port", str(settings.rasa_port),
-            "--credentials", "credentials.yml",
+            "--credentials", str(active_credentials(settings)),
             "--endpoints", "endpoints.yml",
             "--model", os.environ.get("RASA_MODEL") or "models",
             "--logging-config-file", logging_config,
@@ -165,6 +167,35 @@ def command_for(name: str, settings) -> List[str]:
         return [str(VENV_BIN / "python"), "-m", "workers.worker"]
     fail(f"unknown process '{name}' (redis, actions, rasa, worker)")
     return []
+
+
+# channels of credentials.yml that need settings: class path -> "configured?"
+CHANNEL_REQUIREMENTS = {
+    "connectors.waha.WahaInput": lambda: load_waha() is not None,
+    "connectors.meta.MetaInput": lambda: load_meta() is not None,
+    "connectors.chatwoot.ChatwootInput": lambda: load_chatwoot() is not None,
+}
+
+
+def enabled_channels(source: Path = PROJECT_DIR / "credentials.yml") -> dict:
+    """The channels of credentials.yml whose settings are present."""
+    listed = yaml.safe_load(source.read_text(encoding="utf-8")) or {}
+    return {
+        name: value for name, value in listed.items()
+        if name not in CHANNEL_REQUIREMENTS or CHANNEL_REQUIREMENTS[name]()
+    }
+
+
+def active_credentials(settings) -> Path:
+    """credentials.yml without the channels that are not configured, under var/."""
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    target = settings.var_dir / "credentials.active.yml"
+    target.write_text(
+        "# written by helpdesk/launch.py from credentials.yml; do not edit\n"
+        + yaml.safe_dump(enabled_channels(), sort_keys=False),
+        encoding="utf-8",
+    )
+    return target
 
 
 def banner(settings) -> str:

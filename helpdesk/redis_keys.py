@@ -15,3 +15,211 @@ def handoff_requested(conversation_id: str) -> str:
 def route(conversation_id: str) -> str:
     """Hash: where a conversation's replies go (helpdesk.conversations.Route)."""
     return f"{PREFIX}:route:{conversation_id}"
+
+
+# --- WhatsApp channels ----------------------------------------------------------------
+
+
+def inbound_stream() -> str:
+    """Stream: accepted inbound messages waiting for (or in) their Rasa turn."""
+    return f"{PREFIX}:inbound"
+
+
+def inbound_seen(channel: str, message_id: str) -> str:
+    """Dedupe marker of one provider message id (SET NX with a TTL)."""
+    return f"{PREFIX}:seen:{channel}:{message_id}"
+
+
+def rate_counter(conversation_id: str) -> str:
+    return f"{PREFIX}:rate:{conversation_id}"
+
+
+def rate_cooldown(conversation_id: str) -> str:
+    return f"{PREFIX}:rate_pause:{conversation_id}"
+
+
+def consumer_alive(name: str) -> str:
+    """Heartbeat of one inbound consumer (a Rasa server process)."""
+    return f"{PREFIX}:consumer:{name}"
+
+
+def outbox(channel: str, chat_id: str) -> str:
+    """List: messages for one chat not yet delivered, oldest first."""
+    return f"{PREFIX}:outbox:{channel}:{chat_id}"
+
+
+def outbox_due() -> str:
+    """Sorted set: outbox keys by the time of their next delivery attempt."""
+    return f"{PREFIX}:outbox_due"
+
+
+def outbox_lock(outbox_key: str) -> str:
+    return f"{outbox_key}:lock"
+
+
+def offered_buttons(conversation_id: str) -> str:
+    """The buttons last offered to a conversation, to map "1"/"2"/a title to a payload."""
+    return f"{PREFIX}:buttons:{conversation_id}"
+
+
+def lid_number(lid: str) -> str:
+    """A WAHA @lid id's phone number, once WAHA told us."""
+    return f"{PREFIX}:lid:{lid}"
+
+
+def direct_alias(conversation_id: str) -> str:
+    """A direct chat that continues a group conversation (groups.ask_in: direct)."""
+    return f"{PREFIX}:alias:{conversation_id}"
+
+
+def sent_message(channel: str, message_id: str) -> str:
+    """What we sent under a provider id, for late failure statuses (Meta 131047)."""
+    return f"{PREFIX}:sent:{channel}:{message_id}"
+
+
+def counters() -> str:
+    """Hash of channel counters (messages in/out, failures by code)."""
+    return f"{PREFIX}:counters"
+
+
+# --- LLM usage, budgets and cache --------------------------------------------------------
+
+
+def llm_usage_conversation(conversation_id: str) -> str:
+    """Hash: tokens, cost and calls of one conversation's LLM uses (expires with its window)."""
+    return f"{PREFIX}:llm:usage:conv:{conversation_id}"
+
+
+def llm_usage_month(month: str) -> str:
+    """Hash: tokens, cost, calls and outcomes of one UTC month ("2025-06"), by use too."""
+    return f"{PREFIX}:llm:usage:month:{month}"
+
+
+def llm_usage_total() -> str:
+    """Hash: the same counters since the start, for monotonic metrics."""
+    return f"{PREFIX}:llm:usage:total"
+
+
+def llm_alert_sent(kind: str, scope: str) -> str:
+    """Marker that an LLM budget alert was logged for a month or a conversation (SET NX)."""
+    return f"{PREFIX}:llm:alert:{kind}:{scope}"
+
+
+def llm_cache(use: str, digest: str) -> str:
+    """A cached LLM answer of one use, by a digest of its inputs, model and prompt version."""
+    return f"{PREFIX}:llm:cache:{use}:{digest}"
+
+
+# --- circuit breakers (helpdesk.circuit), one per backend ("zoho", "chatwoot") -----------
+def circuit(backend: str) -> str:
+    """Hash: failures, open_until, reason of a backend's circuit breaker."""
+    return f"{PREFIX}:circuit:{backend}"
+
+
+def circuit_probe(backend: str) -> str:
+    """The one trial call allowed while a circuit is half-open (SET NX with a TTL)."""
+    return f"{PREFIX}:circuit:{backend}:probe"
+
+
+# --- Zoho Desk (helpdesk.zoho, workers.zoho_jobs) -----------------------------------------
+def zoho_access_token() -> str:
+    """Hash: the shared OAuth access token and its expiry (epoch seconds)."""
+    return f"{PREFIX}:zoho:access_token"
+
+
+def zoho_token_lock() -> str:
+    """Lock held while one process refreshes the access token."""
+    return f"{PREFIX}:zoho:access_token:lock"
+
+
+def zoho_token_refreshes() -> str:
+    """Sorted set of recent refresh times (Zoho allows 10 in 10 minutes)."""
+    return f"{PREFIX}:zoho:access_token:refreshes"
+
+
+def zoho_contact(phone: str) -> str:
+    """A reporter's Zoho contact id, by phone digits."""
+    return f"{PREFIX}:zoho:contact:{phone}"
+
+
+def zoho_delivery_lock(ticket_id: str) -> str:
+    """Held while one job delivers a ticket: two runs never create it twice."""
+    return f"{PREFIX}:zoho:deliver:{ticket_id}"
+
+
+def zoho_addition_lock(addition_id: str) -> str:
+    return f"{PREFIX}:zoho:addition:{addition_id}"
+
+
+def periodic_run(job_id: str) -> str:
+    """Marks one run of a periodic job (SET NX): a time slot runs once."""
+    return f"{PREFIX}:periodic:{job_id}"
+
+
+def human_notice_sent(dedupe_key: str) -> str:
+    """A notice to the support team about one condition, sent once per window."""
+    return f"{PREFIX}:human_notice:{dedupe_key}"
+
+
+# --- Chatwoot mirror and handoff ---------------------------------------------------------
+# (handoff_requested(conversation_id) above marks a conversation that is with a person.)
+
+
+def chatwoot_conversation(conversation_id: str) -> str:
+    """Hash: the Chatwoot contact and conversation that mirror one WhatsApp conversation."""
+    return f"{PREFIX}:chatwoot:conv:{conversation_id}"
+
+
+def chatwoot_owner(chatwoot_conversation_id: object) -> str:
+    """The WhatsApp conversation id a Chatwoot conversation (its display id) mirrors."""
+    return f"{PREFIX}:chatwoot:owner:{chatwoot_conversation_id}"
+
+
+def chatwoot_outbox(conversation_id: str) -> str:
+    """List: what is still to be written to Chatwoot for one conversation, oldest first."""
+    return f"{PREFIX}:chatwoot:outbox:{conversation_id}"
+
+
+def chatwoot_outbox_lock(conversation_id: str) -> str:
+    """The job (id) that writes a conversation's Chatwoot outbox right now."""
+    return f"{PREFIX}:chatwoot:outbox_lock:{conversation_id}"
+
+
+def chatwoot_outbox_attempts(conversation_id: str) -> str:
+    """Hash: failed attempts of outbox entries, by entry id."""
+    return f"{PREFIX}:chatwoot:outbox_attempts:{conversation_id}"
+
+
+def chatwoot_dead_letters() -> str:
+    """List: mirror entries Chatwoot refused for good (4xx), kept for operators."""
+    return f"{PREFIX}:chatwoot:dead"
+
+
+def chatwoot_posted(chatwoot_message_id: object) -> str:
+    """Marker: a Chatwoot message we created (its webhook echo is never relayed)."""
+    return f"{PREFIX}:chatwoot:posted:{chatwoot_message_id}"
+
+
+def chatwoot_self() -> str:
+    """Hash: type and id of the Chatwoot user our API token writes as."""
+    return f"{PREFIX}:chatwoot:self"
+
+
+def chatwoot_webhook_seen(key: str) -> str:
+    """Dedupe marker of a Chatwoot webhook delivery (message id or delivery id)."""
+    return f"{PREFIX}:chatwoot:seen:{key}"
+
+
+def chatwoot_ticket_noted(ticket_id: str, number: str) -> str:
+    """Marker: the private note of a ticket at this number was posted."""
+    return f"{PREFIX}:chatwoot:ticket_noted:{ticket_id}:{number}"
+
+
+def handoff_resume_claim(conversation_id: str) -> str:
+    """The job handing a conversation back to the bot (one at a time)."""
+    return f"{PREFIX}:handoff:resuming:{conversation_id}"
+
+
+def enqueue_guard(job_id: str) -> str:
+    """Held for a moment while one process checks and enqueues a job with a fixed id."""
+    return f"{PREFIX}:enqueue:{job_id}"

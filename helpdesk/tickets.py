@@ -96,6 +96,7 @@ def build_ticket(
     affected_person: Optional[str] = None,
     mentioned_users: Optional[List[str]] = None,
     correlation_id: Optional[str] = None,
+    attachments: Optional[List[str]] = None,
 ) -> Ticket:
     found_system = catalog.system_by_name(system) if system else None
     department = catalog.department_for(found_system)
@@ -123,5 +124,6 @@ def build_ticket(
         channel=channel,
         affected_person=affected_person,
         mentioned_users=list(mentioned_users or []),
+        attachments=list(attachments or []),
         correlation_id=correlation_id,
     )

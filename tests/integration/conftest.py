@@ -17,9 +17,38 @@ import requests
 
 from helpdesk.launch import stack_env
 from tests.conftest import PROJECT, free_port, wait_for_port
+from tests.fakes.gateways import FakeMeta, FakeWaha
 
 MODEL = PROJECT / "models" / "helpdesk.tar.gz"
 AUTH_TOKEN = "integration-test-token"
+WAHA_KEY = "waha-key"
+WAHA_HMAC = "waha-hmac-secret"
+META_TOKEN = "meta-token"
+META_SECRET = "meta-app-secret"
+META_VERIFY = "meta-verify-token"
+META_PHONE_ID = "106540352242922"
+# channel settings for tests: quick retries, so outages end within a test
+TEST_CHANNEL_SETTINGS = {
+    ("outbound", "outbox_backoff_seconds"): [0.2, 0.5, 1],
+    ("outbound", "retry_delay_ms"): 50,
+    ("outbound", "typing"): False,
+}
+
+
+def test_config_dir(work: Path) -> Path:
+    """config/ with TEST_CHANNEL_SETTINGS applied to channels.yml."""
+    import shutil
+
+    import yaml
+
+    target = work / "config"
+    shutil.copytree(PROJECT / "config", target)
+    channels = yaml.safe_load((target / "channels.yml").read_text(encoding="utf-8"))
+    for (section, key), value in TEST_CHANNEL_SETTINGS.items():
+        channels[section][key] = value
+    (target / "channels.yml").write_text(yaml.safe_dump(channels, allow_unicode=True),
+                                         encoding="utf-8")
+    return target
 
 
 @dataclass
@@ -93,13 +122,42 @@ def _wait_http(url: str, seconds: float, process: subprocess.Popen, log: Path) -
 
 
 @pytest.fixture(scope="session")
-def stack(redis_url: str) -> Iterator[Stack]:
+def fake_waha() -> Iterator[FakeWaha]:
+    with FakeWaha(api_key=WAHA_KEY) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def fake_meta() -> Iterator[FakeMeta]:
+    with FakeMeta(token=META_TOKEN, phone_number_id=META_PHONE_ID) as server:
+        yield server
+
+
+def gateway_env(fake_waha: FakeWaha, fake_meta: FakeMeta) -> Dict[str, str]:
+    return {
+        "WAHA_BASE_URL": fake_waha.url,
+        "WAHA_API_KEY": WAHA_KEY,
+        "WAHA_SESSION": "default",
+        "WAHA_WEBHOOK_HMAC_KEY": WAHA_HMAC,
+        "META_ACCESS_TOKEN": META_TOKEN,
+        "META_APP_SECRET": META_SECRET,
+        "META_VERIFY_TOKEN": META_VERIFY,
+        "META_PHONE_NUMBER_ID": META_PHONE_ID,
+        "META_GRAPH_URL": fake_meta.url,
+        "META_API_VERSION": "v21.0",
+    }
+
+
+@pytest.fixture(scope="session")
+def stack(redis_url: str, fake_waha: FakeWaha, fake_meta: FakeMeta) -> Iterator[Stack]:
     if not MODEL.is_file():
         pytest.fail(f"{MODEL} is missing: run `make train` (make test does it)")
     work = Path(tempfile.mkdtemp(prefix="helpdesk-it-"))
     rasa_port, actions_port = free_port(), free_port()
+    base_env = {**os.environ, **gateway_env(fake_waha, fake_meta),
+                "HELPDESK_CONFIG_DIR": str(test_config_dir(work))}
     env = stack_env(
-        dict(os.environ),
+        base_env,
         redis_url=redis_url,
         rasa_port=rasa_port,
         actions_port=actions_port,

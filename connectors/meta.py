@@ -1,0 +1,206 @@
+"""Meta WhatsApp Cloud API channel, served at `/webhooks/whatsapp/webhook`.
+
+- GET: Meta's verification handshake (`hub.mode=subscribe` and the verify token give 200
+  with the challenge as plain text; anything else 403).
+- POST: `X-Hub-Signature-256` (HMAC-SHA256 of the raw bytes with the app secret) is
+  required when `META_APP_SECRET` is set. Every entry, change and message of a delivery is
+  handled (Meta batches); a broken message is skipped and logged, the others still count.
+  Statuses are ignored except `failed`, logged with its error code (131047 on a proactive
+  message sends the re-engagement template). Interactive replies give Rasa their id, not
+  their title (docs/whatsapp-wire-formats.md, B1-B6).
+"""
+import json
+import logging
+import time
+from typing import Any, Dict, List, Optional, Text, Tuple
+
+from rasa.core.channels.channel import InputChannel
+from sanic import Blueprint, response
+from sanic.request import Request
+from sanic.response import HTTPResponse
+
+from connectors.whatsapp import Parsed, WhatsAppInput, signature_matches
+from connectors.whatsapp_output import MetaSender, Sender
+from helpdesk import redis_keys
+from helpdesk.conversations import digits, direct_conversation_id
+from helpdesk.errors import ConfigError
+from helpdesk.inbound import InboundMessage, Media
+from helpdesk.logs import mask_phone
+from helpdesk.meta import REENGAGEMENT_CODE, MetaClient
+from helpdesk.settings import MetaSettings, load_meta
+
+logger = logging.getLogger(__name__)
+
+MEDIA_TYPES = ("image", "document", "audio", "video", "sticker")
+IGNORED_TYPES = ("reaction", "system", "ephemeral", "request_welcome")
+
+
+class MetaInput(WhatsAppInput):
+    @classmethod
+    def name(cls) -> Text:
+        return "whatsapp"
+
+    def __init__(self, settings: MetaSettings) -> None:
+        self.meta = settings
+        self.client: Optional[MetaClient] = None
+        super().__init__()
+
+    @classmethod
+    def from_credentials(cls, credentials: Optional[Dict[Text, Any]]) -> InputChannel:
+        settings = load_meta()
+        if settings is None:
+            raise ConfigError(
+                "the Meta channel needs META_ACCESS_TOKEN and META_PHONE_NUMBER_ID (see .env.example)"
+            )
+        return cls(settings)
+
+    def make_sender(self) -> Sender:
+        self.client = MetaClient(self.meta, self.config.send_timeout_seconds)
+        return MetaSender(self.client)
+
+    def verify(self, request: Request, body: bytes) -> bool:
+        if not self.meta.app_secret:
+            return True
+        return signature_matches(self.meta.app_secret, body,
+                                 request.headers.get("X-Hub-Signature-256"), "sha256",
+                                 prefix="sha256=")
+
+    def extra_routes(self, hooks: Blueprint) -> None:
+        @hooks.route("/webhook", methods=["GET"])
+        async def verification(request: Request) -> HTTPResponse:
+            mode = request.args.get("hub.mode")
+            token = request.args.get("hub.verify_token")
+            challenge = request.args.get("hub.challenge")
+            expected = self.meta.verify_token
+            if (mode == "subscribe" and expected and token and challenge is not None
+                    and _same(token, expected)):
+                return response.text(challenge)
+            logger.warning("Meta verification refused", extra={"mode": mode})
+            return response.text("forbidden", status=403)
+
+    async def fetch_media(self, message: InboundMessage) -> Tuple[bytes, Optional[str]]:
+        return await self.client.download(message.media.media_id, self.config.media_max_bytes)
+
+    async def parse(self, payload: Dict[str, Any]) -> Parsed:
+        parsed = Parsed()
+        if payload.get("object") != "whatsapp_business_account":
+            parsed.skipped.append(("object", str(payload.get("object"))))
+            return parsed
+        for entry in _list(payload.get("entry")):
+            for change in _list(entry.get("changes") if isinstance(entry, dict) else None):
+                if not isinstance(change, dict):
+                    parsed.skipped.append(("malformed change", ""))
+                    continue
+                if change.get("field") != "messages":
+                    parsed.skipped.append(("field", str(change.get("field"))))
+                    continue
+                self._value(change.get("value"), parsed)
+        return parsed
+
+    def _value(self, value: Any, parsed: Parsed) -> None:
+        if not isinstance(value, dict):
+            parsed.skipped.append(("malformed value", ""))
+            return
+        number_id = (value.get("metadata") or {}).get("phone_number_id")
+        if number_id and str(number_id) != self.meta.phone_number_id:
+            parsed.skipped.append(("other phone number", str(number_id)))
+            return
+        names = {}
+        for contact in _list(value.get("contacts")):
+            if isinstance(contact, dict):
+                key = contact.get("wa_id") or contact.get("user_id")
+                names[key] = (contact.get("profile") or {}).get("name")
+        for status in _list(value.get("statuses")):
+            if isinstance(status, dict) and status.get("status") == "failed":
+                parsed.failed_statuses.append(status)
+            else:
+                parsed.skipped.append(("status", str((status or {}).get("status"))))
+        for error in _list(value.get("errors")):
+            logger.error("Meta reported an error", extra={"code": (error or {}).get("code"),
+                                                          "title": (error or {}).get("title")})
+        for raw in _list(value.get("messages")):
+            try:
+                message = self._message(raw, names)
+            except (KeyError, TypeError, ValueError, AttributeError) as error:
+                parsed.skipped.append(("malformed message", repr(error)[:200]))
+                continue
+            if isinstance(message, str):
+                parsed.skipped.append((message, str((raw or {}).get("id"))))
+            else:
+                parsed.messages.append(message)
+
+    def _message(self, raw: Dict[str, Any], names: Dict[str, Any]) -> Any:
+        message_id, kind = raw.get("id"), raw.get("type")
+        sender = raw.get("from") or raw.get("from_user_id")
+        if not isinstance(message_id, str) or not message_id or not sender:
+            return "missing id or sender"
+        sender = str(sender)
+        if kind in IGNORED_TYPES:
+            return f"{kind} message"
+        phone = digits(raw["from"]) if raw.get("from") else None
+        message = InboundMessage(
+            channel=self.name(), message_id=message_id,
+            conversation_id=direct_conversation_id(sender), chat_id=phone or sender,
+            kind="text", phone=phone, name=names.get(sender) or names.get(raw.get("from")),
+            timestamp=float(raw.get("timestamp") or 0) or time.time(),
+        )
+        if kind == "text":
+            message.text = str((raw.get("text") or {}).get("body") or "").strip()
+            if not message.text:
+                return "empty text"
+        elif kind == "interactive":
+            interactive = raw["interactive"]
+            reply = interactive.get(interactive.get("type")) or {}
+            message.kind = "interactive"
+            message.payload = reply.get("id")
+            message.text = reply.get("title") or ""
+            if not message.payload:
+                return "interactive without id"
+        elif kind == "button":
+            message.kind = "interactive"
+            message.payload = raw["button"].get("payload") or raw["button"].get("text")
+            message.text = raw["button"].get("text") or ""
+        elif kind in MEDIA_TYPES:
+            media = raw[kind]
+            message.kind = "media"
+            message.text = str(media.get("caption") or "").strip()
+            media_kind = "voice" if kind == "audio" and media.get("voice") else kind
+            message.media = Media(kind=media_kind, mime_type=media.get("mime_type"),
+                                  media_id=media.get("id"), filename=media.get("filename"),
+                                  error=None if media.get("id") else "no media id")
+        elif kind == "location":
+            location = raw["location"]
+            message.kind = "location"
+            message.location = {k: location.get(k) for k in
+                                ("latitude", "longitude", "name", "address") if k in location}
+        else:
+            message.kind = "unsupported"
+            logger.info("unsupported Meta message type", extra={"type": kind})
+        if message.kind == "text":
+            message.opt_word = self.config.opt_word(message.text)
+        return message
+
+    async def on_failed_statuses(self, statuses: List[Dict[str, Any]]) -> None:
+        for status in statuses:
+            codes = [e.get("code") for e in _list(status.get("errors")) if isinstance(e, dict)]
+            logger.error("Meta could not deliver a message", extra={
+                "codes": codes, "recipient": mask_phone(str(status.get("recipient_id") or "")),
+            })
+            await self.shared.delivery.count("meta_failed_status")
+            if REENGAGEMENT_CODE not in codes or not status.get("id"):
+                continue
+            key = redis_keys.sent_message(self.name(), str(status["id"]))
+            sent = await self.shared.redis.get(key)
+            if sent:
+                await self.shared.redis.delete(key)
+                await self.shared.delivery.reengage(json.loads(sent))
+
+
+def _list(value: Any) -> List[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _same(given: str, expected: str) -> bool:
+    import hmac
+
+    return hmac.compare_digest(given.encode(), expected.encode())

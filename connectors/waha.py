@@ -1,0 +1,215 @@
+"""WAHA (WhatsApp HTTP API) channel, served at `/webhooks/waha/webhook`.
+
+Inbound events per docs/whatsapp-wire-formats.md (A1-A5): only `message` and `message.any`
+events from other people reach Rasa. Own messages (`fromMe`, and the self-sent group quirk
+where `participant` is our own id), status broadcasts, newsletters, call stubs with no text,
+other sessions and every other event type are answered 200 and skipped. `X-Webhook-Hmac`
+(hex HMAC-SHA512 of the raw body) is required when `WAHA_WEBHOOK_HMAC_KEY` is set.
+"""
+import logging
+import time
+from typing import Any, Dict, Optional, Text, Tuple
+
+from rasa.core.channels.channel import InputChannel
+from sanic.request import Request
+
+from connectors.whatsapp import Parsed, WhatsAppInput, mentions_of, signature_matches, strip_mentions
+from connectors.whatsapp_output import Sender, WahaSender
+from helpdesk import redis_keys
+from helpdesk.conversations import (
+    digits,
+    direct_conversation_id,
+    group_conversation_id,
+    is_group_jid,
+)
+from helpdesk.errors import ConfigError
+from helpdesk.inbound import InboundMessage, Media
+from helpdesk.settings import WahaSettings, load_waha
+from helpdesk.waha import WahaClient
+
+logger = logging.getLogger(__name__)
+
+USER_EVENTS = ("message", "message.any")
+LID_TTL_SECONDS = 30 * 24 * 3600
+
+
+def media_kind(mime_type: Optional[str], data: Dict[str, Any]) -> str:
+    mime = (mime_type or "").lower()
+    raw_type = str((data.get("_data") or {}).get("type") or "").lower()
+    if raw_type in ("ptt", "voice"):
+        return "voice"
+    if mime.startswith("image/"):
+        return "sticker" if mime == "image/webp" and raw_type == "sticker" else "image"
+    if mime.startswith("audio/"):
+        return "voice" if "opus" in mime or "ogg" in mime else "audio"
+    if mime.startswith("video/"):
+        return "video"
+    return "document"
+
+
+class WahaInput(WhatsAppInput):
+    @classmethod
+    def name(cls) -> Text:
+        return "waha"
+
+    def __init__(self, settings: WahaSettings) -> None:
+        self.waha = settings
+        self.client = None
+        super().__init__()
+
+    @classmethod
+    def from_credentials(cls, credentials: Optional[Dict[Text, Any]]) -> InputChannel:
+        settings = load_waha()
+        if settings is None:
+            raise ConfigError("the WAHA channel needs WAHA_BASE_URL (see .env.example)")
+        return cls(settings)
+
+    def make_sender(self) -> Sender:
+        self.client = WahaClient(self.waha, self.config.send_timeout_seconds)
+        return WahaSender(self.client)
+
+    def verify(self, request: Request, body: bytes) -> bool:
+        if not self.waha.hmac_key:
+            return True
+        algorithm = (request.headers.get("X-Webhook-Hmac-Algorithm") or "sha512").lower()
+        if algorithm != "sha512":
+            return False
+        return signature_matches(self.waha.hmac_key, body,
+                                 request.headers.get("X-Webhook-Hmac"), "sha512")
+
+    async def fetch_media(self, message: InboundMessage) -> Tuple[bytes, Optional[str]]:
+        return await self.client.download(message.media.url, self.config.media_max_bytes)
+
+    async def parse(self, payload: Dict[str, Any]) -> Parsed:
+        parsed = Parsed()
+        event = payload.get("event")
+        if event not in USER_EVENTS:
+            if event == "session.status":
+                status = (payload.get("payload") or {}).get("status")
+                logger.info("WAHA session status", extra={"status": status})
+            parsed.skipped.append(("event", str(event)))
+            return parsed
+        if payload.get("session") not in (None, self.waha.session):
+            parsed.skipped.append(("other session", str(payload.get("session"))))
+            return parsed
+        data = payload.get("payload")
+        if not isinstance(data, dict):
+            parsed.skipped.append(("no payload", str(event)))
+            return parsed
+        me = payload.get("me") if isinstance(payload.get("me"), dict) else {}
+        try:
+            message = await self._message(data, me)
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            parsed.skipped.append(("malformed message", repr(error)[:200]))
+            return parsed
+        if isinstance(message, str):
+            parsed.skipped.append((message, str(data.get("id"))))
+        else:
+            parsed.messages.append(message)
+        return parsed
+
+    async def _message(self, data: Dict[str, Any], me: Dict[str, Any]) -> Any:
+        """An InboundMessage, or the reason (a string) it is not one."""
+        message_id = data.get("id")
+        sender = data.get("from")
+        if not isinstance(message_id, str) or not message_id or not isinstance(sender, str):
+            return "missing id or from"
+        if data.get("fromMe"):
+            return "own message"
+        if sender == "status@broadcast" or sender.endswith("@newsletter") \
+                or sender.endswith("@broadcast"):
+            return "broadcast or newsletter"
+        own_ids = [i for i in (me.get("id"), me.get("lid"), me.get("jid")) if isinstance(i, str)]
+        own_numbers = {digits(i) for i in own_ids}
+        body = data.get("body") or ""
+        if not isinstance(body, str):
+            body = str(body)
+        has_media = bool(data.get("hasMedia"))
+        location = data.get("location") if isinstance(data.get("location"), dict) else None
+        vcards = data.get("vCards") or []
+        if not body.strip() and not has_media and not location and not vcards:
+            return "empty message"
+        raw = data.get("_data") if isinstance(data.get("_data"), dict) else {}
+        name = raw.get("notifyName") or raw.get("pushName")
+        if is_group_jid(sender):
+            participant = data.get("participant") or data.get("author") or raw.get("author")
+            if not isinstance(participant, str) or not participant:
+                return "group message without participant"
+            if digits(participant) in own_numbers:
+                return "own message (group quirk)"
+            person = await self._number_for(participant)
+            conversation = group_conversation_id(sender, person or participant)
+            phone = digits(person) if person else None
+            chat_id, is_group = sender, True
+        else:
+            participant = None
+            if digits(sender) in own_numbers:
+                return "own message"
+            person = await self._number_for(sender) if sender.endswith("@lid") else sender
+            conversation = direct_conversation_id(person or sender)
+            phone = digits(person) if person else None
+            chat_id, is_group = sender, False
+            alias = await self.shared.redis.get(redis_keys.direct_alias(conversation))
+            if alias:  # this person answers a group report in private (groups.ask_in: direct)
+                conversation = alias.decode() if isinstance(alias, bytes) else alias
+                participant, is_group, chat_id = sender, True, _group_chat(conversation)
+        message = InboundMessage(
+            channel=self.name(), message_id=message_id, conversation_id=conversation,
+            chat_id=chat_id, kind="text", text=body.strip(), participant=participant,
+            phone=phone, name=name if isinstance(name, str) else None, is_group=is_group,
+            mentions_bot=mentions_of(body, own_ids),
+            lid=(participant or sender) if (participant or sender).endswith("@lid") and not phone
+            else None,
+            timestamp=float(data.get("timestamp") or 0) or time.time(),
+        )
+        if message.mentions_bot:
+            message.text = strip_mentions(message.text, own_ids)
+        message.opt_word = self.config.opt_word(message.text) if message.text else None
+        if has_media:
+            media = data.get("media") if isinstance(data.get("media"), dict) else {}
+            mime = media.get("mimetype")
+            message.kind = "media"
+            message.media = Media(
+                kind=media_kind(mime, data), mime_type=mime,
+                url=media.get("url") or data.get("mediaUrl"),
+                filename=media.get("filename"),
+                error=(str(media.get("error")) if media.get("error") else None)
+                if media else "WAHA did not download the file",
+            )
+        elif location:
+            message.kind = "location"
+            message.location = {k: location.get(k) for k in ("latitude", "longitude",
+                                                              "description") if k in location}
+        elif vcards and not body.strip():
+            message.kind = "unsupported"
+        return message
+
+    async def _number_for(self, jid: str) -> Optional[str]:
+        """A phone jid for a participant or sender: as is, or an @lid through cache/WAHA."""
+        if not jid.endswith("@lid"):
+            return jid
+        cached = await self.shared.redis.get(redis_keys.lid_number(jid))
+        if cached:
+            return cached.decode() if isinstance(cached, bytes) else cached
+        return None
+
+    async def resolve_identity(self, message: InboundMessage) -> None:
+        """An @lid sender not in the cache: ask WAHA once (in the turn, not the webhook)."""
+        if not message.lid or self.client is None:
+            return
+        number = await self.client.number_for_lid(message.lid)
+        if not number:
+            return
+        await self.shared.redis.set(redis_keys.lid_number(message.lid), number, ex=LID_TTL_SECONDS)
+        message.phone = digits(number)
+        if message.is_group:
+            message.conversation_id = group_conversation_id(message.chat_id, number)
+        else:
+            message.conversation_id = direct_conversation_id(number)
+        logger.info("lid resolved to a number")
+
+
+def _group_chat(conversation_id: str) -> str:
+    from helpdesk.conversations import group_of
+
+    return group_of(conversation_id) or conversation_id

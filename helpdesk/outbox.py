@@ -1,0 +1,87 @@
+"""The per-chat ordered outbox: WhatsApp messages waiting to be delivered.
+
+A message that cannot be sent now (gateway down, 5xx, rate limit) waits here, behind any
+older message for the same chat, and is retried with growing waits until delivered. Anyone
+may enqueue (the channel after failed quick retries, workers and actions through
+`helpdesk.whatsapp_send`); the Rasa server's drainer delivers (connectors/whatsapp.py).
+
+Layout: one Redis list per chat (oldest first) plus one sorted set of lists by the time of
+their next attempt. A lock per chat makes one drainer deliver a chat at a time, whatever
+the number of processes. Scripts keep "append + schedule" and "remove + unschedule if
+empty" atomic, so no message is ever left in an unscheduled list.
+"""
+import json
+import time
+from typing import Any, Dict, List, Optional
+
+from helpdesk import redis_keys
+
+# KEYS: list, due zset.  ARGV: message json, now
+_PUSH = """
+redis.call('RPUSH', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[2], 'NX', tonumber(ARGV[2]), KEYS[1])
+return redis.call('LLEN', KEYS[1])
+"""
+# KEYS: list, due zset.  ARGV: the message json expected at the head
+_POP = """
+if redis.call('LINDEX', KEYS[1], 0) == ARGV[1] then redis.call('LPOP', KEYS[1]) end
+if redis.call('LLEN', KEYS[1]) == 0 then redis.call('ZREM', KEYS[2], KEYS[1]) end
+return redis.call('LLEN', KEYS[1])
+"""
+# KEYS: list.  ARGV: old head json, new head json (the head with its attempt count raised)
+_REPLACE_HEAD = """
+if redis.call('LINDEX', KEYS[1], 0) == ARGV[1] then redis.call('LSET', KEYS[1], 0, ARGV[2]) end
+return 1
+"""
+
+
+def encode(message: Dict[str, Any]) -> str:
+    return json.dumps(message, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def outbox_key(message: Dict[str, Any]) -> str:
+    return redis_keys.outbox(message["channel"], message["chat_id"])
+
+
+class AsyncOutbox:
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self._push = client.register_script(_PUSH)
+        self._pop = client.register_script(_POP)
+        self._replace = client.register_script(_REPLACE_HEAD)
+
+    async def push(self, message: Dict[str, Any]) -> int:
+        return await self._push(keys=[outbox_key(message), redis_keys.outbox_due()],
+                                args=[encode(message), time.time()])
+
+    async def pending(self, channel: str, chat_id: str) -> int:
+        return await self.client.llen(redis_keys.outbox(channel, chat_id))
+
+    async def due(self, limit: int = 20) -> List[str]:
+        keys = await self.client.zrangebyscore(redis_keys.outbox_due(), "-inf", time.time(),
+                                               start=0, num=limit)
+        return [k.decode() if isinstance(k, bytes) else k for k in keys]
+
+    async def head(self, key: str) -> Optional[str]:
+        raw = await self.client.lindex(key, 0)
+        return raw.decode() if isinstance(raw, bytes) else raw
+
+    async def delivered(self, key: str, raw: str) -> int:
+        return await self._pop(keys=[key, redis_keys.outbox_due()], args=[raw])
+
+    async def retry_later(self, key: str, raw: str, message: Dict[str, Any],
+                          delay_seconds: float) -> None:
+        await self._replace(keys=[key], args=[raw, encode(message)])
+        await self.client.zadd(redis_keys.outbox_due(), {key: time.time() + delay_seconds})
+
+    async def lock(self, key: str, seconds: int = 60) -> bool:
+        return bool(await self.client.set(redis_keys.outbox_lock(key), "1", nx=True, ex=seconds))
+
+    async def unlock(self, key: str) -> None:
+        await self.client.delete(redis_keys.outbox_lock(key))
+
+
+def push_sync(client: Any, message: Dict[str, Any]) -> int:
+    """For processes without an event loop (RQ workers)."""
+    return client.eval(_PUSH, 2, outbox_key(message), redis_keys.outbox_due(),
+                       encode(message), time.time())

@@ -1,0 +1,229 @@
+"""Fake WhatsApp gateways on loopback: WAHA and Meta's Graph API, as documented in
+docs/whatsapp-wire-formats.md. They record what they receive, serve media files, and fail
+on demand (down, 5xx, Meta error codes), so the connectors are tested over real HTTP.
+"""
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable, Dict, List, Optional, Tuple
+from urllib.parse import parse_qs, urlparse
+
+
+class FakeServer:
+    """A threaded HTTP server on 127.0.0.1 with recorded requests and injectable failures."""
+
+    def __init__(self) -> None:
+        self.requests: List[Dict[str, Any]] = []
+        self.lock = threading.Lock()
+        self.fail_next: List[Tuple[int, Any]] = []  # (status, body) for the next calls
+        self.down = False  # every send answers 503
+        self.delay_seconds = 0.0
+        self.files: Dict[str, Tuple[bytes, str]] = {}
+        self.arrived = threading.Condition(self.lock)
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _respond(self, status: int, body: Any, content_type: str = "application/json"
+                         ) -> None:
+                data = body if isinstance(body, bytes) else json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                status, body, content_type = server.handle_get(self)
+                self._respond(status, body, content_type)
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                try:
+                    body = json.loads(raw) if raw else None
+                except ValueError:
+                    body = None
+                status, answer = server.handle_post(self, body)
+                self._respond(status, answer)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> "FakeServer":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    # recording -----------------------------------------------------------------------
+    def record(self, handler: BaseHTTPRequestHandler, body: Any) -> Dict[str, Any]:
+        entry = {"path": urlparse(handler.path).path, "query": parse_qs(urlparse(handler.path).query),
+                 "headers": dict(handler.headers), "body": body, "at": time.time()}
+        with self.arrived:
+            self.requests.append(entry)
+            self.arrived.notify_all()
+        return entry
+
+    def calls(self, path: str) -> List[Dict[str, Any]]:
+        with self.lock:
+            return [r for r in self.requests if r["path"] == path]
+
+    def wait_for(self, predicate: Callable[[List[Dict[str, Any]]], bool],
+                 timeout: float = 20) -> List[Dict[str, Any]]:
+        """Wait until the recorded requests satisfy the predicate; fail the test otherwise."""
+        deadline = time.time() + timeout
+        with self.arrived:
+            while not predicate(self.requests):
+                remaining = deadline - time.time()
+                if remaining <= 0:
+                    raise AssertionError(
+                        f"timed out; recorded: {[(r['path'], r['body']) for r in self.requests]}"
+                    )
+                self.arrived.wait(remaining)
+            return list(self.requests)
+
+    def clear(self) -> None:
+        with self.lock:
+            self.requests.clear()
+            self.fail_next.clear()
+            self.down = False
+            self.delay_seconds = 0.0
+
+    def injected_failure(self) -> Optional[Tuple[int, Any]]:
+        with self.lock:
+            if self.down:
+                return 503, {"statusCode": 503, "message": "Service Unavailable"}
+            if self.fail_next:
+                return self.fail_next.pop(0)
+        return None
+
+    def handle_get(self, handler: BaseHTTPRequestHandler) -> Tuple[int, Any, str]:
+        raise NotImplementedError
+
+    def handle_post(self, handler: BaseHTTPRequestHandler, body: Any) -> Tuple[int, Any]:
+        raise NotImplementedError
+
+
+class FakeWaha(FakeServer):
+    """WAHA's API: sendText/sendImage/sendFile/sendSeen/typing answer 201; files served at
+    /api/files/<name> with X-Api-Key; lids resolved from `self.lids`."""
+
+    def __init__(self, api_key: str = "waha-key") -> None:
+        super().__init__()
+        self.api_key = api_key
+        self.lids: Dict[str, str] = {}
+        self.sent_count = 0
+
+    def texts(self, chat_id: Optional[str] = None) -> List[str]:
+        return [r["body"]["text"] for r in self.calls("/api/sendText")
+                if not r.get("failed") and (chat_id is None or r["body"]["chatId"] == chat_id)]
+
+    def handle_get(self, handler: BaseHTTPRequestHandler) -> Tuple[int, Any, str]:
+        path = urlparse(handler.path).path
+        self.record(handler, None)
+        if handler.headers.get("X-Api-Key") != self.api_key:
+            return 401, {"message": "Unauthorized", "statusCode": 401}, "application/json"
+        if path.startswith("/api/files/"):
+            found = self.files.get(path)
+            if not found:
+                return 404, {"statusCode": 404, "message": "Not Found"}, "application/json"
+            return 200, found[0], found[1]
+        if "/lids/" in path:
+            lid = path.rsplit("/", 1)[-1]
+            return 200, {"lid": lid, "pn": self.lids.get(lid)}, "application/json"
+        return 404, {"statusCode": 404, "message": "Not Found"}, "application/json"
+
+    def handle_post(self, handler: BaseHTTPRequestHandler, body: Any) -> Tuple[int, Any]:
+        if self.delay_seconds:
+            time.sleep(self.delay_seconds)
+        if handler.headers.get("X-Api-Key") != self.api_key:
+            self.record(handler, body)
+            return 401, {"message": "Unauthorized", "statusCode": 401}
+        failure = self.injected_failure()
+        entry = self.record(handler, body)
+        if failure:
+            entry["failed"] = True
+            return failure
+        with self.lock:
+            self.sent_count += 1
+            number = self.sent_count
+        chat = (body or {}).get("chatId", "")
+        return 201, {"id": {"fromMe": True, "remote": chat, "id": f"3EB0{number:016X}",
+                            "_serialized": f"true_{chat}_3EB0{number:016X}"}}
+
+
+class FakeMeta(FakeServer):
+    """Graph API: POST /<version>/<phone id>/messages, media lookup and download."""
+
+    def __init__(self, token: str = "meta-token", phone_number_id: str = "106540352242922") -> None:
+        super().__init__()
+        self.token = token
+        self.phone_number_id = phone_number_id
+        self.sent_count = 0
+
+    def messages(self) -> List[Dict[str, Any]]:
+        return [r["body"] for r in self.requests
+                if r["path"].endswith("/messages") and r["body"] and "status" not in r["body"]
+                and not r.get("failed")]
+
+    def _authorised(self, handler: BaseHTTPRequestHandler) -> bool:
+        return handler.headers.get("Authorization") == f"Bearer {self.token}"
+
+    def handle_get(self, handler: BaseHTTPRequestHandler) -> Tuple[int, Any, str]:
+        parsed = urlparse(handler.path)
+        self.record(handler, None)
+        if not self._authorised(handler):
+            return 401, _graph_error(190, "Error validating access token"), "application/json"
+        if parsed.path.startswith("/download/"):
+            found = self.files.get(parsed.path)
+            if not found:
+                return 404, b"", "text/plain"
+            return 200, found[0], found[1]
+        media_id = parsed.path.rsplit("/", 1)[-1]
+        found = self.files.get(f"/download/{media_id}")
+        if not found:
+            return 400, _graph_error(100, "Unsupported get request"), "application/json"
+        return 200, {"messaging_product": "whatsapp", "url": f"{self.url}/download/{media_id}",
+                     "mime_type": found[1], "sha256": "x", "file_size": str(len(found[0])),
+                     "id": media_id}, "application/json"
+
+    def handle_post(self, handler: BaseHTTPRequestHandler, body: Any) -> Tuple[int, Any]:
+        if self.delay_seconds:
+            time.sleep(self.delay_seconds)
+        if not self._authorised(handler):
+            self.record(handler, body)
+            return 401, _graph_error(190, "Error validating access token")
+        failure = self.injected_failure()
+        entry = self.record(handler, body)
+        if failure:
+            entry["failed"] = True
+            return failure
+        if body and body.get("status") == "read":
+            return 200, {"success": True}
+        with self.lock:
+            self.sent_count += 1
+            number = self.sent_count
+        to = (body or {}).get("to")
+        return 200, {"messaging_product": "whatsapp", "contacts": [{"input": to, "wa_id": to}],
+                     "messages": [{"id": f"wamid.SENT{number:06d}"}]}
+
+
+def _graph_error(code: int, message: str) -> Dict[str, Any]:
+    return {"error": {"message": message, "type": "OAuthException", "code": code,
+                      "fbtrace_id": "AbCdEf123"}}
+
+
+def graph_error(code: int, message: str = "error") -> Dict[str, Any]:
+    return _graph_error(code, message)
+

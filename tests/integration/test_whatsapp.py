@@ -1,0 +1,340 @@
+"""The WAHA and Meta channels through the real Rasa server, action server and Redis, with
+fake gateways on loopback that record what the bot sends."""
+import concurrent.futures
+import json
+import random
+import time
+
+import pytest
+import requests
+
+from tests.integration.conftest import AUTH_TOKEN, META_SECRET, META_VERIFY, WAHA_HMAC
+from tests.integration.whatsapp_payloads import (
+    BOT_NUMBER,
+    meta_delivery,
+    meta_text,
+    post_meta,
+    post_waha,
+    texts_to,
+    waha_message,
+)
+
+pytestmark = pytest.mark.usefixtures("stack")
+
+
+@pytest.fixture
+def number() -> str:
+    return "54911" + "".join(random.choice("0123456789") for _ in range(8))
+
+
+@pytest.fixture(autouse=True)
+def _fresh_fakes(fake_waha, fake_meta):
+    fake_waha.clear()
+    fake_meta.clear()
+    yield
+    fake_waha.clear()
+    fake_meta.clear()
+
+
+def waha_say(stack, number, text, **kwargs):
+    answer = post_waha(stack.rasa_url, waha_message(number, text, **kwargs), WAHA_HMAC)
+    assert answer.status_code == 200, answer.text
+    return answer
+
+
+def wait_texts(fake_waha, chat_id, count, timeout=30):
+    fake_waha.wait_for(lambda seen: len(texts_to(seen, chat_id)) >= count, timeout)
+    return texts_to(fake_waha.requests, chat_id)
+
+
+def settle(seconds=1.5):
+    """Time for anything (wrongly) still on its way to arrive."""
+    time.sleep(seconds)
+
+
+# --- signatures and bad input --------------------------------------------------------------
+
+def test_waha_signature_good_bad_missing(stack, fake_waha, number):
+    event = waha_message(number, "hola")
+    assert post_waha(stack.rasa_url, event, WAHA_HMAC, signature="0" * 128).status_code == 401
+    body = json.dumps(event).encode()
+    missing = requests.post(f"{stack.rasa_url}/webhooks/waha/webhook", data=body,
+                            headers={"Content-Type": "application/json"}, timeout=10)
+    assert missing.status_code == 401
+    settle()
+    assert texts_to(fake_waha.requests, f"{number}@c.us") == []  # nothing was processed
+
+    assert post_waha(stack.rasa_url, event, WAHA_HMAC).status_code == 200
+    assert "asistente de soporte" in wait_texts(fake_waha, f"{number}@c.us", 1)[0]
+
+
+def test_meta_verification_handshake(stack):
+    url = f"{stack.rasa_url}/webhooks/whatsapp/webhook"
+    ok = requests.get(url, params={"hub.mode": "subscribe", "hub.verify_token": META_VERIFY,
+                                   "hub.challenge": "1158201444"}, timeout=10)
+    assert ok.status_code == 200 and ok.text == "1158201444"
+    assert ok.headers["Content-Type"].startswith("text/plain")
+    wrong = requests.get(url, params={"hub.mode": "subscribe", "hub.verify_token": "nope",
+                                      "hub.challenge": "1"}, timeout=10)
+    assert wrong.status_code == 403
+    mode = requests.get(url, params={"hub.mode": "unsubscribe", "hub.verify_token": META_VERIFY,
+                                     "hub.challenge": "1"}, timeout=10)
+    assert mode.status_code == 403
+
+
+def test_meta_signature_good_bad_missing(stack, fake_meta, number):
+    delivery = meta_delivery([meta_text(number, "¡hola! ¿qué tal? 👋")])
+    assert post_meta(stack.rasa_url, delivery, META_SECRET, signature="sha256=" + "0" * 64
+                     ).status_code == 401
+    assert post_meta(stack.rasa_url, delivery, None).status_code == 401
+    settle()
+    assert fake_meta.messages() == []
+    assert post_meta(stack.rasa_url, delivery, META_SECRET).status_code == 200
+    fake_meta.wait_for(lambda seen: any(r["body"] and r["body"].get("to") == number
+                                        for r in seen))
+
+
+def test_malformed_oversized_and_unknown_events(stack, fake_waha):
+    bad = post_waha(stack.rasa_url, None, WAHA_HMAC, raw=b"{not json")
+    assert bad.status_code == 400
+    big = post_waha(stack.rasa_url, None, WAHA_HMAC, raw=b"{" + b" " * 300_000 + b"}")
+    assert big.status_code == 413
+    unknown = post_waha(stack.rasa_url, {"event": "presence.update", "session": "default",
+                                         "payload": {}}, WAHA_HMAC)
+    assert unknown.status_code == 200 and unknown.json()["ignored"] == 1
+    array = post_waha(stack.rasa_url, [1, 2], WAHA_HMAC)
+    assert array.status_code == 400
+
+
+def test_meta_batch_with_statuses_and_a_broken_message(stack, fake_meta, number):
+    others = [number[:-1] + str((int(number[-1]) + i) % 10) for i in (1, 2)]
+    senders = [number] + others
+    messages = [meta_text(s, "hola") for s in senders]
+    broken = {"from": number, "type": "text"}  # no id
+    statuses = [{"id": "wamid.X", "status": "delivered", "timestamp": "1", "recipient_id": number},
+                {"id": "wamid.Y", "status": "read", "timestamp": "1", "recipient_id": number}]
+    delivery = meta_delivery(messages[:2] + [broken] + messages[2:], statuses)
+    answer = post_meta(stack.rasa_url, delivery, META_SECRET)
+    assert answer.status_code == 200
+    assert answer.json()["accepted"] == 3
+    fake_meta.wait_for(lambda seen: {r["body"].get("to") for r in seen
+                                     if r["body"] and r["body"].get("type")} >= set(senders))
+
+
+# --- dedupe, order, groups -------------------------------------------------------------------
+
+def test_three_concurrent_deliveries_of_one_message_give_one_turn(stack, fake_waha, number):
+    event = waha_message(number, "hola")
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        answers = list(pool.map(lambda _: post_waha(stack.rasa_url, event, WAHA_HMAC), range(3)))
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    assert sum(a.json().get("accepted", 0) for a in answers) == 1
+    assert sum(a.json().get("duplicate", 0) for a in answers) == 2
+    wait_texts(fake_waha, f"{number}@c.us", 1)
+    settle()
+    assert len(texts_to(fake_waha.requests, f"{number}@c.us")) == 1
+
+
+def test_group_chatter_ignored_incident_answered_with_a_mention(stack, fake_waha, number):
+    group = "120363" + number
+    waha_say(stack, number, "buen día a todos, ¿alguien vio el partido anoche?", group=group)
+    waha_say(stack, number, "jajaja qué bueno", group=group)
+    settle(2)
+    assert texts_to(fake_waha.requests, f"{group}@g.us") == []
+
+    waha_say(stack, number, "se cayó el POS en la tienda 42, no podemos vender", group=group)
+    texts = wait_texts(fake_waha, f"{group}@g.us", 1)
+    assert all(t.startswith(f"@{number} ") for t in texts)
+    sent = [r for r in fake_waha.calls("/api/sendText") if r["body"]["chatId"] == f"{group}@g.us"]
+    assert sent[0]["body"]["mentions"] == [f"{number}@c.us"]
+    assert "Tienda 42" in "\n".join(texts)
+
+    # now in a conversation: a short answer from the same participant is taken
+    fake_waha.clear()
+    waha_say(stack, number, "sí", group=group)
+    texts = wait_texts(fake_waha, f"{group}@g.us", 1)
+    assert "HD-" in "\n".join(texts)
+
+
+def test_a_mention_of_the_bot_is_answered_in_a_group(stack, fake_waha, number):
+    group = "120363" + number
+    waha_say(stack, number, f"@{BOT_NUMBER} hola", group=group)
+    texts = wait_texts(fake_waha, f"{group}@g.us", 1)
+    assert "asistente de soporte" in texts[0]
+
+
+def test_two_participants_of_one_group_fill_two_forms(stack, fake_waha, number):
+    group = "120363" + number
+    other = "54922" + number[5:]  # another participant, never the same number
+    waha_say(stack, number, "tengo un problema con la impresora fiscal", group=group)
+    waha_say(stack, other, "se cayó el POS en la tienda 15, no podemos vender", group=group)
+    fake_waha.wait_for(lambda seen: any(t.startswith(f"@{number}") for t in
+                                        texts_to(seen, f"{group}@g.us"))
+                       and any(t.startswith(f"@{other}") for t in texts_to(seen, f"{group}@g.us")))
+    waha_say(stack, number, "tienda 42", group=group)
+    fake_waha.wait_for(lambda seen: sum(t.startswith(f"@{number}")
+                                        for t in texts_to(seen, f"{group}@g.us")) >= 3)
+    to_first = [t for t in texts_to(fake_waha.requests, f"{group}@g.us") if t.startswith(f"@{number}")]
+    to_other = [t for t in texts_to(fake_waha.requests, f"{group}@g.us") if t.startswith(f"@{other}")]
+    assert "Tienda 15" in "\n".join(to_other) and "Tienda 15" not in "\n".join(to_first)
+    assert any("Describa" in t for t in to_first)
+
+
+def test_messages_of_one_conversation_keep_their_order(stack, fake_waha, number):
+    for text in ("tengo un problema", "tienda 15", "el posnet"):
+        waha_say(stack, number, text)
+    texts = wait_texts(fake_waha, f"{number}@c.us", 4)
+    assert texts[1].startswith("¿En qué tienda ocurre?")
+    assert texts[2].startswith("¿Qué sistema o equipo está afectado?\n1. Caja / POS")
+    assert texts[3].startswith("Describa brevemente el problema")
+
+
+# --- message types ---------------------------------------------------------------------------
+
+def test_an_image_ends_as_a_ticket_attachment(stack, fake_waha, bot_ledger, number):
+    path = f"/api/files/default/{number}.jpg"
+    fake_waha.files[path] = (b"\xff\xd8\xff fake jpeg " + number.encode(), "image/jpeg")
+    media = {"url": f"{fake_waha.url}{path}", "mimetype": "image/jpeg", "filename": None,
+             "error": None}
+    waha_say(stack, number, "no imprime la fiscal de la tienda 42, sale este error", media=media)
+    texts = wait_texts(fake_waha, f"{number}@c.us", 1)
+    assert "¿Los datos son correctos?" in "\n".join(texts)
+    waha_say(stack, number, "sí")
+    texts = wait_texts(fake_waha, f"{number}@c.us", len(texts) + 1)
+    reference = next(w for t in texts for w in t.replace(".", " ").split() if w.startswith("HD-"))
+    record = bot_ledger.find(reference)
+    attachments = json.loads(record.attachments) if isinstance(record.attachments, str) \
+        else record.attachments
+    assert len(attachments) == 1 and attachments[0].endswith(".jpg")
+    with open(attachments[0], "rb") as stored:
+        assert stored.read() == fake_waha.files[path][0]
+
+
+def test_an_image_without_text_starts_a_ticket(stack, fake_waha, number):
+    path = f"/api/files/default/{number}-b.png"
+    fake_waha.files[path] = (b"\x89PNG fake", "image/png")
+    waha_say(stack, number, "", media={"url": f"{fake_waha.url}{path}", "mimetype": "image/png"})
+    texts = wait_texts(fake_waha, f"{number}@c.us", 2)
+    assert texts[0] == "Recibí su archivo; lo adjuntaré al ticket."
+    assert "Para crear el ticket necesito" in "\n".join(texts)
+
+
+def test_an_expired_media_url_asks_again_and_the_caption_counts(stack, fake_waha, number):
+    media = {"url": f"{fake_waha.url}/api/files/default/gone.jpg", "mimetype": "image/jpeg"}
+    waha_say(stack, number, "hola", media=media)
+    texts = wait_texts(fake_waha, f"{number}@c.us", 2)
+    assert texts[0] == "No pude descargar el archivo que envió. ¿Podría enviarlo nuevamente?"
+    assert "asistente de soporte" in texts[1]  # the caption "hola" was answered
+
+    fake_waha.clear()
+    waha_say(stack, number, "", media=None, hasMedia=True)  # WAHA did not download it
+    texts = wait_texts(fake_waha, f"{number}@c.us", 1)
+    assert texts == ["No pude descargar el archivo que envió. ¿Podría enviarlo nuevamente?"]
+
+
+def test_a_voice_note_without_transcription_asks_to_write(stack, fake_meta, number):
+    fake_meta.files["/download/778899"] = (b"OggS fake opus", "audio/ogg")
+    voice = {"from": number, "id": f"wamid.V{number}", "timestamp": str(int(time.time())),
+             "type": "audio", "audio": {"mime_type": "audio/ogg; codecs=opus", "sha256": "x",
+                                        "id": "778899", "voice": True}}
+    assert post_meta(stack.rasa_url, meta_delivery([voice]), META_SECRET).status_code == 200
+    fake_meta.wait_for(lambda seen: any(
+        r["body"] and r["body"].get("to") == number and "nota de voz" in
+        r["body"].get("text", {}).get("body", "") for r in seen))
+    # both steps of Meta's media fetch were made with the token
+    assert fake_meta.calls("/v21.0/778899") and fake_meta.calls("/download/778899")
+
+
+def test_unsupported_type_gets_a_polite_answer(stack, fake_meta, number):
+    sticker_free = {"from": number, "id": f"wamid.U{number}", "timestamp": "1",
+                    "type": "unsupported", "errors": [{"code": 131051}]}
+    assert post_meta(stack.rasa_url, meta_delivery([sticker_free]), META_SECRET).status_code == 200
+    fake_meta.wait_for(lambda seen: any(
+        r["body"] and r["body"].get("to") == number
+        and "solo puedo leer" in r["body"].get("text", {}).get("body", "") for r in seen))
+
+
+def test_button_replies_map_to_payloads(stack, fake_meta, fake_waha, number):
+    # Meta: the help menu comes as reply buttons; tapping one sends its id
+    assert post_meta(stack.rasa_url, meta_delivery([meta_text(number, "ayuda")]),
+                     META_SECRET).status_code == 200
+    fake_meta.wait_for(lambda seen: any(r["body"] and r["body"].get("type") == "interactive"
+                                        for r in seen))
+    interactive = next(r["body"] for r in fake_meta.requests
+                       if r["body"] and r["body"].get("type") == "interactive")
+    buttons = interactive["interactive"]["action"]["buttons"]
+    assert [b["reply"]["id"] for b in buttons] == ["/report_incident", "/ask_ticket_status",
+                                                   "/request_human"]
+    tap = {"from": number, "id": f"wamid.B{number}", "timestamp": "1", "type": "interactive",
+           "interactive": {"type": "button_reply",
+                           "button_reply": {"id": "/report_incident", "title": "Reportar incidencia"}}}
+    fake_meta.clear()
+    assert post_meta(stack.rasa_url, meta_delivery([tap]), META_SECRET).status_code == 200
+    fake_meta.wait_for(lambda seen: any("Para crear el ticket" in (r["body"] or {}).get(
+        "text", {}).get("body", "") for r in seen))
+
+    # WAHA: numbered text; "2" is the second button's payload (another user: one number is
+    # one conversation whatever the gateway)
+    other = "54922" + number[5:]
+    waha_say(stack, other, "ayuda")
+    menu = wait_texts(fake_waha, f"{other}@c.us", 1)[0]
+    assert "\n1. Reportar incidencia" in menu and "2. Estado de un ticket" in menu
+    waha_say(stack, other, "2")
+    texts = wait_texts(fake_waha, f"{other}@c.us", 2)
+    assert "ticket" in texts[1].lower() and "tienda" not in texts[1].lower()
+
+
+# --- outbound ------------------------------------------------------------------------------
+
+def test_gateway_down_while_replying_then_back(stack, fake_waha, number):
+    fake_waha.down = True
+    for text in ("tengo un problema", "tienda 15", "el posnet"):
+        waha_say(stack, number, text)
+    # the replies wait in the outbox while WAHA answers 503
+    fake_waha.wait_for(lambda seen: sum(1 for r in seen if r.get("failed")) >= 3)
+    settle(2)
+    assert texts_to(fake_waha.requests, f"{number}@c.us") == []
+    fake_waha.down = False
+    texts = wait_texts(fake_waha, f"{number}@c.us", 4)
+    assert texts[1].startswith("¿En qué tienda ocurre?")
+    assert texts[2].startswith("¿Qué sistema o equipo está afectado?\n1. Caja / POS")
+    assert texts[3].startswith("Describa brevemente el problema")
+    settle()
+    assert len(texts_to(fake_waha.requests, f"{number}@c.us")) == 4  # none twice
+
+
+def test_trigger_intent_reaches_whatsapp_through_the_output_channel(stack, fake_waha, number):
+    waha_say(stack, number, "hola")
+    wait_texts(fake_waha, f"{number}@c.us", 1)
+    answer = requests.post(
+        f"{stack.rasa_url}/conversations/{number}/trigger_intent",
+        params={"token": AUTH_TOKEN, "output_channel": "latest"},
+        json={"name": "help"}, timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    texts = wait_texts(fake_waha, f"{number}@c.us", 2)
+    # the WhatsApp variation of the help text: the options are the numbered list
+    assert texts[1].startswith("Puedo ayudarle a reportar una incidencia")
+    assert "\n1. Reportar incidencia" in texts[1]
+
+
+def test_opt_out_before_rasa_and_silence_until_opt_in(stack, fake_waha, number):
+    waha_say(stack, number, "BAJA")
+    texts = wait_texts(fake_waha, f"{number}@c.us", 1)
+    fake_waha.clear()
+    answer = waha_say(stack, number, "hola")
+    assert answer.json().get("opted_out") == 1
+    settle()
+    assert texts_to(fake_waha.requests, f"{number}@c.us") == []
+    waha_say(stack, number, "ALTA")
+    assert wait_texts(fake_waha, f"{number}@c.us", 1)
+    assert texts
+
+
+def test_rate_limit_answers_once_and_pauses(stack, fake_waha, number):
+    outcomes = [waha_say(stack, number, f"mensaje {i}").json() for i in range(22)]
+    assert sum(o.get("accepted", 0) for o in outcomes) == 20
+    assert sum(o.get("rate_limited_first", 0) for o in outcomes) == 1
+    assert sum(o.get("rate_limited", 0) for o in outcomes) == 1
+    fake_waha.wait_for(lambda seen: any("muchos mensajes" in t
+                                        for t in texts_to(seen, f"{number}@c.us")))
