@@ -348,8 +348,9 @@ class LlmClient:
 
 # --- one default client per event loop ------------------------------------------------------
 
-_defaults: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Tuple[Any, Optional[LlmClient]]]" = \
-    weakref.WeakKeyDictionary()
+# loop -> (the settings it was built from, the client or None)
+_defaults: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Tuple[Any, Optional[LlmClient]]]"
+_defaults = weakref.WeakKeyDictionary()
 
 
 async def default_client() -> Optional[LlmClient]:
@@ -384,7 +385,10 @@ def check_configuration() -> List[str]:
     return [p.label for p in provider_chain(load_llm(), config.default_base_url)]
 
 
-def _never_raises(function: Callable[..., Awaitable[Optional[T]]]) -> Callable[..., Awaitable[Optional[T]]]:
+UseFunction = Callable[..., Awaitable[Optional[T]]]
+
+
+def _never_raises(function: UseFunction) -> UseFunction:
     """An LLM use may fail; the turn that asked must not (the caller takes its other path)."""
     @functools.wraps(function)
     async def wrapper(*args: Any, **kwargs: Any) -> Optional[T]:

@@ -68,7 +68,8 @@ def cost_usd(usage: Usage, price: Price) -> float:
     cached = min(usage.cached_tokens, usage.prompt_tokens) if price.cached_input is not None else 0
     fresh = usage.prompt_tokens - cached
     cached_rate = price.cached_input if price.cached_input is not None else price.input
-    return (fresh * price.input + cached * cached_rate + usage.completion_tokens * price.output) / 1e6
+    output = usage.completion_tokens * price.output
+    return (fresh * price.input + cached * cached_rate + output) / 1e6
 
 
 def month_of(timestamp: float) -> str:

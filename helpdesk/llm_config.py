@@ -287,7 +287,8 @@ def load_llm_config(path: Path) -> LlmConfig:
         ),
     )
     if config.backoff_max_seconds < config.backoff_initial_seconds:
-        raise ConfigError(f"{at}: 'backoff_max_seconds' must not be below 'backoff_initial_seconds'")
+        raise ConfigError(
+            f"{at}: 'backoff_max_seconds' must not be below 'backoff_initial_seconds'")
     return config
 
 

@@ -95,7 +95,8 @@ async def answer_from_passages(client: "LlmClient", question: str,
     if not client.can("chat") or not question.strip():
         return None
     settings = client.config.knowledge
-    items = [(_field(p, "title"), _field(p, "heading"), _field(p, "text")[:settings.max_passage_chars])
+    items = [(_field(p, "title"), _field(p, "heading"),
+              _field(p, "text")[:settings.max_passage_chars])
              for p in list(passages)[:settings.max_passages]]
     items = [item for item in items if item[2]]
     if not items:

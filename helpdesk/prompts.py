@@ -100,7 +100,8 @@ def load_prompts(directory: Path = PROMPTS_DIR) -> Dict[str, Prompt]:
     return prompts
 
 
-def require(prompts: Mapping[str, Prompt], name: str, placeholders: Mapping[str, Set[str]]) -> Prompt:
+def require(prompts: Mapping[str, Prompt], name: str,
+            placeholders: Mapping[str, Set[str]]) -> Prompt:
     """The named prompt, checked to use exactly the placeholders the code fills."""
     prompt = prompts.get(name)
     if prompt is None:

@@ -109,7 +109,8 @@ class Reply:
 
     @classmethod
     def invalid_json(cls, **kwargs: Any) -> "Reply":
-        return cls(content='{"intent": "report_incident", "confidence": 0.9, "entities": [', **kwargs)
+        cut_short = '{"intent": "report_incident", "confidence": 0.9, "entities": ['
+        return cls(content=cut_short, **kwargs)
 
     @classmethod
     def slow(cls, seconds: float, reply: Optional["Reply"] = None) -> "Reply":

@@ -1,6 +1,7 @@
 """Tokens and cost per call, per conversation and per month in the real Redis; the budgets
 that switch the LLM off, and the alerts they log once."""
 import logging
+import time
 
 import pytest
 import redis.asyncio as aioredis
@@ -62,7 +63,7 @@ def test_a_conversation_window_expires(redis_client, redis_url, fake):
     subjects(redis_url, [provider(fake)], ["c1"])
     ttl = redis_client.ttl(redis_keys.llm_usage_conversation("c1"))
     assert 0 < ttl <= 24 * 3600
-    assert redis_client.ttl(redis_keys.llm_usage_month(month_of(__import__("time").time()))) > 0
+    assert redis_client.ttl(redis_keys.llm_usage_month(month_of(time.time()))) > 0
 
 
 def test_prices():

@@ -1,7 +1,5 @@
 """Every LLM use against the fake OpenAI server, and without any LLM configured."""
-import asyncio
 import base64
-import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,8 +14,8 @@ from tests.unit.llm_support import (CHAT_MODEL, EMBEDDING_MODEL, FALLBACK_MODEL,
                                     fallback_fake, fast_config, provider, run)
 
 CONVERSATION = "5491122334455"
-PNG = base64.b64decode(
-    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
+PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGA"
+                       "hKmMIQAAAABJRU5ErkJggg==")
 
 
 def use(redis_url, providers, function, *args, config=None, **kwargs):
