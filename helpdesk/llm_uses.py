@@ -75,11 +75,12 @@ class Passage(Protocol):
 
 @dataclass(frozen=True)
 class KnowledgeAnswer:
-    """covered: the passages answer the question; text: the answer (None when not covered);
-    sources: the titles of the articles the answer used, in the order cited."""
+    """covered: the passages answer the question; answer: its text (None when not covered);
+    sources: the titles of the articles the answer used, in the order cited. (The shape
+    `knowledge.answers.read_llm_answer` reads.)"""
 
     covered: bool
-    text: Optional[str]
+    answer: Optional[str]
     sources: Tuple[str, ...] = ()
 
 
@@ -100,7 +101,7 @@ async def answer_from_passages(client: "LlmClient", question: str,
              for p in list(passages)[:settings.max_passages]]
     items = [item for item in items if item[2]]
     if not items:
-        return KnowledgeAnswer(covered=False, text=None)
+        return KnowledgeAnswer(covered=False, answer=None)
     prompt = _prompt(client, use)
     digest = client.digest(prompt.tag, client.models("chat"), fold(question), items)
     data = await client.cache_get(use, digest)
@@ -117,7 +118,7 @@ async def answer_from_passages(client: "LlmClient", question: str,
         if data is None:
             return None
     if not data["covered"]:
-        answer = KnowledgeAnswer(covered=False, text=None)
+        answer = KnowledgeAnswer(covered=False, answer=None)
     else:
         text = (data["answer"] or "").strip()
         cited = [n for n in data["sources"] if 1 <= n <= len(items)]
@@ -127,7 +128,7 @@ async def answer_from_passages(client: "LlmClient", question: str,
         if not text or not cited:
             return await client.invalid(use, "covered without an answer or a valid citation")
         titles = tuple(dict.fromkeys(items[n - 1][0] for n in cited if items[n - 1][0]))
-        answer = KnowledgeAnswer(covered=True, text=text, sources=titles)
+        answer = KnowledgeAnswer(covered=True, answer=text, sources=titles)
     if not cached:
         await client.cache_set(use, digest, data)
     return answer

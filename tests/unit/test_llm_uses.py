@@ -54,7 +54,8 @@ def test_a_grounded_answer_cites_the_titles(redis_client, redis_url, fake):
                                "diferencia.", "sources": [1, 3]}))
     answer = use(redis_url, [provider(fake)], llm_uses.answer_from_passages,
                  "¿Cómo hago el arqueo?", PASSAGES, CONVERSATION)
-    assert answer == KnowledgeAnswer(covered=True, text="Cuente el efectivo y anote la diferencia.",
+    assert answer == KnowledgeAnswer(covered=True,
+                                     answer="Cuente el efectivo y anote la diferencia.",
                                      sources=("Cierre de caja",))
     sent = fake.chat_requests[0]
     prompt = sent.text()
@@ -70,7 +71,7 @@ def test_passages_that_do_not_cover_the_question(redis_client, redis_url, fake):
     fake.chat.push(Reply.json({"covered": False, "answer": None, "sources": []}))
     answer = use(redis_url, [provider(fake)], llm_uses.answer_from_passages,
                  "¿Cuál es el horario del depósito?", PASSAGES, CONVERSATION)
-    assert answer == KnowledgeAnswer(covered=False, text=None, sources=())
+    assert answer == KnowledgeAnswer(covered=False, answer=None, sources=())
 
 
 @pytest.mark.parametrize("data", [
@@ -88,7 +89,7 @@ def test_ungrounded_answers_are_no_answer(redis_client, redis_url, fake, data):
 def test_no_passages_is_not_covered_without_asking(redis_client, redis_url, fake):
     answer = use(redis_url, [provider(fake)], llm_uses.answer_from_passages,
                  "¿Cómo hago el arqueo?", [], CONVERSATION)
-    assert answer == KnowledgeAnswer(covered=False, text=None)
+    assert answer == KnowledgeAnswer(covered=False, answer=None)
     assert fake.requests == []
 
 
