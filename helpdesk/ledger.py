@@ -4,15 +4,22 @@ A ticket is written here first, with its own id as the idempotency key; a worker
 to Zoho Desk later and moves its state on. SQLite in `var/` by default, any SQLAlchemy URL
 (PostgreSQL in production) by `DATABASE_URL`. Calls are blocking: async code runs them in a
 thread (`asyncio.to_thread`).
+
+Delivery bookkeeping lives on the ticket row too: `create_sent_at` (a create may have reached
+Zoho: search before creating again), `announce` (who tells the user the Zoho number: the
+submit turn or a worker), the last Zoho status seen, and why a dead letter failed. Notices for
+the support team are rows of `human_notices`. Columns added after a database was created are
+added to it when the ledger opens.
 """
 import json
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from sqlalchemy import (
+    Boolean,
     Column,
     Float,
     Integer,
@@ -22,8 +29,11 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    inspect,
     insert,
+    or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import Engine
@@ -73,6 +83,43 @@ tickets_table = Table(
     Column("last_error", Text),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    # delivery bookkeeping (added with Zoho delivery; older databases get them on open)
+    Column("zoho_contact_id", String(64)),
+    Column("zoho_web_url", String(512)),
+    Column("zoho_status", String(120)),
+    Column("zoho_status_type", String(32)),
+    Column("status_checked_at", Float),
+    Column("create_sent_at", Float),
+    Column("next_attempt_at", Float),
+    Column("delivered_at", Float),
+    Column("failure_kind", String(32)),
+    Column("field_errors", Text),
+    Column("announce", String(16)),
+    Column("announced_at", Float),
+)
+
+# who tells the user the Zoho ticket number
+ANNOUNCE_TURN = "turn"  # the submit action, in the same turn
+ANNOUNCE_WORKER = "worker"  # a worker, through Rasa's trigger_intent, once delivered
+
+# why a ticket is a dead letter
+FAILURE_REJECTED = "rejected"  # Zoho refused the data (422 ...)
+FAILURE_EXHAUSTED = "exhausted"  # out of attempts or time
+FAILURE_CONFIG = "config"  # our configuration cannot make this ticket (department id ...)
+FAILURE_CRASHED = "crashed"  # RQ gave the job up (worker killed every time)
+
+human_notices_table = Table(
+    "human_notices",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(64), nullable=False, index=True),
+    Column("ticket_id", String(36), index=True),
+    Column("text", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("sent_at", Float),
+    Column("send_attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text),
+    Column("acknowledged", Boolean, nullable=False, default=False),
 )
 
 handoff_requests_table = Table(
@@ -108,6 +155,7 @@ def _row_to_record(row: Any) -> TicketRecord:
     values = dict(row._mapping)
     for name in _JSON_FIELDS:
         values[name] = json.loads(values[name] or "[]")
+    values["field_errors"] = json.loads(values.get("field_errors") or "[]")
     return TicketRecord(values)
 
 
@@ -130,10 +178,36 @@ def make_engine(database_url: str) -> Engine:
     return create_engine(database_url, future=True, pool_pre_ping=True)
 
 
+def add_missing_columns(engine: Engine) -> List[str]:
+    """Columns of our tables that an older database lacks, added (all are nullable or have
+    a default). Returns their names."""
+    added = []
+    inspector = inspect(engine)
+    for table in metadata.sorted_tables:
+        if not inspector.has_table(table.name):
+            continue
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in present:
+                continue
+            kind = column.type.compile(dialect=engine.dialect)
+            default = ""
+            if column.default is not None and not callable(column.default.arg):
+                value = column.default.arg
+                default = f" NOT NULL DEFAULT {int(value) if isinstance(value, bool) else value!r}"
+            with engine.begin() as connection:
+                connection.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}{default}"))
+            added.append(f"{table.name}.{column.name}")
+    if added:
+        logger.info("ledger columns added", extra={"columns": added})
+    return added
+
+
 class Ledger:
     def __init__(self, database_url: str) -> None:
         self.engine = make_engine(database_url)
         metadata.create_all(self.engine)
+        add_missing_columns(self.engine)
 
     # tickets ------------------------------------------------------------------------
     def submit(self, ticket: Ticket) -> "tuple[TicketRecord, bool]":
@@ -218,22 +292,55 @@ class Ledger:
                 raise InvalidTransition(f"ticket {ticket_id}: changed concurrently, not {row.state} any more")
         return self.get(ticket_id)
 
-    def mark_delivered(self, ticket_id: str, zoho_ticket_id: str, zoho_ticket_number: str) -> TicketRecord:
+    def mark_delivered(
+        self,
+        ticket_id: str,
+        zoho_ticket_id: str,
+        zoho_ticket_number: str,
+        *,
+        status: Optional[str] = None,
+        status_type: Optional[str] = None,
+        web_url: Optional[str] = None,
+    ) -> TicketRecord:
+        now = time.time()
         return self._move(
             ticket_id,
             DELIVERED,
             zoho_ticket_id=zoho_ticket_id,
             zoho_ticket_number=str(zoho_ticket_number),
             last_error=None,
+            delivered_at=now,
+            next_attempt_at=None,
+            zoho_status=status,
+            zoho_status_type=status_type,
+            zoho_web_url=web_url,
+            status_checked_at=now if status else None,
         )
 
-    def mark_failed(self, ticket_id: str, error: str) -> TicketRecord:
-        return self._move(ticket_id, FAILED, last_error=error)
+    def mark_failed(
+        self,
+        ticket_id: str,
+        error: str,
+        *,
+        kind: Optional[str] = None,
+        field_errors: Optional[List[Dict[str, Any]]] = None,
+    ) -> TicketRecord:
+        return self._move(
+            ticket_id,
+            FAILED,
+            last_error=error,
+            failure_kind=kind,
+            field_errors=json.dumps(field_errors, ensure_ascii=False) if field_errors else None,
+            next_attempt_at=None,
+        )
 
     def requeue(self, ticket_id: str) -> TicketRecord:
-        return self._move(ticket_id, PENDING_DELIVERY, attempts=0)
+        """A dead letter goes back to pending with a fresh attempt count. `create_sent_at`
+        stays: a create that may have reached Zoho is still searched for first."""
+        return self._move(ticket_id, PENDING_DELIVERY, attempts=0, failure_kind=None, field_errors=None)
 
-    def record_attempt(self, ticket_id: str, error: Optional[str]) -> None:
+    def record_attempt(self, ticket_id: str, error: Optional[str], next_attempt_at: Optional[float] = None) -> int:
+        """Count one failed delivery attempt; returns the new count."""
         with self.engine.begin() as connection:
             connection.execute(
                 update(tickets_table)
@@ -241,8 +348,135 @@ class Ledger:
                 .values(
                     attempts=tickets_table.c.attempts + 1,
                     last_error=error,
+                    next_attempt_at=next_attempt_at,
                     updated_at=time.time(),
                 )
+            )
+            attempts = connection.execute(
+                select(tickets_table.c.attempts).where(tickets_table.c.id == ticket_id)
+            ).scalar()
+        return int(attempts or 0)
+
+    def _set(self, ticket_id: str, *conditions: Any, **values: Any) -> bool:
+        """Update columns of one ticket when `conditions` hold; True when it changed."""
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                update(tickets_table)
+                .where(tickets_table.c.id == ticket_id, *conditions)
+                .values(updated_at=time.time(), **values)
+            )
+        return result.rowcount == 1
+
+    def note_deferral(self, ticket_id: str, reason: str, next_attempt_at: float) -> None:
+        """A run that could not try (circuit open, rate limit): why, and when it tries again."""
+        self._set(ticket_id, last_error=reason, next_attempt_at=next_attempt_at)
+
+    def set_create_sent(self, ticket_id: str, when: Optional[float]) -> None:
+        """Before a create is sent (and back to the old value when it surely did not arrive)."""
+        self._set(ticket_id, create_sent_at=when)
+
+    def set_contact(self, ticket_id: str, contact_id: str) -> None:
+        self._set(ticket_id, zoho_contact_id=contact_id)
+
+    # who tells the user the number ---------------------------------------------------------
+    def hand_announcement_to_worker(self, ticket_id: str) -> bool:
+        """The submit turn stops waiting: a worker tells the user once the ticket is in Zoho.
+        False when the ticket was delivered first (the turn can answer with the number)."""
+        return self._set(
+            ticket_id,
+            tickets_table.c.announce.is_(None),
+            tickets_table.c.state != DELIVERED,
+            announce=ANNOUNCE_WORKER,
+        )
+
+    def claim_announcement_for_turn(self, ticket_id: str) -> bool:
+        """The submit turn saw the ticket delivered and answers with its number itself."""
+        return self._set(
+            ticket_id,
+            tickets_table.c.announce.is_(None),
+            tickets_table.c.state == DELIVERED,
+            announce=ANNOUNCE_TURN,
+            announced_at=time.time(),
+        )
+
+    def claim_unannounced(self, ticket_id: str) -> bool:
+        """Nobody told the user (the turn ended without deciding): a worker will."""
+        return self._set(
+            ticket_id,
+            tickets_table.c.announce.is_(None),
+            tickets_table.c.state == DELIVERED,
+            announce=ANNOUNCE_WORKER,
+        )
+
+    def mark_announced(self, ticket_id: str) -> None:
+        self._set(ticket_id, announced_at=time.time())
+
+    def unannounced_delivered(self, delivered_before: float) -> List[TicketRecord]:
+        """Delivered tickets whose number the user has not been told, delivered before a time."""
+        t = tickets_table.c
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(tickets_table)
+                .where(t.state == DELIVERED, t.announced_at.is_(None), t.delivered_at < delivered_before)
+                .where(or_(t.announce.is_(None), t.announce == ANNOUNCE_WORKER))
+                .order_by(t.delivered_at)
+            ).all()
+        return [_row_to_record(row) for row in rows]
+
+    # status polling ----------------------------------------------------------------------
+    def open_delivered(
+        self, limit: int, delivered_after: float, final_types: Tuple[str, ...] = ("Closed", "Deleted")
+    ) -> List[TicketRecord]:
+        """Delivered tickets Zoho has not closed, least recently checked first."""
+        t = tickets_table.c
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(tickets_table)
+                .where(t.state == DELIVERED, t.delivered_at >= delivered_after)
+                .where(or_(t.zoho_status_type.is_(None), t.zoho_status_type.not_in(final_types)))
+                .order_by(t.status_checked_at.is_(None).desc(), t.status_checked_at)
+                .limit(limit)
+            ).all()
+        return [_row_to_record(row) for row in rows]
+
+    def record_status(self, ticket_id: str, status: Optional[str], status_type: Optional[str]) -> Optional[str]:
+        """Store the status Zoho shows now; returns the one seen before."""
+        with self.engine.begin() as connection:
+            previous = connection.execute(
+                select(tickets_table.c.zoho_status).where(tickets_table.c.id == ticket_id)
+            ).scalar()
+            connection.execute(
+                update(tickets_table)
+                .where(tickets_table.c.id == ticket_id)
+                .values(zoho_status=status, zoho_status_type=status_type, status_checked_at=time.time())
+            )
+        return previous
+
+    # notices for the support team ------------------------------------------------------
+    def add_human_notice(self, kind: str, text_: str, ticket_id: Optional[str] = None) -> int:
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                insert(human_notices_table).values(
+                    kind=kind, ticket_id=ticket_id, text=text_, created_at=time.time(), send_attempts=0,
+                    acknowledged=False,
+                )
+            )
+        return int(result.inserted_primary_key[0])
+
+    def human_notices(self, unsent_only: bool = False, limit: int = 200) -> List[Dict[str, Any]]:
+        query = select(human_notices_table).order_by(human_notices_table.c.id).limit(limit)
+        if unsent_only:
+            query = query.where(human_notices_table.c.sent_at.is_(None))
+        with self.engine.connect() as connection:
+            return [dict(row._mapping) for row in connection.execute(query).all()]
+
+    def mark_notice_sent(self, notice_id: int, error: Optional[str] = None) -> None:
+        values: Dict[str, Any] = {"send_attempts": human_notices_table.c.send_attempts + 1, "last_error": error}
+        if error is None:
+            values["sent_at"] = time.time()
+        with self.engine.begin() as connection:
+            connection.execute(
+                update(human_notices_table).where(human_notices_table.c.id == notice_id).values(**values)
             )
 
     # handoff requests ---------------------------------------------------------------
