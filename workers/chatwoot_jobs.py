@@ -1,0 +1,265 @@
+"""RQ jobs of the Chatwoot half (queue `chatwoot`).
+
+- `drain_outbox(conversation_id)`: writes a conversation's Chatwoot outbox, head first
+  (helpdesk/chatwoot_outbox.py): mirrored messages, private notes, the handoff, the ticket
+  note with labels and custom attributes, status changes.
+- `resume_conversation(conversation_id)`: an agent resolved a handed-over conversation; the
+  Rasa conversation is resumed and the user told (the resume intent's response).
+
+Messages are written with `source_id` = "helpdesk:<entry id>". After a failure whose outcome
+is unknown (timeout, 5xx) the next attempt first looks at the conversation's latest messages
+for that marker (or, on a Chatwoot that does not keep it, the same text after the last
+message we know landed), so a retry never posts a message twice. Calls pass through the
+Chatwoot circuit breaker shared by all workers (helpdesk/circuit.py).
+"""
+import logging
+import os
+from functools import lru_cache
+from typing import Any, Dict, List, Optional, Tuple
+
+from rq import get_current_job
+
+from helpdesk import handoff, redis_keys
+from helpdesk.chatwoot import (
+    MESSAGE_TYPES,
+    ChatwootAuthError,
+    ChatwootClient,
+    ChatwootNotFound,
+    ChatwootRejected,
+    ChatwootUnavailable,
+)
+from helpdesk.chatwoot_config import ChatwootOptions, chatwoot_options
+from helpdesk.chatwoot_mirror import (
+    SOURCE_PREFIX,
+    ChatwootDirectory,
+    redis_client,
+    set_status,
+    source_id_for,
+)
+from helpdesk.chatwoot_outbox import ChatwootOutbox, PermanentFailure
+from helpdesk.circuit import CircuitBreaker
+from helpdesk.conversations import ROUTE_TTL_SECONDS, load_route_sync
+from helpdesk.ledger import Ledger
+from helpdesk.settings import load_chatwoot, load_settings
+
+logger = logging.getLogger(__name__)
+
+BACKEND = "chatwoot"
+
+
+@lru_cache(maxsize=4)
+def _ledger(database_url: str) -> Ledger:
+    return Ledger(database_url)
+
+
+def _job_token() -> Optional[str]:
+    job = get_current_job()
+    return job.id if job else None
+
+
+# the outbox ---------------------------------------------------------------------------------
+def drain_outbox(conversation_id: str) -> int:
+    """Write what the conversation's Chatwoot outbox holds. Returns entries written."""
+    settings = load_chatwoot()
+    if settings is None:
+        logger.warning("chatwoot outbox not written: Chatwoot is not configured")
+        return 0
+    options = chatwoot_options()
+    client = redis_client()
+    writer = MirrorWriter(conversation_id, ChatwootClient(settings, options),
+                          ChatwootDirectory(client, options), options,
+                          CircuitBreaker(client, BACKEND,
+                                         failure_threshold=options.circuit_failure_threshold,
+                                         recovery_seconds=options.circuit_recovery_seconds))
+    try:
+        done = ChatwootOutbox(client, options).drain(conversation_id, writer.handle, _job_token())
+    finally:
+        writer.close()
+    if done:
+        logger.info("chatwoot outbox written", extra={"conversation_id": conversation_id, "entries": done})
+    return done
+
+
+class MirrorWriter:
+    """Carries out one outbox entry against Chatwoot."""
+
+    def __init__(self, conversation_id: str, chatwoot: ChatwootClient, directory: ChatwootDirectory,
+                 options: ChatwootOptions, breaker: CircuitBreaker) -> None:
+        self.conversation_id = conversation_id
+        self.chatwoot = chatwoot
+        self.directory = directory
+        self.options = options
+        self.breaker = breaker
+
+    def close(self) -> None:
+        self.chatwoot.close()
+
+    def handle(self, entry: Dict[str, Any], attempts: int) -> None:
+        self.breaker.before_call()  # CircuitOpen: RQ retries the job later
+        try:
+            try:
+                self._carry_out(entry, attempts)
+            except ChatwootNotFound:
+                # the Chatwoot conversation was deleted: mirror into a new one
+                logger.warning("chatwoot conversation gone; making a new one",
+                               extra={"conversation_id": self.conversation_id})
+                self.directory.forget(self.conversation_id)
+                self._carry_out(entry, attempts)
+        except ChatwootUnavailable as error:
+            self.breaker.record_failure(str(error))
+            raise
+        except ChatwootAuthError as error:
+            self.breaker.record_failure(str(error))
+            logger.error("chatwoot refused our token; fix CHATWOOT_API_TOKEN / CHATWOOT_ACCOUNT_ID",
+                         extra={"status": error.status})
+            raise
+        except (ChatwootRejected, ChatwootNotFound) as error:
+            self.breaker.record_success()  # Chatwoot answered; this entry is what is wrong
+            raise PermanentFailure(str(error)) from error
+        self.breaker.record_success()
+
+    def _carry_out(self, entry: Dict[str, Any], attempts: int) -> None:
+        kind = entry.get("kind")
+        conversation = self.directory.ensure(self.chatwoot, self.conversation_id)
+        if kind == "message":
+            text, files = self._content(entry)
+            self._post(conversation, entry, attempts, text, entry["direction"], False, files)
+        elif kind == "note":
+            self._post(conversation, entry, attempts, entry["text"], "outgoing", True)
+        elif kind == "handoff":
+            self.chatwoot.toggle_status(conversation, entry["status"])
+            self.chatwoot.add_labels(conversation, entry.get("labels") or [])
+            if entry.get("team_id"):
+                try:
+                    self.chatwoot.assign_team(conversation, entry["team_id"])
+                except ChatwootRejected as error:  # a wrong team id must not cost the note
+                    logger.error("handoff not assigned: check handoff.team_id in config/chatwoot.yml",
+                                 extra={"error": str(error)})
+            self._post(conversation, entry, attempts, entry["note"], "outgoing", True)
+        elif kind == "ticket":
+            self._ticket(conversation, entry, attempts)
+        elif kind == "status":
+            self.chatwoot.toggle_status(conversation, entry["status"])
+        else:
+            raise PermanentFailure(f"unknown outbox entry kind {kind!r}")
+
+    # messages -----------------------------------------------------------------------------------
+    def _content(self, entry: Dict[str, Any]) -> Tuple[str, List[Dict[str, Any]]]:
+        """The text and the attachments still on disk; a gone file becomes a line of text."""
+        text, files = entry.get("text") or "", []
+        for attachment in entry.get("attachments") or []:
+            if os.path.isfile(attachment["path"]):
+                files.append(attachment)
+            else:
+                name = attachment.get("filename") or os.path.basename(attachment["path"])
+                missing = self.options.attachment_missing.format(name=name)
+                text = f"{text}\n{missing}" if text else missing
+        return text, files
+
+    def _post(self, conversation: int, entry: Dict[str, Any], attempts: int, text: str,
+              message_type: str, private: bool, files: Optional[List[Dict[str, Any]]] = None) -> None:
+        marker = source_id_for(entry["id"])
+        if attempts:
+            found = self._find_posted(conversation, marker, text, message_type, private)
+            if found:
+                logger.info("chatwoot message found after an uncertain attempt; not posted again",
+                            extra={"conversation_id": self.conversation_id, "entry_id": entry["id"]})
+                self.directory.confirm_message(self.conversation_id, found, ROUTE_TTL_SECONDS)
+                return
+        message = self.chatwoot.create_message(conversation, text, message_type=message_type,
+                                               private=private, source_id=marker, attachments=files or ())
+        self.directory.confirm_message(self.conversation_id, message, ROUTE_TTL_SECONDS)
+
+    def _find_posted(self, conversation: int, marker: str, text: str, message_type: str,
+                     private: bool) -> Optional[Dict[str, Any]]:
+        messages = self.chatwoot.list_messages(conversation)
+        for message in messages:
+            if message.get("source_id") == marker:
+                return message
+        if any(str(m.get("source_id") or "").startswith(SOURCE_PREFIX) for m in messages):
+            return None  # this Chatwoot keeps our markers, and ours is not there
+        after = self.directory.last_confirmed(self.conversation_id)
+        for message in reversed(messages):
+            if (
+                int(message.get("id") or 0) > after
+                and (message.get("content") or "") == text
+                and message.get("message_type") == MESSAGE_TYPES[message_type]
+                and bool(message.get("private")) == private
+            ):
+                return message
+        return None
+
+    # tickets ------------------------------------------------------------------------------------
+    def _ticket(self, conversation: int, entry: Dict[str, Any], attempts: int) -> None:
+        record = _ledger(load_settings().database_url).get(entry["ticket_id"])
+        if record is None:
+            raise PermanentFailure(f"ticket {entry['ticket_id']} is not in the ledger")
+        number = record.zoho_ticket_number or record.reference
+        labels = list(self.options.ticket_labels)
+        priority_label = self.options.priority_labels.get(record.priority)
+        if priority_label:
+            labels.append(priority_label)
+        self.chatwoot.add_labels(conversation, labels)
+        priority_name = self.options.ticket_texts["priority_names"].get(record.priority, record.priority)
+        values = {"ticket_number": number, "store": record.store, "system": record.system,
+                  "priority": priority_name}
+        self.chatwoot.merge_custom_attributes(conversation, {
+            key: values.get(name) for name, key in self.options.ticket_attributes.items()
+        })
+        noted = self.directory.client.exists(redis_keys.chatwoot_ticket_noted(record.id, number))
+        if not noted:
+            self._post(conversation, entry, attempts, self._ticket_note(record, number, priority_name),
+                       "outgoing", True)
+            self.directory.client.set(redis_keys.chatwoot_ticket_noted(record.id, number), "1",
+                                      ex=ROUTE_TTL_SECONDS)
+
+    def _ticket_note(self, record: Any, number: str, priority_name: str) -> str:
+        texts = self.options.ticket_texts
+        state = texts["states"].get(record.state, record.state)
+        lines = [texts["note_title"].format(number=number, state=state)]
+        values = {"subject": record.subject, "priority": priority_name, "store": record.store,
+                  "system": record.system, "department": record.department,
+                  "description": record.description}
+        for name, label in texts["note_fields"].items():
+            if values.get(name):
+                lines.append(f"{label}: {values[name]}")
+        return "\n".join(lines)
+
+
+# back to the bot --------------------------------------------------------------------------------
+def resume_conversation(conversation_id: str) -> str:
+    """The agent resolved the conversation: resume it in Rasa, trigger the resume intent on
+    the user's channel, then give the Chatwoot conversation back to the bot's status."""
+    from helpdesk.rasa_api import RasaRejected, trigger_intent
+
+    options = chatwoot_options()
+    client = redis_client()
+    if not handoff.is_marked(client, conversation_id):
+        logger.info("resume skipped: the conversation is not with a person",
+                    extra={"conversation_id": conversation_id})
+        return "not with a person"
+    token = _job_token() or "direct"
+    claim = redis_keys.handoff_resume_claim(conversation_id)
+    if not client.set(claim, token, nx=True, ex=300) and client.get(claim) != token.encode():
+        return "another job is resuming it"
+    try:
+        handoff.resume_rasa_conversation(conversation_id, connect_timeout=options.rasa_connect_timeout,
+                                         read_timeout=options.rasa_read_timeout)
+        route = load_route_sync(client, conversation_id)
+        try:
+            trigger_intent(conversation_id, options.resume_intent,
+                           output_channel=route.channel if route else "latest",
+                           connect_timeout=options.rasa_connect_timeout,
+                           read_timeout=options.rasa_read_timeout)
+        except RasaRejected as error:
+            # resumed, but the domain cannot answer the intent: say so loudly, do not retry
+            logger.error("conversation resumed but the user was not told (domain lacks the resume intent?)",
+                         extra={"conversation_id": conversation_id, "intent": options.resume_intent,
+                                "error": str(error)})
+        handoff.clear(client, conversation_id)
+    finally:
+        client.delete(claim)
+    if options.status_after_resume:
+        set_status(conversation_id, options.status_after_resume)
+    logger.info("conversation handed back to the bot", extra={"conversation_id": conversation_id})
+    return "resumed"
