@@ -1,22 +1,36 @@
-"""A user asks for a person: the request is recorded and the user told someone will write.
+"""A user asks for a person (or a worker escalates): the request is recorded in the ledger and
+the conversation goes to people.
 
-The Chatwoot handoff (pausing the bot, agents replying) comes in a later issue; the ledger's
-`handoff_requests` table is where that work finds the requests.
+- Chatwoot configured: the Chatwoot conversation is queued to open to agents with the handoff
+  labels and a private note (what the bot collected, the user's last messages), the Rasa
+  conversation is paused (`ConversationPaused`, so the bot stays quiet while an agent writes)
+  and the user gets `utter_handoff_started`. The agent resolving it hands it back
+  (connectors/chatwoot.py, workers/chatwoot_jobs.py).
+- Otherwise, with SUPPORT_ESCALATION_CHAT: the spec's escalation message goes to that chat,
+  the bot stays on (nobody would hand it back) and the user gets `utter_handoff_requested`.
+- Otherwise (or when the handoff cannot be queued): recorded only, `utter_handoff_requested`.
+
+A triggered `EXTERNAL_*` intent (a follow-up worker escalating) is recorded as "escalation".
 """
 import asyncio
 import logging
 from typing import Any, Dict, List, Text
 
 from rasa_sdk import Action, Tracker
+from rasa_sdk.events import ActiveLoop, ConversationPaused, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions.common import (
     bind_correlation,
     get_ledger,
+    latest_intent,
     latest_text,
+    reporter,
     reset_ticket_slots,
 )
+from helpdesk import handoff
+from helpdesk.chatwoot_config import chatwoot_options
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +44,8 @@ class ActionRequestHuman(Action):
     ) -> List[Dict[Text, Any]]:
         correlation_id = bind_correlation(tracker)
         in_form = bool(tracker.active_loop.get("name"))
+        intent = latest_intent(tracker) or ""
+        reason = "escalation" if intent.startswith("EXTERNAL_") else ("during_ticket" if in_form else "asked")
         collected = {
             slot: tracker.get_slot(slot)
             for slot in ("store", "system", "description")
@@ -42,13 +58,47 @@ class ActionRequestHuman(Action):
             request_id = await asyncio.to_thread(
                 get_ledger().record_handoff_request,
                 tracker.sender_id,
-                "during_ticket" if in_form else "asked",
+                reason,
                 note,
                 correlation_id,
             )
-            logger.info("handoff requested", extra={"request_id": request_id})
+            logger.info("handoff requested", extra={"request_id": request_id, "reason": reason})
         except Exception:
             # the user still gets an answer; the log line is the record of last resort
             logger.exception("handoff request could not be recorded", extra={"note": note})
-        dispatcher.utter_message(response="utter_handoff_requested")
-        return reset_ticket_slots()
+
+        outcome = await self._hand_over(tracker, reason, correlation_id)
+        events = reset_ticket_slots()
+        if outcome == handoff.CHATWOOT:
+            dispatcher.utter_message(response="utter_handoff_started")
+            if in_form:
+                events += [ActiveLoop(None), SlotSet("requested_slot", None)]
+            events.append(ConversationPaused())
+        else:
+            dispatcher.utter_message(response="utter_handoff_requested")
+        return events
+
+    @staticmethod
+    async def _hand_over(tracker: Tracker, reason: str, correlation_id: Any) -> str:
+        try:
+            options = chatwoot_options()
+            who = reporter(tracker)
+            slots = handoff.slots_for_summary({
+                name: tracker.get_slot(name) for name in handoff.SUMMARY_FIELDS
+            })
+            recent = handoff.recent_user_texts(tracker.events, options.handoff_recent_messages)
+            outcome = await asyncio.to_thread(
+                handoff.hand_over,
+                tracker.sender_id,
+                reason=reason,
+                reporter_name=who.get("name"),
+                reporter_phone=who.get("phone"),
+                slots=slots,
+                recent_texts=recent,
+                correlation_id=correlation_id,
+            )
+            logger.info("handoff", extra={"outcome": outcome})
+            return outcome
+        except Exception:
+            logger.exception("handoff could not be passed on; recorded only")
+            return handoff.RECORDED
