@@ -2,6 +2,7 @@
 docs/whatsapp-wire-formats.md. They record what they receive, serve media files, and fail
 on demand (down, 5xx, Meta error codes), so the connectors are tested over real HTTP.
 """
+import asyncio
 import json
 import threading
 import time
@@ -56,7 +57,9 @@ class FakeServer:
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        # a short poll interval: stopping the server takes 0.05 s instead of 0.5 s
+        self.thread = threading.Thread(target=self.httpd.serve_forever,
+                                       kwargs={"poll_interval": 0.05}, daemon=True)
 
     def __enter__(self) -> "FakeServer":
         self.thread.start()
@@ -92,6 +95,22 @@ class FakeServer:
                     )
                 self.arrived.wait(remaining)
             return list(self.requests)
+
+    async def wait_for_async(self, predicate: Callable[[List[Dict[str, Any]]], bool],
+                             timeout: float = 20, interval: float = 0.01
+                             ) -> List[Dict[str, Any]]:
+        """`wait_for` for a test that runs the client in an event loop: it polls with
+        asyncio.sleep, so the loop (and the code under test) keeps running meanwhile."""
+        deadline = time.time() + timeout
+        while True:
+            with self.lock:
+                seen = list(self.requests)
+            if predicate(seen):
+                return seen
+            if time.time() >= deadline:
+                recorded = [(r["path"], r["body"]) for r in seen]
+                raise AssertionError(f"timed out; recorded: {recorded}")
+            await asyncio.sleep(interval)
 
     def clear(self) -> None:
         with self.lock:
