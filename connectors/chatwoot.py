@@ -41,7 +41,7 @@ from helpdesk import handoff, redis_keys
 from helpdesk.chatwoot_config import ChatwootOptions, chatwoot_options
 from helpdesk.chatwoot_mirror import SOURCE_PREFIX, ChatwootDirectory, redis_client
 from helpdesk.conversations import digits, group_of
-from helpdesk.logs import correlation, new_correlation_id
+from helpdesk.logs import correlation, correlation_id_var, new_correlation_id
 from helpdesk.settings import ChatwootSettings, load_chatwoot
 
 logger = logging.getLogger(__name__)
@@ -141,7 +141,8 @@ class ChatwootWebhook:
         sender = payload.get("sender") if isinstance(payload.get("sender"), dict) else {}
         if sender.get("type") != "user":
             return Verdict(200, "ignored: not written by a person")
-        if str(payload.get("source_id") or "").startswith(SOURCE_PREFIX) or self.directory.posted_by_us(message_id):
+        marked = str(payload.get("source_id") or "").startswith(SOURCE_PREFIX)
+        if marked or self.directory.posted_by_us(message_id):
             return Verdict(200, "ignored: our own message")
         ours = self.directory.self_sender()
         if ours and ours.get("type") == "user" and ours.get("id") == str(sender.get("id")):
@@ -209,7 +210,7 @@ class ChatwootWebhook:
             return Verdict(200, "duplicate")
         if not handoff.is_marked(self.client, owner):
             return Verdict(200, "ignored: the bot already has the conversation")
-        handoff.enqueue_resume(self.client, owner, self.options.retry_intervals)
+        handoff.enqueue_resume(self.client, owner, self.options.retry_intervals, correlation_id_var.get())
         logger.info("conversation resolved by an agent; hand-back queued", extra={"conversation_id": owner})
         return Verdict(200, "resuming")
 

@@ -224,8 +224,9 @@ class ChatwootClient:
                 for attachment in attachments:
                     handle = open(attachment["path"], "rb")
                     handles.append(handle)
-                    files.append(("attachments[]", (attachment.get("filename") or handle.name.rsplit("/", 1)[-1],
-                                                    handle, attachment.get("mime_type") or "application/octet-stream")))
+                    name = attachment.get("filename") or handle.name.rsplit("/", 1)[-1]
+                    kind = attachment.get("mime_type") or "application/octet-stream"
+                    files.append(("attachments[]", (name, handle, kind)))
                 body = self._request("POST", path, data=fields, files=files)
             finally:
                 for handle in handles:

@@ -148,8 +148,11 @@ class ChatwootDirectory:
             pipe.set(redis_keys.chatwoot_posted(message_id), "1", ex=ttl)
             pipe.hset(key, "last_message", str(max(message_id, self.last_confirmed(conversation_id))))
             sender = message.get("sender") or {}
-            if isinstance(sender, dict) and sender.get("id") is not None and sender.get("type") in ("user", "agent_bot"):
-                pipe.hset(redis_keys.chatwoot_self(), mapping={"type": sender["type"], "id": str(sender["id"])})
+            # who our token writes as (incoming messages are the contact's)
+            if isinstance(sender, dict) and sender.get("id") is not None \
+                    and sender.get("type") in ("user", "agent_bot"):
+                pipe.hset(redis_keys.chatwoot_self(),
+                          mapping={"type": sender["type"], "id": str(sender["id"])})
             pipe.execute()
 
     def forget(self, conversation_id: str) -> None:

@@ -102,6 +102,31 @@ class ChatwootOutbox:
     def pending(self, conversation_id: str) -> List[Dict[str, Any]]:
         return [json.loads(raw) for raw in self.client.lrange(redis_keys.chatwoot_outbox(conversation_id), 0, -1)]
 
+    def waiting(self) -> List[Dict[str, Any]]:
+        """Every conversation with entries still to write: how many, since when, failed tries."""
+        prefix = redis_keys.chatwoot_outbox("")
+        found = []
+        for key in self.client.scan_iter(match=f"{prefix}*", count=500):
+            conversation_id = (key.decode() if isinstance(key, bytes) else key)[len(prefix):]
+            head = self.client.lindex(key, 0)
+            if head is None:
+                continue
+            entry = json.loads(head)
+            attempts = self.client.hget(redis_keys.chatwoot_outbox_attempts(conversation_id), entry["id"])
+            found.append({"conversation_id": conversation_id, "entries": self.client.llen(key),
+                          "oldest_at": entry.get("at"), "head_kind": entry.get("kind"),
+                          "head_attempts": int(attempts or 0)})
+        return sorted(found, key=lambda item: item["oldest_at"] or 0)
+
+    def kick(self, conversation_id: str) -> str:
+        """Enqueue a drain job for a conversation whose jobs ran out of retries."""
+        intervals = list(self.options.retry_intervals)
+        job = Queue(QUEUE, connection=self.client).enqueue_call(
+            DRAIN_JOB, args=(conversation_id,), timeout=self.options.job_timeout, result_ttl=3600,
+            failure_ttl=30 * 24 * 3600, retry=Retry(max=len(intervals), interval=intervals),
+            description="chatwoot outbox")
+        return job.id
+
     def dead_letters(self) -> List[Dict[str, Any]]:
         return [json.loads(raw) for raw in self.client.lrange(redis_keys.chatwoot_dead_letters(), 0, -1)]
 

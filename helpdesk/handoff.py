@@ -74,7 +74,8 @@ def escalation_message(texts: Mapping[str, Any], *, support_chat: str, conversat
                        reporter_phone: Optional[str], summary: Sequence[str]) -> Tuple[str, List[str]]:
     """The spec's escalation message for the support chat, and the numbers it mentions."""
     configured = digits(texts.get("human_support_number") or "")
-    if not configured and not is_group_jid(support_chat) and not re.search(r"[A-Za-z]", support_chat.split("@")[0]):
+    direct_number = not is_group_jid(support_chat) and not re.search(r"[A-Za-z]", support_chat.split("@")[0])
+    if not configured and direct_number:
         configured = digits(support_chat)
     human_support = configured or texts["human_support_fallback"]
     user = digits(reporter_phone or "") or _conversation_number(conversation_id)

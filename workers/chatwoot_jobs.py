@@ -1,4 +1,8 @@
-"""RQ jobs of the Chatwoot half (queue `chatwoot`).
+"""RQ jobs of the Chatwoot half (queue `chatwoot`), and the operators' command for them.
+
+    python -m workers.chatwoot_jobs waiting [--json]   conversations whose mirror is behind
+    python -m workers.chatwoot_jobs kick               a new drain job for each of them
+    python -m workers.chatwoot_jobs dead [--json]      entries Chatwoot refused for good
 
 - `drain_outbox(conversation_id)`: writes a conversation's Chatwoot outbox, head first
   (helpdesk/chatwoot_outbox.py): mirrored messages, private notes, the handoff, the ticket
@@ -12,8 +16,11 @@ for that marker (or, on a Chatwoot that does not keep it, the same text after th
 message we know landed), so a retry never posts a message twice. Calls pass through the
 Chatwoot circuit breaker shared by all workers (helpdesk/circuit.py).
 """
+import json
 import logging
 import os
+import sys
+import time
 from functools import lru_cache
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -263,3 +270,39 @@ def resume_conversation(conversation_id: str) -> str:
         set_status(conversation_id, options.status_after_resume)
     logger.info("conversation handed back to the bot", extra={"conversation_id": conversation_id})
     return "resumed"
+
+
+# operators ----------------------------------------------------------------------------------------
+USAGE = "usage: python -m workers.chatwoot_jobs waiting|dead [--json] | kick"
+
+
+def main(argv: List[str]) -> int:
+    """Outbox entries wait at the head while Chatwoot fails; once a conversation's jobs have used
+    their retries (RQ's failed registry), `kick` starts them again. Nothing is lost meanwhile."""
+    if not argv or argv[0] not in ("waiting", "kick", "dead"):
+        print(USAGE, file=sys.stderr)
+        return 2
+    outbox = ChatwootOutbox(redis_client(), chatwoot_options())
+    as_json = "--json" in argv
+    if argv[0] == "kick":
+        for item in outbox.waiting():
+            print(f"{item['conversation_id']}: job {outbox.kick(item['conversation_id'])}")
+        return 0
+    rows = outbox.waiting() if argv[0] == "waiting" else outbox.dead_letters()
+    if as_json:
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+        return 0
+    for row in rows:
+        if argv[0] == "waiting":
+            age = time.time() - (row["oldest_at"] or time.time())
+            print(f"{row['conversation_id']}: {row['entries']} waiting for {age:.0f} s, "
+                  f"head {row['head_kind']} tried {row['head_attempts']} times")
+        else:
+            print(f"{row['conversation_id']}: {row['entry'].get('kind')} {row['error']}")
+    if not rows:
+        print("nothing" if argv[0] == "dead" else "every mirror is up to date")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -4,12 +4,9 @@ process on a free port, with the session's real Redis. Payloads come from the fa
 which builds them from its own state the way Chatwoot does."""
 import json
 import os
-import subprocess
-import sys
 import time
 
 import pytest
-import requests
 from rq import Queue
 
 from helpdesk import handoff, redis_keys
@@ -19,24 +16,14 @@ from helpdesk.chatwoot_mirror import ChatwootDirectory
 from helpdesk.conversations import Route
 from helpdesk.settings import ChatwootSettings
 from connectors.chatwoot import ChatwootWebhook, Verdict, signature_valid
-from tests.conftest import PROJECT, free_port, wait_for_port
+from tests.conftest import PROJECT
 from tests.fakes.chatwoot import FakeChatwoot
-from tests.workers.chatwoot_support import save_route
+from tests.workers.chatwoot_support import save_route, serve_webhook, stop
 
 TOKEN = "webhook-token-123"
 SECRET = "webhook-secret-456"
 DIRECT = "5491122334455"
 GROUP = "g120363000000000001-5491199887766"
-
-SERVER = """
-import sys
-from sanic import Sanic
-from rasa.core.channels.channel import register
-from connectors.chatwoot import ChatwootInput
-app = Sanic("chatwoot_webhook_test")
-register([ChatwootInput.from_credentials(None)], app, route="/webhooks/")
-app.run(host="127.0.0.1", port=int(sys.argv[1]), access_log=False, motd=False)
-"""
 
 
 @pytest.fixture(scope="module")
@@ -46,42 +33,27 @@ def fake():
 
 
 def _serve(fake, redis_url, secret):
-    port = free_port()
     env = {**os.environ, **fake.env(), "REDIS_URL": redis_url, "PYTHONPATH": str(PROJECT),
            "CHATWOOT_WEBHOOK_TOKEN": TOKEN, "LOG_LEVEL": "INFO"}
     if secret:
         env["CHATWOOT_WEBHOOK_SECRET"] = secret
     for name in ("HELPDESK_CONFIG_DIR", "WAHA_BASE_URL", "META_ACCESS_TOKEN"):
         env.pop(name, None)
-    process = subprocess.Popen([sys.executable, "-c", SERVER, str(port)], cwd=PROJECT, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    if not wait_for_port(port, 90):
-        process.kill()
-        pytest.fail(f"webhook server did not start: {process.communicate()[1][-2000:]}")
-    return process, f"http://127.0.0.1:{port}/webhooks/chatwoot/webhook"
-
-
-def _stop(process):
-    process.terminate()
-    try:
-        process.wait(15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(5)
+    return serve_webhook(env)
 
 
 @pytest.fixture(scope="module")
 def server(fake, redis_url):
     process, url = _serve(fake, redis_url, None)
     yield url
-    _stop(process)
+    stop(process)
 
 
 @pytest.fixture(scope="module")
 def signed_server(fake, redis_url):
     process, url = _serve(fake, redis_url, SECRET)
     yield url
-    _stop(process)
+    stop(process)
 
 
 @pytest.fixture

@@ -58,3 +58,40 @@ def save_route(client: Any, conversation_id: str, route: Route) -> None:
     key = redis_keys.route(conversation_id)
     client.hset(key, mapping=route.to_hash())
     client.expire(key, ROUTE_TTL_SECONDS)
+
+
+# the agent webhook, served the way Rasa serves channels ------------------------------------------
+WEBHOOK_SERVER = """
+import sys
+from sanic import Sanic
+from rasa.core.channels.channel import register
+from connectors.chatwoot import ChatwootInput
+app = Sanic("chatwoot_webhook_test")
+register([ChatwootInput.from_credentials(None)], app, route="/webhooks/")
+app.run(host="127.0.0.1", port=int(sys.argv[1]), access_log=False, motd=False)
+"""
+
+
+def serve_webhook(env: Dict[str, str]) -> "tuple[subprocess.Popen, str]":
+    """The connector's blueprint registered with rasa.core.channels.channel.register in a
+    Sanic server process on a free port. Returns the process and the webhook URL."""
+    from tests.conftest import free_port, wait_for_port
+
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-c", WEBHOOK_SERVER, str(port)], cwd=PROJECT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if not wait_for_port(port, 90):
+        process.kill()
+        pytest.fail(f"webhook server did not start: {process.communicate()[1][-2000:]}")
+    return process, f"http://127.0.0.1:{port}/webhooks/chatwoot/webhook"
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
+    if process.stderr:
+        process.stderr.close()

@@ -4,6 +4,7 @@ the fake Chatwoot on loopback with injected failures."""
 import time
 
 import pytest
+from rq import Queue
 
 from helpdesk import chatwoot_mirror
 from helpdesk.chatwoot_outbox import ChatwootOutbox
@@ -93,6 +94,34 @@ def test_two_workers_at_once_keep_the_order(fake, env, redis_client):
 
     conversation = fake.conversation_of(PHONE)
     assert fake.contents(conversation["id"]) == expected(20)
+    assert outbox_left(redis_client) == []
+
+
+def test_an_outage_longer_than_the_retries_loses_nothing(fake, redis_url, redis_client, tmp_path,
+                                                         monkeypatch, database_url, capsys):
+    directory = config_dir(tmp_path, {"delivery": {"retry_intervals": [0, 0], "lock_seconds": 30,
+                                                   "circuit_failure_threshold": 50}})
+    env = use_env(monkeypatch, {**fake.env(), "REDIS_URL": redis_url, "DATABASE_URL": database_url,
+                                "HELPDESK_CONFIG_DIR": str(directory)})
+    save_route(redis_client, CONVERSATION, Route(channel="waha", chat_id=f"{CONVERSATION}@c.us",
+                                                 phone=CONVERSATION))
+    outage = fake.fail(503, times=None, method="POST", path=r"/messages$")
+    mirror(3)
+
+    run_worker(env)  # every job uses its retries against the outage
+
+    assert fake.contents(fake.conversation_of(PHONE)["id"]) == []
+    assert len(Queue("chatwoot", connection=redis_client).failed_job_registry) == 3
+    from workers.chatwoot_jobs import main
+
+    assert main(["waiting"]) == 0
+    assert f"{CONVERSATION}: 3 waiting" in capsys.readouterr().out
+
+    fake.rules.remove(outage)  # Chatwoot is back; the operator kicks the mirror
+    assert main(["kick"]) == 0
+    run_worker(env)
+
+    assert fake.contents(fake.conversation_of(PHONE)["id"]) == expected(3)
     assert outbox_left(redis_client) == []
 
 
