@@ -20,7 +20,6 @@ class ChatwootOptions:
     read_timeout: float
     retry_intervals: Tuple[int, ...]
     job_timeout: int
-    lock_seconds: int
     circuit_failure_threshold: int
     circuit_recovery_seconds: float
     status_while_bot: str
@@ -163,7 +162,6 @@ def load_options(path: Path) -> ChatwootOptions:
         read_timeout=float(http.number("read_timeout_seconds", 10, 0.01)),
         retry_intervals=tuple(intervals),
         job_timeout=delivery.integer("job_timeout_seconds", 300, 1),
-        lock_seconds=delivery.integer("lock_seconds", 60, 1),
         circuit_failure_threshold=delivery.integer("circuit_failure_threshold", 5, 1),
         circuit_recovery_seconds=float(delivery.number("circuit_recovery_seconds", 60, 0.1)),
         status_while_bot=conversation.status("status_while_bot", "pending"),

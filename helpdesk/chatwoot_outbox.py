@@ -3,7 +3,8 @@
 Every mirrored message, private note and status change of one WhatsApp conversation is
 appended to one Redis list, and in the same MULTI/EXEC a job is enqueued on the `chatwoot`
 queue to drain it. A drain job takes the conversation's claim (a lock whose value is the RQ
-job id, so the retry of a job whose worker died takes its own claim back at once), handles
+job id, so the retry of a job whose worker died takes its own claim back at once; it lasts
+longer than a job may run), handles
 the head of the list and pops it only after Chatwoot accepted it, and goes on until the list
 is empty. A failure leaves the head where it is and raises, so RQ retries the job with growing
 waits while later entries wait behind it: order is kept and nothing is dropped. An entry
@@ -138,7 +139,8 @@ class ChatwootOutbox:
         key = redis_keys.chatwoot_outbox(conversation_id)
         claim = redis_keys.chatwoot_outbox_lock(conversation_id)
         attempts_key = redis_keys.chatwoot_outbox_attempts(conversation_id)
-        ttl_ms = self.options.lock_seconds * 1000
+        # the claim outlives any job (RQ stops a job at its timeout) and is renewed per entry
+        ttl_ms = (self.options.job_timeout + 30) * 1000
         done = 0
         while self.client.eval(_CLAIM, 1, claim, token, ttl_ms):
             try:
@@ -147,14 +149,13 @@ class ChatwootOutbox:
                     if raw is None:
                         break
                     entry = json.loads(raw)
-                    attempts = int(self.client.hget(attempts_key, entry["id"]) or 0)
+                    # counted before the try: a worker killed mid-write leaves it counted, so
+                    # the next try looks for the write before making it again
+                    attempts = self.client.hincrby(attempts_key, entry["id"], 1) - 1
                     try:
                         handle(entry, attempts)
                     except PermanentFailure as error:
                         self._bury(conversation_id, entry, str(error))
-                    except Exception:
-                        self.client.hincrby(attempts_key, entry["id"], 1)
-                        raise
                     self.client.eval(_POP, 2, key, attempts_key, raw, entry["id"])
                     done += 1
                     if not self.client.eval(_RENEW, 1, claim, token, ttl_ms):

@@ -228,4 +228,4 @@ def test_numbers_have_defaults(tmp_path):
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
 
     options = load_options(path)
-    assert (options.connect_timeout, options.read_timeout, options.lock_seconds) == (3.0, 10.0, 60)
+    assert (options.connect_timeout, options.read_timeout, options.job_timeout) == (3.0, 10.0, 300)

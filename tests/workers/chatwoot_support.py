@@ -17,7 +17,7 @@ from tests.conftest import PROJECT
 # retries at once, short timeouts: a burst worker gets through failures in seconds
 FAST = {
     "http": {"connect_timeout_seconds": 1, "read_timeout_seconds": 0.5},
-    "delivery": {"retry_intervals": [0] * 10, "lock_seconds": 30,
+    "delivery": {"retry_intervals": [0] * 10, "job_timeout_seconds": 60,
                  "circuit_failure_threshold": 50, "circuit_recovery_seconds": 1},
     "resume": {"connect_timeout_seconds": 1, "read_timeout_seconds": 5},
 }

@@ -99,7 +99,7 @@ def test_two_workers_at_once_keep_the_order(fake, env, redis_client):
 
 def test_an_outage_longer_than_the_retries_loses_nothing(fake, redis_url, redis_client, tmp_path,
                                                          monkeypatch, database_url, capsys):
-    directory = config_dir(tmp_path, {"delivery": {"retry_intervals": [0, 0], "lock_seconds": 30,
+    directory = config_dir(tmp_path, {"delivery": {"retry_intervals": [0, 0], "job_timeout_seconds": 60,
                                                    "circuit_failure_threshold": 50}})
     env = use_env(monkeypatch, {**fake.env(), "REDIS_URL": redis_url, "DATABASE_URL": database_url,
                                 "HELPDESK_CONFIG_DIR": str(directory)})
