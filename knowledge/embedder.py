@@ -24,7 +24,7 @@ from typing import Any, Callable, Dict, List, Protocol, Sequence, Tuple, runtime
 import numpy as np
 
 from helpdesk.errors import ConfigError
-from knowledge.lemmas import ANALYZER_VERSION, Analyzer, analyzer
+from knowledge.lemmas import Analyzer, analyzer
 from knowledge.settings import EmbedderSettings, KnowledgeSettings
 
 HASHED_VERSION = "hashed-lemma-char/1"
@@ -70,7 +70,7 @@ class HashedEmbedder:
         return {
             "kind": "hashed",
             "version": HASHED_VERSION,
-            "analyzer": ANALYZER_VERSION,
+            "analyzer": self._analyzer.identity,
             "dimension": s.dimension,
             "char_ngrams": [s.char_ngram_min, s.char_ngram_max],
             "weights": {"lemma": s.lemma_weight, "bigram": s.bigram_weight, "char": s.char_weight},

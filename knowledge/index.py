@@ -30,7 +30,7 @@ import numpy as np
 
 from knowledge.chunking import Chunk, article_files, chunk_articles
 from knowledge.embedder import Embedder, embed_in_batches
-from knowledge.lemmas import ANALYZER_VERSION, Analyzer, analyzer
+from knowledge.lemmas import Analyzer, analyzer
 from knowledge.lexical import LexicalIndex
 from knowledge.settings import KnowledgeSettings, LexicalSettings
 
@@ -137,7 +137,7 @@ def write_index(
         "format": FORMAT,
         "embedder": embedder.identity,
         "dimension": embedder.dimension,
-        "analyzer": ANALYZER_VERSION,
+        "analyzer": text_analyzer.identity,
         "parameters": parameters,
         "source": source,
         "counts": {

@@ -24,12 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+import faiss
 import numpy as np
 
 from knowledge.chunking import Chunk
 from knowledge.embedder import Embedder, identities_match, make_embedder
 from knowledge.index import IndexMismatchError, LoadedIndex, read_index
-from knowledge.lemmas import ANALYZER_VERSION, Analyzer, analyzer
+from knowledge.lemmas import Analyzer, analyzer
 from knowledge.settings import KnowledgeSettings, RetrievalSettings, load_knowledge_settings
 
 logger = logging.getLogger(__name__)
@@ -62,10 +63,11 @@ class KnowledgeBase:
         settings: RetrievalSettings,
     ) -> None:
         meta = index.meta
-        if meta.get("analyzer") != ANALYZER_VERSION:
+        if not identities_match(meta.get("analyzer") or {}, text_analyzer.identity):
             raise IndexMismatchError(
-                f"the index was built with analyzer {meta.get('analyzer')!r}, this code uses "
-                f"{ANALYZER_VERSION!r}: rebuild it with `make knowledge`"
+                f"the index was built with analyzer {meta.get('analyzer')}, this process uses "
+                f"{text_analyzer.identity} (another lemma table, stop words or analyzer version): "
+                "rebuild it with `make knowledge`"
             )
         if meta.get("dimension") != embedder.dimension or not identities_match(
             meta.get("embedder") or {}, embedder.identity
@@ -75,6 +77,9 @@ class KnowledgeBase:
                 f"but is queried with {embedder.identity}: rebuild it with `make knowledge` "
                 "after changing the embedder"
             )
+        if settings.faiss_threads:
+            # process-wide; FAISS serves only this knowledge base in the bot's processes
+            faiss.omp_set_num_threads(settings.faiss_threads)
         self.index = index
         self.embedder = embedder
         self.analyzer = text_analyzer

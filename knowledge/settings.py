@@ -43,6 +43,7 @@ class RetrievalSettings:
     top_k: int
     min_score: float
     heading_weight: float
+    faiss_threads: int
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,7 @@ def load_knowledge_settings(path: Optional[Path] = None) -> KnowledgeSettings:
             top_k=_number(retrieval, "top_k", f"{where}: retrieval", int, 1, 100),
             min_score=_number(retrieval, "min_score", f"{where}: retrieval", float, 0, 1),
             heading_weight=_number(retrieval, "heading_weight", f"{where}: retrieval", float, 0, 10),
+            faiss_threads=_number(retrieval, "faiss_threads", f"{where}: retrieval", int, 0, 256),
         ),
         answer=AnswerSettings(
             max_chars=_number(answer, "max_chars", answer_where, int, 50, 4000),
