@@ -88,10 +88,10 @@ class ActionAnswerHowto(Action):
             passages = await asyncio.to_thread(search_knowledge, question, settings) if question else []
         except (KnowledgeIndexError, AnalyzerUnavailable, ConfigError) as error:
             logger.error("knowledge base unavailable: %s", error)
-            dispatcher.utter_message(
-                response="utter_howto_unavailable_in_form" if in_form else "utter_howto_unavailable"
-            )
-            return []
+            return self._unavailable(dispatcher, in_form)
+        except Exception:  # noqa: BLE001 - a failed search must not leave the user unanswered
+            logger.exception("knowledge search failed")
+            return self._unavailable(dispatcher, in_form)
 
         if not passages:
             logger.info("how-to question without a passage above the threshold")
@@ -137,6 +137,13 @@ class ActionAnswerHowto(Action):
             logger.exception("LLM answer failed: quoting the passage instead")
             return None
         return read_llm_answer(result, given, settings.answer)
+
+    @staticmethod
+    def _unavailable(dispatcher: CollectingDispatcher, in_form: bool) -> List[Dict[Text, Any]]:
+        dispatcher.utter_message(
+            response="utter_howto_unavailable_in_form" if in_form else "utter_howto_unavailable"
+        )
+        return []
 
     @staticmethod
     def _no_answer(dispatcher: CollectingDispatcher, in_form: bool, considered: List[Passage]) -> None:

@@ -284,3 +284,17 @@ def test_the_llm_is_not_asked_when_nothing_was_found(knowledge_index, domain):
 
     assert answerer.calls == []
     assert responses(dispatcher) == ["utter_howto_no_answer"]
+
+
+def test_a_damaged_index_is_logged_and_the_user_still_answered(monkeypatch, tmp_path, articles_index,  # noqa: F811
+                                                               domain, caplog):
+    damaged = tmp_path / "damaged"
+    shutil.copytree(articles_index, damaged)
+    (damaged / "dense.faiss").write_bytes(b"not a faiss index")
+    use_index(monkeypatch, tmp_path, damaged)
+
+    with caplog.at_level(logging.ERROR, logger="actions.knowledge"):
+        _, dispatcher = run(ActionAnswerHowto(answerer=None), asks(CLOSING).tracker(), domain)
+
+    assert responses(dispatcher) == ["utter_howto_unavailable"]
+    assert "does not match meta.json" in caplog.text
