@@ -1,8 +1,11 @@
-"""Submitting the confirmed ticket to the ledger, and clearing a finished or cancelled one."""
+"""Submitting the confirmed ticket to the ledger and to Zoho Desk, and clearing a finished
+or cancelled one."""
 import asyncio
 import logging
-from typing import Any, Dict, List, Text
+import time
+from typing import Any, Dict, List, Optional, Text
 
+import redis
 from rasa_sdk import Action, Tracker
 from rasa_sdk.events import FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
@@ -18,14 +21,33 @@ from actions.common import (
     reset_ticket_slots,
     user_texts_since,
 )
+from helpdesk.errors import ConfigError
+from helpdesk.ledger import ANNOUNCE_TURN, DELIVERED, Ledger, TicketRecord
 from helpdesk.priority import priority_label
+from helpdesk.settings import load_settings, load_zoho
 from helpdesk.tickets import build_ticket, ticket_id_for
+from helpdesk.zoho_config import ZohoConfig, zoho_config
+from helpdesk.zoho_queue import enqueue_delivery
 
 logger = logging.getLogger(__name__)
 
+_redis_clients: Dict[str, redis.Redis] = {}
+
+
+def _queue_connection() -> redis.Redis:
+    """A sync Redis client for RQ (used from a thread, never on the event loop)."""
+    url = load_settings().redis_url
+    if url not in _redis_clients:
+        _redis_clients[url] = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+    return _redis_clients[url]
+
 
 class ActionSubmitTicket(Action):
-    """Writes the ticket to the ledger (state pending delivery) and tells the user.
+    """Writes the ticket to the ledger (state pending delivery), queues its delivery to Zoho
+    Desk and waits a few seconds (config/zoho.yml `submit.wait_seconds`) for the Zoho number:
+    "He creado el ticket #…" when it comes, "Zoho no está disponible…" with the reference
+    when it does not (a worker sends the number later). Without Zoho configured, the ledger
+    reference.
 
     The ticket id comes from the conversation and the moment the form started, so the same
     form submitted twice (a redelivered message, a retried action call) is one row.
@@ -80,12 +102,92 @@ class ActionSubmitTicket(Action):
                 "conversation_id": tracker.sender_id,
             },
         )
-        dispatcher.utter_message(
-            response="utter_ticket_recorded",
-            reference=record.reference,
-            priority=priority_label(catalog.priority, record.priority),
-        )
+        label = priority_label(catalog.priority, record.priority)
+        config = _zoho_config_or_none()
+        if config is None:
+            # no Zoho Desk: the ledger reference is the answer; if Zoho is connected later,
+            # a worker tells the user the Zoho number once the ticket is delivered
+            await _hand_over(get_ledger(), record.id)
+            dispatcher.utter_message(response="utter_ticket_recorded", reference=record.reference, priority=label)
+            return reset_ticket_slots()
+        record = await _deliver_within_the_turn(get_ledger(), record, config, correlation_id)
+        if record.state == DELIVERED:
+            dispatcher.utter_message(
+                response="utter_ticket_created",
+                ticket_number=record.zoho_ticket_number,
+                priority=label,
+                reference=record.reference,
+            )
+        else:
+            dispatcher.utter_message(response="utter_zoho_unavailable", reference=record.reference, priority=label)
         return reset_ticket_slots()
+
+
+def _zoho_config_or_none() -> Optional[ZohoConfig]:
+    if load_zoho() is None:
+        return None
+    try:
+        return zoho_config()
+    except ConfigError:
+        logger.exception("config/zoho.yml is broken; tickets stay in the ledger")
+        return None
+
+
+async def _hand_over(ledger: Ledger, ticket_id: str) -> bool:
+    """A worker will tell the user the Zoho number (the turn stops waiting)."""
+    try:
+        return await asyncio.to_thread(ledger.hand_announcement_to_worker, ticket_id)
+    except Exception:
+        logger.exception("could not hand the announcement to the workers", extra={"ticket_id": ticket_id})
+        return False
+
+
+async def _deliver_within_the_turn(
+    ledger: Ledger, record: TicketRecord, config: ZohoConfig, correlation_id: Optional[str]
+) -> TicketRecord:
+    """Queue the delivery and wait a few seconds for the Zoho number.
+
+    Returns the record delivered (the turn answers with the number) or not (the turn says
+    Zoho is unavailable, and a worker tells the number once it has it). Exactly one of the
+    two tells the user: the ledger's `announce` decides it atomically.
+    """
+    if record.state != DELIVERED:
+        try:
+            await asyncio.to_thread(enqueue_delivery, _queue_connection(), record.id, config, correlation_id)
+        except Exception:
+            # the ticket is safe in the ledger; the reconciler queues it when Redis is back
+            logger.exception("delivery not queued", extra={"ticket_id": record.id})
+        else:
+            record = await _wait_for_delivery(ledger, record, config.submit.wait_seconds, config.submit.poll_seconds)
+    if record.state == DELIVERED:
+        if record.announce in (None, ANNOUNCE_TURN):
+            await asyncio.to_thread(ledger.claim_announcement_for_turn, record.id)
+        return record
+    if await _hand_over(ledger, record.id):
+        return record
+    # delivered between our last look and the hand-over: answer with the number after all
+    latest = await asyncio.to_thread(ledger.get, record.id)
+    if latest is not None and latest.state == DELIVERED:
+        await asyncio.to_thread(ledger.claim_announcement_for_turn, record.id)
+        return latest
+    return record
+
+
+async def _wait_for_delivery(ledger: Ledger, record: TicketRecord, wait: float, poll: float) -> TicketRecord:
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        await asyncio.sleep(min(poll, max(0.0, deadline - time.monotonic())))
+        try:
+            latest = await asyncio.to_thread(ledger.get, record.id)
+        except Exception:
+            logger.exception("ledger read failed while waiting for delivery", extra={"ticket_id": record.id})
+            return record
+        if latest is None:
+            return record
+        record = latest
+        if record.state != "pending_delivery":
+            break
+    return record
 
 
 class ActionResetTicket(Action):

@@ -223,3 +223,8 @@ def handoff_resume_claim(conversation_id: str) -> str:
 def enqueue_guard(job_id: str) -> str:
     """Held for a moment while one process checks and enqueues a job with a fixed id."""
     return f"{PREFIX}:enqueue:{job_id}"
+
+
+def zoho_addition_done(addition_id: str) -> str:
+    """Set once a comment or file is in Zoho: the same addition queued again is not re-sent."""
+    return f"{PREFIX}:zoho:addition_done:{addition_id}"

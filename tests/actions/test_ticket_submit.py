@@ -279,3 +279,103 @@ def test_reset_clears_every_ticket_slot(ana, domain):
     for name in ticket_slots:
         initial = domain["slots"][name].get("initial_value")
         assert after[name] == initial, name
+
+
+# with Zoho Desk (fake Zoho on loopback, real Redis, a real RQ worker in the background) ---
+import time  # noqa: E402
+
+from rq import Worker  # noqa: E402
+
+from helpdesk.ledger import DELIVERED  # noqa: E402
+from helpdesk.zoho_queue import delivery_job_id, job_status  # noqa: E402
+from tests.workers.zoho_support import background_workers, wait_until, world  # noqa: E402,F401
+
+
+def worker_ready(world, background_workers):
+    background_workers()
+    wait_until(lambda: Worker.all(connection=world.redis), 15, what="the worker registered")
+
+
+def test_with_zoho_the_turn_answers_with_the_zoho_number(ana, bot_ledger, domain, world, background_workers):
+    worker_ready(world, background_workers)
+    confirmed(ana)
+
+    events, dispatcher = run(ActionSubmitTicket(), ana.tracker(), domain)
+
+    record = bot_ledger.recent_for(SENDER, 1)[0]
+    assert record.state == DELIVERED
+    [ticket] = world.zoho.tickets_with_ref(record.id)
+    assert responses(dispatcher) == ["utter_ticket_created"]
+    sent = message(dispatcher, "utter_ticket_created")
+    assert sent["ticket_number"] == record.zoho_ticket_number == ticket["ticketNumber"]
+    assert sent["priority"] == "urgente" and sent["reference"] == record.reference
+    assert ticket["priority"] == "High" and ticket["cf"] == {"cf_helpdesk_ref": record.id}
+    assert record.announce == "turn"
+    assert slot_events(events)["confirm_ticket"] is None
+    time.sleep(1.0)
+    assert world.rasa.triggered() == []  # told once, in the turn
+
+
+def test_with_zoho_down_the_turn_says_so_and_the_number_follows(ana, bot_ledger, domain, world,
+                                                                 background_workers):
+    world.reconfigure(submit={"wait_seconds": 1.5}, delivery={"retry_intervals": [1]},
+                      circuit={"recovery_seconds": 1})
+    world.zoho.fail(None, status=503)
+    worker_ready(world, background_workers)
+    confirmed(ana)
+
+    _, dispatcher = run(ActionSubmitTicket(), ana.tracker(), domain)
+
+    record = bot_ledger.recent_for(SENDER, 1)[0]
+    sent = message(dispatcher, "utter_zoho_unavailable")
+    assert sent["reference"] == record.reference
+    assert record.state == "pending_delivery" and record.announce == "worker"
+    world.zoho.clear_failures()  # Zoho is back
+    [told] = wait_until(lambda: world.rasa.triggered("EXTERNAL_ticket_delivered"), 30, what="the number")
+    delivered = bot_ledger.get(record.id)
+    assert told.conversation_id == SENDER
+    assert told.entities == {"ticket_number": delivered.zoho_ticket_number, "priority": "urgente",
+                             "reference": record.reference}
+    assert len(world.zoho.tickets) == 1
+
+
+def test_with_no_worker_running_the_ticket_waits_in_the_queue(ana, bot_ledger, domain, world):
+    world.reconfigure(submit={"wait_seconds": 0.5})
+    confirmed(ana)
+    started = time.monotonic()
+    _, dispatcher = run(ActionSubmitTicket(), ana.tracker(), domain)
+    assert 0.4 < time.monotonic() - started < 3
+    record = bot_ledger.recent_for(SENDER, 1)[0]
+    assert responses(dispatcher) == ["utter_zoho_unavailable"]
+    assert job_status(world.redis, delivery_job_id(record.id)) == "queued"
+    assert record.announce == "worker"
+
+
+def test_with_redis_unreachable_the_ticket_is_kept_for_the_reconciler(ana, bot_ledger, domain, world, monkeypatch):
+    from tests.conftest import free_port
+
+    monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
+    confirmed(ana)
+    _, dispatcher = run(ActionSubmitTicket(), ana.tracker(), domain)
+    record = bot_ledger.recent_for(SENDER, 1)[0]
+    assert message(dispatcher, "utter_zoho_unavailable")["reference"] == record.reference
+    assert record.state == "pending_delivery" and record.announce == "worker"
+
+
+def test_the_same_submit_after_delivery_answers_the_same_number(ana, bot_ledger, domain, world, background_workers):
+    worker_ready(world, background_workers)
+    confirmed(ana)
+    _, first = run(ActionSubmitTicket(), ana.tracker(), domain)
+    _, second = run(ActionSubmitTicket(), ana.tracker(), domain)
+    assert (message(first, "utter_ticket_created")["ticket_number"]
+            == message(second, "utter_ticket_created")["ticket_number"])
+    assert len(world.zoho.tickets) == 1
+    assert len(world.zoho.calls("POST", "/tickets")) == 1
+
+
+def test_without_zoho_the_reference_is_the_answer_and_a_worker_may_tell_the_number_later(ana, bot_ledger, domain):
+    confirmed(ana)
+    _, dispatcher = run(ActionSubmitTicket(), ana.tracker(), domain)
+    record = bot_ledger.recent_for(SENDER, 1)[0]
+    assert responses(dispatcher) == ["utter_ticket_recorded"]
+    assert record.announce == "worker"

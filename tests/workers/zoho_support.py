@@ -3,9 +3,7 @@ with test timings, the environment that points the project (and worker processes
 real RQ workers (burst, or in the background for retries, the scheduler and SIGKILL), and
 tickets written to the ledger the way the submit action writes them.
 
-Test modules import the fixtures they use from here. Jobs run only in worker processes:
-tests/workers/__init__.py makes `workers` mean this test directory inside pytest, so nothing
-here imports the project's `workers` package.
+Test modules import the fixtures they use from here.
 """
 import os
 import shutil
@@ -71,9 +69,11 @@ def clear_process_caches() -> None:
     """The catalog and the Zoho config are cached per process; tests change them."""
     from helpdesk.business import catalog
     from helpdesk.zoho_config import zoho_config
+    from workers import zoho_context
 
     catalog.cache_clear()
     zoho_config.cache_clear()
+    zoho_context._contexts.clear()
 
 
 @dataclass

@@ -1,0 +1,100 @@
+"""The operator command `python -m workers.dead_letters` lists and re-queues dead letters."""
+import json
+import subprocess
+import sys
+
+from rq.registry import FailedJobRegistry
+
+from helpdesk.ledger import DELIVERED, FAILED
+from helpdesk.zoho_config import zoho_config
+from helpdesk.zoho_queue import DEFAULT_QUEUE, ZOHO_QUEUE, delivery_job_id, enqueue_addition
+from tests.conftest import PROJECT
+from tests.workers.zoho_support import run_burst, world  # noqa: F401
+
+FIELD_ERRORS = [{"fieldName": "/classification", "errorType": "invalid"}]
+
+
+def dead_letters(world, *args):
+    return subprocess.run([sys.executable, "-m", "workers.dead_letters", *args], cwd=PROJECT, env=world.env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def rejected(world, started):
+    world.zoho.reject(1, FIELD_ERRORS)
+    record = world.submit(started=started)
+    world.enqueue(record)
+    run_burst(world.env)
+    assert world.ledger.get(record.id).state == FAILED
+    return record
+
+
+def test_list_shows_failed_tickets_with_zohos_errors(world):
+    record = rejected(world, 1.0)
+
+    listed = dead_letters(world, "list")
+    assert listed.returncode == 0, listed.stderr
+    assert "Failed tickets: 1" in listed.stdout
+    assert record.reference in listed.stdout and "rejected" in listed.stdout
+    assert "/classification: invalid" in listed.stdout
+    assert "Notices not delivered to the support team: 1" in listed.stdout
+
+    as_json = json.loads(dead_letters(world, "list", "--json").stdout)
+    [ticket] = as_json["tickets"]
+    assert ticket["ticket_id"] == record.id and ticket["field_errors"] == FIELD_ERRORS
+    assert as_json["jobs"] == []  # the ticket's failed job is the ticket's entry
+    [notice] = as_json["unsent_notices"]
+    assert notice["kind"] == "ticket_rejected"
+
+
+def test_requeue_by_reference_delivers_it_once(world):
+    record = rejected(world, 1.0)  # the portal's picklist was fixed meanwhile
+
+    requeued = dead_letters(world, "requeue", record.reference)
+    assert requeued.returncode == 0, requeued.stderr
+    assert record.reference in requeued.stdout
+    assert world.ledger.get(record.id).state == "pending_delivery"
+    assert world.ledger.get(record.id).attempts == 0
+    assert delivery_job_id(record.id) not in FailedJobRegistry(ZOHO_QUEUE, connection=world.redis).get_job_ids()
+    run_burst(world.env)
+
+    assert world.ledger.get(record.id).state == DELIVERED
+    assert len(world.zoho.tickets_with_ref(record.id)) == 1
+    assert "Failed tickets: 0" in dead_letters(world, "list").stdout
+
+
+def test_requeue_all_and_failed_jobs(world):
+    first, second = rejected(world, 1.0), rejected(world, 2.0)
+    third = world.submit(started=3.0)
+    world.enqueue(third)
+    run_burst(world.env)
+    enqueue_addition(world.redis, third.id, zoho_config(), attachment_path=str(world.tmp / "late.jpg"))
+    run_burst(world.env)  # the file is not there yet: the addition fails
+    jobs = json.loads(dead_letters(world, "list", "--json").stdout)["jobs"]
+    assert [j["function"] for j in jobs] == ["workers.zoho_jobs.add_to_ticket"]
+    (world.tmp / "late.jpg").write_bytes(b"\xff\xd8\xff" + b"0" * 100)
+
+    done = dead_letters(world, "requeue-all")
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.strip().splitlines()) == 3
+    run_burst(world.env)
+
+    for record in (first, second):
+        assert world.ledger.get(record.id).state == DELIVERED
+        assert len(world.zoho.tickets_with_ref(record.id)) == 1
+    assert [a["name"] for a in world.zoho.attachments[world.ledger.get(third.id).zoho_ticket_id]] == ["late.jpg"]
+    for queue in (ZOHO_QUEUE, DEFAULT_QUEUE):
+        assert FailedJobRegistry(queue, connection=world.redis).get_job_ids() == []
+
+
+def test_unknown_ids_and_usage(world):
+    missing = dead_letters(world, "requeue", "HD-NOPE00")
+    assert missing.returncode == 1 and "no failed ticket or failed job" in missing.stderr
+    assert dead_letters(world).returncode == 2
+    assert dead_letters(world, "requeue").returncode == 2
+
+
+def test_notices_lists_what_the_support_team_was_told(world):
+    record = rejected(world, 1.0)
+    shown = dead_letters(world, "notices")
+    assert shown.returncode == 0
+    assert "ticket_rejected" in shown.stdout and "NOT SENT" in shown.stdout and record.reference in shown.stdout

@@ -1,0 +1,72 @@
+"""helpdesk/rasa_api.py against a fake Rasa HTTP API on loopback that records the calls."""
+import time
+
+import pytest
+
+from helpdesk.launch import free_port
+from helpdesk.rasa_api import RasaRejected, RasaUnavailable, trigger_intent
+from helpdesk.settings import load_settings
+from tests.fakes.rasa_trigger import FakeRasa
+
+
+@pytest.fixture
+def rasa(monkeypatch):
+    fake = FakeRasa(token="s3cret", intents={"EXTERNAL_ticket_delivered"}).start()
+    for name, value in fake.env().items():
+        monkeypatch.setenv(name, value)
+    yield fake
+    fake.stop()
+
+
+def test_the_intent_with_its_entities_on_the_latest_channel_with_the_token(rasa):
+    answer = trigger_intent("g1203630@g.us-549110000", "EXTERNAL_ticket_delivered",
+                            {"ticket_number": "1042", "priority": "urgente", "reference": None})
+    [call] = rasa.triggered()
+    assert call.conversation_id == "g1203630@g.us-549110000"  # quoted in the path, read back whole
+    assert call.intent == "EXTERNAL_ticket_delivered"
+    assert call.entities == {"ticket_number": "1042", "priority": "urgente"}
+    assert call.output_channel == "latest" and call.token == "s3cret"
+    assert answer["tracker"]["sender_id"] == "g1203630@g.us-549110000"
+
+
+def test_503_is_retried_then_answered(rasa):
+    rasa.fail(2, status=503)
+    trigger_intent("5491122334455", "EXTERNAL_ticket_delivered", {"ticket_number": "1"}, backoff=0.05)
+    assert len(rasa.triggered()) == 1
+
+
+def test_500_is_not_retried_it_may_have_spoken(rasa):
+    rasa.fail(1, status=500)
+    with pytest.raises(RasaUnavailable):
+        trigger_intent("5491122334455", "EXTERNAL_ticket_delivered", {"ticket_number": "1"}, backoff=0.05)
+    assert rasa.triggered() == [] and rasa.failures == 0
+
+
+def test_a_wrong_token_or_an_unknown_intent_is_rejected(rasa, monkeypatch):
+    with pytest.raises(RasaRejected, match="400"):
+        trigger_intent("5491122334455", "EXTERNAL_unknown", {})
+    monkeypatch.setenv("RASA_AUTH_TOKEN", "wrong")
+    with pytest.raises(RasaRejected, match="401"):
+        trigger_intent("5491122334455", "EXTERNAL_ticket_delivered", {})
+    assert rasa.triggered() == []
+
+
+def test_rasa_down_is_unavailable_after_the_retries(monkeypatch):
+    monkeypatch.setenv("RASA_PORT", str(free_port()))
+    started = time.monotonic()
+    with pytest.raises(RasaUnavailable):
+        trigger_intent("5491122334455", "EXTERNAL_ticket_delivered", {}, retries=2, backoff=0.05)
+    assert time.monotonic() - started < 2
+
+
+def test_a_slow_rasa_times_out(rasa):
+    original = rasa.handle
+
+    def slow(path, body):
+        time.sleep(1.0)
+        return original(path, body)
+
+    rasa.handle = slow
+    with pytest.raises(RasaUnavailable, match="no answer"):
+        trigger_intent("5491122334455", "EXTERNAL_ticket_delivered", {}, read_timeout=0.3,
+                       settings=load_settings())

@@ -1,0 +1,431 @@
+"""RQ jobs on the `zoho` queue: deliver a ledger ticket to Zoho Desk, and add what arrives
+after it (a comment, a file) to the same Zoho ticket.
+
+Delivery, one run (`deliver_ticket`):
+1. the ledger row must still be pending; one run per ticket at a time (Redis lock);
+2. the circuit breaker must let us call Zoho (else: run again when it half-opens);
+3. if an earlier create may have reached Zoho (`create_sent_at`: a timeout, a 5xx, a killed
+   worker), search by the ledger id in the custom field first and adopt what is found — no
+   new create until `search_settle_seconds` after the lost one;
+4. contact by phone (remembered, searched, created), then the ticket, with `create_sent_at`
+   written before the request goes out;
+5. delivered: the ledger gets the Zoho id and number; the user is told when the submit turn
+   handed that to us; the ticket's files are queued as additions.
+Failures: transient → attempt counted, retried with growing intervals, out of attempts →
+dead letter; 422 and other rejections → dead letter at once, Zoho's field errors kept; 429 →
+back off; THRESHOLD_EXCEEDED → circuit open until the quota resets; refused credentials →
+circuit open, the support team told once. Dead letter = ledger `failed` + RQ failed registry
++ `notify_humans`. Waits that are not the ticket's fault spend no attempts; a ticket older than
+`max_pending_seconds` is a dead letter anyway.
+"""
+import logging
+import os
+import time
+from datetime import datetime, timedelta
+from typing import Any, Dict, List, Optional
+
+import redis
+from rq import get_current_job
+
+from helpdesk import redis_keys
+from helpdesk.circuit import CircuitOpen
+from helpdesk.errors import ConfigError
+from helpdesk.human_notices import notify_humans
+from helpdesk.ledger import (
+    ANNOUNCE_WORKER,
+    DELIVERED,
+    FAILURE_CONFIG,
+    FAILURE_EXHAUSTED,
+    FAILURE_REJECTED,
+    PENDING_DELIVERY,
+    InvalidTransition,
+    TicketRecord,
+)
+from helpdesk.zoho import (
+    ZohoAuthError,
+    ZohoError,
+    ZohoPermanent,
+    ZohoQuotaExceeded,
+    ZohoRateLimited,
+    ZohoTicket,
+    ZohoTransient,
+    format_field_errors,
+    ticket_payload,
+)
+from helpdesk.zoho_queue import (
+    ANNOUNCE_DELIVERED,
+    announce_job_id,
+    enqueue_addition,
+    enqueue_announcement,
+)
+from workers.zoho_context import Context, RunLock, context, give_up, jitter, last_try, run_again_in
+
+logger = logging.getLogger(__name__)
+
+ADDITION_MEMORY_SECONDS = 90 * 24 * 3600  # the spec's retention
+
+
+class SearchNotSettled(Exception):
+    """A create whose answer was lost is too recent for the search to be trusted."""
+
+    def __init__(self, wait: float) -> None:
+        super().__init__(f"the lost create is {wait:.0f} s too recent to trust the search")
+        self.wait = wait
+
+
+# --- delivery --------------------------------------------------------------------------------
+def deliver_ticket(ticket_id: str) -> str:
+    """Deliver one ledger ticket to Zoho Desk; returns the ticket's state afterwards."""
+    ctx = context()
+    record = ctx.ledger.get(ticket_id)
+    if record is None:
+        logger.error("delivery of a ticket the ledger does not have", extra={"ticket_id": ticket_id})
+        return "unknown"
+    if record.state != PENDING_DELIVERY:
+        return record.state
+    if ctx.zoho is None:
+        logger.warning("zoho desk not configured; the ticket stays pending", extra={"ticket_id": ticket_id})
+        return "not_configured"
+    policy = ctx.config.delivery
+    lock = RunLock(ctx.redis, redis_keys.zoho_delivery_lock(ticket_id), policy.job_timeout + 30)
+    if not lock.acquire():
+        run_again_in(lock.wait_seconds(), "another run is delivering this ticket", _attempts_left(ctx, record))
+    try:
+        record = ctx.ledger.get(ticket_id)
+        if record.state != PENDING_DELIVERY:
+            return record.state
+        return _deliver(ctx, record)
+    finally:
+        lock.release()
+
+
+def _attempts_left(ctx: Context, record: TicketRecord) -> int:
+    return max(1, ctx.config.delivery.max_attempts - int(record.attempts or 0))
+
+
+def _deliver(ctx: Context, record: TicketRecord) -> str:
+    policy = ctx.config.delivery
+    now = time.time()
+    if now - record.created_at > policy.max_pending_seconds:
+        _dead_letter(
+            ctx, record, FAILURE_EXHAUSTED,
+            f"not delivered within {policy.max_pending_seconds:.0f} s (last error: {record.last_error})",
+        )
+    try:
+        department_id = _department_id(ctx, record)
+    except ConfigError as error:
+        _dead_letter(ctx, record, FAILURE_CONFIG, str(error))
+    try:
+        ctx.breaker.before_call()
+    except CircuitOpen as closed:
+        _defer(ctx, record, closed.retry_after + jitter(policy.retry_jitter), f"Zoho circuit open ({closed.reason})")
+    try:
+        ticket = _create_once(ctx, record, department_id)
+    except SearchNotSettled as error:
+        ctx.breaker.record_success()
+        _defer(ctx, record, error.wait + 1, str(error))
+    except ConfigError as error:
+        _dead_letter(ctx, record, FAILURE_CONFIG, str(error))
+    except ZohoPermanent as error:
+        ctx.breaker.record_success()  # Zoho is up; it refuses this ticket
+        ctx.ledger.record_attempt(record.id, error.describe())
+        _dead_letter(ctx, record, FAILURE_REJECTED, error.describe(), field_errors=error.field_errors)
+    except ZohoQuotaExceeded as error:
+        until = now + error.retry_after if error.retry_after else _next_midnight(policy.quota_reset_timezone, now)
+        ctx.breaker.open_until(until, "THRESHOLD_EXCEEDED")
+        _defer(ctx, record, until - now + jitter(policy.retry_jitter), "Zoho API credits used up for today")
+    except ZohoRateLimited as error:
+        _back_off(ctx, record, error)
+    except ZohoAuthError as error:
+        _auth_refused(ctx, record, error)
+    except ZohoTransient as error:
+        _transient(ctx, record, error)
+    ctx.breaker.record_success()
+    return _delivered(ctx, record, ticket)
+
+
+def _department_id(ctx: Context, record: TicketRecord) -> str:
+    if not ctx.zoho.ref_field:
+        raise ConfigError("ZOHO_REF_FIELD is not set: without it a lost answer could make a second ticket")
+    department = ctx.catalog.departments.get(record.department)
+    if department is None:
+        raise ConfigError(f"department '{record.department}' is not in config/departments.yml")
+    if not department.zoho_id:
+        raise ConfigError(f"department '{record.department}' has no zoho_id in config/departments.yml")
+    return department.zoho_id
+
+
+def _create_once(ctx: Context, record: TicketRecord, department_id: str) -> ZohoTicket:
+    client, ref_field = ctx.client, ctx.zoho.ref_field
+    if record.create_sent_at:
+        found = client.find_ticket_by_ref(ref_field, record.id)
+        if found is not None:
+            logger.info("ticket found in zoho after a lost answer", extra={"ticket_id": record.id})
+            return found
+        settle = record.create_sent_at + ctx.config.delivery.search_settle_seconds - time.time()
+        if settle > 0:
+            raise SearchNotSettled(settle)
+    contact_id = record.zoho_contact_id
+    if not contact_id and record.reporter_phone:
+        contact_id = client.ensure_contact(
+            record.reporter_phone, record.reporter_name, ctx.config.ticket.contact_last_name
+        )
+        ctx.ledger.set_contact(record.id, contact_id)
+    payload = ticket_payload(
+        record, shape=ctx.config.ticket, department_id=department_id, contact_id=contact_id, ref_field=ref_field
+    )
+    ctx.ledger.set_create_sent(record.id, time.time())
+    try:
+        return client.create_ticket(payload)
+    except ZohoError as error:
+        if not error.ambiguous:
+            # Zoho surely did not create it: the next run need not search
+            ctx.ledger.set_create_sent(record.id, record.create_sent_at)
+        raise
+
+
+def _delivered(ctx: Context, record: TicketRecord, ticket: ZohoTicket) -> str:
+    try:
+        delivered = ctx.ledger.mark_delivered(
+            record.id, ticket.id, ticket.number,
+            status=ticket.status, status_type=ticket.status_type, web_url=ticket.web_url,
+        )
+    except InvalidTransition as error:
+        logger.error("zoho ticket created but the ledger row moved meanwhile",
+                     extra={"ticket_id": record.id, "zoho_ticket_number": ticket.number, "error": str(error)})
+        return "conflict"
+    logger.info(
+        "ticket delivered to zoho",
+        extra={"ticket_id": record.id, "reference": record.reference, "zoho_ticket_number": ticket.number,
+               "attempts": delivered.attempts},
+    )
+    correlation_id = record.correlation_id
+    if delivered.announce == ANNOUNCE_WORKER and not delivered.announced_at:
+        try:
+            enqueue_announcement(ctx.redis, ANNOUNCE_DELIVERED, (record.id,), job_id=announce_job_id(record.id),
+                                 config=ctx.config, correlation_id=correlation_id)
+        except redis.RedisError:
+            logger.exception("announcement not queued; the reconciler will", extra={"ticket_id": record.id})
+    for index, path in enumerate(delivered.attachments or []):
+        try:
+            enqueue_addition(ctx.redis, record.id, ctx.config, attachment_path=str(path),
+                             addition_id=f"{record.id}:attachment:{index}", correlation_id=correlation_id)
+        except redis.RedisError:
+            logger.exception("attachment upload not queued", extra={"ticket_id": record.id, "index": index})
+    return DELIVERED
+
+
+# --- failures ---------------------------------------------------------------------------------
+def _defer(ctx: Context, record: TicketRecord, delay: float, reason: str) -> None:
+    """Run again later without spending an attempt."""
+    ctx.ledger.note_deferral(record.id, reason, time.time() + delay)
+    logger.info("delivery deferred", extra={"ticket_id": record.id, "delay": round(delay, 1), "reason": reason})
+    run_again_in(delay, reason, _attempts_left(ctx, record))
+
+
+def _back_off(ctx: Context, record: TicketRecord, error: ZohoRateLimited) -> None:
+    policy = ctx.config.delivery
+    ctx.breaker.record_success()  # Zoho is up, only busy
+    job = get_current_job()
+    count = 1
+    if job is not None:
+        count = int(job.meta.get("rate_limited", 0)) + 1
+        job.meta["rate_limited"] = count
+        job.save_meta()
+    steps = policy.rate_limited_backoff
+    delay = error.retry_after if error.retry_after else steps[min(count, len(steps)) - 1]
+    _defer(ctx, record, delay + jitter(policy.retry_jitter), f"Zoho asks to slow down ({error.code})")
+
+
+def _auth_refused(ctx: Context, record: TicketRecord, error: ZohoAuthError) -> None:
+    wait = ctx.config.circuit.auth_recovery_seconds
+    ctx.breaker.open_for(wait, f"credentials refused: {error.code or error}")
+    notify_humans(
+        ctx.ledger,
+        "zoho_auth",
+        ctx.config.human_notices["zoho_auth"].format(error=str(error)),
+        ticket_id=record.id,
+        once_per="zoho_auth",
+        once_seconds=int(wait),
+        client=ctx.redis,
+    )
+    _defer(ctx, record, wait + jitter(ctx.config.delivery.retry_jitter), f"Zoho refused the credentials: {error}")
+
+
+def _transient(ctx: Context, record: TicketRecord, error: ZohoTransient) -> None:
+    policy = ctx.config.delivery
+    ctx.breaker.record_failure(str(error))
+    attempt = int(record.attempts or 0) + 1
+    delay = policy.retry_interval(attempt) + jitter(policy.retry_jitter)
+    attempts = ctx.ledger.record_attempt(record.id, error.describe(), time.time() + delay)
+    if attempts >= policy.max_attempts:
+        _dead_letter(ctx, record, FAILURE_EXHAUSTED, error.describe(), attempts=attempts)
+    logger.warning(
+        "delivery attempt failed",
+        extra={"ticket_id": record.id, "attempt": attempts, "error": error.describe(), "retry_in": round(delay, 1)},
+    )
+    run_again_in(delay, error.describe(), policy.max_attempts - attempts)
+
+
+def dead_letter_text(ctx: Context, record: TicketRecord, kind: str, error: str,
+                     field_errors: Optional[List[Dict[str, Any]]] = None, attempts: Optional[int] = None) -> str:
+    templates = ctx.config.human_notices
+    template = {FAILURE_REJECTED: "ticket_rejected", FAILURE_CONFIG: "ticket_config"}.get(kind, "ticket_exhausted")
+    return templates[template].format(
+        reference=record.reference,
+        errors=format_field_errors(field_errors) if field_errors else error,
+        attempts=attempts if attempts is not None else record.attempts,
+        error=error,
+    )
+
+
+def record_dead_letter(ctx: Context, record: TicketRecord, kind: str, error: str,
+                       field_errors: Optional[List[Dict[str, Any]]] = None,
+                       attempts: Optional[int] = None) -> bool:
+    """Ledger failed + the support team told. False when the row had moved meanwhile."""
+    try:
+        ctx.ledger.mark_failed(record.id, error, kind=kind, field_errors=field_errors)
+    except InvalidTransition as moved:
+        logger.warning("dead letter not recorded: the ticket moved", extra={"ticket_id": record.id, "error": str(moved)})
+        return False
+    notify_humans(ctx.ledger, f"ticket_{kind}", dead_letter_text(ctx, record, kind, error, field_errors, attempts),
+                  ticket_id=record.id)
+    return True
+
+
+def _dead_letter(ctx: Context, record: TicketRecord, kind: str, error: str,
+                 field_errors: Optional[List[Dict[str, Any]]] = None, attempts: Optional[int] = None) -> None:
+    record_dead_letter(ctx, record, kind, error, field_errors, attempts)
+    give_up(f"ticket {record.reference} ({record.id}) is a dead letter ({kind}): {error}")
+
+
+def _next_midnight(timezone_name: str, now: float) -> float:
+    from zoneinfo import ZoneInfo
+
+    local = datetime.fromtimestamp(now, ZoneInfo(timezone_name))
+    return (local + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+
+
+# --- information after creation -----------------------------------------------------------------
+def add_to_ticket(
+    ticket_id: str,
+    comment_text: Optional[str] = None,
+    attachment_path: Optional[str] = None,
+    addition_id: Optional[str] = None,
+) -> str:
+    """Add a comment and/or a file to the ticket's Zoho ticket, once it is delivered.
+
+    Never creates a ticket. Idempotent per `addition_id`: before sending again after a run
+    that may have sent it, the ticket's comments (a marker in the text) or attachments (the
+    file name) are checked.
+    """
+    ctx = context()
+    record = ctx.ledger.get(ticket_id)
+    if record is None:
+        give_up(f"addition for a ticket the ledger does not have: {ticket_id}")
+    if ctx.zoho is None:
+        return "not_configured"
+    job = get_current_job()
+    meta = job.meta if job is not None else {}
+    first_seen = float(meta.setdefault("first_seen", time.time()))
+    policy = ctx.config.additions
+    if record.state != DELIVERED:
+        if time.time() - first_seen > policy.max_wait_seconds:
+            _addition_failed(ctx, record, comment_text, attachment_path, "the ticket never reached Zoho Desk")
+        if job is not None:
+            job.save_meta()
+        run_again_in(policy.wait_for_delivery_seconds, f"waiting for the delivery of {record.reference}",
+                     policy.max_attempts)
+    identity = addition_id or f"{ticket_id}:{comment_text}:{attachment_path}"
+    done_key = redis_keys.zoho_addition_done(identity)
+    if ctx.redis.exists(done_key):
+        return "already added"
+    lock = RunLock(ctx.redis, redis_keys.zoho_addition_lock(identity), ctx.config.delivery.job_timeout + 30)
+    if not lock.acquire():
+        run_again_in(lock.wait_seconds(), "another run is adding this", policy.max_attempts)
+    try:
+        try:
+            ctx.breaker.before_call()
+        except CircuitOpen as closed:
+            run_again_in(closed.retry_after + jitter(ctx.config.delivery.retry_jitter),
+                         f"Zoho circuit open ({closed.reason})", job.retries_left if job else 1)
+        try:
+            done = []
+            if comment_text:
+                done.append(_add_comment(ctx, record, comment_text, addition_id, meta, job))
+            if attachment_path:
+                done.append(_add_attachment(ctx, record, attachment_path, meta, job))
+        except (ZohoPermanent, FileNotFoundError, IsADirectoryError) as error:
+            if isinstance(error, ZohoPermanent):
+                ctx.breaker.record_success()
+            _addition_failed(ctx, record, comment_text, attachment_path, str(error))
+        except ZohoQuotaExceeded as error:
+            now = time.time()
+            until = now + error.retry_after if error.retry_after else _next_midnight(
+                ctx.config.delivery.quota_reset_timezone, now)
+            ctx.breaker.open_until(until, "THRESHOLD_EXCEEDED")
+            run_again_in(until - now, "Zoho API credits used up for today", job.retries_left if job else 1)
+        except ZohoRateLimited as error:
+            run_again_in(error.retry_after or ctx.config.delivery.rate_limited_backoff[0],
+                         f"Zoho asks to slow down ({error.code})", job.retries_left if job else 1)
+        except ZohoAuthError as error:
+            ctx.breaker.open_for(ctx.config.circuit.auth_recovery_seconds, f"credentials refused: {error.code}")
+            run_again_in(ctx.config.circuit.auth_recovery_seconds, str(error), job.retries_left if job else 1)
+        except ZohoTransient as error:
+            ctx.breaker.record_failure(str(error))
+            if last_try():
+                _addition_failed(ctx, record, comment_text, attachment_path, error.describe())
+            raise  # RQ's Retry schedules the next attempt
+        ctx.breaker.record_success()
+        ctx.redis.set(done_key, ", ".join(done), ex=ADDITION_MEMORY_SECONDS)
+        logger.info("added to zoho ticket", extra={"ticket_id": ticket_id, "added": done})
+        return ", ".join(done)
+    finally:
+        lock.release()
+
+
+def _marker(addition_id: Optional[str]) -> str:
+    return f"[ref {addition_id[:16]}]" if addition_id else ""
+
+
+def _add_comment(ctx: Context, record: TicketRecord, text: str, addition_id: Optional[str],
+                 meta: Dict[str, Any], job: Any) -> str:
+    marker = _marker(addition_id)
+    content = f"{text}\n\n{marker}" if marker else text
+    if meta.get("comment_sent_at") and marker:
+        for comment in ctx.client.list_comments(record.zoho_ticket_id):
+            if marker in (comment.get("content") or ""):
+                return f"comment {comment.get('id')} (already there)"
+    if job is not None:
+        meta["comment_sent_at"] = time.time()
+        job.save_meta()
+    comment_id = ctx.client.add_comment(record.zoho_ticket_id, content, public=ctx.config.ticket.public_comments)
+    return f"comment {comment_id}"
+
+
+def _add_attachment(ctx: Context, record: TicketRecord, path: str, meta: Dict[str, Any], job: Any) -> str:
+    name = os.path.basename(path)
+    size = os.path.getsize(path)
+    if meta.get("attachment_sent_at"):
+        for attachment in ctx.client.list_attachments(record.zoho_ticket_id):
+            if attachment.get("name") == name and str(attachment.get("size")) == str(size):
+                return f"attachment {attachment.get('id')} (already there)"
+    if job is not None:
+        meta["attachment_sent_at"] = time.time()
+        job.save_meta()
+    answer = ctx.client.upload_attachment(record.zoho_ticket_id, path, public=ctx.config.ticket.public_attachments)
+    return f"attachment {answer.get('id')}"
+
+
+def _addition_failed(ctx: Context, record: TicketRecord, comment_text: Optional[str],
+                     attachment_path: Optional[str], error: str) -> None:
+    notices = ctx.config.human_notices
+    what = (notices["addition_file"].format(name=os.path.basename(attachment_path)) if attachment_path
+            else notices["addition_comment"])
+    notify_humans(
+        ctx.ledger,
+        "addition_failed",
+        notices["addition_failed"].format(what=what, reference=record.reference, error=error),
+        ticket_id=record.id,
+    )
+    give_up(f"addition to {record.reference} failed: {error}")
