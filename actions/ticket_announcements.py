@@ -25,7 +25,10 @@ def _entity(tracker: Tracker, name: str) -> Optional[str]:
     return None
 
 
-class _Announcement(Action):
+class _Announcement:
+    """The shared run of the announcement actions (not an Action itself: rasa-sdk registers
+    every Action subclass, and this one has no name)."""
+
     response = ""
     required = ()
     optional = ()
@@ -44,7 +47,7 @@ class _Announcement(Action):
         return []
 
 
-class ActionAnnounceTicketDelivered(_Announcement):
+class ActionAnnounceTicketDelivered(_Announcement, Action):
     response = "utter_ticket_delivered"
     required = ("ticket_number", "reference")
     optional = ("priority",)
@@ -53,7 +56,7 @@ class ActionAnnounceTicketDelivered(_Announcement):
         return "action_announce_ticket_delivered"
 
 
-class ActionAnnounceTicketStatus(_Announcement):
+class ActionAnnounceTicketStatus(_Announcement, Action):
     response = "utter_ticket_status_changed"
     required = ("ticket_number", "status")
     optional = ("reference",)
