@@ -1,8 +1,8 @@
 """The per-conversation Chatwoot outbox: what must still be written to Chatwoot, in order.
 
 Every mirrored message, private note and status change of one WhatsApp conversation is
-appended to one Redis list, and in the same MULTI/EXEC a job is enqueued on the `chatwoot`
-queue to drain it. A drain job takes the conversation's claim (a lock whose value is the RQ
+appended to one Redis list, and a job is enqueued on the `chatwoot` queue to drain it unless
+one is already waiting (a marker set in the same MULTI/EXEC as the append says so). A drain job takes the conversation's claim (a lock whose value is the RQ
 job id, so the retry of a job whose worker died takes its own claim back at once; it lasts
 longer than a job may run), handles
 the head of the list and pops it only after Chatwoot accepted it, and goes on until the list
@@ -19,6 +19,7 @@ import json
 import logging
 import time
 import uuid
+from datetime import timedelta
 from typing import Any, Callable, Dict, List, Optional
 
 import redis
@@ -32,6 +33,8 @@ logger = logging.getLogger(__name__)
 QUEUE = "chatwoot"  # workers.queues.CHATWOOT
 DRAIN_JOB = "workers.chatwoot_jobs.drain_outbox"
 DEAD_LETTERS_KEPT = 10_000
+# a queued drain job's marker lapses after this, in case the job was lost (a new one is queued)
+QUEUED_MARK_SECONDS = 600
 
 # KEYS: claim. ARGV: token, ttl ms
 _CLAIM = """
@@ -77,27 +80,19 @@ class ChatwootOutbox:
     # writing side (any process) -------------------------------------------------------------
     def append(self, conversation_id: str, entry: Dict[str, Any],
                correlation_id: Optional[str] = None) -> str:
-        """Add an entry behind the others and enqueue a drain job, atomically. Returns its id."""
+        """Add an entry behind the others and make sure a drain job is queued. Returns its id.
+
+        One queued job per conversation is enough: while one waits (its marker is set), later
+        entries only join the list; the job clears the marker when it starts."""
         entry = {**entry, "id": uuid.uuid4().hex, "at": time.time()}
         if correlation_id:
             entry["correlation_id"] = correlation_id
-        queue = Queue(QUEUE, connection=self.client)
-        intervals = list(self.options.retry_intervals)
         with self.client.pipeline(transaction=True) as pipe:
-            # RQ starts the MULTI itself; the entry joins the same transaction after it
-            queue.enqueue_call(
-                DRAIN_JOB,
-                args=(conversation_id,),
-                timeout=self.options.job_timeout,
-                result_ttl=3600,
-                failure_ttl=30 * 24 * 3600,
-                retry=Retry(max=len(intervals), interval=intervals),
-                meta={"correlation_id": correlation_id} if correlation_id else {},
-                description="chatwoot outbox",
-                pipeline=pipe,
-            )
             pipe.rpush(redis_keys.chatwoot_outbox(conversation_id), _encode(entry))
-            pipe.execute()
+            pipe.set(redis_keys.chatwoot_drain_queued(conversation_id), "1", nx=True, ex=QUEUED_MARK_SECONDS)
+            _, first = pipe.execute()
+        if first:
+            self.kick(conversation_id, correlation_id)
         return entry["id"]
 
     def pending(self, conversation_id: str) -> List[Dict[str, Any]]:
@@ -119,14 +114,18 @@ class ChatwootOutbox:
                           "head_attempts": int(attempts or 0)})
         return sorted(found, key=lambda item: item["oldest_at"] or 0)
 
-    def kick(self, conversation_id: str) -> str:
-        """Enqueue a drain job for a conversation whose jobs ran out of retries."""
+    def kick(self, conversation_id: str, correlation_id: Optional[str] = None, delay: float = 0) -> str:
+        """Enqueue a drain job with its full retries, now or after `delay` seconds (RQ's
+        scheduler); also for a conversation whose jobs ran out of retries."""
         intervals = list(self.options.retry_intervals)
-        job = Queue(QUEUE, connection=self.client).enqueue_call(
-            DRAIN_JOB, args=(conversation_id,), timeout=self.options.job_timeout, result_ttl=3600,
-            failure_ttl=30 * 24 * 3600, retry=Retry(max=len(intervals), interval=intervals),
-            description="chatwoot outbox")
-        return job.id
+        queue = Queue(QUEUE, connection=self.client)
+        options = dict(args=(conversation_id,), timeout=self.options.job_timeout, result_ttl=3600,
+                       failure_ttl=30 * 24 * 3600, retry=Retry(max=len(intervals), interval=intervals),
+                       meta={"correlation_id": correlation_id} if correlation_id else {},
+                       description="chatwoot outbox")
+        if delay > 0:
+            return queue.enqueue_in(timedelta(seconds=delay), DRAIN_JOB, **options).id
+        return queue.enqueue_call(DRAIN_JOB, **options).id
 
     def dead_letters(self) -> List[Dict[str, Any]]:
         return [json.loads(raw) for raw in self.client.lrange(redis_keys.chatwoot_dead_letters(), 0, -1)]
@@ -136,6 +135,8 @@ class ChatwootOutbox:
         """Handle entries head first until the outbox is empty. Returns how many were done
         (0 when another job holds the claim). Raises what `handle` raised, head kept."""
         token = token or uuid.uuid4().hex
+        # from here on, new entries queue a new job (this one may not see them)
+        self.client.delete(redis_keys.chatwoot_drain_queued(conversation_id))
         key = redis_keys.chatwoot_outbox(conversation_id)
         claim = redis_keys.chatwoot_outbox_lock(conversation_id)
         attempts_key = redis_keys.chatwoot_outbox_attempts(conversation_id)

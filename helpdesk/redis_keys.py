@@ -228,3 +228,8 @@ def enqueue_guard(job_id: str) -> str:
 def zoho_addition_done(addition_id: str) -> str:
     """Set once a comment or file is in Zoho: the same addition queued again is not re-sent."""
     return f"{PREFIX}:zoho:addition_done:{addition_id}"
+
+
+def chatwoot_drain_queued(conversation_id: str) -> str:
+    """Marker: a drain job for this conversation's Chatwoot outbox is queued and not started."""
+    return f"{PREFIX}:chatwoot:drain_queued:{conversation_id}"

@@ -46,7 +46,6 @@ from helpdesk.chatwoot_mirror import (
 from helpdesk.chatwoot_outbox import ChatwootOutbox, PermanentFailure
 from helpdesk.circuit import CircuitBreaker
 from helpdesk.conversations import ROUTE_TTL_SECONDS, load_route_sync
-from helpdesk.ledger import Ledger
 from helpdesk.settings import load_chatwoot, load_settings
 
 logger = logging.getLogger(__name__)
@@ -55,7 +54,9 @@ BACKEND = "chatwoot"
 
 
 @lru_cache(maxsize=4)
-def _ledger(database_url: str) -> Ledger:
+def _ledger(database_url: str) -> Any:
+    from helpdesk.ledger import Ledger  # SQLAlchemy: only ticket notes need it
+
     return Ledger(database_url)
 
 
@@ -78,8 +79,20 @@ def drain_outbox(conversation_id: str) -> int:
                           CircuitBreaker(client, BACKEND,
                                          failure_threshold=options.circuit_failure_threshold,
                                          recovery_seconds=options.circuit_recovery_seconds))
+    outbox = ChatwootOutbox(client, options)
     try:
-        done = ChatwootOutbox(client, options).drain(conversation_id, writer.handle, _job_token())
+        done = outbox.drain(conversation_id, writer.handle, _job_token())
+    except Exception:
+        if not writer.written:
+            raise  # RQ retries this job after its next interval
+        # progress before this failure: a fresh job, with its full retries, goes on after the
+        # first interval, so a flapping Chatwoot never uses up the retries of a long backlog
+        job = get_current_job()
+        outbox.kick(conversation_id, (job.meta or {}).get("correlation_id") if job else None,
+                    delay=options.retry_intervals[0])
+        logger.warning("chatwoot failed after some entries; the rest follows in a new job",
+                       extra={"conversation_id": conversation_id, "entries": writer.written})
+        return writer.written
     finally:
         writer.close()
     if done:
@@ -97,6 +110,7 @@ class MirrorWriter:
         self.directory = directory
         self.options = options
         self.breaker = breaker
+        self.written = 0  # entries carried out by this job
 
     def close(self) -> None:
         self.chatwoot.close()
@@ -124,6 +138,7 @@ class MirrorWriter:
             self.breaker.record_success()  # Chatwoot answered; this entry is what is wrong
             raise PermanentFailure(str(error)) from error
         self.breaker.record_success()
+        self.written += 1
 
     def _carry_out(self, entry: Dict[str, Any], attempts: int) -> None:
         kind = entry.get("kind")

@@ -28,15 +28,24 @@ def fill(outbox, count):
     return [outbox.append(CONVERSATION, {"kind": "note", "text": f"n{i}"}, f"corr-{i}") for i in range(count)]
 
 
-def test_append_queues_the_entry_and_a_drain_job_together(outbox, redis_client):
-    ids = fill(outbox, 2)
+def jobs(redis_client):
+    return [(j.func_name, j.args, j.meta.get("correlation_id"))
+            for j in Queue("chatwoot", connection=redis_client).get_jobs()]
+
+
+def test_one_queued_drain_job_per_conversation(outbox, redis_client):
+    ids = fill(outbox, 3)
 
     assert [e["id"] for e in outbox.pending(CONVERSATION)] == ids
-    jobs = Queue("chatwoot", connection=redis_client).get_jobs()
-    assert [(j.func_name, j.args, j.meta["correlation_id"]) for j in jobs] == [
-        ("workers.chatwoot_jobs.drain_outbox", (CONVERSATION,), "corr-0"),
-        ("workers.chatwoot_jobs.drain_outbox", (CONVERSATION,), "corr-1")]
-    assert jobs[0].retries_left == len(OPTIONS.retry_intervals)
+    assert jobs(redis_client) == [("workers.chatwoot_jobs.drain_outbox", (CONVERSATION,), "corr-0")]
+    assert Queue("chatwoot", connection=redis_client).get_jobs()[0].retries_left == len(OPTIONS.retry_intervals)
+
+    # once the job has started, a new entry queues a new job
+    outbox.drain(CONVERSATION, lambda e, a: None, "job-1")
+    outbox.append("5491199887766", {"kind": "note", "text": "otra"}, "corr-x")
+    outbox.append(CONVERSATION, {"kind": "note", "text": "n3"}, "corr-3")
+    assert jobs(redis_client)[1:] == [("workers.chatwoot_jobs.drain_outbox", ("5491199887766",), "corr-x"),
+                                      ("workers.chatwoot_jobs.drain_outbox", (CONVERSATION,), "corr-3")]
 
 
 def test_a_failure_keeps_the_head_and_counts_the_attempt(outbox, redis_client):
