@@ -13,7 +13,7 @@ TRAINING_FILES := domain.yml config.yml $(shell find data -name '*.yml' 2>/dev/n
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help setup run shell rasa-shell interactive train validate test bench bench-nlu bench-retrieval knowledge nlu-sync clean
+.PHONY: help setup run shell rasa-shell interactive train validate test bench bench-channels bench-nlu bench-retrieval knowledge nlu-sync clean
 
 help:
 	@echo "make run       set up, train if needed, start the whole bot (Ctrl-C stops it)"
@@ -24,6 +24,7 @@ help:
 	@echo "make train     train the model when data, domain or config changed"
 	@echo "make validate  rasa data validate --fail-on-warnings"
 	@echo "make bench     turn latency and throughput against stock rasa init"
+	@echo "make bench-channels  WAHA webhook ack, turn latency, msg/s (zero lost) vs stock rasa init"
 	@echo "make bench-nlu 5-fold cross-validation of the candidate NLU pipelines"
 	@echo "make knowledge build the knowledge index (build/knowledge/) when articles or its code changed"
 	@echo "make bench-retrieval  knowledge retrieval: recall and MRR on 82 questions, latency on 10,000 chunks"
@@ -87,6 +88,9 @@ test: setup $(MODEL)
 
 bench: setup $(MODEL)
 	$(PY) bench/bench_turns.py
+
+bench-channels: setup $(MODEL)
+	$(PY) bench/bench_channels.py
 
 bench-nlu: setup
 	$(PY) bench/bench_nlu.py

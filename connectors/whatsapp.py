@@ -152,7 +152,8 @@ class WhatsAppInput(InputChannel):
             if path:
                 apply_logging_file(path)
             self.app = app
-            self.shared.start()
+            if self.on_new_message is not None:  # not in the ingress: it runs no turns
+                self.shared.start()
 
         @hooks.listener("before_server_stop")
         async def stop_consumer(app: Any, loop: Any) -> None:

@@ -1,6 +1,6 @@
 """Start one of the project's processes with its environment prepared.
 
-    python -m helpdesk.launch redis|actions|rasa|worker|interactive|rasa-shell|banner|env
+    python -m helpdesk.launch redis|actions|rasa|ingress|worker|interactive|rasa-shell|banner|env
 
 Reads `.env`, applies defaults, derives REDIS_HOST/PORT/DB/PASSWORD from REDIS_URL for
 `endpoints.yml`, checks that the port is free (a clear message instead of a traceback), waits
@@ -162,10 +162,15 @@ def command_for(name: str, settings) -> List[str]:
             "--endpoints", "endpoints.yml",
             "--model", os.environ.get("RASA_MODEL") or "models",
         ]
+    if name == "ingress":
+        port = int(os.environ.get("INGRESS_PORT") or 5007)
+        require_free(port, "webhook ingress", "INGRESS_PORT")
+        wait_for_redis(env["REDIS_HOST"], int(env["REDIS_PORT"]))
+        return [str(VENV_BIN / "python"), "-m", "connectors.ingress"]
     if name == "worker":
         wait_for_redis(env["REDIS_HOST"], int(env["REDIS_PORT"]))
         return [str(VENV_BIN / "python"), "-m", "workers.worker"]
-    fail(f"unknown process '{name}' (redis, actions, rasa, worker)")
+    fail(f"unknown process '{name}' (redis, actions, rasa, ingress, worker)")
     return []
 
 
@@ -198,6 +203,20 @@ def active_credentials(settings) -> Path:
     return target
 
 
+def channel_lines(settings) -> List[str]:
+    ingress = f"http://127.0.0.1:{os.environ.get('INGRESS_PORT') or 5007}"
+    lines = []
+    if load_waha():
+        lines.append(f"  WAHA webhook   {ingress}/webhooks/waha/webhook  (ingress; the Rasa server"
+                     " serves it too)")
+    if load_meta():
+        lines.append(f"  Meta webhook   {ingress}/webhooks/whatsapp/webhook  (GET verifies, POST"
+                     " receives)")
+    if not lines:
+        lines.append("  WhatsApp       not configured (WAHA_* / META_* in .env); the ingress idles")
+    return lines
+
+
 def banner(settings) -> str:
     env = redis_env(settings.redis_url)
     rasa = f"http://127.0.0.1:{settings.rasa_port}"
@@ -214,6 +233,7 @@ def banner(settings) -> str:
             "  Rasa HTTP API  "
             + ("token required (RASA_AUTH_TOKEN), all interfaces" if settings.rasa_auth_token
                else "no RASA_AUTH_TOKEN set: listening on 127.0.0.1 only"),
+            *channel_lines(settings),
             "Talk to the bot: `make shell` in another terminal. Stop everything: Ctrl-C.",
         ]
     )
@@ -221,7 +241,7 @@ def banner(settings) -> str:
 
 def main(argv: List[str]) -> None:
     if len(argv) != 1:
-        fail("usage: python -m helpdesk.launch redis|actions|rasa|worker|interactive|rasa-shell|banner|env")
+        fail("usage: python -m helpdesk.launch redis|actions|rasa|ingress|worker|interactive|rasa-shell|banner|env")
     settings = load_settings()
     if argv[0] == "banner":
         print(banner(settings), flush=True)

@@ -60,6 +60,7 @@ class Stack:
     logs: Dict[str, Path]
     env: Dict[str, str]
     processes: Dict[str, subprocess.Popen] = field(default_factory=dict)
+    ingress_url: str = ""
 
     def say(self, sender: str, text: Any, metadata: Optional[dict] = None, **kwargs: Any) -> List[dict]:
         payload: Dict[str, Any] = {"sender": sender, "message": text}
@@ -165,8 +166,11 @@ def stack(redis_url: str, fake_waha: FakeWaha, fake_meta: FakeMeta) -> Iterator[
         model=MODEL,
         auth_token=AUTH_TOKEN,
     )
+    ingress_port = free_port()
+    env["INGRESS_PORT"] = str(ingress_port)
     database_url = env["DATABASE_URL"]
-    logs = {"actions": work / "actions.log", "rasa": work / "rasa.log"}
+    logs = {"actions": work / "actions.log", "rasa": work / "rasa.log",
+            "ingress": work / "ingress.log"}
     stack = Stack(
         rasa_url=f"http://127.0.0.1:{rasa_port}",
         actions_port=actions_port,
@@ -178,7 +182,10 @@ def stack(redis_url: str, fake_waha: FakeWaha, fake_meta: FakeMeta) -> Iterator[
     try:
         stack.processes["actions"] = _start("actions", env, logs["actions"])
         stack.processes["rasa"] = _start("rasa", env, logs["rasa"])
+        stack.processes["ingress"] = _start("ingress", env, logs["ingress"])
+        stack.ingress_url = f"http://127.0.0.1:{ingress_port}"
         _wait_http(f"http://127.0.0.1:{actions_port}/health", 90, stack.processes["actions"], logs["actions"])
+        _wait_http(f"{stack.ingress_url}/health", 60, stack.processes["ingress"], logs["ingress"])
         _wait_http(f"{stack.rasa_url}/webhooks/rest/", 240, stack.processes["rasa"], logs["rasa"])
         # the model is loaded when /status names it
         deadline = time.monotonic() + 120

@@ -338,3 +338,19 @@ def test_rate_limit_answers_once_and_pauses(stack, fake_waha, number):
     assert sum(o.get("rate_limited", 0) for o in outcomes) == 1
     fake_waha.wait_for(lambda seen: any("muchos mensajes" in t
                                         for t in texts_to(seen, f"{number}@c.us")))
+
+
+def test_the_ingress_serves_the_same_webhooks(stack, fake_waha, fake_meta, number):
+    health = requests.get(f"{stack.ingress_url}/health", timeout=10).json()
+    assert health == {"status": "ok", "channels": ["waha", "whatsapp"], "redis": True}
+    # a bad signature is refused there too
+    assert post_waha(stack.ingress_url, waha_message(number, "hola"), WAHA_HMAC,
+                     signature="0" * 128).status_code == 401
+    # the ingress records the message; the Rasa server runs the turn and replies
+    answer = post_waha(stack.ingress_url, waha_message(number, "hola"), WAHA_HMAC)
+    assert answer.status_code == 200 and answer.json()["accepted"] == 1
+    assert "asistente de soporte" in wait_texts(fake_waha, f"{number}@c.us", 1)[0]
+    ok = requests.get(f"{stack.ingress_url}/webhooks/whatsapp/webhook",
+                      params={"hub.mode": "subscribe", "hub.verify_token": META_VERIFY,
+                              "hub.challenge": "42"}, timeout=10)
+    assert ok.status_code == 200 and ok.text == "42"

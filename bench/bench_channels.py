@@ -1,0 +1,403 @@
+"""WhatsApp channel benchmark: the WAHA webhook against a fake WAHA, beside stock `rasa init`
+on its REST channel, same machine, same run (`make bench-channels`).
+
+What it measures:
+
+1. webhook acknowledgement latency (POST /webhooks/waha/webhook → 200) at 1, 50 and 200
+   concurrent conversations; each conversation sends two messages back to back (the second
+   as soon as the first is acknowledged: people send bursts), waits for their replies, and
+   goes on with the next two, until it has sent its rounds of the cycle;
+2. webhook-in to reply-received latency with one conversation (closed loop: one message,
+   wait for the reply at the fake WAHA, next message), the design's "non-LLM turn";
+3. sustained messages per second at each level (first post to last reply), checked: every
+   conversation must get exactly the replies its messages call for, in order (none lost,
+   none twice, none reordered);
+4. stock `rasa init` (REST channel, which answers in the HTTP response) at the same levels,
+   and both Rasa servers' resident memory.
+
+The fake WAHA runs in this process (aiohttp.web on loopback, HTTP 201 like WAHA) and records
+when each reply arrives. Our stack runs with the default config/channels.yml (read receipts
+and typing indicators on: three extra gateway calls a turn). Everything started is stopped,
+and every temporary directory removed, on exit.
+
+    .venv/bin/python bench/bench_channels.py [--levels 1,50,200] [--rounds 2] [--quick]
+"""
+import argparse
+import asyncio
+import hashlib
+import hmac
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import aiohttp
+from aiohttp import web
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+sys.path.insert(0, str(BENCH.parent))
+
+import bench_turns as common  # noqa: E402
+from helpdesk.launch import free_port, stack_env, wait_for_port  # noqa: E402
+
+OUTPUT = BENCH / "results" / "channels.json"
+HMAC_KEY = "bench-hmac-key"
+API_KEY = "bench-waha-key"
+BOT = "5491100000000"
+# one cycle of distinct messages with distinct replies (so order can be checked); the status
+# question goes through the action server and the ledger
+CYCLE = ["hola", "gracias", "¿eres un bot?", "estado del ticket HD-AAAAAA", "chau"]
+BUDGET_ACK_P99_MS = 25.0
+BUDGET_TURN_P50_MS = 60.0
+BUDGET_RATIO = 3.0
+
+
+class FakeWaha:
+    """WAHA's send endpoints, recording each text with the time it arrived."""
+
+    def __init__(self) -> None:
+        self.received: Dict[str, List[Tuple[float, str]]] = defaultdict(list)
+        self.waiters: Dict[str, asyncio.Event] = {}
+        self.count = 0
+        self.runner: Optional[web.AppRunner] = None
+        self.port = free_port()
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/api/sendText", self.send_text)
+        app.router.add_post("/api/{action}", self.other)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+
+    async def stop(self) -> None:
+        if self.runner:
+            await self.runner.cleanup()
+
+    async def send_text(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        chat = body["chatId"]
+        self.received[chat].append((time.perf_counter(), body["text"]))
+        self.count += 1
+        event = self.waiters.get(chat)
+        if event:
+            event.set()
+        return web.json_response({"id": {"_serialized": f"true_{chat}_{self.count}"}}, status=201)
+
+    async def other(self, request: web.Request) -> web.Response:
+        await request.read()
+        return web.json_response({"result": True}, status=201)
+
+    async def wait_replies(self, chat: str, count: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        event = self.waiters.setdefault(chat, asyncio.Event())
+        while len(self.received[chat]) < count:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            event.clear()
+            try:
+                await asyncio.wait_for(event.wait(), remaining)
+            except asyncio.TimeoutError:
+                return False
+        return True
+
+
+def event_for(number: str, text: str) -> bytes:
+    payload = {
+        "id": f"evt_{uuid.uuid4().hex[:26]}", "timestamp": int(time.time() * 1000),
+        "event": "message", "session": "default",
+        "me": {"id": f"{BOT}@c.us", "pushName": "Soporte"},
+        "payload": {"id": f"false_{number}@c.us_{uuid.uuid4().hex[:20].upper()}",
+                    "timestamp": int(time.time()), "from": f"{number}@c.us", "fromMe": False,
+                    "body": text, "hasMedia": False, "media": None, "participant": None,
+                    "_data": {"notifyName": "Bench"}},
+        "engine": "NOWEB",
+    }
+    return json.dumps(payload).encode()
+
+
+async def post(session: aiohttp.ClientSession, url: str, body: bytes) -> float:
+    signature = hmac.new(HMAC_KEY.encode(), body, hashlib.sha512).hexdigest()
+    started = time.perf_counter()
+    async with session.post(url, data=body, headers={
+        "Content-Type": "application/json", "X-Webhook-Hmac": signature,
+        "X-Webhook-Hmac-Algorithm": "sha512",
+    }) as answer:
+        await answer.read()
+        if answer.status != 200:
+            raise RuntimeError(f"webhook answered {answer.status}")
+    return (time.perf_counter() - started) * 1000
+
+
+class Expected:
+    """The replies each message of the cycle calls for, learned in the warm-up."""
+
+    def __init__(self) -> None:
+        self.replies: Dict[str, List[str]] = {}
+
+    def sequence(self, messages: List[str]) -> List[str]:
+        return [reply for message in messages for reply in self.replies[message]]
+
+
+async def learn(fake: FakeWaha, webhook: str, session: aiohttp.ClientSession) -> Expected:
+    expected = Expected()
+    number = f"549{uuid.uuid4().int % 10**10:010d}"
+    chat = f"{number}@c.us"
+    for text in CYCLE:
+        before = len(fake.received[chat])
+        await post(session, webhook, event_for(number, text))
+        if not await fake.wait_replies(chat, before + 1, 30):
+            raise RuntimeError(f"no reply to {text!r} in the warm-up")
+        await asyncio.sleep(0.3)  # any further reply to the same message
+        expected.replies[text] = [t for _, t in fake.received[chat][before:]]
+    return expected
+
+
+async def turn_latency(fake: FakeWaha, webhook: str, session: aiohttp.ClientSession,
+                       expected: Expected, turns: int) -> List[float]:
+    """Closed loop, one conversation at a time (a new one each cycle: no rate limit)."""
+    latencies = []
+    number = None
+    for index in range(turns):
+        if index % len(CYCLE) == 0:
+            number = f"549{uuid.uuid4().int % 10**10:010d}"
+        chat = f"{number}@c.us"
+        text = CYCLE[index % len(CYCLE)]
+        before = len(fake.received[chat])
+        wanted = before + len(expected.replies[text])
+        started = time.perf_counter()
+        await post(session, webhook, event_for(number, text))
+        if not await fake.wait_replies(chat, wanted, 30):
+            raise RuntimeError("a reply did not arrive in the latency phase")
+        latencies.append((fake.received[chat][wanted - 1][0] - started) * 1000)
+    return latencies
+
+
+async def load(fake: FakeWaha, webhook: str, expected: Expected, conversations: int,
+               rounds: int, timeout: float) -> Dict[str, Any]:
+    """Each conversation, like a user: two messages back to back (the second as soon as the
+    first is acknowledged), then it waits for their replies before the next two. Starts are
+    spread over the first second, as real conversations do not begin in the same instant."""
+    acks: List[float] = []
+    numbers = [f"549{uuid.uuid4().int % 10**10:010d}" for _ in range(conversations)]
+    messages_each = rounds * len(CYCLE)
+    connector = aiohttp.TCPConnector(limit=conversations + 10)
+    async with aiohttp.ClientSession(connector=connector,
+                                     timeout=aiohttp.ClientTimeout(total=timeout)) as session:
+
+        async def talk(index: int, number: str) -> None:
+            await asyncio.sleep(index / max(conversations, 1))
+            chat = f"{number}@c.us"
+            sent: List[str] = []
+            script = CYCLE * rounds
+            for start in range(0, len(script), 2):
+                for text in script[start:start + 2]:
+                    acks.append(await post(session, webhook, event_for(number, text)))
+                    sent.append(text)
+                await fake.wait_replies(chat, len(expected.sequence(sent)), timeout)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(talk(i, n) for i, n in enumerate(numbers)))
+        wall = time.perf_counter() - started
+    await asyncio.sleep(1.0)  # anything arriving twice arrives now
+    lost = duplicated = reordered = 0
+    for number in numbers:
+        got = [t for _, t in fake.received[f"{number}@c.us"]]
+        want = expected.sequence(CYCLE * rounds)
+        if got == want:
+            continue
+        if len(got) < len(want):
+            lost += len(want) - len(got)
+        elif len(got) > len(want):
+            duplicated += len(got) - len(want)
+        elif sorted(got) == sorted(want):
+            reordered += 1
+        else:
+            lost += 1
+    messages = conversations * messages_each
+    # the spread-out start is not work: leave it out of the rate
+    busy = max(wall - 1.0, 1e-6) if conversations > 1 else wall
+    return {
+        "conversations": conversations, "messages": messages, "wall_s": round(wall, 2),
+        "messages_per_s": round(messages / busy, 1),
+        "ack_p50_ms": common.rnd(common.percentile(acks, 50), 2),
+        "ack_p99_ms": common.rnd(common.percentile(acks, 99), 2),
+        "ack_max_ms": common.rnd(max(acks), 2),
+        "lost": lost, "duplicated": duplicated, "reordered_conversations": reordered,
+    }
+
+
+def start_ours(work: Path, cleanup: common.Cleanup, fake: FakeWaha) -> common.Bot:
+    redis_server = shutil.which("redis-server")
+    redis_port = free_port()
+    (work / "redis").mkdir()
+    cleanup.process("redis", subprocess.Popen(
+        [redis_server, "--bind", "127.0.0.1", "--port", str(redis_port), "--dir",
+         str(work / "redis"), "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    ))
+    if not wait_for_port(redis_port, 10):
+        raise common.StartupError("the benchmark's Redis did not start")
+    rasa_port, actions_port = free_port(), free_port()
+    env = common.quiet_env(stack_env(
+        {**os.environ, "WAHA_BASE_URL": f"http://127.0.0.1:{fake.port}", "WAHA_API_KEY": API_KEY,
+         "WAHA_WEBHOOK_HMAC_KEY": HMAC_KEY, "WAHA_SESSION": "default"},
+        redis_url=f"redis://127.0.0.1:{redis_port}/0", rasa_port=rasa_port,
+        actions_port=actions_port, work_dir=work, model=common.MODEL,
+        auth_token=common.AUTH_TOKEN,
+    ))
+    ingress_port = free_port()
+    env["INGRESS_PORT"] = str(ingress_port)
+    logs = {"actions": work / "actions.log", "rasa": work / "rasa.log",
+            "ingress": work / "ingress.log"}
+    processes = {}
+    for name in ("actions", "rasa", "ingress"):
+        with open(logs[name], "wb") as out:
+            processes[name] = cleanup.process(name, subprocess.Popen(
+                [sys.executable, "-m", "helpdesk.launch", name], cwd=common.PROJECT, env=env,
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            ))
+    return common.Bot("ours", f"http://127.0.0.1:{rasa_port}", processes["rasa"], logs["rasa"],
+                      [], extra={"actions": processes["actions"], "actions_port": actions_port,
+                                 "actions_log": logs["actions"], "ingress_port": ingress_port,
+                                 "ingress": processes["ingress"], "ingress_log": logs["ingress"]})
+
+
+async def measure(args: argparse.Namespace, cleanup: common.Cleanup) -> Dict[str, Any]:
+    fake = FakeWaha()
+    await fake.start()
+    try:
+        base_dir = cleanup.directory(Path(tempfile.mkdtemp(prefix="bench-rasa-init-")))
+        ours_dir = cleanup.directory(Path(tempfile.mkdtemp(prefix="bench-channels-")))
+        print("== starting our stack with the WAHA channel, and building stock rasa init", flush=True)
+        ours = start_ours(ours_dir, cleanup, fake)
+        await asyncio.to_thread(common.train_baseline, base_dir, cleanup, 900)
+        baseline = common.start_baseline(base_dir, cleanup)
+        await asyncio.to_thread(common.wait_ours, ours)
+        await asyncio.to_thread(common.wait_baseline, baseline)
+        ingress = f"http://127.0.0.1:{ours.extra['ingress_port']}"
+        await asyncio.to_thread(common.wait_http, f"{ingress}/health", 60, ours.extra["ingress"],
+                                ours.extra["ingress_log"])
+        base = ingress if args.via == "ingress" else ours.url
+        webhook = f"{base}/webhooks/waha/webhook"
+        print(f"== webhooks posted to the {args.via}: {webhook}", flush=True)
+        results: Dict[str, Any] = {"ours": {"levels": {}}, "baseline": {"levels": {}}}
+        async with aiohttp.ClientSession() as session:
+            print("== warm-up: learning the replies of the cycle", flush=True)
+            expected = await learn(fake, webhook, session)
+            for text, replies in expected.replies.items():
+                print(f"   {text!r:34s} -> {common.shorten(' | '.join(replies), 90)}", flush=True)
+            warm = await common.run_conversations(baseline, 1, 10, 60, "warm")
+            print(f"   baseline warm-up: {warm.requests} turns, {len(warm.failures)} failed", flush=True)
+            print(f"== turn latency, one conversation: {args.turns} turns each", flush=True)
+            ours_lat = await turn_latency(fake, webhook, session, expected, args.turns)
+        base_lat = await common.run_one_at_a_time(baseline, args.turns, len(CYCLE), 60)
+        results["ours"]["turn"] = {"p50_ms": common.rnd(common.percentile(ours_lat, 50)),
+                                   "p95_ms": common.rnd(common.percentile(ours_lat, 95))}
+        results["baseline"]["turn"] = {"p50_ms": common.rnd(common.percentile(base_lat.latencies_ms, 50)),
+                                       "p95_ms": common.rnd(common.percentile(base_lat.latencies_ms, 95)),
+                                       "failures": len(base_lat.failures)}
+        print(f"   ours webhook→reply p50 {results['ours']['turn']['p50_ms']} ms p95 "
+              f"{results['ours']['turn']['p95_ms']} ms; baseline REST p50 "
+              f"{results['baseline']['turn']['p50_ms']} ms p95 {results['baseline']['turn']['p95_ms']} ms",
+              flush=True)
+        for level in args.levels:
+            print(f"== {level} concurrent conversation(s), {args.rounds} round(s) of {len(CYCLE)}",
+                  flush=True)
+            base = await common.run_conversations(baseline, level, args.rounds * len(CYCLE), 120,
+                                                  f"b{level}")
+            results["baseline"]["levels"][str(level)] = common.summary(base)
+            mine = await load(fake, webhook, expected, level, args.rounds, 300)
+            results["ours"]["levels"][str(level)] = mine
+            b = results["baseline"]["levels"][str(level)]
+            print(f"   ours: ack p50 {mine['ack_p50_ms']} ms p99 {mine['ack_p99_ms']} ms, "
+                  f"{mine['messages_per_s']} msg/s, lost {mine['lost']}, duplicated "
+                  f"{mine['duplicated']}, reordered {mine['reordered_conversations']}", flush=True)
+            print(f"   baseline: {b['messages_per_s']} msg/s p50 {b['p50_ms']} ms "
+                  f"({b['failures']} failed)", flush=True)
+        results["ours"]["memory"] = common.rss_of(ours.rasa.pid)
+        results["baseline"]["memory"] = common.rss_of(baseline.rasa.pid)
+        results["ours"]["log_errors"] = common.log_errors(ours.log)
+        return results
+    finally:
+        await fake.stop()
+
+
+def parse_args(argv: List[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--levels", default="1,50,200")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--turns", type=int, default=100)
+    parser.add_argument("--via", choices=("ingress", "rasa"), default="ingress",
+                        help="post to the webhook ingress (default) or to the Rasa server's route")
+    parser.add_argument("--quick", action="store_true", help="small numbers, a smoke test")
+    parser.add_argument("--output", type=Path, default=OUTPUT)
+    parser.add_argument("--keep", action="store_true")
+    args = parser.parse_args(argv)
+    args.levels = [int(x) for x in str(args.levels).split(",") if x]
+    if args.quick:
+        args.levels, args.rounds, args.turns = [1, 10], 1, 20
+    return args
+
+
+def main(argv: List[str]) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, common.raise_on_sigterm)
+    cleanup = common.Cleanup(keep=args.keep)
+    started = time.time()
+    try:
+        results = asyncio.run(measure(args, cleanup))
+    except common.StartupError as error:
+        print(f"bench_channels: start-up failed: {error}", file=sys.stderr)
+        return 2
+    finally:
+        cleanup.run()
+    checks = {
+        "turn_p50_ms": {"value": results["ours"]["turn"]["p50_ms"], "budget": BUDGET_TURN_P50_MS},
+        "ack_p99_ms": {level: {"value": r["ack_p99_ms"], "budget": BUDGET_ACK_P99_MS}
+                       for level, r in results["ours"]["levels"].items()},
+        "throughput_ratio": {
+            level: round(r["messages_per_s"] / results["baseline"]["levels"][level]["messages_per_s"], 2)
+            for level, r in results["ours"]["levels"].items()
+            if results["baseline"]["levels"][level]["messages_per_s"]
+        },
+        "zero_lost_duplicated_reordered": all(
+            r["lost"] == r["duplicated"] == r["reordered_conversations"] == 0
+            for r in results["ours"]["levels"].values()
+        ),
+    }
+    print("\n== summary")
+    print(f"  turn webhook→reply p50 {checks['turn_p50_ms']['value']} ms (budget < {BUDGET_TURN_P50_MS:.0f})")
+    for level, check in checks["ack_p99_ms"].items():
+        print(f"  {level:>4} conversations: ack p99 {check['value']} ms (budget < {BUDGET_ACK_P99_MS:.0f}), "
+              f"throughput {checks['throughput_ratio'].get(level)}x stock rasa init")
+    print(f"  zero lost/duplicated/reordered: {checks['zero_lost_duplicated_reordered']}")
+    document = {
+        "benchmark": "bench/bench_channels.py", "started_at": time.strftime(
+            "%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+        "duration_s": round(time.time() - started, 1),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "settings": {"levels": args.levels, "rounds": args.rounds, "turns": args.turns,
+                     "cycle": CYCLE, "via": args.via},
+        "results": results, "checks": checks,
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"  written {args.output}")
+    return 0 if checks["zero_lost_duplicated_reordered"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
