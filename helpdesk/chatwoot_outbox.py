@@ -119,13 +119,15 @@ class ChatwootOutbox:
         scheduler); also for a conversation whose jobs ran out of retries."""
         intervals = list(self.options.retry_intervals)
         queue = Queue(QUEUE, connection=self.client)
-        options = dict(args=(conversation_id,), timeout=self.options.job_timeout, result_ttl=3600,
-                       failure_ttl=30 * 24 * 3600, retry=Retry(max=len(intervals), interval=intervals),
+        options = dict(result_ttl=3600, failure_ttl=30 * 24 * 3600,
+                       retry=Retry(max=len(intervals), interval=intervals),
                        meta={"correlation_id": correlation_id} if correlation_id else {},
                        description="chatwoot outbox")
         if delay > 0:
-            return queue.enqueue_in(timedelta(seconds=delay), DRAIN_JOB, **options).id
-        return queue.enqueue_call(DRAIN_JOB, **options).id
+            return queue.enqueue_in(timedelta(seconds=delay), DRAIN_JOB, conversation_id,
+                                    job_timeout=self.options.job_timeout, **options).id
+        return queue.enqueue_call(DRAIN_JOB, args=(conversation_id,), timeout=self.options.job_timeout,
+                                  **options).id
 
     def dead_letters(self) -> List[Dict[str, Any]]:
         return [json.loads(raw) for raw in self.client.lrange(redis_keys.chatwoot_dead_letters(), 0, -1)]

@@ -11,7 +11,7 @@ webhooks, `source_id` kept on messages (as newer Chatwoot does; `keeps_source_id
 older one), an incoming message reopening a resolved conversation.
 
 Failure injection: `fail(...)` answers a status (5xx, 429, ...) to matching calls, a number of
-times or every n-th call; `hang(...)` holds the answer longer than the client waits, after or
+times or every n-th call, optionally after letting some through; `hang(...)` holds the answer longer than the client waits, after or
 before carrying the request out; `latency` delays every answer.
 
 Webhooks: `message_webhook(id)` / `status_webhook(id)` build the payloads Chatwoot posts to
@@ -55,6 +55,7 @@ class Rule:
     status: int = 500
     times: Optional[int] = 1  # None: forever
     every: int = 1  # fail the 1st, (1+every)th, ... matching call
+    after: int = 0  # let this many matching calls through first
     method: Optional[str] = None
     path: Optional[str] = None  # regex searched in the path
     hold_seconds: float = 0.0  # > 0: answer this late (a client timeout)
@@ -152,9 +153,9 @@ class FakeChatwoot:
                 "CHATWOOT_ACCOUNT_ID": str(self.account_id), "CHATWOOT_INBOX_ID": str(self.inbox_id)}
 
     # failure injection ------------------------------------------------------------------------
-    def fail(self, status: int = 500, *, times: Optional[int] = 1, every: int = 1,
+    def fail(self, status: int = 500, *, times: Optional[int] = 1, every: int = 1, after: int = 0,
              method: Optional[str] = None, path: Optional[str] = None, body: Any = None) -> Rule:
-        rule = Rule(status=status, times=times, every=every, method=method, path=path,
+        rule = Rule(status=status, times=times, every=every, after=after, method=method, path=path,
                     body=body if body is not None else {"error": "Internal server error"})
         with self.lock:
             self.rules.append(rule)
@@ -188,7 +189,7 @@ class FakeChatwoot:
                 if not rule.matches(method, path) or (rule.times is not None and rule.fired >= rule.times):
                     continue
                 rule.seen += 1
-                if (rule.seen - 1) % rule.every == 0:
+                if rule.seen > rule.after and (rule.seen - rule.after - 1) % rule.every == 0:
                     rule.fired += 1
                     return rule
         return None

@@ -48,6 +48,18 @@ def test_one_queued_drain_job_per_conversation(outbox, redis_client):
                                       ("workers.chatwoot_jobs.drain_outbox", (CONVERSATION,), "corr-3")]
 
 
+def test_a_later_drain_job_is_scheduled_with_its_full_retries(outbox, redis_client):
+    job_id = outbox.kick(CONVERSATION, "corr-9", delay=30)
+
+    queue = Queue("chatwoot", connection=redis_client)
+    assert queue.get_jobs() == []
+    assert queue.scheduled_job_registry.get_job_ids() == [job_id]
+    job = queue.fetch_job(job_id)
+    assert (job.func_name, job.args, job.kwargs) == ("workers.chatwoot_jobs.drain_outbox", (CONVERSATION,), {})
+    assert (job.timeout, job.retries_left, job.meta) == (OPTIONS.job_timeout, len(OPTIONS.retry_intervals),
+                                                         {"correlation_id": "corr-9"})
+
+
 def test_a_failure_keeps_the_head_and_counts_the_attempt(outbox, redis_client):
     fill(outbox, 3)
     seen = []

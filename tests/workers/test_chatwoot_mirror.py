@@ -126,6 +126,30 @@ def test_an_outage_longer_than_the_retries_loses_nothing(fake, redis_url, redis_
     assert outbox_left(redis_client) == []
 
 
+def test_a_job_that_made_progress_hands_over_to_a_later_fresh_job(fake, redis_url, redis_client, tmp_path,
+                                                                  monkeypatch, database_url):
+    directory = config_dir(tmp_path, {"delivery": {"retry_intervals": [1, 1], "job_timeout_seconds": 60,
+                                                   "circuit_failure_threshold": 50}})
+    env = use_env(monkeypatch, {**fake.env(), "REDIS_URL": redis_url, "DATABASE_URL": database_url,
+                                "HELPDESK_CONFIG_DIR": str(directory)})
+    save_route(redis_client, CONVERSATION, Route(channel="waha", chat_id=f"{CONVERSATION}@c.us",
+                                                 phone=CONVERSATION))
+    fake.fail(502, times=1, after=2, method="POST", path=r"/messages$")
+    mirror(4)
+
+    run_worker(env)  # two messages land, the third fails: a new job is scheduled in 1 s
+    conversation = fake.conversation_of(PHONE)
+    assert fake.contents(conversation["id"]) == expected(2)
+    queue = Queue("chatwoot", connection=redis_client)
+    assert len(queue.scheduled_job_registry) == 1 and len(queue.failed_job_registry) == 0
+
+    time.sleep(1.2)
+    run_worker(env)  # RQ's scheduler hands the due job to the worker
+
+    assert fake.contents(conversation["id"]) == expected(4)
+    assert outbox_left(redis_client) == []
+
+
 def test_a_message_chatwoot_refuses_goes_to_dead_letters_and_the_rest_follows(fake, env, redis_client):
     fake.fail(422, times=1, method="POST", path=r"/messages$",
               body={"error": "Content is too long"})
