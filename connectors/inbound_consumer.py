@@ -108,8 +108,10 @@ class InboundConsumer:
                 await asyncio.sleep(1)
 
     async def _heartbeat_loop(self) -> None:
+        # beat well within the idle time after which entries may be taken over
+        interval = min(HEARTBEAT_SECONDS, max(0.05, self.config.reclaim_idle_seconds / 3))
         while not self._stopping:
-            await asyncio.sleep(HEARTBEAT_SECONDS)
+            await asyncio.sleep(interval)
             try:
                 await self._beat()
             except Exception:
@@ -117,6 +119,11 @@ class InboundConsumer:
 
     async def _beat(self) -> None:
         await self.client.set(redis_keys.consumer_alive(self.name), "1", ex=HEARTBEAT_TTL)
+        if self._in_flight:
+            # entries waiting here for their turn are not idle: claiming them to ourselves
+            # resets their idle time, so another live server's XAUTOCLAIM leaves them alone
+            await self.client.xclaim(inbound.STREAM, inbound.GROUP, self.name, min_idle_time=0,
+                                     message_ids=list(self._in_flight), justid=True)
 
     async def _reclaim(self) -> None:
         """Take over entries of consumers that died, and entries idle far too long."""

@@ -107,17 +107,20 @@ class MetaInput(WhatsAppInput):
             return
         names = {}
         for contact in _list(value.get("contacts")):
-            if isinstance(contact, dict):
-                key = contact.get("wa_id") or contact.get("user_id")
-                names[key] = (contact.get("profile") or {}).get("name")
+            profile = contact.get("profile") if isinstance(contact, dict) else None
+            if isinstance(profile, dict):
+                names[contact.get("wa_id") or contact.get("user_id")] = profile.get("name")
         for status in _list(value.get("statuses")):
-            if isinstance(status, dict) and status.get("status") == "failed":
+            if not isinstance(status, dict):
+                parsed.skipped.append(("malformed status", repr(status)[:100]))
+            elif status.get("status") == "failed":
                 parsed.failed_statuses.append(status)
             else:
-                parsed.skipped.append(("status", str((status or {}).get("status"))))
+                parsed.skipped.append(("status", str(status.get("status"))))
         for error in _list(value.get("errors")):
-            logger.error("Meta reported an error", extra={"code": (error or {}).get("code"),
-                                                          "title": (error or {}).get("title")})
+            details = error if isinstance(error, dict) else {"title": repr(error)[:100]}
+            logger.error("Meta reported an error", extra={"code": details.get("code"),
+                                                          "title": details.get("title")})
         for raw in _list(value.get("messages")):
             try:
                 message = self._message(raw, names)

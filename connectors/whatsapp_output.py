@@ -21,7 +21,13 @@ from typing import Any, Dict, List, Optional, Protocol, Text
 
 from rasa.core.channels.channel import OutputChannel
 
-from connectors.whatsapp_format import meta_interactive, numbered_options, split_text
+from connectors.whatsapp_format import (
+    INTERACTIVE_BODY_LIMIT,
+    TEXT_LIMIT,
+    meta_interactive,
+    numbered_options,
+    split_text,
+)
 from helpdesk import outbox, redis_keys
 from helpdesk.channel_config import ChannelConfig
 from helpdesk.conversations import Route, digits, load_route
@@ -321,16 +327,23 @@ class WhatsAppOutput(OutputChannel):
             "proactive": current_turn.get() != recipient_id, **fields,
         }
 
+    async def _room(self, recipient_id: str, limit: int) -> int:
+        """Characters a part may have once the group mention is put in front of it."""
+        route = await load_route(self.redis, recipient_id)
+        if route and route.is_group and route.participant and not self.ask_in_direct:
+            return limit - len(f"@{digits(route.participant)} ")
+        return limit
+
     async def send_text_message(self, recipient_id: Text, text: Text, **kwargs: Any) -> None:
         await self.redis.delete(redis_keys.offered_buttons(recipient_id))
-        for part in split_text(text):
+        for part in split_text(text, await self._room(recipient_id, TEXT_LIMIT)):
             message = await self._base(recipient_id, "text", text=part)
             if message:
                 await self.delivery.send(message)
 
     async def send_text_with_buttons(self, recipient_id: Text, text: Text,
                                      buttons: List[Dict[Text, Any]], **kwargs: Any) -> None:
-        parts = split_text(text, 1024) or [""]
+        parts = split_text(text, await self._room(recipient_id, INTERACTIVE_BODY_LIMIT)) or [""]
         for part in parts[:-1]:
             message = await self._base(recipient_id, "text", text=part)
             if message:

@@ -83,7 +83,12 @@ def load_channel_config(path: Path) -> ChannelConfig:
         raise ConfigError(f"{where}: meta.reengagement_template needs a name")
 
     def number(part: str, key: str, kind: Any = int) -> Any:
-        value = _require(section[part], key, (int, float), f"{where} {part}")
+        if key not in section[part]:
+            raise ConfigError(f"{where}: {part}.{key} is missing")
+        value = section[part][key]
+        # YAML's yes/no are booleans, and booleans are ints in Python: refuse them here
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: {part}.{key} must be a number, not {value!r}")
         if value < 0:
             raise ConfigError(f"{where}: {part}.{key} must not be negative")
         return kind(value)

@@ -16,7 +16,15 @@ from typing import Any, Dict, Iterable, List, Optional
 import redis
 
 from helpdesk import outbox
-from helpdesk.conversations import Route, digits, group_of, is_group_jid, load_route, load_route_sync
+from helpdesk.conversations import (
+    Route,
+    digits,
+    direct_conversation_id,
+    group_of,
+    is_group_jid,
+    load_route,
+    load_route_sync,
+)
 from helpdesk.errors import ConfigError
 from helpdesk.settings import load_meta, load_settings, load_waha
 
@@ -34,6 +42,9 @@ def _default_channel() -> str:
 
 
 def _chat_route(target: str) -> Route:
+    if group_of(target):
+        # a group conversation whose route expired: its digits are not a chat to write to
+        raise NoRoute(f"no stored route for the group conversation {target}")
     channel = _default_channel()
     if channel == "waha":
         chat_id = target if "@" in target else f"{digits(target)}@c.us"
@@ -70,6 +81,14 @@ def build_message(route: Route, conversation_id: Optional[str], text: str,
     }
 
 
+def _person_of(target: str) -> Optional[str]:
+    """The conversation id of a person's chat ("549…@c.us" → "549…"), so an opt-out is
+    honoured even without a stored route; None for a group chat."""
+    if is_group_jid(target):
+        return None
+    return direct_conversation_id(target)
+
+
 def _looks_like_chat(target: str) -> bool:
     return "@" in target
 
@@ -83,7 +102,7 @@ def send_text(target: str, text: str, mentions: Optional[Iterable[str]] = None,
     client = client or redis.Redis.from_url(load_settings().redis_url, socket_timeout=5)
     try:
         route = None if _looks_like_chat(target) else load_route_sync(client, target)
-        conversation_id = None if route is None else target
+        conversation_id = target if route is not None else _person_of(target)
         route = route or _chat_route(target)
         message = build_message(route, conversation_id, text, mentions)
         outbox.push_sync(client, message)
@@ -99,7 +118,7 @@ async def async_send_text(client: Any, target: str, text: str,
     if not text or not text.strip():
         raise ValueError("text is empty")
     route = None if _looks_like_chat(target) else await load_route(client, target)
-    conversation_id = None if route is None else target
+    conversation_id = target if route is not None else _person_of(target)
     route = route or _chat_route(target)
     message = build_message(route, conversation_id, text, mentions)
     await outbox.AsyncOutbox(client).push(message)

@@ -50,12 +50,14 @@ FRESH_TICKET_SLOTS = {
     "person": None,
     "confirm_ticket": None,
     "correct_field": None,
+    "attachments": [],
     "correcting": False,
 }
 
 TICKET_SLOTS = (
     "store",
     "store_attempts",
+    "attachments",
     "system",
     "description",
     "priority",

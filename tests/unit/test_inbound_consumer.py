@@ -350,12 +350,6 @@ def test_a_turn_cut_by_shutdown_runs_again_on_the_next_consumer(redis_client, re
     assert second.calls[0]["texts"] == ["hola"] and second.calls[0]["recovered"] is True
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "connectors/inbound_consumer.py _reclaim: XAUTOCLAIM takes over entries by PEL idle "
-    "time, which counts from when a consumer *read* them, not from when their turn started; "
-    "with two Rasa servers (the design's scale-out), entries still waiting in a live "
-    "server's lane or for its turn semaphore longer than reclaim_idle_seconds are claimed "
-    "and run by the other server as well: the same message gets two turns"))
 def test_two_live_servers_never_run_one_message_twice(redis_client, redis_url):
     first = Recorder(delays={"A": 0.6})
     second = Recorder()

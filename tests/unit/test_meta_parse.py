@@ -135,11 +135,6 @@ def test_malformed_changes_and_values_are_skipped(channel_env):
     assert [reason for reason, _ in parsed.skipped] == ["malformed change", "malformed value"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "connectors/meta.py _value: the status/error/contact loops call .get on entries that "
-    "are not objects ((status or {}).get, (error or {}).get, contact['profile'].get) "
-    "outside the try, so one malformed entry raises out of parse (the webhook answers 500 "
-    "and Meta redelivers) instead of being skipped while the messages still count"))
 @pytest.mark.parametrize("broken", [
     {"statuses": ["garbage"]},
     {"errors": ["garbage"]},

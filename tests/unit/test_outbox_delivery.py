@@ -535,10 +535,6 @@ def test_a_group_reply_mentions_the_reporter(redis_client, redis_url, fake_waha)
     assert second["body"]["mentions"] == [f"{USER}@c.us"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "connectors/whatsapp_output.py WhatsAppOutput._base adds '@<participant digits> ' "
-    "after send_text_message has split the text at 4096, so in a group a part cut near "
-    "the limit becomes 4096 + len(prefix) characters"))
 def test_a_long_group_reply_keeps_every_part_within_the_limit(redis_client, redis_url,
                                                               fake_waha):
     text = " ".join(f"palabra{n:04d}" for n in range(700))  # no better cut than spaces

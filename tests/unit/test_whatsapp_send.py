@@ -112,7 +112,8 @@ def test_a_chat_id_or_number_goes_through_waha_when_configured(waha_env, redis_c
                                                                redis_url, target, chat):
     message = send_text(target, "Aviso para soporte", client=redis_client)
     assert message["channel"] == "waha" and message["chat_id"] == chat
-    assert message["conversation_id"] is None
+    # a person's chat is that person's conversation (so their opt-out counts); a group is none
+    assert message["conversation_id"] == (None if chat == GROUP else USER)
     run(drain(redis_url, message, waha_url=waha_env.url))
     assert waha_env.texts(chat) == ["Aviso para soporte"]
 
@@ -156,7 +157,7 @@ def test_async_send_by_conversation_and_by_number(waha_env, redis_client, redis_
     by_number = run(_async_send(redis_url, "+54 9 11 2233 4455", "Segundo", [OTHER]))
     assert by_conversation["conversation_id"] == OTHER
     assert by_conversation["chat_id"] == f"{OTHER}@c.us"
-    assert by_number["conversation_id"] is None and by_number["chat_id"] == f"{USER}@c.us"
+    assert by_number["conversation_id"] == USER and by_number["chat_id"] == f"{USER}@c.us"
     assert by_number["mentions"] == [f"{OTHER}@c.us"]
     run(drain(redis_url, by_conversation, waha_url=waha_env.url))
     run(drain(redis_url, by_number, waha_url=waha_env.url))
@@ -185,10 +186,6 @@ def test_mention_ids():
     assert mention_ids(None) == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "helpdesk/whatsapp_send.py _chat_route: a group conversation id with no stored route "
-    "(expired or never saved) is taken for a number, so the text is queued to "
-    "'<group digits><participant digits>@c.us', a chat that does not exist"))
 def test_a_group_conversation_without_a_route_is_not_sent_to_a_made_up_chat(waha_env,
                                                                             redis_client):
     try:
@@ -198,10 +195,6 @@ def test_a_group_conversation_without_a_route_is_not_sent_to_a_made_up_chat(waha
     assert message["chat_id"] in (GROUP, f"{USER}@c.us")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "helpdesk/whatsapp_send.py send_text/async_send_text: with no stored route a number "
-    "target gets conversation_id None, so Delivery._withheld skips the opt-out check and a "
-    "proactive text reaches a user whose number (their conversation id) opted out"))
 def test_an_opted_out_number_without_a_route_is_still_withheld(waha_env, redis_client,
                                                                redis_url):
     redis_client.sadd(redis_keys.opted_out_set(), USER)
