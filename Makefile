@@ -67,7 +67,7 @@ knowledge: setup $(KNOWLEDGE_INDEX)
 validate: setup
 	$(RASA) data validate --fail-on-warnings
 
-run: setup $(MODEL)
+run: setup $(MODEL) $(KNOWLEDGE_INDEX)
 	@$(PY) -m helpdesk.launch banner
 	@exec $(VENV)/bin/honcho start -f Procfile
 
@@ -80,7 +80,7 @@ rasa-shell: setup $(MODEL)
 interactive: setup $(MODEL)
 	@$(PY) -m helpdesk.launch interactive
 
-test: setup $(MODEL)
+test: setup $(MODEL) $(KNOWLEDGE_INDEX)
 	$(RASA) data validate --fail-on-warnings
 	$(PY) -m pytest
 	$(RASA) test core --model $(MODEL) --stories tests/test_stories.yml \

@@ -265,6 +265,10 @@ class WhatsAppInput(InputChannel):
         if first.is_group and not await self._group_gate(first, text):
             logger.info("group message read, not answered", extra={"conversation_id": conversation})
             return
+        # agents see every message that reaches Rasa, also while a person has the conversation
+        await self.output.mirror(conversation, "incoming",
+                                 "\n".join(m.text for m in messages if m.text) or None,
+                                 metadata.get("media"), first.correlation_id)
         if self.config.read_receipts or self.config.typing:
             await self.shared.delivery.typing(route, True, last.message_id)
         try:

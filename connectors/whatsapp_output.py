@@ -28,7 +28,7 @@ from connectors.whatsapp_format import (
     numbered_options,
     split_text,
 )
-from helpdesk import outbox, redis_keys
+from helpdesk import chatwoot_mirror, outbox, redis_keys
 from helpdesk.channel_config import ChannelConfig
 from helpdesk.conversations import Route, digits, load_route
 from helpdesk.gateway import GatewayError
@@ -284,11 +284,32 @@ class Delivery:
             logger.debug("typing/read receipt failed", extra={"error": str(error)[:200]})
 
 
+class Mirror:
+    """Copies of the conversation for Chatwoot (helpdesk/chatwoot_mirror.py), in order: each
+    call is awaited before the next message. Never breaks a turn."""
+
+    def __init__(self) -> None:
+        self.enabled = chatwoot_mirror.enabled()
+
+    async def __call__(self, conversation_id: str, direction: str, text: Optional[str],
+                       attachments: Optional[List[Dict[str, Any]]] = None,
+                       correlation_id: Optional[str] = None) -> None:
+        if not self.enabled:
+            return
+        try:
+            await chatwoot_mirror.mirror_message_async(conversation_id, direction, text,
+                                                       attachments, correlation_id)
+        except Exception:
+            logger.exception("message not mirrored to Chatwoot",
+                             extra={"conversation_id": conversation_id, "direction": direction})
+
+
 class WhatsAppOutput(OutputChannel):
     """Rasa's output channel for one WhatsApp connector (named like its input channel)."""
 
     def __init__(self, channel_name: str, delivery: Delivery, redis_client: Any,
-                 ask_in_direct: bool = False) -> None:
+                 ask_in_direct: bool = False, mirror: Optional[Mirror] = None) -> None:
+        self.mirror = mirror or Mirror()
         self.channel_name = channel_name
         self.delivery = delivery
         self.redis = redis_client
@@ -336,6 +357,7 @@ class WhatsAppOutput(OutputChannel):
 
     async def send_text_message(self, recipient_id: Text, text: Text, **kwargs: Any) -> None:
         await self.redis.delete(redis_keys.offered_buttons(recipient_id))
+        await self.mirror(recipient_id, "outgoing", text)
         for part in split_text(text, await self._room(recipient_id, TEXT_LIMIT)):
             message = await self._base(recipient_id, "text", text=part)
             if message:
@@ -343,6 +365,7 @@ class WhatsAppOutput(OutputChannel):
 
     async def send_text_with_buttons(self, recipient_id: Text, text: Text,
                                      buttons: List[Dict[Text, Any]], **kwargs: Any) -> None:
+        await self.mirror(recipient_id, "outgoing", numbered_options(text, buttons))
         parts = split_text(text, await self._room(recipient_id, INTERACTIVE_BODY_LIMIT)) or [""]
         for part in parts[:-1]:
             message = await self._base(recipient_id, "text", text=part)
@@ -359,6 +382,7 @@ class WhatsAppOutput(OutputChannel):
         await self.send_text_with_buttons(recipient_id, text, quick_replies, **kwargs)
 
     async def send_image_url(self, recipient_id: Text, image: Text, **kwargs: Any) -> None:
+        await self.mirror(recipient_id, "outgoing", image)
         message = await self._base(recipient_id, "image", url=image, text=None)
         if message:
             await self.delivery.send(message)

@@ -178,7 +178,9 @@ def command_for(name: str, settings) -> List[str]:
 CHANNEL_REQUIREMENTS = {
     "connectors.waha.WahaInput": lambda: load_waha() is not None,
     "connectors.meta.MetaInput": lambda: load_meta() is not None,
-    "connectors.chatwoot.ChatwootInput": lambda: load_chatwoot() is not None,
+    "connectors.chatwoot.ChatwootInput": lambda: bool(
+        load_chatwoot() and (load_chatwoot().webhook_token or load_chatwoot().webhook_secret)
+    ),
 }
 
 

@@ -263,21 +263,3 @@ def test_unreachable_redis_tells_the_user(unreachable_redis, domain, action, int
 
 
 # how-to ---------------------------------------------------------------------------------
-def test_howto_outside_the_form_offers_a_ticket(domain):
-    conversation = Conversation().user("cómo hago el cierre de caja?", "ask_howto")
-
-    events, dispatcher = run(ActionAnswerHowto(), conversation.tracker(), domain)
-
-    assert responses(dispatcher) == ["utter_howto_unavailable"]
-    assert [b["payload"] for b in rendered(dispatcher.messages[0])["buttons"]] == ["/affirm", "/deny"]
-    assert events == []
-
-
-def test_howto_inside_the_form_goes_on_with_it(domain):
-    conversation = in_ticket_form(Conversation())
-    conversation.user("cómo hago el cierre de caja?", "ask_howto")
-
-    events, dispatcher = run(ActionAnswerHowto(), conversation.tracker(), domain)
-
-    assert responses(dispatcher) == ["utter_howto_unavailable_in_form"]
-    assert events == []
