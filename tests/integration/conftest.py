@@ -19,7 +19,8 @@ from helpdesk.launch import stack_env
 from tests.conftest import PROJECT, free_port, wait_for_port
 from tests.fakes.gateways import FakeMeta, FakeWaha
 
-MODEL = PROJECT / "models" / "helpdesk.tar.gz"
+# HELPDESK_TEST_MODEL: test another trained model (one trained into a private directory)
+MODEL = Path(os.environ.get("HELPDESK_TEST_MODEL") or PROJECT / "models" / "helpdesk.tar.gz")
 AUTH_TOKEN = "integration-test-token"
 WAHA_KEY = "waha-key"
 WAHA_HMAC = "waha-hmac-secret"
