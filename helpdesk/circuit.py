@@ -29,8 +29,10 @@ CLOSED = "closed"
 OPEN = "open"
 HALF_OPEN = "half_open"
 
-# KEYS: hash, probe. ARGV: now, probe_ttl_ms.
+# KEYS: hash, probe. ARGV: now, probe_ttl_ms, probe_wait_ms.
 # Returns {1} closed, {2} this caller is the half-open probe, {0, wait} open (wait in ms).
+# While the probe is out, others look again soon (probe_wait), not when its TTL ends: a probe
+# takes a second, its TTL only covers a probe that died.
 _BEFORE_CALL = """
 local open_until = tonumber(redis.call('HGET', KEYS[1], 'open_until') or '0')
 local now = tonumber(ARGV[1])
@@ -38,8 +40,8 @@ if open_until == 0 then return {1, 0} end
 if now < open_until then return {0, math.ceil((open_until - now) * 1000)} end
 if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2, 0} end
 local ttl = redis.call('PTTL', KEYS[2])
-if ttl < 0 then ttl = 1000 end
-return {0, ttl}
+if ttl < 0 then ttl = tonumber(ARGV[3]) end
+return {0, math.min(ttl, tonumber(ARGV[3]))}
 """
 
 # KEYS: hash, probe. ARGV: now, threshold, recovery, reason.
@@ -98,6 +100,7 @@ class CircuitBreaker:
         failure_threshold: int = 5,
         recovery_seconds: float = 60.0,
         probe_seconds: Optional[float] = None,
+        probe_wait_seconds: float = 2.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.client = client
@@ -106,6 +109,8 @@ class CircuitBreaker:
         self.recovery_seconds = recovery_seconds
         # how long a probe may take before another caller may probe (a crashed probe)
         self.probe_seconds = probe_seconds if probe_seconds is not None else max(recovery_seconds, 1.0)
+        # how soon the others look again while the probe is out
+        self.probe_wait_seconds = probe_wait_seconds
         self.clock = clock
         self._keys = [redis_keys.circuit(backend), redis_keys.circuit_probe(backend)]
         self._before_call = client.register_script(_BEFORE_CALL)
@@ -115,7 +120,8 @@ class CircuitBreaker:
     def before_call(self) -> bool:
         """Raise CircuitOpen when calls must wait; True when this call is the half-open probe."""
         verdict, wait_ms = self._before_call(
-            keys=self._keys, args=[repr(self.clock()), int(self.probe_seconds * 1000)]
+            keys=self._keys,
+            args=[repr(self.clock()), int(self.probe_seconds * 1000), int(self.probe_wait_seconds * 1000)],
         )
         if int(verdict) == 0:
             raise CircuitOpen(self.backend, int(wait_ms) / 1000.0, self._reason())

@@ -6,7 +6,7 @@ Read by the Zoho client, the delivery jobs and the submit action. A broken file 
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, Tuple
 
 from helpdesk.business import _read_yaml, _require
 from helpdesk.errors import ConfigError
@@ -55,11 +55,6 @@ class DeliveryPolicy:
     def retry_interval(self, attempt: int) -> float:
         """Wait after the `attempt`-th failed attempt (1-based); the last interval repeats."""
         return _nth(self.retry_intervals, attempt)
-
-    def rq_intervals(self) -> List[int]:
-        """RQ's Retry reads its list from the end as retries run out; this is the list that
-        gives attempt n the n-th interval."""
-        return [int(round(self.retry_interval(n))) for n in range(1, max(2, self.max_attempts))]
 
 
 @dataclass(frozen=True)

@@ -148,12 +148,6 @@ def give_up(reason: str) -> None:
     raise GiveUp(reason)
 
 
-def last_try() -> bool:
-    """True when RQ will not retry this job if it fails now."""
-    job = get_current_job()
-    return job is None or not job.retries_left
-
-
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0

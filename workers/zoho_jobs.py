@@ -58,7 +58,7 @@ from helpdesk.zoho_queue import (
     enqueue_addition,
     enqueue_announcement,
 )
-from workers.zoho_context import Context, RunLock, context, give_up, jitter, last_try, run_again_in
+from workers.zoho_context import Context, RunLock, context, give_up, jitter, run_again_in
 
 logger = logging.getLogger(__name__)
 
@@ -373,9 +373,13 @@ def add_to_ticket(
             run_again_in(ctx.config.circuit.auth_recovery_seconds, str(error), job.retries_left if job else 1)
         except ZohoTransient as error:
             ctx.breaker.record_failure(str(error))
-            if last_try():
+            attempts = int(meta.get("attempts", 0)) + 1
+            meta["attempts"] = attempts
+            if job is not None:
+                job.save_meta()
+            if attempts >= policy.max_attempts:
                 _addition_failed(ctx, record, comment_text, attachment_path, error.describe())
-            raise  # RQ's Retry schedules the next attempt
+            run_again_in(policy.retry_interval(attempts), error.describe(), policy.max_attempts - attempts)
         ctx.breaker.record_success()
         ctx.redis.set(done_key, ", ".join(done), ex=ADDITION_MEMORY_SECONDS)
         logger.info("added to zoho ticket", extra={"ticket_id": ticket_id, "added": done})

@@ -58,8 +58,9 @@ def test_half_open_after_the_recovery_time_lets_exactly_one_probe(redis_client, 
     clock.now += 0.2
     assert circuit.state().state == HALF_OPEN
     assert circuit.before_call() is True  # the probe
-    with pytest.raises(CircuitOpen):  # everyone else waits for it
+    with pytest.raises(CircuitOpen) as waiting:  # everyone else waits for it, and looks again soon
         circuit.before_call()
+    assert waiting.value.retry_after == pytest.approx(2.0, abs=0.01)
     circuit.record_success()
     assert circuit.state().state == CLOSED
     assert circuit.before_call() is False

@@ -1,5 +1,4 @@
 """Delivery of ledger tickets to (fake) Zoho Desk by real RQ workers on the session's Redis."""
-import json
 import time
 
 from rq.registry import FailedJobRegistry
@@ -266,3 +265,15 @@ def test_the_circuit_opens_after_five_failures_and_half_opens(world, background_
     assert sorted(len(world.zoho.tickets_with_ref(r.id)) for r in records) == [1] * 7
     # only the five failures and the failed probe were counted as attempts
     assert sum(world.ledger.get(r.id).attempts for r in records) == 6
+
+
+def test_a_warmed_up_worker_shares_nothing_unsafe_with_its_work_horses(world):
+    # warm_up() builds the context before RQ forks; each horse reopens its own connections
+    records = [world.submit(started=float(n)) for n in range(1, 4)]
+    for record in records:
+        world.enqueue(record)
+    run_burst(world.env, warm=True)
+    for record in records:
+        assert world.ledger.get(record.id).state == DELIVERED
+        assert len(world.zoho.tickets_with_ref(record.id)) == 1
+    assert world.zoho.refreshes == 1

@@ -160,9 +160,19 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_url: str, redis
 
 
 # --- real RQ workers -----------------------------------------------------------------------------
-def run_burst(env: Dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
+# the worker as `workers/worker.py` runs it, after `warm_up()` (what the lead's start-up adds)
+WARM_WORKER = ("import sys; from workers.zoho_context import warm_up; warm_up(); "
+               "from workers.worker import main; main(sys.argv[1:])")
+
+
+def worker_command(burst: bool, warm: bool = False) -> List[str]:
+    command = [sys.executable, "-c", WARM_WORKER] if warm else [sys.executable, "-m", "workers.worker"]
+    return command + (["--burst"] if burst else [])
+
+
+def run_burst(env: Dict[str, str], timeout: float = 120, warm: bool = False) -> subprocess.CompletedProcess:
     """`python -m workers.worker --burst`: works the queues (and due scheduled jobs), then exits."""
-    finished = subprocess.run([sys.executable, "-m", "workers.worker", "--burst"], cwd=PROJECT, env=env,
+    finished = subprocess.run(worker_command(True, warm), cwd=PROJECT, env=env,
                               capture_output=True, text=True, timeout=timeout)
     assert finished.returncode == 0, finished.stderr[-3000:]
     return finished
