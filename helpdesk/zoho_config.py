@@ -11,8 +11,16 @@ from typing import Any, Dict, Tuple
 from helpdesk.business import _read_yaml, _require
 from helpdesk.errors import ConfigError
 
-NOTICE_KINDS = ("ticket_rejected", "ticket_exhausted", "ticket_config", "zoho_auth", "addition_failed",
-                "addition_file", "addition_comment")
+NOTICE_KINDS = (
+    "ticket_rejected",
+    "ticket_exhausted",
+    "ticket_crashed",
+    "ticket_config",
+    "zoho_auth",
+    "addition_failed",
+    "addition_file",
+    "addition_comment",
+)
 DETAIL_FIELDS = (
     "reference",
     "store",

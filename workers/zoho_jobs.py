@@ -35,6 +35,7 @@ from helpdesk.ledger import (
     ANNOUNCE_WORKER,
     DELIVERED,
     FAILURE_CONFIG,
+    FAILURE_CRASHED,
     FAILURE_EXHAUSTED,
     FAILURE_REJECTED,
     PENDING_DELIVERY,
@@ -270,7 +271,8 @@ def _transient(ctx: Context, record: TicketRecord, error: ZohoTransient) -> None
 def dead_letter_text(ctx: Context, record: TicketRecord, kind: str, error: str,
                      field_errors: Optional[List[Dict[str, Any]]] = None, attempts: Optional[int] = None) -> str:
     templates = ctx.config.human_notices
-    template = {FAILURE_REJECTED: "ticket_rejected", FAILURE_CONFIG: "ticket_config"}.get(kind, "ticket_exhausted")
+    template = {FAILURE_REJECTED: "ticket_rejected", FAILURE_CONFIG: "ticket_config",
+                FAILURE_CRASHED: "ticket_crashed"}.get(kind, "ticket_exhausted")
     return templates[template].format(
         reference=record.reference,
         errors=format_field_errors(field_errors) if field_errors else error,

@@ -126,4 +126,5 @@ def test_a_job_rq_gave_up_on_is_a_dead_letter_with_a_human_told(world):
     assert failed.state == FAILED and failed.failure_kind == "crashed"
     [notice] = world.ledger.human_notices()
     assert notice["kind"] == "ticket_crashed" and record.reference in notice["text"]
+    assert "se interrumpió en cada intento" in notice["text"]
     assert world.zoho.tickets == {}
