@@ -12,6 +12,8 @@ KNOWLEDGE_FILES := $(shell find knowledge -name '*.md' -o -name '*.py' 2>/dev/nu
 TRAINING_FILES := domain.yml config.yml $(shell find data -name '*.yml' 2>/dev/null)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONPATH := $(CURDIR)
+# RQ workers `make run` starts (Zoho allows 5 concurrent calls: keep it at 4 or fewer)
+WORKERS ?= 2
 
 .PHONY: help setup run shell rasa-shell interactive train validate test bench bench-channels bench-nlu bench-retrieval knowledge nlu-sync clean
 
@@ -69,7 +71,7 @@ validate: setup
 
 run: setup $(MODEL) $(KNOWLEDGE_INDEX)
 	@$(PY) -m helpdesk.launch banner
-	@exec $(VENV)/bin/honcho start -f Procfile
+	@exec $(VENV)/bin/honcho start -f Procfile -c worker=$(WORKERS)
 
 shell: $(VENV)/.installed
 	@$(PY) scripts/shell.py

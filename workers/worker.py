@@ -10,14 +10,18 @@ import os
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Callable, Dict
 
 import redis
 from rq import Queue, Worker
 
+from helpdesk import whatsapp_send
+from helpdesk.human_notices import register_human_sender
 from helpdesk.logs import configure_logging, correlation
-from helpdesk.settings import load_settings
+from helpdesk.settings import load_settings, support_escalation_chat
 from workers import queues
+from workers.zoho_context import RunAgain, warm_up
+from workers.zoho_periodic import start_periodic_jobs
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +32,37 @@ class CorrelatedWorker(Worker):
     def perform_job(self, job: Any, queue: Queue) -> bool:
         with correlation((job.meta or {}).get("correlation_id")):
             return super().perform_job(job, queue)
+
+    def handle_exception(self, job: Any, *exc_info: Any) -> Any:
+        # a planned deferral (circuit open, 429, quota) is not an error: RQ would log a traceback
+        if exc_info and isinstance(exc_info[1], RunAgain):
+            logger.info("job deferred", extra={"job_id": job.id, "reason": str(exc_info[1])})
+            return True
+        return super().handle_exception(job, *exc_info)
+
+
+def whatsapp_notice_sender(chat: str) -> Callable[[Dict[str, Any]], None]:
+    """The support team's WhatsApp chat as a way to reach a person (human notices)."""
+
+    def send(notice: Dict[str, Any]) -> None:
+        whatsapp_send.send_text(chat, notice["text"])
+
+    return send
+
+
+def prepare(connection: redis.Redis, burst: bool) -> None:
+    """Per-process start-up: imports and the ledger opened once (a job would pay ~0.5 s
+    otherwise), the periodic jobs scheduled, the support team's chat registered. A broken
+    Zoho config is logged and leaves the other queues working."""
+    chat = support_escalation_chat()
+    if chat:
+        register_human_sender(whatsapp_notice_sender(chat))
+    try:
+        warm_up()
+        if not burst:
+            start_periodic_jobs(connection)
+    except Exception:
+        logger.exception("Zoho jobs not prepared; the other queues still run")
 
 
 def serve_health(connection: redis.Redis, port: int) -> ThreadingHTTPServer:
@@ -62,12 +97,21 @@ def main(argv: list) -> None:
     settings = load_settings()
     configure_logging(settings.log_level)
     connection = redis.Redis.from_url(settings.redis_url)
-    port = int((os.environ.get("WORKER_HEALTH_PORT") or "5056"))
-    try:
-        serve_health(connection, port)
-    except OSError as error:
-        logger.warning("worker health endpoint not started", extra={"port": port, "error": str(error)})
-    worker = CorrelatedWorker([Queue(name, connection=connection) for name in queues.ALL], connection=connection)
+    base_port = int((os.environ.get("WORKER_HEALTH_PORT") or "5056"))
+    port = None
+    # with several workers (make run WORKERS=n) each takes the next free port
+    for candidate in range(base_port, base_port + 16):
+        try:
+            serve_health(connection, candidate)
+            port = candidate
+            break
+        except OSError:
+            continue
+    if port is None:
+        logger.warning("worker health endpoint not started", extra={"port": base_port})
+    prepare(connection, burst)
+    worker = CorrelatedWorker([Queue(name, connection=connection) for name in queues.ALL],
+                              connection=connection, maintenance_interval=60)
     logger.info("worker starting", extra={"queues": list(queues.ALL), "health_port": port})
     worker.work(with_scheduler=True, burst=burst, logging_level=settings.log_level)
 
