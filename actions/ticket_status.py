@@ -1,4 +1,7 @@
-"""Ticket status by number or reference, or the user's recent tickets (from the ledger)."""
+"""Ticket status by number or reference, or the user's recent tickets.
+
+A ticket already in Zoho Desk is looked up there (the live status); when Zoho cannot answer,
+the ledger's last known status is given and the user told it may be out of date."""
 import asyncio
 import logging
 from typing import Any, Dict, List, Text
@@ -9,6 +12,8 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions.common import bind_correlation, get_catalog, get_ledger
+from helpdesk.zoho_config import zoho_config
+from helpdesk.zoho_lookup import lookup_status
 
 logger = logging.getLogger(__name__)
 
@@ -31,12 +36,7 @@ class ActionTicketStatus(Action):
                 if record is None:
                     dispatcher.utter_message(response="utter_ticket_not_found", number=number)
                 else:
-                    dispatcher.utter_message(
-                        response="utter_ticket_status",
-                        reference=_shown_number(record),
-                        subject=record.subject,
-                        status=labels.get(record.state, record.state),
-                    )
+                    await _say_status(dispatcher, record, ledger, labels)
             else:
                 records = await asyncio.to_thread(
                     ledger.recent_for, tracker.sender_id, catalog.dialogue.recent_tickets
@@ -53,6 +53,28 @@ class ActionTicketStatus(Action):
             logger.exception("ticket status lookup failed")
             dispatcher.utter_message(response="utter_status_unavailable")
         return [SlotSet("ticket_number", None)]
+
+
+async def _say_status(dispatcher: CollectingDispatcher, record: Any, ledger: Any,
+                      labels: Dict[str, str]) -> None:
+    if record.zoho_status:  # the last status Zoho gave, as users read it
+        last_known = zoho_config().status_polling.labels.get(record.zoho_status, record.zoho_status)
+    else:
+        last_known = labels.get(record.state, record.state)
+    if record.zoho_ticket_id:
+        try:
+            live = await asyncio.to_thread(lookup_status, record, ledger)
+        except Exception as error:  # Zoho down, circuit open, timeouts: the ledger answers
+            logger.info("Zoho status lookup failed; answering from the ledger",
+                        extra={"ticket_id": record.id, "error": str(error)[:200]})
+            dispatcher.utter_message(response="utter_ticket_status_offline",
+                                     reference=_shown_number(record), subject=record.subject,
+                                     status=last_known)
+            return
+        if live is not None:
+            last_known = live.label or last_known
+    dispatcher.utter_message(response="utter_ticket_status", reference=_shown_number(record),
+                             subject=record.subject, status=last_known)
 
 
 def _shown_number(record: Any) -> str:
