@@ -20,6 +20,9 @@ from actions.common import (
     latest_text,
     user_texts_since,
 )
+from actions import known_fix
+from actions.ticket_extras import KNOWN_FIX, KNOWN_FIX_SOLVED, current_known_fix
+from actions.vision import screenshot_slot_events
 from helpdesk.business import NO_STORE
 from helpdesk.priority import NORMAL, PRIORITIES, URGENT, decide_priority, priority_label
 from helpdesk.text import fold, word_count
@@ -47,6 +50,13 @@ class ValidateTicketForm(FormValidationAction):
         domain: DomainDict,
     ) -> List[Text]:
         slots = ["store", "system", "description"]
+        # known fixes (issue 5, actions/known_fix.py): a strong knowledge match is suggested
+        # before the confirmation; solved by it, the form ends here without a ticket
+        if known_fix.known_fix_settings().enabled and await known_fix.form_needs_step(
+                tracker, urgent=current_priority(tracker) == URGENT):
+            slots.append(KNOWN_FIX)
+            if current_known_fix(tracker) == KNOWN_FIX_SOLVED:
+                return slots
         if tracker.get_slot("correcting"):
             slots.append("correct_field")
         slots.append("confirm_ticket")
@@ -71,6 +81,9 @@ class ValidateTicketForm(FormValidationAction):
         attachments = attachments_with_latest(tracker)
         if attachments is not None:
             events.append(SlotSet("attachments", attachments))
+        # LLM (issue 5): what the vision model reads in this message's images fills the
+        # slots still empty, never the user's (actions/vision.py); nothing without an LLM
+        events += await screenshot_slot_events(tracker, events)
         return events
 
     # extraction ---------------------------------------------------------------------
@@ -117,6 +130,11 @@ class ValidateTicketForm(FormValidationAction):
         ):
             return {"description": f"{current.rstrip('. ')}. {text}" if current else text}
         return {}
+
+    async def extract_known_fix(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> Dict[Text, Any]:
+        return await known_fix.extract(tracker)
 
     async def extract_correct_field(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
@@ -203,6 +221,11 @@ class ValidateTicketForm(FormValidationAction):
         self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> Dict[Text, Any]:
         return {"confirm_ticket": True if value is True else None}
+
+    async def validate_known_fix(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> Dict[Text, Any]:
+        return await known_fix.validate(value, dispatcher, tracker)
 
     def validate_correct_field(
         self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict

@@ -21,6 +21,11 @@ from actions.common import (
     reset_ticket_slots,
     user_texts_since,
 )
+from actions.ticket_extras import (
+    KNOWN_FIX_SOLVED,
+    current_error_messages,
+    current_known_fix,
+)
 from helpdesk.errors import ConfigError
 from helpdesk.ledger import ANNOUNCE_TURN, DELIVERED, Ledger, TicketRecord
 from helpdesk.priority import priority_label
@@ -62,6 +67,11 @@ class ActionSubmitTicket(Action):
         correlation_id = bind_correlation(tracker)
         catalog = get_catalog()
         started = form_started_event(tracker)
+        # a suggested known fix solved the problem (actions/known_fix.py): the form ended
+        # without a confirmation on purpose, and no ticket is opened
+        if current_known_fix(tracker) == KNOWN_FIX_SOLVED:
+            logger.info("no ticket: a known fix solved the problem")
+            return reset_ticket_slots()
         if started is None or tracker.get_slot("confirm_ticket") is not True:
             logger.warning("submit without a confirmed ticket form; nothing recorded")
             return reset_ticket_slots()
@@ -85,6 +95,8 @@ class ActionSubmitTicket(Action):
             attachments=list(tracker.get_slot("attachments") or []),
             correlation_id=correlation_id,
         )
+        # error messages read from screenshots (actions/vision.py) go with the ticket
+        ticket.error_messages = current_error_messages(tracker)
         try:
             record, created = await asyncio.to_thread(get_ledger().submit, ticket)
         except Exception:

@@ -1,0 +1,49 @@
+"""The LLM configuration, checked and logged when the action server starts.
+
+rasa-sdk imports every module of the `actions` package when `rasa run actions` starts, so the
+check runs here, at import: a broken config/llm.yml, config/known_fixes.yml or prompt stops
+the action server with a `ConfigError` naming the file and the field (instead of every LLM
+use failing quietly later), and the log says which providers serve which uses, or that the
+bot runs without an LLM.
+"""
+import logging
+from typing import Dict, List
+
+from actions.known_fix import known_fix_settings
+from actions.llm_settings import dialogue_llm_settings
+from helpdesk import llm
+from helpdesk.errors import ConfigError
+from helpdesk.llm_config import llm_config
+from helpdesk.llm_providers import KINDS, provider_chain, providers_for
+from helpdesk.settings import load_llm
+
+logger = logging.getLogger(__name__)
+
+
+def llm_configuration() -> Dict[str, List[str]]:
+    """{"providers": [labels], "<kind>": [labels serving it]} (raises ConfigError)."""
+    labels = llm.check_configuration()
+    dialogue_llm_settings()
+    known_fix_settings()
+    chain = provider_chain(load_llm(), llm_config().default_base_url)
+    return {"providers": labels, **{kind: [p.label for p in providers_for(chain, kind)]
+                                    for kind in KINDS}}
+
+
+def log_llm_configuration() -> Dict[str, List[str]]:
+    try:
+        found = llm_configuration()
+    except ConfigError as error:
+        logger.error("LLM configuration is broken: %s", error)
+        raise
+    if found["providers"]:
+        logger.info("LLM providers: %s", ", ".join(found["providers"]),
+                    extra={kind: labels for kind, labels in found.items() if kind != "providers"})
+    else:
+        logger.info("no LLM configured (LLM_* unset): screenshots are attached, voice notes "
+                    "ask for text, how-to answers quote the article, unsure messages get "
+                    "Rasa's fallback")
+    return found
+
+
+log_llm_configuration()
