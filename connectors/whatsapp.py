@@ -13,6 +13,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Awaitable, Callable, Dict, List, Optional, Text, Tuple
 
 import redis.asyncio as aioredis
@@ -24,7 +25,7 @@ from sanic.response import HTTPResponse
 from connectors.inbound_consumer import InboundConsumer
 from connectors.whatsapp_format import payload_for_reply
 from connectors.whatsapp_output import Delivery, Sender, WhatsAppOutput, current_turn
-from helpdesk import inbound, media as media_store, rasa_tuning, redis_keys
+from helpdesk import inbound, llm, media as media_store, rasa_tuning, redis_keys
 from helpdesk.business import catalog
 from helpdesk.channel_config import ChannelConfig, channel_config
 from helpdesk.conversations import Route, digits, save_route
@@ -317,7 +318,11 @@ class WhatsAppInput(InputChannel):
                 return message.text  # the caption still counts
             metadata.setdefault("media", []).append(stored)
             if message.media.kind in ("audio", "voice") and not message.text:
-                # transcription is not available here: ask the user to write
+                # LLM (issue 5): transcribed when a transcription model is configured, and
+                # handled as if typed; otherwise the user is asked to write
+                heard = await self._transcribed(message, stored)
+                if heard:
+                    return heard
                 await self._notice(message, "voice_needs_text")
                 return ""
             return message.text or SHARE_FILE
@@ -332,6 +337,37 @@ class WhatsAppInput(InputChannel):
         elif text.startswith("/"):
             # users cannot inject intents: a typed "/…" is text, not a payload
             text = text.lstrip("/") or text
+        return text
+
+    async def _transcribed(self, message: InboundMessage, stored: Dict[str, Any]) -> Optional[str]:
+        """The text of a stored voice note (`helpdesk.llm.transcribe`), or None without a
+        transcription model or a usable answer. When the bot will act on it (a direct chat,
+        or a group message that passes the gate) it first says what it understood
+        ("Entendí: «…»", config/channels.yml `voice_understood`)."""
+        try:
+            audio = await asyncio.to_thread(Path(stored["path"]).read_bytes)
+        except OSError as error:
+            logger.warning("stored voice note unreadable: %s", error)
+            return None
+        text = await llm.transcribe(audio, stored.get("mime_type") or "audio/ogg",
+                                    stored.get("filename") or Path(stored["path"]).name,
+                                    message.conversation_id)
+        text = " ".join((text or "").split())[: self.config.max_message_chars]
+        if not text:
+            return None
+        stored["transcription"] = text  # travels in the metadata (agents, the tracker)
+        logger.info("voice note transcribed", extra={"chars": len(text)})
+        if message.is_group and not await self._group_gate(message, text):
+            return text  # read, not answered: nothing to say
+        token = current_turn.set(message.conversation_id)
+        try:
+            await self.output.send_text_message(
+                message.conversation_id,
+                self.config.text("voice_understood").replace("{text}", text))
+        except Exception:
+            logger.exception("transcription notice not sent")
+        finally:
+            current_turn.reset(token)
         return text
 
     async def _download(self, message: InboundMessage) -> Optional[Dict[str, Any]]:

@@ -233,3 +233,9 @@ def zoho_addition_done(addition_id: str) -> str:
 def chatwoot_drain_queued(conversation_id: str) -> str:
     """Marker: a drain job for this conversation's Chatwoot outbox is queued and not started."""
     return f"{PREFIX}:chatwoot:drain_queued:{conversation_id}"
+
+
+def known_fix_deflections(month: str) -> str:
+    """Hash of one UTC month (YYYY-MM): "total" and one field per article path, counting the
+    known-fix suggestions that solved an incident without a ticket."""
+    return f"{PREFIX}:known_fix:deflections:{month}"
