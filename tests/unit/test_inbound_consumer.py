@@ -6,8 +6,6 @@ import logging
 import time
 from typing import Any, Dict, List, Optional
 
-import pytest
-
 from connectors.inbound_consumer import InboundConsumer
 from helpdesk import inbound, redis_keys
 from helpdesk.inbound import InboundLog, InboundMessage
@@ -154,7 +152,8 @@ def test_debounce_merges_a_burst_of_short_texts(redis_client, redis_url):
 
 def test_debounce_does_not_merge_long_texts_payloads_or_opt_words(redis_client, redis_url):
     recorder = Recorder()
-    long_text = "La impresora fiscal de la caja 3 no imprime desde ayer a la tarde y ya la reinicié"
+    long_text = ("La impresora fiscal de la caja 3 no imprime desde ayer a la tarde "
+                 "y ya la reinicié")
     assert len(long_text) > 80
 
     async def scenario():
