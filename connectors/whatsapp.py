@@ -280,6 +280,11 @@ class WhatsAppInput(InputChannel):
         finally:
             if self.config.typing:
                 asyncio.create_task(self.shared.delivery.typing(route, False))
+        # follow-ups (issue 4, helpdesk/followups.py): while a form waits for this user's
+        # answer, a reminder and the thread's close are scheduled; otherwise what was pending
+        # is cancelled. Never raises.
+        from helpdesk import followups
+        await followups.after_user_turn(await self._agent(), conversation, first.correlation_id)
         logger.info("turn done", extra={
             "conversation_id": conversation, "messages": len(messages),
             "ms": round((time.perf_counter() - started) * 1000, 1),

@@ -239,3 +239,14 @@ def known_fix_deflections(month: str) -> str:
     """Hash of one UTC month (YYYY-MM): "total" and one field per article path, counting the
     known-fix suggestions that solved an incident without a ticket."""
     return f"{PREFIX}:known_fix:deflections:{month}"
+
+
+# --- follow-ups (helpdesk.followups, workers.followup_jobs) -------------------------------
+def followup_state(conversation_id: str) -> str:
+    """Hash: the anchor (user's last message id) and the pending follow-up and close jobs."""
+    return f"{PREFIX}:followup:{conversation_id}"
+
+
+def followup_lock(conversation_id: str) -> str:
+    """Held while one process reads and changes a conversation's follow-ups."""
+    return f"{PREFIX}:followup:{conversation_id}:lock"
