@@ -91,7 +91,6 @@ def test_rate_limit_then_cool_down_then_accepted_again(redis_url, redis_client):
         inbound.RATE_LIMITED,  # during the cool-down
         inbound.ACCEPTED, inbound.ACCEPTED,  # after it
     ]
-    assert time.monotonic() - started < 3
     assert redis_client.xlen(inbound.STREAM) == 5
 
 

@@ -116,7 +116,7 @@ def redis_for(url: str) -> aioredis.Redis:
     return aioredis.Redis.from_url(url)
 
 
-async def wait_until(predicate: Callable[[], Any], timeout: float = 10,
+async def wait_until(predicate: Callable[[], Any], timeout: float = 30,
                      interval: float = 0.01) -> None:
     """Poll an async or plain predicate without blocking the loop."""
     deadline = time.monotonic() + timeout
