@@ -133,7 +133,7 @@ def test_debounce_merges_a_burst_of_short_texts(redis_client, redis_url):
 
     async def scenario():
         client = redis_for(redis_url)
-        consumer = InboundConsumer(client, recorder, tiny_config(debounce_ms=200), name="c1")
+        consumer = InboundConsumer(client, recorder, tiny_config(debounce_ms=300), name="c1")
         try:
             consumer.start()
             await asyncio.sleep(0.1)  # the consumer is reading
