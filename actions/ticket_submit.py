@@ -28,6 +28,7 @@ from actions.ticket_extras import (
 )
 from helpdesk.errors import ConfigError
 from helpdesk.ledger import ANNOUNCE_TURN, DELIVERED, Ledger, TicketRecord
+from helpdesk import chatwoot_mirror
 from helpdesk.priority import priority_label
 from helpdesk.settings import load_settings, load_zoho
 from helpdesk.tickets import build_ticket, ticket_id_for
@@ -114,6 +115,7 @@ class ActionSubmitTicket(Action):
                 "conversation_id": tracker.sender_id,
             },
         )
+        await _note_in_chatwoot(tracker.sender_id, record.id, correlation_id)
         label = priority_label(catalog.priority, record.priority)
         config = _zoho_config_or_none()
         if config is None:
@@ -213,3 +215,12 @@ class ActionResetTicket(Action):
     ) -> List[Dict[Text, Any]]:
         bind_correlation(tracker)
         return reset_ticket_slots()
+
+
+async def _note_in_chatwoot(conversation_id: str, ticket_id: str, correlation_id: str) -> None:
+    """The ticket summary as a private note (labels, attributes) for agents in Chatwoot."""
+    try:
+        await asyncio.to_thread(chatwoot_mirror.note_ticket, conversation_id, ticket_id,
+                                correlation_id)
+    except Exception:  # Chatwoot's copy must never cost the user their ticket
+        logger.exception("ticket note not queued for Chatwoot", extra={"ticket_id": ticket_id})

@@ -14,7 +14,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Dict, List, Optional, Text, Tuple
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Set, Text, Tuple
 
 import redis.asyncio as aioredis
 from rasa.core.channels.channel import InputChannel, OutputChannel, UserMessage
@@ -109,6 +109,7 @@ class WhatsAppInput(InputChannel):
         self.shared = shared()
         self.config: ChannelConfig = self.shared.config
         self.app: Any = None
+        self._tasks: Set[asyncio.Task] = set()
         self.on_new_message: Optional[Callable[[UserMessage], Awaitable[Any]]] = None
         self.output = WhatsAppOutput(self.name(), self.shared.delivery, self.shared.redis,
                                      ask_in_direct=self.config.ask_in == "direct")
@@ -202,15 +203,22 @@ class WhatsAppInput(InputChannel):
                 return response.json({"error": "temporarily unavailable"}, status=503)
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
             if outcome == inbound.RATE_LIMITED_FIRST:
-                await self._notice(message, "rate_limited")
+                # told after the answer: a slow gateway must not hold up the acknowledgement
+                self._background(self._notice(message, "rate_limited"))
             if outcome != inbound.ACCEPTED:
                 logger.info("message not queued", extra={
                     "outcome": outcome, "conversation_id": message.conversation_id,
                     "message_id": message.message_id,
                 })
         if parsed.failed_statuses:
-            asyncio.create_task(self.on_failed_statuses(parsed.failed_statuses))
+            self._background(self.on_failed_statuses(parsed.failed_statuses))
         return response.json({"status": "ok", **outcomes, "ignored": len(parsed.skipped)})
+
+    def _background(self, work: Awaitable[Any]) -> None:
+        """Run after the webhook answers; the reference keeps the task from being collected."""
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _notice(self, message: InboundMessage, text_key: str) -> None:
         """One of the channel's own notices (config/channels.yml texts) to the sender."""

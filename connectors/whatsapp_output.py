@@ -125,6 +125,7 @@ class Delivery:
         self.templates: Dict[str, Dict[str, str]] = {}
         self._wake = asyncio.Event()
         self._task: Optional[asyncio.Task] = None
+        self._stopping = False
 
     def register(self, channel: str, sender: Sender) -> None:
         self.senders[channel] = sender
@@ -217,14 +218,20 @@ class Delivery:
     # the drainer ---------------------------------------------------------------------
     def start(self) -> None:
         if self._task is None or self._task.done():
+            self._stopping = False
             self._task = asyncio.create_task(self._drain_loop(), name="outbox-drainer")
 
     async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
         if self._task:
             self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
 
     async def _drain_loop(self) -> None:
-        while True:
+        # a flag as well as the cancel: on Python 3.10 wait_for() can swallow a cancel that
+        # arrives in the same loop turn as the wake-up
+        while not self._stopping:
             try:
                 keys = await self.outbox.due()
                 for key in keys:
@@ -233,23 +240,31 @@ class Delivery:
                 raise
             except Exception:
                 logger.exception("outbox drain failed; retrying")
+            waiter = asyncio.ensure_future(self._wake.wait())
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=0.5)
-            except asyncio.TimeoutError:
-                pass
+                await asyncio.wait({waiter}, timeout=0.5)
+            finally:
+                waiter.cancel()
             self._wake.clear()
 
     async def drain(self, key: str) -> None:
         """Deliver one chat's waiting messages, oldest first, until one fails."""
-        if not await self.outbox.lock(key):
+        token = await self.outbox.lock(key)
+        if not token:
             return  # another process is on it
         try:
             while True:
+                await self.outbox.keep_lock(key, token)
                 raw = await self.outbox.head(key)
                 if raw is None:
                     await self.outbox.delivered(key, "")  # unschedule the empty list
                     return
-                message = json.loads(raw)
+                try:
+                    message = json.loads(raw)
+                except ValueError:
+                    logger.error("unreadable outbox entry dropped", extra={"outbox": key})
+                    await self.outbox.delivered(key, raw)
+                    continue
                 if await self._withheld(message):
                     await self.outbox.delivered(key, raw)
                     continue
@@ -259,7 +274,8 @@ class Delivery:
                     if error.transient:
                         attempt = int(message.get("attempt", 0))
                         waits = self.config.outbox_backoff_seconds
-                        delay = waits[min(attempt, len(waits) - 1)]
+                        # the first wait follows the first failure, wherever it happened
+                        delay = waits[min(max(attempt - 1, 0), len(waits) - 1)]
                         await self.outbox.retry_later(key, raw, dict(message, attempt=attempt + 1),
                                                       delay)
                         logger.info("outbox delivery failed; retrying later", extra={
@@ -271,7 +287,7 @@ class Delivery:
                 await self.outbox.delivered(key, raw)
                 await self.count("outbox_delivered")
         finally:
-            await self.outbox.unlock(key)
+            await self.outbox.unlock(key, token)
 
     # typing --------------------------------------------------------------------------
     async def typing(self, route: Route, on: bool, message_id: Optional[str] = None) -> None:

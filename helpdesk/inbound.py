@@ -96,8 +96,10 @@ class InboundMessage:
     def from_json(cls, raw: Any) -> "InboundMessage":
         data = json.loads(raw)
         media = data.pop("media", None)
-        message = cls(**data)
-        message.media = Media(**media) if media else None
+        # fields written by a newer version are ignored, not fatal (rolling upgrades)
+        message = cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+        message.media = Media(**{k: v for k, v in media.items()
+                                 if k in Media.__dataclass_fields__}) if media else None
         return message
 
 

@@ -12,6 +12,7 @@ empty" atomic, so no message is ever left in an unscheduled list.
 """
 import json
 import time
+import uuid
 from typing import Any, Dict, List, Optional
 
 from helpdesk import redis_keys
@@ -34,6 +35,20 @@ if redis.call('LINDEX', KEYS[1], 0) == ARGV[1] then redis.call('LSET', KEYS[1], 
 return 1
 """
 
+# KEYS: lock.  ARGV: token, seconds
+_EXTEND_LOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
+end
+return 0
+"""
+# KEYS: lock.  ARGV: token
+_RELEASE_LOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+LOCK_SECONDS = 60
+
 
 def encode(message: Dict[str, Any]) -> str:
     return json.dumps(message, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
@@ -49,6 +64,8 @@ class AsyncOutbox:
         self._push = client.register_script(_PUSH)
         self._pop = client.register_script(_POP)
         self._replace = client.register_script(_REPLACE_HEAD)
+        self._extend = client.register_script(_EXTEND_LOCK)
+        self._release = client.register_script(_RELEASE_LOCK)
 
     async def push(self, message: Dict[str, Any]) -> int:
         return await self._push(keys=[outbox_key(message), redis_keys.outbox_due()],
@@ -74,11 +91,19 @@ class AsyncOutbox:
         await self._replace(keys=[key], args=[raw, encode(message)])
         await self.client.zadd(redis_keys.outbox_due(), {key: time.time() + delay_seconds})
 
-    async def lock(self, key: str, seconds: int = 60) -> bool:
-        return bool(await self.client.set(redis_keys.outbox_lock(key), "1", nx=True, ex=seconds))
+    async def lock(self, key: str, seconds: int = LOCK_SECONDS) -> Optional[str]:
+        """A token when this process now delivers the chat, None when another one does."""
+        token = uuid.uuid4().hex
+        taken = await self.client.set(redis_keys.outbox_lock(key), token, nx=True, ex=seconds)
+        return token if taken else None
 
-    async def unlock(self, key: str) -> None:
-        await self.client.delete(redis_keys.outbox_lock(key))
+    async def keep_lock(self, key: str, token: str, seconds: int = LOCK_SECONDS) -> None:
+        """Extend our lock before each message, so a long drain never loses it midway."""
+        await self._extend(keys=[redis_keys.outbox_lock(key)], args=[token, seconds])
+
+    async def unlock(self, key: str, token: str) -> None:
+        """Release only our own lock (it may have expired and been taken by another)."""
+        await self._release(keys=[redis_keys.outbox_lock(key)], args=[token])
 
 
 def push_sync(client: Any, message: Dict[str, Any]) -> int:

@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Optional
 import redis
 from rq import get_current_job
 
-from helpdesk import redis_keys
+from helpdesk import chatwoot_mirror, redis_keys
 from helpdesk.circuit import CircuitOpen
 from helpdesk.errors import ConfigError
 from helpdesk.human_notices import notify_humans
@@ -201,6 +201,10 @@ def _delivered(ctx: Context, record: TicketRecord, ticket: ZohoTicket) -> str:
                "attempts": delivered.attempts},
     )
     correlation_id = record.correlation_id
+    try:  # the Zoho number on the agents' note in Chatwoot
+        chatwoot_mirror.note_ticket(record.conversation_id, record.id, correlation_id)
+    except Exception:
+        logger.exception("ticket note not queued for Chatwoot", extra={"ticket_id": record.id})
     if delivered.announce == ANNOUNCE_WORKER and not delivered.announced_at:
         try:
             enqueue_announcement(ctx.redis, ANNOUNCE_DELIVERED, (record.id,), job_id=announce_job_id(record.id),

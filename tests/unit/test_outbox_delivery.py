@@ -217,12 +217,6 @@ def test_a_message_sent_while_older_ones_wait_is_queued_behind_them(redis_client
     assert fake_waha.texts(WAHA_CHAT) == ["primero", "segundo", "tercero"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "connectors/whatsapp_output.py Delivery._drain_loop waits with "
-    "asyncio.wait_for(self._wake.wait(), 0.5); on Python 3.10 wait_for returns the inner "
-    "result and drops the CancelledError when the event is set in the same loop turn as "
-    "the cancel, so Delivery.stop() (a bare task.cancel()) leaves the drainer running "
-    "forever when a send() queues a message while the server stops"))
 def test_stop_ends_the_drainer_even_when_a_message_was_just_queued(redis_client, redis_url):
     async def scenario():
         client = redis_for(redis_url)
