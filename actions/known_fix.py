@@ -3,8 +3,8 @@ matches the incident strongly ("¿Ya probó…?", with «Se solucionó» / «Abr
 
 Once the description is known, it is searched in the knowledge base (in a worker thread; the
 best passage per description is remembered, as the form asks several times a turn). A best
-passage at or above config/known_fixes.yml `min_relevance` adds a `known_fix` step after the
-description, asked by `action_ask_known_fix`; otherwise the form's slots stay the domain's and
+passage at or above config/known_fixes.yml `min_relevance` and `min_dense` adds a `known_fix`
+step after the description, asked by `action_ask_known_fix`; otherwise the form's slots stay the domain's and
 nothing changes. Urgent incidents are never held up. "Se solucionó" (affirm) ends the form
 without a ticket and counts a deflection in Redis (per UTC month, total and per article);
 "Abrir ticket" (deny) goes on to the confirmation. Without the knowledge index nothing is
@@ -49,6 +49,7 @@ logger = logging.getLogger(__name__)
 class KnownFixSettings:
     enabled: bool
     min_relevance: float
+    min_dense: float
     skip_urgent: bool
 
 
@@ -58,13 +59,13 @@ def load_known_fix_settings(path: Path) -> KnownFixSettings:
     enabled, skip_urgent = data.get("enabled", True), data.get("skip_urgent", True)
     if not isinstance(enabled, bool) or not isinstance(skip_urgent, bool):
         raise ConfigError(f"{where}: 'enabled' and 'skip_urgent' must be true or false")
-    relevance = data.get("min_relevance", 0.7)
-    if isinstance(relevance, bool) or not isinstance(relevance, (int, float)) \
-            or not 0 < relevance <= 1:
-        raise ConfigError(f"{where}: 'min_relevance' must be a number above 0 and at most 1, "
-                          f"got {relevance!r}")
-    return KnownFixSettings(enabled=enabled, min_relevance=float(relevance),
-                            skip_urgent=skip_urgent)
+    thresholds = {}
+    for key, default in (("min_relevance", 0.7), ("min_dense", 0.5)):
+        value = data.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            raise ConfigError(f"{where}: '{key}' must be a number from 0 to 1, got {value!r}")
+        thresholds[key] = float(value)
+    return KnownFixSettings(enabled=enabled, skip_urgent=skip_urgent, **thresholds)
 
 
 @lru_cache(maxsize=None)
@@ -107,10 +108,10 @@ async def best_fix(description: str) -> Optional[Passage]:
     best = await _best_passage(description)
     if best is None:
         return None
-    threshold = known_fix_settings().min_relevance
-    if best.relevance < threshold:
+    settings = known_fix_settings()
+    if best.relevance < settings.min_relevance or best.dense < settings.min_dense:
         logger.debug("known fixes: no strong match", extra={
-            "relevance": round(best.relevance, 3), "threshold": threshold})
+            "relevance": round(best.relevance, 3), "dense": round(best.dense, 3)})
         return None
     return best
 

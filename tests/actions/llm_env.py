@@ -11,9 +11,10 @@ import yaml
 from rasa_sdk import Action, Tracker
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions import known_fix, llm_settings
+from actions import knowledge, known_fix, llm_settings
 from helpdesk import llm
 from helpdesk.llm_config import llm_config
+from knowledge.retrieval import forget_shared_knowledge_bases
 from tests.actions.helpers import PROJECT, Conversation, domain_dict
 from tests.fakes.openai_server import FakeOpenAI
 
@@ -26,12 +27,17 @@ def forget_config_caches() -> None:
     llm_config.cache_clear()
     llm_settings._settings_from.cache_clear()
     known_fix._settings_from.cache_clear()
+    known_fix._best.clear()
+    knowledge._settings_from.cache_clear()
+    forget_shared_knowledge_bases()
 
 
 def config_dir_for(tmp_path: Path, *, timeout: float = 1.0, known_fixes: Optional[Dict[str, Any]] = None,
-                llm_changes: Optional[Dict[str, Dict[str, Any]]] = None) -> Path:
+                llm_changes: Optional[Dict[str, Dict[str, Any]]] = None,
+                knowledge_index: Optional[Path] = None) -> Path:
     """config/ with every LLM use's timeout at `timeout` s (deadline 2x), no retries
-    backoff to speak of, and the given changes to known_fixes.yml and llm.yml sections."""
+    backoff to speak of, the given changes to known_fixes.yml and llm.yml sections, and the
+    knowledge index at `knowledge_index` (the project's build/knowledge when None)."""
     target = tmp_path / "config"
     shutil.copytree(PROJECT / "config", target)
     data = yaml.safe_load((target / "llm.yml").read_text(encoding="utf-8"))
@@ -43,6 +49,11 @@ def config_dir_for(tmp_path: Path, *, timeout: float = 1.0, known_fixes: Optiona
     for section, changes in (llm_changes or {}).items():
         data[section] = {**(data.get(section) or {}), **changes}
     (target / "llm.yml").write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    if knowledge_index is not None:
+        knowledge = yaml.safe_load((target / "knowledge.yml").read_text(encoding="utf-8"))
+        knowledge["index_dir"] = str(knowledge_index)
+        (target / "knowledge.yml").write_text(yaml.safe_dump(knowledge, allow_unicode=True),
+                                              encoding="utf-8")
     fixes = yaml.safe_load((target / "known_fixes.yml").read_text(encoding="utf-8"))
     fixes.update(known_fixes or {})
     (target / "known_fixes.yml").write_text(yaml.safe_dump(fixes), encoding="utf-8")
