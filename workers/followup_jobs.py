@@ -8,7 +8,8 @@
   with the form unfinished: the spec's final message, the form ended (`EXTERNAL_thread_timeout`).
 
 A job whose anchor is not the conversation's any more (the user wrote, or the follow-ups were
-cancelled) does nothing; so does one for a conversation a person has (handoff). Rasa down or
+cancelled) does nothing; so does one for a conversation a person has (handoff) or a user who
+opted out (BAJA): both end the conversation's follow-ups. Rasa down or
 answering 5xx: the job fails and RQ runs it again (`jobs.retry_intervals`); the action knows
 a step it already ran, so a retry after a lost answer does not ask twice. Rasa refusing (4xx:
 bad token, intent missing from the domain) is logged and not retried.
@@ -21,12 +22,14 @@ from rq import get_current_job
 from helpdesk import followups, handoff
 from helpdesk.followups import FollowupOptions
 from helpdesk.logs import mask_phone
+from helpdesk.optout import OptOutRegistry
 from helpdesk.rasa_api import RasaRejected, trigger_intent
 
 logger = logging.getLogger(__name__)
 
 STALE = "stale"
 WITH_PERSON = "with_person"
+OPTED_OUT = "opted_out"
 REJECTED = "rejected"
 
 
@@ -40,7 +43,9 @@ def _trigger(conversation_id: str, intent: str, entities: Dict[str, Any],
     """The intent on the conversation through Rasa's HTTP API; Rasa's answer, or None when
     Rasa refused it for good. RasaUnavailable propagates (RQ retries the job)."""
     try:
-        return trigger_intent(conversation_id, intent, entities,
+        # no waiting retries inside the job: RQ runs it again later (jobs.retry_intervals), and
+        # a worker is never held up by Rasa being down while other queues wait
+        return trigger_intent(conversation_id, intent, entities, retries=0,
                               connect_timeout=options.rasa_connect_timeout,
                               read_timeout=options.rasa_read_timeout)
     except RasaRejected as error:
@@ -56,13 +61,16 @@ def _skip(client: Any, conversation_id: str, anchor: str) -> Optional[str]:
     if handoff.is_marked(client, conversation_id):
         followups.end_chain(client, conversation_id, anchor, thread_closed=True)
         return WITH_PERSON
+    if OptOutRegistry(client).is_opted_out(conversation_id):
+        followups.end_chain(client, conversation_id, anchor, thread_closed=True)
+        return OPTED_OUT
     return None
 
 
 def followup_step(conversation_id: str, anchor: str, step: int) -> str:
     """Ask again (steps 1..max_reasks) or escalate (the step after). Returns what happened:
     "asked" (next step scheduled or none left), "answered" (the form stopped waiting),
-    "escalated", "stale", "with_person", "rejected"."""
+    "escalated", "stale", "with_person", "opted_out", "rejected"."""
     options = followups.followup_options()
     client = followups.redis_client()
     skipped = _skip(client, conversation_id, anchor)

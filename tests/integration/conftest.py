@@ -34,10 +34,18 @@ TEST_CHANNEL_SETTINGS = {
     ("outbound", "retry_delay_ms"): 50,
     ("outbound", "typing"): False,
 }
+# follow-up timings for tests (config/followups.yml): a reminder after 2 s of silence; the
+# close of a silent thread far enough away that it never fires on its own during the session
+TEST_FOLLOWUP_SETTINGS = {
+    ("reask", "delay_seconds"): 2,
+    ("thread", "timeout_seconds"): 3600,
+    ("jobs", "retry_intervals"): [1, 1],
+}
 
 
 def test_config_dir(work: Path) -> Path:
-    """config/ with TEST_CHANNEL_SETTINGS applied to channels.yml."""
+    """config/ with TEST_CHANNEL_SETTINGS applied to channels.yml (and
+    TEST_FOLLOWUP_SETTINGS to followups.yml)."""
     import shutil
 
     import yaml
@@ -49,6 +57,11 @@ def test_config_dir(work: Path) -> Path:
         channels[section][key] = value
     (target / "channels.yml").write_text(yaml.safe_dump(channels, allow_unicode=True),
                                          encoding="utf-8")
+    # follow-ups (issue 4): seconds instead of minutes (tests/integration/test_followups.py)
+    followups = yaml.safe_load((target / "followups.yml").read_text(encoding="utf-8"))
+    for (section, key), value in TEST_FOLLOWUP_SETTINGS.items():
+        followups.setdefault(section, {})[key] = value
+    (target / "followups.yml").write_text(yaml.safe_dump(followups), encoding="utf-8")
     return target
 
 

@@ -27,7 +27,7 @@ from actions.followups import ActionFollowupClose, ActionFollowupEscalate, Actio
 from helpdesk import followups, handoff, redis_keys
 from helpdesk.errors import ConfigError
 from tests.actions.helpers import domain_dict, sdk_tracker
-from tests.conftest import PROJECT
+from tests.conftest import PROJECT, free_port
 from tests.fakes.rasa_http import FakeRasa
 from tests.workers.zoho_support import BackgroundWorker, run_burst, wait_until
 
@@ -372,16 +372,32 @@ def test_a_job_that_reaches_rasa_after_the_user_says_nothing_and_stops(env, rasa
 # --- Rasa failing, a person in charge -----------------------------------------------------------
 def test_rasa_down_the_job_runs_again_and_asks_once(env, rasa, redis_client):
     question_waits(rasa, redis_client, "wamid.A")
-    rasa.fail(503, times=3)  # one run: the first call and the client's two retries
+    rasa.fail(503, times=2)  # two runs of the job fail; RQ runs it again at once (retry_intervals 0, 0)
     sleep_until_due(redis_client, followups.step_job_id(CONVERSATION, "wamid.A", 1))
 
+    started = time.monotonic()
     run_burst(env)
 
-    assert len([c for c in rasa.calls if c["path"].endswith("trigger_intent")]) == 4
+    assert time.monotonic() - started < 20  # no waiting inside the job
+    assert len([c for c in rasa.calls if c["path"].endswith("trigger_intent")]) == 3
     assert rasa.said_to(CONVERSATION) == ["utter_ask_store", "utter_followup_reminder", "utter_ask_store"]
     job = Job.fetch(followups.step_job_id(CONVERSATION, "wamid.A", 1), connection=redis_client)
     assert job.get_status() == "finished" and job.result == "asked"
     assert followups.step_job_id(CONVERSATION, "wamid.A", 2) in scheduled(redis_client)
+
+
+def test_rasa_down_for_good_the_job_ends_in_the_failed_registry(env, redis_client, monkeypatch):
+    from rq.registry import FailedJobRegistry
+
+    monkeypatch.setenv("RASA_PORT", str(free_port()))  # nothing listens there
+    followups.after_turn(redis_client, CONVERSATION, "wamid.A", True)
+    sleep_until_due(redis_client, followups.step_job_id(CONVERSATION, "wamid.A", 1))
+
+    run_burst({**env, "RASA_PORT": os.environ["RASA_PORT"]})
+
+    job_id = followups.step_job_id(CONVERSATION, "wamid.A", 1)
+    assert job_id in FailedJobRegistry(followups.QUEUE, connection=redis_client).get_job_ids()
+    assert "RasaUnavailable" in Job.fetch(job_id, connection=redis_client).exc_info
 
 
 def test_rasa_refusing_the_intent_ends_the_chain_without_retries(env, redis_client, monkeypatch):
@@ -411,6 +427,18 @@ def test_no_follow_up_while_a_person_has_the_conversation(env, rasa, redis_clien
     assert close_thread(CONVERSATION, "wamid.A") == "stale"  # the state went with the first
     assert rasa.triggered() == []
     assert scheduled(redis_client) == {}
+
+
+def test_no_follow_up_to_a_user_who_opted_out(env, rasa, redis_client):
+    from helpdesk.optout import OptOutRegistry
+    from workers.followup_jobs import followup_step
+
+    question_waits(rasa, redis_client, "wamid.A")
+    OptOutRegistry(redis_client).opt_out(CONVERSATION)
+
+    assert followup_step(CONVERSATION, "wamid.A", 1) == "opted_out"
+    assert rasa.triggered() == []
+    assert scheduled(redis_client) == {} and followups.pending(redis_client, CONVERSATION) == {}
 
 
 # --- the close of a silent thread ----------------------------------------------------------------
