@@ -199,3 +199,38 @@ def test_a_silent_thread_is_closed_with_the_final_message(stack, fake_waha, numb
     assert tracker["slots"]["requested_slot"] is None
     assert followups.pending(client, number) == {}
     followups._redis.cache_clear()
+
+
+def test_follow_ups_the_user_overtook_say_nothing_and_the_form_goes_on(stack, fake_waha, number, client,
+                                                                        monkeypatch):
+    """What a job that passed its Redis check just before the user's message reached Rasa
+    does: Rasa runs it after the user's turn (its lock), the actions see the newer message."""
+    from helpdesk.rasa_api import trigger_intent
+
+    report(stack, fake_waha, number)
+    deadline = time.monotonic() + 10
+    while not followups.pending(client, number) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    old_anchor = followups.pending(client, number)["anchor"]
+    say(stack, number, "tienda 42")
+    texts = wait_for_text(fake_waha, number, "¿Qué sistema o equipo está afectado?", timeout=30)
+    monkeypatch.setenv("RASA_PORT", stack.env["RASA_PORT"])
+    monkeypatch.setenv("RASA_AUTH_TOKEN", stack.env["RASA_AUTH_TOKEN"])
+
+    for intent in followups.INTENTS:
+        trigger_intent(number, intent, {followups.ANCHOR: old_anchor, followups.ATTEMPT: "1"}, retries=0)
+
+    time.sleep(1.5)  # anything (wrongly) said would have reached the fake WAHA
+    assert texts_to(fake_waha.requests, f"{number}@c.us") == texts
+    tracker = stack.tracker(number)
+    assert tracker["active_loop"]["name"] == "ticket_form"
+    assert tracker["slots"]["requested_slot"] == "system"
+    actions = [e["name"] for e in tracker["events"] if e["event"] == "action"]
+    assert "action_default_fallback" not in actions
+    assert actions[-1] == "action_listen"
+    assert [a for a in actions if a.startswith("action_followup")] == [
+        "action_followup_reask", "action_followup_escalate", "action_followup_close"]
+
+    # the form still takes the answer to its question
+    say(stack, number, "la impresora fiscal")
+    wait_for_text(fake_waha, number, "Describa brevemente el problema", timeout=30)
