@@ -18,7 +18,6 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
 import yaml
-from rq import Queue
 from rq.job import Job
 from rq.registry import ScheduledJobRegistry
 
