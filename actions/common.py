@@ -26,6 +26,8 @@ TICKET_SLOTS = {
     "confirm_ticket": None,
     "correct_field": None,
     "attachments": [],
+    "error_messages": [],
+    "known_fix": None,
     "correcting": False,
 }
 

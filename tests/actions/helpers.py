@@ -51,6 +51,8 @@ FRESH_TICKET_SLOTS = {
     "confirm_ticket": None,
     "correct_field": None,
     "attachments": [],
+    "error_messages": [],
+    "known_fix": None,
     "correcting": False,
 }
 
@@ -58,6 +60,8 @@ TICKET_SLOTS = (
     "store",
     "store_attempts",
     "attachments",
+    "error_messages",
+    "known_fix",
     "system",
     "description",
     "priority",
