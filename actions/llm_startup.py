@@ -4,13 +4,15 @@ rasa-sdk imports every module of the `actions` package when `rasa run actions` s
 check runs here, at import: a broken config/llm.yml, config/known_fixes.yml or prompt stops
 the action server with a `ConfigError` naming the file and the field (instead of every LLM
 use failing quietly later), and the log says which providers serve which uses, or that the
-bot runs without an LLM.
+bot runs without an LLM. With a chat model, the NLU fallback's training examples are read
+here too, so the first unsure message does not wait for them.
 """
 import logging
 from typing import Dict, List
 
 from actions.known_fix import known_fix_settings
 from actions.llm_settings import dialogue_llm_settings
+from actions.nlu_fallback import TRAINING_DIR, _examples_from
 from helpdesk import llm
 from helpdesk.errors import ConfigError
 from helpdesk.llm_config import llm_config
@@ -39,6 +41,8 @@ def log_llm_configuration() -> Dict[str, List[str]]:
     if found["providers"]:
         logger.info("LLM providers: %s", ", ".join(found["providers"]),
                     extra={kind: labels for kind, labels in found.items() if kind != "providers"})
+        if found["chat"]:
+            _examples_from(TRAINING_DIR)  # the NLU fallback's examples, read now, not in a turn
     else:
         logger.info("no LLM configured (LLM_* unset): screenshots are attached, voice notes "
                     "ask for text, how-to answers quote the article, unsure messages get "
