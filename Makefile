@@ -15,7 +15,7 @@ export PYTHONPATH := $(CURDIR)
 # RQ workers `make run` starts (Zoho allows 5 concurrent calls: keep it at 4 or fewer)
 WORKERS ?= 2
 
-.PHONY: help setup run shell rasa-shell interactive train validate test bench bench-channels bench-nlu bench-retrieval knowledge nlu-sync clean
+.PHONY: help setup run shell rasa-shell interactive train validate test bench bench-channels bench-llm-fallback bench-nlu bench-retrieval knowledge nlu-sync clean
 
 help:
 	@echo "make run       set up, train if needed, start the whole bot (Ctrl-C stops it)"
@@ -27,6 +27,7 @@ help:
 	@echo "make validate  rasa data validate --fail-on-warnings"
 	@echo "make bench     turn latency and throughput against stock rasa init"
 	@echo "make bench-channels  WAHA webhook ack, turn latency, msg/s (zero lost) vs stock rasa init"
+	@echo "make bench-llm-fallback  other conversations' turns and acks while a slow LLM answers fallbacks"
 	@echo "make bench-nlu 5-fold cross-validation of the candidate NLU pipelines"
 	@echo "make knowledge build the knowledge index (build/knowledge/) when articles or its code changed"
 	@echo "make bench-retrieval  knowledge retrieval: recall and MRR on 82 questions, latency on 10,000 chunks"
@@ -93,6 +94,9 @@ bench: setup $(MODEL)
 
 bench-channels: setup $(MODEL)
 	$(PY) bench/bench_channels.py
+
+bench-llm-fallback: setup $(MODEL) $(KNOWLEDGE_INDEX)
+	$(PY) bench/bench_llm_fallback.py
 
 bench-nlu: setup
 	$(PY) bench/bench_nlu.py

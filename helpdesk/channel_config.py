@@ -57,7 +57,7 @@ class ChannelConfig:
 
 
 _TEXT_KEYS = ("unsupported", "media_unavailable", "media_too_large", "rate_limited",
-              "voice_needs_text")
+              "voice_needs_text", "voice_understood")
 
 
 def load_channel_config(path: Path) -> ChannelConfig:
