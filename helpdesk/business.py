@@ -65,6 +65,7 @@ class DialogueSettings:
     max_message_chars: int
     max_body_bytes: int
     recent_tickets: int
+    add_files_within_minutes: float
     state_labels: Dict[str, str]
 
 
@@ -301,6 +302,7 @@ def _load_dialogue(path: Path) -> DialogueSettings:
         max_message_chars=_require(channel, "max_message_chars", int, f"{path}: channel"),
         max_body_bytes=_require(channel, "max_body_bytes", int, f"{path}: channel"),
         recent_tickets=_require(status, "recent_tickets", int, f"{path}: status"),
+        add_files_within_minutes=float(status.get("add_files_within_minutes", 0) or 0),
         state_labels={
             str(k): str(v)
             for k, v in _require(status, "state_labels", dict, f"{path}: status").items()

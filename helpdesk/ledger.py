@@ -272,6 +272,23 @@ class Ledger:
             ).all()
         return [_row_to_record(row) for row in rows]
 
+    def add_attachments(self, ticket_id: str, paths: List[str]) -> List[str]:
+        """Files sent after the ticket was recorded, appended once each; the full list."""
+        with self.engine.begin() as connection:
+            row = connection.execute(
+                select(tickets_table.c.attachments).where(tickets_table.c.id == ticket_id)
+                .with_for_update()
+            ).first()
+            if row is None:
+                raise KeyError(f"no ticket {ticket_id}")
+            current = json.loads(row.attachments or "[]")
+            current += [path for path in paths if path not in current]
+            connection.execute(
+                update(tickets_table).where(tickets_table.c.id == ticket_id)
+                .values(attachments=json.dumps(current), updated_at=time.time())
+            )
+        return current
+
     def _move(self, ticket_id: str, new_state: str, **changes: Any) -> TicketRecord:
         with self.engine.begin() as connection:
             row = connection.execute(

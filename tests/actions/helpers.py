@@ -53,6 +53,7 @@ FRESH_TICKET_SLOTS = {
     "attachments": [],
     "error_messages": [],
     "known_fix": None,
+    "file_added_to_ticket": False,
     "correcting": False,
 }
 
@@ -62,6 +63,7 @@ TICKET_SLOTS = (
     "attachments",
     "error_messages",
     "known_fix",
+    "file_added_to_ticket",
     "system",
     "description",
     "priority",

@@ -209,6 +209,20 @@ def test_an_image_ends_as_a_ticket_attachment(stack, fake_waha, bot_ledger, numb
     with open(attachments[0], "rb") as stored:
         assert stored.read() == fake_waha.files[path][0]
 
+    # another photo right after: it goes to the same ticket, no new form
+    second = f"/api/files/default/{number}-2.jpg"
+    fake_waha.files[second] = (b"\xff\xd8\xff second " + number.encode(), "image/jpeg")
+    before = len(texts_to(fake_waha.requests, f"{number}@c.us"))
+    waha_say(stack, number, "", media={"url": f"{fake_waha.url}{second}", "mimetype": "image/jpeg"})
+    texts = wait_texts(fake_waha, f"{number}@c.us", before + 1)
+    assert texts[before] == f"Recibí su archivo y lo agregué al ticket {reference} que acaba de registrar."
+    settle()
+    assert len(texts_to(fake_waha.requests, f"{number}@c.us")) == before + 1  # no form started
+    record = bot_ledger.find(reference)
+    attachments = json.loads(record.attachments) if isinstance(record.attachments, str) \
+        else record.attachments
+    assert len(attachments) == 2
+
 
 def test_an_image_without_text_starts_a_ticket(stack, fake_waha, number):
     path = f"/api/files/default/{number}-b.png"
