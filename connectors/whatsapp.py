@@ -414,11 +414,15 @@ class WhatsAppInput(InputChannel):
     async def _agent(self) -> Any:
         return getattr(getattr(self.app, "ctx", None), "agent", None)
 
-    async def _already_processed(self, conversation: str, messages: List[InboundMessage]) -> bool:
+    async def _tracker(self, conversation: str) -> Any:
+        """The conversation's tracker from Rasa's tracker store, None before the model loads."""
         agent = await self._agent()
         if agent is None or agent.tracker_store is None:
-            return False
-        tracker = await agent.tracker_store.retrieve(conversation)
+            return None
+        return await agent.tracker_store.retrieve(conversation)
+
+    async def _already_processed(self, conversation: str, messages: List[InboundMessage]) -> bool:
+        tracker = await self._tracker(conversation)
         if tracker is None:
             return False
         ids = {m.message_id for m in messages}
@@ -428,8 +432,6 @@ class WhatsAppInput(InputChannel):
     async def _group_gate(self, message: InboundMessage, text: str) -> bool:
         """In a group, answer an incident, a mention of the bot, or an ongoing exchange."""
         if message.mentions_bot or message.payload or message.opt_word:
-            return True
-        if message.kind in ("media", "location") and await self._engaged(message.conversation_id):
             return True
         if await self._engaged(message.conversation_id):
             return True
@@ -444,10 +446,7 @@ class WhatsAppInput(InputChannel):
                 and (intent.get("confidence") or 0) >= self.config.incident_confidence)
 
     async def _engaged(self, conversation: str) -> bool:
-        agent = await self._agent()
-        if agent is None or agent.tracker_store is None:
-            return False
-        tracker = await agent.tracker_store.retrieve(conversation)
+        tracker = await self._tracker(conversation)
         if tracker is None:
             return False
         if tracker.active_loop_name:
