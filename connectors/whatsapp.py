@@ -25,7 +25,7 @@ from sanic.response import HTTPResponse
 from connectors.inbound_consumer import InboundConsumer
 from connectors.whatsapp_format import payload_for_reply
 from connectors.whatsapp_output import Delivery, Sender, WhatsAppOutput, current_turn
-from helpdesk import inbound, llm, media as media_store, rasa_tuning, redis_keys
+from helpdesk import followups, inbound, llm, media as media_store, rasa_tuning, redis_keys
 from helpdesk.business import catalog
 from helpdesk.channel_config import ChannelConfig, channel_config
 from helpdesk.conversations import Route, digits, save_route
@@ -287,11 +287,10 @@ class WhatsAppInput(InputChannel):
             ))
         finally:
             if self.config.typing:
-                asyncio.create_task(self.shared.delivery.typing(route, False))
+                self._background(self.shared.delivery.typing(route, False))
         # follow-ups (issue 4, helpdesk/followups.py): while a form waits for this user's
         # answer, a reminder and the thread's close are scheduled; otherwise what was pending
         # is cancelled. Never raises.
-        from helpdesk import followups
         await followups.after_user_turn(await self._agent(), conversation, first.correlation_id)
         logger.info("turn done", extra={
             "conversation_id": conversation, "messages": len(messages),
