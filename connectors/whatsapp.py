@@ -221,7 +221,14 @@ class WhatsAppInput(InputChannel):
         task.add_done_callback(self._tasks.discard)
 
     async def _notice(self, message: InboundMessage, text_key: str) -> None:
-        """One of the channel's own notices (config/channels.yml texts) to the sender."""
+        """One of the channel's own notices (config/channels.yml texts) to the sender. In a
+        group only to someone the bot is already talking to, or who mentioned it: the bot
+        does not speak up about a sticker or a voice note in the middle of group chatter."""
+        if message.is_group and not (message.mentions_bot
+                                     or await self._engaged(message.conversation_id)):
+            logger.info("group notice not sent", extra={"notice": text_key,
+                                                        "conversation_id": message.conversation_id})
+            return
         await self._save_route(message)
         token = current_turn.set(message.conversation_id)
         try:

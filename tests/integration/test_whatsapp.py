@@ -368,3 +368,18 @@ def test_the_ingress_serves_the_same_webhooks(stack, fake_waha, fake_meta, numbe
                       params={"hub.mode": "subscribe", "hub.verify_token": META_VERIFY,
                               "hub.challenge": "42"}, timeout=10)
     assert ok.status_code == 200 and ok.text == "42"
+
+
+def test_group_notices_only_to_people_the_bot_talks_to(stack, fake_waha, number):
+    group = "120363" + number
+    # a voice note in the middle of group chatter: no "please write" notice in the group
+    waha_say(stack, number, "", group=group, media=None, hasMedia=True)
+    settle(2)
+    assert texts_to(fake_waha.requests, f"{group}@g.us") == []
+    # once in a conversation with the bot, the same notice is given (with the mention)
+    waha_say(stack, number, "se cayó el POS en la tienda 42, no podemos vender", group=group)
+    before = len(wait_texts(fake_waha, f"{group}@g.us", 1))
+    waha_say(stack, number, "", group=group, media=None, hasMedia=True)
+    texts = wait_texts(fake_waha, f"{group}@g.us", before + 1)
+    assert texts[before] == (f"@{number} No pude descargar el archivo que envió. "
+                             "¿Podría enviarlo nuevamente?")
