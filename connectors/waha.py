@@ -149,7 +149,9 @@ class WahaInput(WhatsAppInput):
             conversation = direct_conversation_id(person or sender)
             phone = digits(person) if person else None
             chat_id, is_group = sender, False
-            alias = await self.shared.redis.get(redis_keys.direct_alias(conversation))
+            # only written with groups.ask_in: direct; otherwise no round trip in the ack
+            alias = (await self.shared.redis.get(redis_keys.direct_alias(conversation))
+                     if self.config.ask_in == "direct" else None)
             if alias:  # this person answers a group report in private (groups.ask_in: direct)
                 conversation = alias.decode() if isinstance(alias, bytes) else alias
                 participant, is_group, chat_id = sender, True, _group_chat(conversation)

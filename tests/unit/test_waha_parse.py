@@ -23,6 +23,7 @@ from tests.unit.whatsapp_support import (  # noqa: F401 - fixtures
     fake_waha,
     fresh,
     run,
+    tiny_config,
     waha_event,
     waha_payload,
     waha_settings,
@@ -32,8 +33,10 @@ HMAC_KEY = "waha-hmac-secret"
 GROUP_DIGITS = "120363419669512474"
 
 
-async def _parse(event: Dict[str, Any], url: str = "http://127.0.0.1:9"):
+async def _parse(event: Dict[str, Any], url: str = "http://127.0.0.1:9", config=None):
     channel = fresh(WahaInput, waha_settings(url))
+    if config is not None:
+        channel.config = config
     try:
         return await channel.parse(event)
     finally:
@@ -334,7 +337,8 @@ def test_direct_reply_to_a_group_report_continues_the_group_conversation(channel
     """groups.ask_in: direct writes an alias; the user's private answer joins the group case."""
     group_conversation = f"g{GROUP_DIGITS}-{USER}"
     redis_client.set(redis_keys.direct_alias(USER), group_conversation)
-    message = only(parse(waha_event(waha_payload(USER, "Sucursal 12"))))
+    event = waha_event(waha_payload(USER, "Sucursal 12"))
+    message = only(run(_parse(event, config=tiny_config(ask_in="direct"))))
     assert message.conversation_id == group_conversation
     assert message.is_group and message.chat_id == GROUP
     assert message.participant == f"{USER}@c.us"
