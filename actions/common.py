@@ -6,10 +6,10 @@ from typing import Any, Dict, List, Optional
 from rasa_sdk import Tracker
 from rasa_sdk.events import SlotSet
 
-from helpdesk.business import Catalog, catalog
-from helpdesk.ledger import Ledger
+from helpdesk.config import Catalog, catalog
+from helpdesk.tickets import Ledger
 from helpdesk.logs import METADATA_KEY, correlation_id_var
-from helpdesk.optout import AsyncOptOutRegistry
+from helpdesk.whatsapp import AsyncOptOutRegistry
 from helpdesk.settings import load_settings
 
 logger = logging.getLogger(__name__)

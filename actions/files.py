@@ -80,8 +80,8 @@ def _add_files(conversation_id: str, media: List[Dict[str, Any]], window_minutes
     paths = [m["path"] for m in media]
     attachments = ledger.add_attachments(record.id, paths)
     if load_zoho() is not None:
-        from helpdesk.zoho_config import zoho_config
-        from helpdesk.zoho_queue import enqueue_addition
+        from helpdesk.config import zoho_config
+        from helpdesk.zoho import enqueue_addition
 
         connection = redis.Redis.from_url(load_settings().redis_url, socket_timeout=5)
         try:

@@ -30,7 +30,7 @@ from actions.common import (
     reset_ticket_slots,
 )
 from helpdesk import handoff
-from helpdesk.chatwoot_config import chatwoot_options
+from helpdesk.config import chatwoot_options
 
 logger = logging.getLogger(__name__)
 

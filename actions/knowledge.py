@@ -33,7 +33,7 @@ from knowledge.answers import GroundedAnswerer, LlmAnswer, default_answerer, quo
 from knowledge.index import KnowledgeIndexError
 from knowledge.lemmas import AnalyzerUnavailable
 from knowledge.retrieval import Passage, shared_knowledge_base
-from knowledge.settings import KnowledgeSettings, load_knowledge_settings
+from helpdesk.config import KnowledgeSettings, load_knowledge_settings
 
 logger = logging.getLogger(__name__)
 

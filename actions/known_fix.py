@@ -36,7 +36,7 @@ from actions.ticket_extras import (
     current_known_fix,
 )
 from helpdesk import redis_keys
-from helpdesk.business import _read_yaml
+from helpdesk.config.business import _read_yaml
 from helpdesk.errors import ConfigError
 from helpdesk.settings import load_settings
 from knowledge.answers import quoted_passage

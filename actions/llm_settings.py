@@ -9,7 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Tuple
 
-from helpdesk.business import _read_yaml
+from helpdesk.config.business import _read_yaml
 from helpdesk.errors import ConfigError
 from helpdesk.settings import load_settings
 

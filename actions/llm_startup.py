@@ -15,8 +15,8 @@ from actions.llm_settings import dialogue_llm_settings
 from actions.nlu_fallback import TRAINING_DIR, _examples_from
 from helpdesk import llm
 from helpdesk.errors import ConfigError
-from helpdesk.llm_config import llm_config
-from helpdesk.llm_providers import KINDS, provider_chain, providers_for
+from helpdesk.config import llm_config
+from helpdesk.llm import KINDS, provider_chain, providers_for
 from helpdesk.settings import load_llm
 
 logger = logging.getLogger(__name__)

@@ -23,8 +23,8 @@ from actions.common import (
 from actions import known_fix
 from actions.ticket_extras import KNOWN_FIX, KNOWN_FIX_SOLVED, current_known_fix
 from actions.vision import screenshot_slot_events
-from helpdesk.business import NO_STORE
-from helpdesk.priority import NORMAL, PRIORITIES, URGENT, decide_priority, priority_label
+from helpdesk.config import NO_STORE
+from helpdesk.tickets import NORMAL, PRIORITIES, URGENT, decide_priority, priority_label
 from helpdesk.text import fold, word_count
 from helpdesk.tickets import cut_text
 

@@ -12,8 +12,8 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions.common import bind_correlation, get_catalog, get_ledger
-from helpdesk.zoho_config import zoho_config
-from helpdesk.zoho_lookup import lookup_status
+from helpdesk.config import zoho_config
+from helpdesk.zoho import lookup_status
 
 logger = logging.getLogger(__name__)
 

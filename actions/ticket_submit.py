@@ -27,13 +27,13 @@ from actions.ticket_extras import (
     current_known_fix,
 )
 from helpdesk.errors import ConfigError
-from helpdesk.ledger import ANNOUNCE_TURN, DELIVERED, Ledger, TicketRecord
-from helpdesk import chatwoot_mirror
-from helpdesk.priority import priority_label
+from helpdesk.tickets import ANNOUNCE_TURN, DELIVERED, Ledger, TicketRecord
+from helpdesk import chatwoot as chatwoot_mirror
+from helpdesk.tickets import priority_label
 from helpdesk.settings import load_settings, load_zoho
 from helpdesk.tickets import build_ticket, ticket_id_for
-from helpdesk.zoho_config import ZohoConfig, zoho_config
-from helpdesk.zoho_queue import enqueue_delivery
+from helpdesk.config import ZohoConfig, zoho_config
+from helpdesk.zoho import enqueue_delivery
 
 logger = logging.getLogger(__name__)
 

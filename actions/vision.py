@@ -24,8 +24,8 @@ from actions.common import get_catalog, message_media
 from actions.llm_settings import dialogue_llm_settings
 from actions.ticket_extras import ERROR_MESSAGES, current_error_messages
 from helpdesk import llm
-from helpdesk.business import Catalog
-from helpdesk.llm_config import llm_config
+from helpdesk.config import Catalog
+from helpdesk.config import llm_config
 from helpdesk.text import word_count
 from helpdesk.tickets import cut_text
 

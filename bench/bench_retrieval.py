@@ -41,7 +41,7 @@ from knowledge.embedder import make_embedder  # noqa: E402
 from knowledge.index import articles_digest, build_index, read_index, write_index  # noqa: E402
 from knowledge.lemmas import analyzer  # noqa: E402
 from knowledge.retrieval import KnowledgeBase  # noqa: E402
-from knowledge.settings import KnowledgeSettings, RetrievalSettings, load_knowledge_settings  # noqa: E402
+from helpdesk.config import KnowledgeSettings, RetrievalSettings, load_knowledge_settings  # noqa: E402
 
 QUESTIONS = PROJECT / "bench/retrieval/questions.yml"
 WORK = PROJECT / "var/bench-retrieval"

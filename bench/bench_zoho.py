@@ -41,12 +41,12 @@ import redis  # noqa: E402
 import yaml  # noqa: E402
 from rq import Worker  # noqa: E402
 
-from helpdesk.business import load_catalog  # noqa: E402
+from helpdesk.config import load_catalog  # noqa: E402
 from helpdesk.launch import free_port, wait_for_port  # noqa: E402
-from helpdesk.ledger import DELIVERED, Ledger  # noqa: E402
+from helpdesk.tickets import DELIVERED, Ledger  # noqa: E402
 from helpdesk.tickets import build_ticket, ticket_id_for  # noqa: E402
-from helpdesk.zoho_config import load_zoho_config  # noqa: E402
-from helpdesk.zoho_queue import enqueue_delivery  # noqa: E402
+from helpdesk.config import load_zoho_config  # noqa: E402
+from helpdesk.zoho import enqueue_delivery  # noqa: E402
 from tests.fakes.zoho import FakeZoho  # noqa: E402
 
 OUTPUT = BENCH / "results" / "zoho.json"

@@ -38,9 +38,9 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 
 from helpdesk import handoff, redis_keys
-from helpdesk.chatwoot_config import ChatwootOptions, chatwoot_options
-from helpdesk.chatwoot_mirror import SOURCE_PREFIX, ChatwootDirectory, redis_client
-from helpdesk.conversations import digits, group_of
+from helpdesk.config import ChatwootOptions, chatwoot_options
+from helpdesk.chatwoot import SOURCE_PREFIX, ChatwootDirectory, redis_client
+from helpdesk.whatsapp import digits, group_of
 from helpdesk.logs import correlation, correlation_id_var, new_correlation_id
 from helpdesk.settings import ChatwootSettings, load_chatwoot
 
@@ -168,7 +168,7 @@ class ChatwootWebhook:
             text = self.options.group_prefix.format(user=user) + text
             mentions = [owner]
         try:
-            from helpdesk.whatsapp_send import NoRoute, send_text
+            from helpdesk.whatsapp import NoRoute, send_text
         except ImportError:
             self.client.delete(seen)
             logger.error("agent reply not relayed: helpdesk.whatsapp_send is missing")

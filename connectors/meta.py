@@ -19,14 +19,14 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
-from connectors.whatsapp import Parsed, WhatsAppInput, signature_matches
-from connectors.whatsapp_output import MetaSender, Sender
+from connectors.whatsapp.channel import Parsed, WhatsAppInput, signature_matches
+from connectors.whatsapp.output import MetaSender, Sender
 from helpdesk import redis_keys
-from helpdesk.conversations import digits, direct_conversation_id
+from helpdesk.whatsapp import digits, direct_conversation_id
 from helpdesk.errors import ConfigError
-from helpdesk.inbound import InboundMessage, Media
+from helpdesk.whatsapp import InboundMessage, Media
 from helpdesk.logs import mask_phone
-from helpdesk.meta import REENGAGEMENT_CODE, MetaClient
+from helpdesk.whatsapp import REENGAGEMENT_CODE, MetaClient
 from helpdesk.settings import MetaSettings, load_meta
 
 logger = logging.getLogger(__name__)

@@ -21,13 +21,13 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
-from helpdesk import rasa_tuning
-from helpdesk.business import catalog
+from connectors import rasa_tuning
+from helpdesk.config import catalog
 from helpdesk.health import check_all
 import os
 
 from helpdesk.logs import METADATA_KEY, apply_logging_file, correlation, new_correlation_id
-from helpdesk.optout import AsyncOptOutRegistry
+from helpdesk.whatsapp import AsyncOptOutRegistry
 from helpdesk.settings import load_settings
 
 logger = logging.getLogger(__name__)

@@ -13,19 +13,19 @@ from typing import Any, Dict, Optional, Text, Tuple
 from rasa.core.channels.channel import InputChannel
 from sanic.request import Request
 
-from connectors.whatsapp import Parsed, WhatsAppInput, mentions_of, signature_matches, strip_mentions
-from connectors.whatsapp_output import Sender, WahaSender
+from connectors.whatsapp.channel import Parsed, WhatsAppInput, mentions_of, signature_matches, strip_mentions
+from connectors.whatsapp.output import Sender, WahaSender
 from helpdesk import redis_keys
-from helpdesk.conversations import (
+from helpdesk.whatsapp import (
     digits,
     direct_conversation_id,
     group_conversation_id,
     is_group_jid,
 )
 from helpdesk.errors import ConfigError
-from helpdesk.inbound import InboundMessage, Media
+from helpdesk.whatsapp import InboundMessage, Media
 from helpdesk.settings import WahaSettings, load_waha
-from helpdesk.waha import WahaClient
+from helpdesk.whatsapp import WahaClient
 
 logger = logging.getLogger(__name__)
 
@@ -212,6 +212,6 @@ class WahaInput(WhatsAppInput):
 
 
 def _group_chat(conversation_id: str) -> str:
-    from helpdesk.conversations import group_of
+    from helpdesk.whatsapp import group_of
 
     return group_of(conversation_id) or conversation_id

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from helpdesk import redis_keys
-from helpdesk.business import _read_yaml
+from helpdesk.config.business import _read_yaml
 from helpdesk.errors import ConfigError
 
 logger = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ import time
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from helpdesk import redis_keys
-from helpdesk.conversations import digits, group_of, is_group_jid
+from helpdesk.whatsapp import digits, group_of, is_group_jid
 
 REASONS = ("asked", "during_ticket", "escalation")
 SUMMARY_FIELDS = ("store", "system", "priority", "person", "description")
@@ -181,8 +181,8 @@ def hand_over(conversation_id: str, *, reason: str, reporter_name: Optional[str]
     "support_chat" (the bot stays on: nobody would hand it back). Otherwise "recorded".
     Raises what Redis or the WhatsApp sender raise.
     """
-    from helpdesk import chatwoot_mirror
-    from helpdesk.chatwoot_config import chatwoot_options
+    from helpdesk import chatwoot as chatwoot_mirror
+    from helpdesk.config import chatwoot_options
     from helpdesk.settings import support_escalation_chat
 
     options = chatwoot_options()
@@ -202,7 +202,7 @@ def hand_over(conversation_id: str, *, reason: str, reporter_name: Optional[str]
     if support_chat:
         text, mentions = escalation_message(texts, support_chat=support_chat, conversation_id=conversation_id,
                                             reporter_phone=reporter_phone, summary=summary_lines(texts, slots))
-        from helpdesk.whatsapp_send import send_text
+        from helpdesk.whatsapp import send_text
 
         send_text(support_chat, text, mentions)
         return SUPPORT_CHAT

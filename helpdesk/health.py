@@ -6,7 +6,7 @@ from typing import Any, Awaitable, Callable, Dict
 import aiohttp
 import redis.asyncio as aioredis
 
-from helpdesk.ledger import Ledger
+from helpdesk.tickets import Ledger
 from helpdesk.settings import Settings
 
 _ledgers: Dict[str, Ledger] = {}

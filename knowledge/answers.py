@@ -22,7 +22,7 @@ from typing import Any, Awaitable, Callable, List, Optional, Sequence
 
 from knowledge.quote import passage_for_chat
 from knowledge.retrieval import Passage
-from knowledge.settings import AnswerSettings
+from helpdesk.config import AnswerSettings
 
 logger = logging.getLogger(__name__)
 

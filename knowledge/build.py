@@ -16,7 +16,7 @@ from knowledge.chunking import ArticleError
 from knowledge.embedder import make_embedder
 from knowledge.index import KnowledgeIndexError, build_index
 from knowledge.lemmas import AnalyzerUnavailable
-from knowledge.settings import load_knowledge_settings
+from helpdesk.config import load_knowledge_settings
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -25,7 +25,7 @@ import numpy as np
 
 from helpdesk.errors import ConfigError
 from knowledge.lemmas import Analyzer, analyzer
-from knowledge.settings import EmbedderSettings, KnowledgeSettings
+from helpdesk.config import EmbedderSettings, KnowledgeSettings
 
 HASHED_VERSION = "hashed-lemma-char/1"
 

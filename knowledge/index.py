@@ -32,7 +32,7 @@ from knowledge.chunking import Chunk, article_files, chunk_articles
 from knowledge.embedder import Embedder, embed_in_batches
 from knowledge.lemmas import Analyzer, analyzer
 from knowledge.lexical import LexicalIndex
-from knowledge.settings import KnowledgeSettings, LexicalSettings
+from helpdesk.config import KnowledgeSettings, LexicalSettings
 
 FORMAT = "helpdesk-knowledge-index/2"
 META = "meta.json"

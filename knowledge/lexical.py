@@ -17,7 +17,7 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
-from knowledge.settings import LexicalSettings
+from helpdesk.config import LexicalSettings
 
 
 @dataclass

@@ -31,7 +31,7 @@ from knowledge.chunking import Chunk
 from knowledge.embedder import Embedder, identities_match, make_embedder
 from knowledge.index import IndexMismatchError, LoadedIndex, read_index
 from knowledge.lemmas import Analyzer, analyzer
-from knowledge.settings import KnowledgeSettings, RetrievalSettings, load_knowledge_settings
+from helpdesk.config import KnowledgeSettings, RetrievalSettings, load_knowledge_settings
 
 logger = logging.getLogger(__name__)
 

@@ -49,7 +49,7 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
 
 @pytest.fixture
 def catalog():
-    from helpdesk.business import load_catalog
+    from helpdesk.config import load_catalog
 
     return load_catalog(PROJECT / "config")
 
@@ -61,7 +61,7 @@ def database_url(tmp_path: Path) -> str:
 
 @pytest.fixture
 def ledger(database_url: str):
-    from helpdesk.ledger import Ledger
+    from helpdesk.tickets import Ledger
 
     return Ledger(database_url)
 

@@ -12,9 +12,9 @@ unknown intent) → no retries, the job is a dead letter.
 """
 import logging
 
-from helpdesk.ledger import DELIVERED
-from helpdesk.optout import OptOutRegistry
-from helpdesk.priority import priority_label
+from helpdesk.tickets import DELIVERED
+from helpdesk.whatsapp import OptOutRegistry
+from helpdesk.tickets import priority_label
 from helpdesk.rasa_api import RasaRejected, trigger_intent
 from workers.zoho_context import Context, context, give_up
 

@@ -35,17 +35,17 @@ from helpdesk.chatwoot import (
     ChatwootRejected,
     ChatwootUnavailable,
 )
-from helpdesk.chatwoot_config import ChatwootOptions, chatwoot_options
-from helpdesk.chatwoot_mirror import (
+from helpdesk.config import ChatwootOptions, chatwoot_options
+from helpdesk.chatwoot import (
     SOURCE_PREFIX,
     ChatwootDirectory,
     redis_client,
     set_status,
     source_id_for,
 )
-from helpdesk.chatwoot_outbox import ChatwootOutbox, PermanentFailure
+from helpdesk.chatwoot import ChatwootOutbox, PermanentFailure
 from helpdesk.circuit import CircuitBreaker
-from helpdesk.conversations import ROUTE_TTL_SECONDS, load_route_sync
+from helpdesk.whatsapp import ROUTE_TTL_SECONDS, load_route_sync
 from helpdesk.settings import load_chatwoot, load_settings
 
 logger = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ BACKEND = "chatwoot"
 
 @lru_cache(maxsize=4)
 def _ledger(database_url: str) -> Any:
-    from helpdesk.ledger import Ledger  # SQLAlchemy: only ticket notes need it
+    from helpdesk.tickets import Ledger  # SQLAlchemy: only ticket notes need it
 
     return Ledger(database_url)
 

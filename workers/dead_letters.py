@@ -19,10 +19,10 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from rq.registry import FailedJobRegistry
 
-from helpdesk.ledger import FAILED, InvalidTransition, Ledger, TicketRecord
+from helpdesk.tickets import FAILED, InvalidTransition, Ledger, TicketRecord
 from helpdesk.settings import load_settings
-from helpdesk.zoho_config import ZohoConfig, zoho_config
-from helpdesk.zoho_queue import (
+from helpdesk.config import ZohoConfig, zoho_config
+from helpdesk.zoho import (
     ADD_TO_TICKET,
     ANNOUNCE_DELIVERED,
     ANNOUNCE_STATUS,

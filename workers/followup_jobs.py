@@ -22,7 +22,7 @@ from rq import get_current_job
 from helpdesk import followups, handoff
 from helpdesk.followups import FollowupOptions
 from helpdesk.logs import mask_phone
-from helpdesk.optout import OptOutRegistry
+from helpdesk.whatsapp import OptOutRegistry
 from helpdesk.rasa_api import RasaRejected, trigger_intent
 
 logger = logging.getLogger(__name__)

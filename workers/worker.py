@@ -15,11 +15,11 @@ from typing import Any, Callable, Dict
 import redis
 from rq import Queue, Worker
 
-from helpdesk import whatsapp_send
-from helpdesk.human_notices import register_human_sender
+from helpdesk import whatsapp as whatsapp_send
+from helpdesk.tickets import register_human_sender
 from helpdesk.logs import configure_logging, correlation
 from helpdesk.settings import load_settings, support_escalation_chat
-from workers import queues
+from helpdesk import queues
 from workers.zoho_context import RunAgain, warm_up
 from workers.zoho_periodic import start_periodic_jobs
 

@@ -23,12 +23,12 @@ from typing import Dict, Optional, Tuple
 import redis
 from rq import get_current_job
 
-from helpdesk.business import Catalog, catalog
+from helpdesk.config import Catalog, catalog
 from helpdesk.circuit import CircuitBreaker
-from helpdesk.ledger import Ledger
+from helpdesk.tickets import Ledger
 from helpdesk.settings import Settings, ZohoSettings, load_settings, load_zoho
 from helpdesk.zoho import ZohoClient
-from helpdesk.zoho_config import ZohoConfig, zoho_config
+from helpdesk.config import ZohoConfig, zoho_config
 
 logger = logging.getLogger(__name__)
 

@@ -27,11 +27,12 @@ from typing import Any, Dict, List, Optional
 import redis
 from rq import get_current_job
 
-from helpdesk import chatwoot_mirror, redis_keys
+from helpdesk import redis_keys
+from helpdesk import chatwoot as chatwoot_mirror
 from helpdesk.circuit import CircuitOpen
 from helpdesk.errors import ConfigError
-from helpdesk.human_notices import notify_humans
-from helpdesk.ledger import (
+from helpdesk.tickets import notify_humans
+from helpdesk.tickets import (
     ANNOUNCE_WORKER,
     DELIVERED,
     FAILURE_CONFIG,
@@ -53,7 +54,7 @@ from helpdesk.zoho import (
     format_field_errors,
     ticket_payload,
 )
-from helpdesk.zoho_queue import (
+from helpdesk.zoho import (
     ANNOUNCE_DELIVERED,
     announce_job_id,
     enqueue_addition,

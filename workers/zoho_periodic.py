@@ -33,8 +33,8 @@ from rq.registry import StartedJobRegistry
 
 from helpdesk import redis_keys
 from helpdesk.circuit import CircuitOpen
-from helpdesk.human_notices import send_pending_notices
-from helpdesk.ledger import FAILURE_CRASHED, PENDING_DELIVERY
+from helpdesk.tickets import send_pending_notices
+from helpdesk.tickets import FAILURE_CRASHED, PENDING_DELIVERY
 from helpdesk.zoho import (
     ZohoAuthError,
     ZohoNotFound,
@@ -42,8 +42,8 @@ from helpdesk.zoho import (
     ZohoRateLimited,
     ZohoTransient,
 )
-from helpdesk.zoho_config import ZohoConfig, zoho_config
-from helpdesk.zoho_queue import (
+from helpdesk.config import ZohoConfig, zoho_config
+from helpdesk.zoho import (
     ANNOUNCE_DELIVERED,
     ANNOUNCE_STATUS,
     LIVE,

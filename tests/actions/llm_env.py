@@ -12,8 +12,8 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions import knowledge, known_fix, llm_settings
-from helpdesk import llm
-from helpdesk.llm_config import llm_config
+from helpdesk.llm import client as llm
+from helpdesk.config import llm_config
 from knowledge.retrieval import forget_shared_knowledge_bases
 from tests.actions.helpers import PROJECT, Conversation, domain_dict
 from tests.fakes.openai_server import FakeOpenAI

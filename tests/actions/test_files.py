@@ -5,7 +5,7 @@ import time
 from sqlalchemy import update
 
 from actions.files import ActionReceiveFile
-from helpdesk.ledger import tickets_table
+from helpdesk.tickets import tickets_table
 from tests.actions.helpers import SENDER, Conversation, run, slot_events
 from tests.actions.test_other_actions import record_ticket
 

@@ -8,8 +8,8 @@ from rq import Queue
 
 from actions.handoff import ActionRequestHuman
 from helpdesk import handoff, redis_keys
-from helpdesk.chatwoot_config import chatwoot_options
-from helpdesk.chatwoot_outbox import ChatwootOutbox
+from helpdesk.config import chatwoot_options
+from helpdesk.chatwoot import ChatwootOutbox
 from actions.common import TICKET_SLOTS as FRESH_TICKET_SLOTS
 from tests.actions.helpers import SENDER, Conversation, responses, run, slot_events
 from tests.conftest import free_port

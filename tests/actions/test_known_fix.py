@@ -10,7 +10,7 @@ from actions.known_fix import ActionAskKnownFix, deflections
 from actions.ticket_submit import ActionSubmitTicket
 from tests.actions.helpers import Conversation, message, rendered, slot_events
 from tests.actions.llm_env import configure, form_turn, run, run_async
-from tests.unit.knowledge_support import articles_index  # noqa: F401 - a session fixture
+from tests.knowledge.support import articles_index  # noqa: F401 - a session fixture
 
 JAM = "se trabó el papel en la impresora fiscal"
 JAM_ARTICLE = "impresora-fiscal-errores-frecuentes.md"

@@ -7,7 +7,7 @@ from rasa.shared.core.events import ActiveLoop
 
 import actions.common
 from actions.ticket_submit import ActionResetTicket, ActionSubmitTicket
-from helpdesk.ledger import PENDING_DELIVERY, Ledger
+from helpdesk.tickets import PENDING_DELIVERY, Ledger
 from helpdesk.tickets import ticket_id_for
 from tests.actions.helpers import (
     FORM,
@@ -286,8 +286,8 @@ import time  # noqa: E402
 
 from rq import Worker  # noqa: E402
 
-from helpdesk.ledger import DELIVERED  # noqa: E402
-from helpdesk.zoho_queue import delivery_job_id, job_status  # noqa: E402
+from helpdesk.tickets import DELIVERED  # noqa: E402
+from helpdesk.zoho import delivery_job_id, job_status  # noqa: E402
 from tests.workers.zoho_support import background_workers, wait_until, world  # noqa: E402,F401
 
 

@@ -9,7 +9,7 @@ import pytest
 from actions import vision
 from actions.ticket_extras import current_error_messages
 from actions.ticket_submit import ActionSubmitTicket
-from helpdesk import media
+from helpdesk.whatsapp import media
 from tests.actions.helpers import Conversation, slot_events
 from tests.actions.llm_env import VISION_MODEL, configure, form_turn, run
 from tests.fakes.openai_server import FakeOpenAI, Reply

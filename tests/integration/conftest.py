@@ -222,7 +222,7 @@ def sender() -> str:
 
 @pytest.fixture
 def bot_ledger(stack: Stack):
-    from helpdesk.ledger import Ledger
+    from helpdesk.tickets import Ledger
 
     return Ledger(stack.database_url)
 

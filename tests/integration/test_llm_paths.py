@@ -268,7 +268,7 @@ def test_a_screenshot_fills_the_ticket_and_stays_attached(llm_stack, fake_llm, f
     post_waha(llm_stack.rasa_url, waha_message(number, "sí"), WAHA_HMAC)
     fake_waha.wait_for(lambda seen: REFERENCE.search(joined(texts_to(seen, chat))), 30)
     reference = REFERENCE.search(joined(texts_to(fake_waha.requests, chat))).group(0)
-    from helpdesk.ledger import Ledger
+    from helpdesk.tickets import Ledger
 
     record = Ledger(llm_stack.database_url).find(reference)
     assert listed(record.error_messages) == SCREENSHOT["error_messages"]
@@ -352,7 +352,7 @@ def test_a_known_fix_that_solves_the_incident_opens_no_ticket(llm_stack, sender,
     texts = llm_stack.texts(sender, "/affirm")  # the «Se solucionó» button
     assert texts == ["Me alegro de que se haya solucionado. No he abierto ningún ticket; si "
                      "vuelve a ocurrir, escríbame por aquí."]
-    from helpdesk.ledger import Ledger
+    from helpdesk.tickets import Ledger
 
     assert Ledger(llm_stack.database_url).recent_for(sender, 5) == []
     counts = redis.Redis.from_url(llm_redis_url).hgetall(

@@ -7,7 +7,7 @@ from rq import Queue
 
 from tests.conftest import PROJECT
 from tests.integration.conftest import json_lines
-from workers import queues
+from helpdesk import queues
 
 
 def test_worker_runs_jobs_with_their_correlation_id(redis_url, redis_client, tmp_path):

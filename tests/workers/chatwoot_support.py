@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from helpdesk import redis_keys
-from helpdesk.conversations import ROUTE_TTL_SECONDS, Route
+from helpdesk.whatsapp import ROUTE_TTL_SECONDS, Route
 from tests.conftest import PROJECT
 
 # retries at once, short timeouts: a burst worker gets through failures in seconds

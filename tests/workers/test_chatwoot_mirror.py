@@ -6,11 +6,11 @@ import time
 import pytest
 from rq import Queue
 
-from helpdesk import chatwoot_mirror
-from helpdesk.chatwoot_outbox import ChatwootOutbox
-from helpdesk.chatwoot_config import chatwoot_options
-from helpdesk.conversations import Route
-from helpdesk.ledger import Ledger
+from helpdesk.chatwoot import mirror as chatwoot_mirror
+from helpdesk.chatwoot import ChatwootOutbox
+from helpdesk.config import chatwoot_options
+from helpdesk.whatsapp import Route
+from helpdesk.tickets import Ledger
 from helpdesk.tickets import build_ticket, ticket_id_for
 from tests.fakes.chatwoot import FakeChatwoot
 from tests.workers.chatwoot_support import config_dir, run_worker, save_route, start_worker, use_env

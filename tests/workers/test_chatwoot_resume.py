@@ -2,8 +2,9 @@
 Rasa HTTP API (tracker events, trigger_intent, auth token) and the fake Chatwoot."""
 import pytest
 
-from helpdesk import chatwoot_mirror, handoff, redis_keys
-from helpdesk.conversations import Route
+from helpdesk import handoff, redis_keys
+from helpdesk.chatwoot import mirror as chatwoot_mirror
+from helpdesk.whatsapp import Route
 from tests.fakes.chatwoot import FakeChatwoot
 from tests.fakes.rasa_http import FakeRasa
 from tests.workers.chatwoot_support import config_dir, run_worker, save_route, use_env

@@ -8,8 +8,9 @@ import pytest
 
 import actions.common
 from actions.handoff import ActionRequestHuman
-from helpdesk import chatwoot_mirror, handoff, redis_keys
-from helpdesk.conversations import Route
+from helpdesk import handoff, redis_keys
+from helpdesk.chatwoot import mirror as chatwoot_mirror
+from helpdesk.whatsapp import Route
 from tests.actions.helpers import Conversation, run
 from tests.conftest import PROJECT
 from tests.fakes.chatwoot import FakeChatwoot

@@ -5,9 +5,9 @@ import sys
 
 from rq.registry import FailedJobRegistry
 
-from helpdesk.ledger import DELIVERED, FAILED
-from helpdesk.zoho_config import zoho_config
-from helpdesk.zoho_queue import DEFAULT_QUEUE, ZOHO_QUEUE, delivery_job_id, enqueue_addition
+from helpdesk.tickets import DELIVERED, FAILED
+from helpdesk.config import zoho_config
+from helpdesk.zoho import DEFAULT_QUEUE, ZOHO_QUEUE, delivery_job_id, enqueue_addition
 from tests.conftest import PROJECT
 from tests.workers.zoho_support import run_burst, world  # noqa: F401
 

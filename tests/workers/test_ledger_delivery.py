@@ -3,7 +3,7 @@ attempts, dead letters, statuses, notices, and columns added to an older databas
 import sqlite3
 import time
 
-from helpdesk.ledger import ANNOUNCE_TURN, ANNOUNCE_WORKER, DELIVERED, FAILED, Ledger
+from helpdesk.tickets import ANNOUNCE_TURN, ANNOUNCE_WORKER, DELIVERED, FAILED, Ledger
 from helpdesk.tickets import Ticket, reference_for, ticket_id_for
 
 

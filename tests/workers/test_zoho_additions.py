@@ -2,9 +2,9 @@
 the delivery, a later comment ("también falla la caja 3"), another photo; never a new ticket."""
 from pathlib import Path
 
-from helpdesk.ledger import DELIVERED
-from helpdesk.zoho_config import zoho_config
-from helpdesk.zoho_queue import enqueue_addition
+from helpdesk.tickets import DELIVERED
+from helpdesk.config import zoho_config
+from helpdesk.zoho import enqueue_addition
 from tests.workers.zoho_support import background_workers, run_burst, wait_until, world  # noqa: F401
 
 

@@ -3,8 +3,8 @@ import time
 
 from rq.registry import FailedJobRegistry
 
-from helpdesk.ledger import DELIVERED, FAILED, PENDING_DELIVERY
-from helpdesk.zoho_queue import ZOHO_QUEUE, delivery_job_id
+from helpdesk.tickets import DELIVERED, FAILED, PENDING_DELIVERY
+from helpdesk.zoho import ZOHO_QUEUE, delivery_job_id
 from tests.fakes.zoho import ORG_ID, REF_FIELD
 from tests.workers.zoho_support import (  # noqa: F401 - fixtures
     DEPARTMENT_IDS,

@@ -7,8 +7,8 @@ from rq import Queue
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
-from helpdesk.ledger import DELIVERED, FAILED
-from helpdesk.zoho_queue import ZOHO_QUEUE, delivery_job_id, job_status
+from helpdesk.tickets import DELIVERED, FAILED
+from helpdesk.zoho import ZOHO_QUEUE, delivery_job_id, job_status
 from tests.workers.zoho_support import background_workers, run_burst, wait_until, world  # noqa: F401
 
 RECONCILE = "workers.zoho_periodic.reconcile_deliveries"

@@ -2,8 +2,8 @@
 through Rasa's trigger_intent; closed tickets are not polled any more."""
 from rq import Queue
 
-from helpdesk.ledger import DELIVERED
-from helpdesk.zoho_queue import ZOHO_QUEUE
+from helpdesk.tickets import DELIVERED
+from helpdesk.zoho import ZOHO_QUEUE
 from tests.workers.zoho_support import background_workers, run_burst, wait_until, world  # noqa: F401
 
 POLL = "workers.zoho_periodic.poll_ticket_statuses"

@@ -19,7 +19,7 @@ import pytest
 import redis
 import yaml
 
-from helpdesk.ledger import Ledger, TicketRecord
+from helpdesk.tickets import Ledger, TicketRecord
 from helpdesk.tickets import build_ticket, ticket_id_for
 from tests.conftest import PROJECT
 from tests.fakes.rasa_trigger import FakeRasa
@@ -67,8 +67,8 @@ def write_config(target: Path, overrides: Optional[Dict[str, Dict[str, Any]]] = 
 
 def clear_process_caches() -> None:
     """The catalog and the Zoho config are cached per process; tests change them."""
-    from helpdesk.business import catalog
-    from helpdesk.zoho_config import zoho_config
+    from helpdesk.config import catalog
+    from helpdesk.config import zoho_config
     from workers import zoho_context
 
     catalog.cache_clear()
@@ -98,7 +98,7 @@ class ZohoWorld:
                reporter_name: Optional[str] = "Ana Pérez", announce_by_worker: bool = True) -> TicketRecord:
         """A ticket recorded as the submit action records it; by default the turn has already
         handed the announcement to a worker (it said "Zoho no está disponible…")."""
-        from helpdesk.business import load_catalog
+        from helpdesk.config import load_catalog
 
         catalog = load_catalog(self.config_dir)
         started = started if started is not None else time.time()
@@ -125,8 +125,8 @@ class ZohoWorld:
         return self.ledger.get(record.id)
 
     def enqueue(self, record: TicketRecord):
-        from helpdesk.zoho_config import zoho_config
-        from helpdesk.zoho_queue import enqueue_delivery
+        from helpdesk.config import zoho_config
+        from helpdesk.zoho import enqueue_delivery
 
         return enqueue_delivery(self.redis, record.id, zoho_config(), record.correlation_id)
 

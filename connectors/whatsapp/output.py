@@ -1,0 +1,433 @@
+"""Outbound WhatsApp: Rasa's responses turned into gateway calls, delivered in order.
+
+`WhatsAppOutput` is the Rasa output channel of both connectors (named like its input
+channel, so `channel: waha` / `channel: whatsapp` response variations work, and workers can
+reach users with `trigger_intent`). It renders each response into outbound messages (text
+split under 4096 characters, buttons as Meta reply buttons / lists or numbered text, images,
+documents, mentions in groups) and hands them to the `Delivery`.
+
+`Delivery` sends a message at once when its chat has nothing waiting, with a couple of quick
+retries; a transient failure puts it in the chat's outbox (helpdesk/outbox.py) behind which
+every later message for that chat waits, and the drainer retries the head with growing
+waits until it is delivered. Permanent errors are logged with their code and counted, never
+retried. Meta's 131047 on a proactive message sends the configured template instead.
+"""
+import asyncio
+import contextvars
+import json
+import logging
+import time
+from typing import Any, Dict, List, Optional, Protocol, Text
+
+from rasa.core.channels.channel import OutputChannel
+
+from connectors.whatsapp.format import (
+    INTERACTIVE_BODY_LIMIT,
+    TEXT_LIMIT,
+    meta_interactive,
+    numbered_options,
+    split_text,
+)
+from helpdesk import redis_keys
+from helpdesk import chatwoot as chatwoot_mirror
+from helpdesk import whatsapp as outbox
+from helpdesk.config import ChannelConfig
+from helpdesk.whatsapp import Route, digits, load_route
+from helpdesk.whatsapp import GatewayError
+from helpdesk.logs import mask_phone
+from helpdesk.whatsapp import MetaClient
+from helpdesk.whatsapp import AsyncOptOutRegistry
+from helpdesk.whatsapp import WahaClient
+
+logger = logging.getLogger(__name__)
+
+# the conversation whose user turn is running in this task: replies to it are answers, any
+# other message is proactive (opt-outs withhold it; Meta may need a template for it)
+current_turn: contextvars.ContextVar[Optional[str]] = contextvars.ContextVar(
+    "current_turn", default=None
+)
+BUTTONS_TTL_SECONDS = 24 * 3600
+SENT_TTL_SECONDS = 24 * 3600
+
+
+class Sender(Protocol):
+    async def send(self, message: Dict[str, Any]) -> Optional[str]: ...
+
+    async def typing(self, route: Route, on: bool, message_id: Optional[str]) -> None: ...
+
+
+class WahaSender:
+    def __init__(self, client: WahaClient) -> None:
+        self.client = client
+
+    async def send(self, message: Dict[str, Any]) -> Optional[str]:
+        chat, kind = message["chat_id"], message["kind"]
+        if kind == "text":
+            return await self.client.send_text(chat, message["text"], message.get("mentions"))
+        if kind == "buttons":
+            text = numbered_options(message["text"], message["buttons"])
+            return await self.client.send_text(chat, text, message.get("mentions"))
+        if kind in ("image", "file"):
+            return await self.client.send_file(
+                chat, message["url"], caption=message.get("text") or "", image=kind == "image",
+                filename=message.get("filename"),
+            )
+        raise GatewayError(f"WAHA cannot send a {kind!r} message", code="unsupported")
+
+    async def typing(self, route: Route, on: bool, message_id: Optional[str]) -> None:
+        if on and message_id:
+            await self.client.send_seen(route.chat_id, message_id, route.participant)
+        await self.client.typing(route.chat_id, on)
+
+
+class MetaSender:
+    def __init__(self, client: MetaClient) -> None:
+        self.client = client
+
+    async def send(self, message: Dict[str, Any]) -> Optional[str]:
+        to, kind = message["chat_id"], message["kind"]
+        if kind == "text":
+            return await self.client.send_text(to, message["text"])
+        if kind == "buttons":
+            interactive = meta_interactive(message["text"], message["buttons"])
+            if interactive is None:
+                return await self.client.send_text(
+                    to, numbered_options(message["text"], message["buttons"])
+                )
+            return await self.client.send(to, {"type": "interactive", "interactive": interactive})
+        if kind in ("image", "file"):
+            media_type = "image" if kind == "image" else "document"
+            body: Dict[str, Any] = {"link": message["url"]}
+            if message.get("text"):
+                body["caption"] = message["text"][:1024]
+            if media_type == "document" and message.get("filename"):
+                body["filename"] = message["filename"]
+            return await self.client.send(to, {"type": media_type, media_type: body})
+        if kind == "template":
+            return await self.client.send_template(to, message["name"], message["language"])
+        if kind == "custom":
+            return await self.client.send(to, message["payload"])
+        raise GatewayError(f"Meta cannot send a {kind!r} message", code="unsupported")
+
+    async def typing(self, route: Route, on: bool, message_id: Optional[str]) -> None:
+        # Meta shows "typing…" until the reply (or 25 s); nothing to switch off
+        if on and message_id:
+            await self.client.mark_read(message_id, typing=True)
+
+
+class Delivery:
+    """Sends messages through the right gateway, in order per chat, never dropping one."""
+
+    def __init__(self, client: Any, config: ChannelConfig) -> None:
+        self.client = client  # async Redis
+        self.config = config
+        self.senders: Dict[str, Sender] = {}
+        self.outbox = outbox.AsyncOutbox(client)
+        self.optout = AsyncOptOutRegistry(client)
+        self.templates: Dict[str, Dict[str, str]] = {}
+        self._wake = asyncio.Event()
+        self._task: Optional[asyncio.Task] = None
+        self._stopping = False
+
+    def register(self, channel: str, sender: Sender) -> None:
+        self.senders[channel] = sender
+
+    async def count(self, field: str, amount: int = 1) -> None:
+        try:
+            await self.client.hincrby(redis_keys.counters(), field, amount)
+        except Exception:
+            logger.debug("counter not written", extra={"counter": field})
+
+    # sending -------------------------------------------------------------------------
+    async def send(self, message: Dict[str, Any]) -> None:
+        """Deliver now, or queue behind what is already waiting for this chat."""
+        if await self._withheld(message):
+            return
+        if await self.outbox.pending(message["channel"], message["chat_id"]):
+            await self.outbox.push(message)
+            self._wake.set()
+            return
+        for attempt in range(self.config.send_attempts):
+            try:
+                await self._send_once(message)
+                return
+            except GatewayError as error:
+                if not error.transient:
+                    await self._give_up(message, error)
+                    return
+                if attempt + 1 < self.config.send_attempts:
+                    await asyncio.sleep(self.config.send_retry_delay_ms / 1000 * (attempt + 1))
+                else:
+                    logger.warning("gateway failing; message queued in the outbox", extra={
+                        "channel": message["channel"], "status": error.status,
+                        "code": error.code, "error": str(error)[:200],
+                    })
+        message = dict(message, attempt=1)
+        await self.outbox.push(message)
+        await self.count("outbox_queued")
+        self._wake.set()
+
+    async def _withheld(self, message: Dict[str, Any]) -> bool:
+        conversation = message.get("conversation_id")
+        if not message.get("proactive") or not conversation:
+            return False
+        try:
+            opted_out = await self.optout.is_opted_out(conversation)
+        except Exception:
+            logger.exception("opt-out check failed; sending anyway")
+            return False
+        if opted_out:
+            logger.info("user opted out; proactive message withheld")
+            await self.count("withheld_opted_out")
+        return opted_out
+
+    async def _send_once(self, message: Dict[str, Any]) -> None:
+        sender = self.senders.get(message["channel"])
+        if sender is None:
+            raise GatewayError(f"channel {message['channel']!r} is not configured",
+                               code="not_configured", transient=True)
+        sent_id = await sender.send(message)
+        await self.count(f"sent_{message['channel']}")
+        if sent_id and message.get("proactive"):
+            # Meta reports a closed 24-hour window late, in a `failed` status webhook
+            await self.client.set(redis_keys.sent_message(message["channel"], sent_id),
+                                  json.dumps(message, ensure_ascii=False), ex=SENT_TTL_SECONDS)
+
+    async def _give_up(self, message: Dict[str, Any], error: GatewayError) -> None:
+        if error.reengagement:
+            await self.reengage(message)
+            return
+        logger.error("message not delivered (permanent error)", extra={
+            "channel": message["channel"], "chat": mask_phone(message["chat_id"]),
+            "status": error.status, "code": error.code, "error": str(error)[:300],
+        })
+        await self.count(f"failed_{message['channel']}_{error.code or error.status}")
+
+    async def reengage(self, message: Dict[str, Any]) -> None:
+        """Meta 131047: outside the 24-hour window only a template may be sent."""
+        template = self.config.reengagement_template
+        await self.count("reengagement_needed")
+        if message.get("kind") == "template" or not template or not message.get("proactive"):
+            logger.error("message refused: the user's 24-hour window is closed", extra={
+                "chat": mask_phone(message["chat_id"]), "kind": message.get("kind"),
+            })
+            return
+        logger.info("24-hour window closed; sending the re-engagement template")
+        await self.send(dict(message, kind="template", name=template["name"],
+                             language=template.get("language", "es"), text=None,
+                             attempt=0))
+
+    # the drainer ---------------------------------------------------------------------
+    def start(self) -> None:
+        if self._task is None or self._task.done():
+            self._stopping = False
+            self._task = asyncio.create_task(self._drain_loop(), name="outbox-drainer")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _drain_loop(self) -> None:
+        # a flag as well as the cancel: on Python 3.10 wait_for() can swallow a cancel that
+        # arrives in the same loop turn as the wake-up
+        while not self._stopping:
+            try:
+                keys = await self.outbox.due()
+                for key in keys:
+                    await self.drain(key)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("outbox drain failed; retrying")
+            waiter = asyncio.ensure_future(self._wake.wait())
+            try:
+                await asyncio.wait({waiter}, timeout=0.5)
+            finally:
+                waiter.cancel()
+            self._wake.clear()
+
+    async def drain(self, key: str) -> None:
+        """Deliver one chat's waiting messages, oldest first, until one fails."""
+        token = await self.outbox.lock(key)
+        if not token:
+            return  # another process is on it
+        try:
+            while True:
+                await self.outbox.keep_lock(key, token)
+                raw = await self.outbox.head(key)
+                if raw is None:
+                    await self.outbox.delivered(key, "")  # unschedule the empty list
+                    return
+                try:
+                    message = json.loads(raw)
+                except ValueError:
+                    logger.error("unreadable outbox entry dropped", extra={"outbox": key})
+                    await self.outbox.delivered(key, raw)
+                    continue
+                if await self._withheld(message):
+                    await self.outbox.delivered(key, raw)
+                    continue
+                try:
+                    await self._send_once(message)
+                except GatewayError as error:
+                    if error.transient:
+                        attempt = int(message.get("attempt", 0))
+                        waits = self.config.outbox_backoff_seconds
+                        # the first wait follows the first failure, wherever it happened
+                        delay = waits[min(max(attempt - 1, 0), len(waits) - 1)]
+                        await self.outbox.retry_later(key, raw, dict(message, attempt=attempt + 1),
+                                                      delay)
+                        logger.info("outbox delivery failed; retrying later", extra={
+                            "channel": message["channel"], "attempt": attempt + 1,
+                            "retry_in_s": delay, "code": error.code, "status": error.status,
+                        })
+                        return
+                    await self._give_up(message, error)
+                await self.outbox.delivered(key, raw)
+                await self.count("outbox_delivered")
+        finally:
+            await self.outbox.unlock(key, token)
+
+    # typing --------------------------------------------------------------------------
+    async def typing(self, route: Route, on: bool, message_id: Optional[str] = None) -> None:
+        sender = self.senders.get(route.channel)
+        if sender is None:
+            return
+        try:
+            await sender.typing(route, on, message_id)
+        except Exception as error:  # a cosmetic call: never let it break a turn
+            logger.debug("typing/read receipt failed", extra={"error": str(error)[:200]})
+
+
+class Mirror:
+    """Copies of the conversation for Chatwoot (helpdesk/chatwoot_mirror.py), in order: each
+    call is awaited before the next message. Never breaks a turn."""
+
+    def __init__(self) -> None:
+        self.enabled = chatwoot_mirror.enabled()
+
+    async def __call__(self, conversation_id: str, direction: str, text: Optional[str],
+                       attachments: Optional[List[Dict[str, Any]]] = None,
+                       correlation_id: Optional[str] = None) -> None:
+        if not self.enabled:
+            return
+        try:
+            await chatwoot_mirror.mirror_message_async(conversation_id, direction, text,
+                                                       attachments, correlation_id)
+        except Exception:
+            logger.exception("message not mirrored to Chatwoot",
+                             extra={"conversation_id": conversation_id, "direction": direction})
+
+
+class WhatsAppOutput(OutputChannel):
+    """Rasa's output channel for one WhatsApp connector (named like its input channel)."""
+
+    def __init__(self, channel_name: str, delivery: Delivery, redis_client: Any,
+                 ask_in_direct: bool = False, mirror: Optional[Mirror] = None) -> None:
+        self.mirror = mirror or Mirror()
+        self.channel_name = channel_name
+        self.delivery = delivery
+        self.redis = redis_client
+        self.ask_in_direct = ask_in_direct
+
+    def name(self) -> Text:  # type: ignore[override]
+        return self.channel_name
+
+    async def _route(self, recipient_id: str) -> Optional[Route]:
+        route = await load_route(self.redis, recipient_id)
+        if route is None:
+            logger.error("no route for the conversation; message not sent",
+                         extra={"conversation_id": recipient_id})
+            await self.delivery.count("no_route")
+        return route
+
+    async def _base(self, recipient_id: str, kind: str, **fields: Any) -> Optional[Dict[str, Any]]:
+        route = await self._route(recipient_id)
+        if route is None:
+            return None
+        chat_id, mentions, text = route.chat_id, [], fields.get("text")
+        if route.is_group and route.participant:
+            if self.ask_in_direct:
+                chat_id = route.participant
+                await self.redis.set(redis_keys.direct_alias(digits(route.participant)),
+                                     recipient_id, ex=24 * 3600)
+            elif text:
+                # in a group, every reply names the person it is for
+                mentions = [route.participant]
+                fields["text"] = f"@{digits(route.participant)} {text}"
+        if route.channel == "whatsapp" and chat_id.endswith("@c.us"):
+            chat_id = digits(chat_id)
+        return {
+            "channel": route.channel, "chat_id": chat_id, "conversation_id": recipient_id,
+            "kind": kind, "mentions": mentions, "attempt": 0, "queued_at": time.time(),
+            "proactive": current_turn.get() != recipient_id, **fields,
+        }
+
+    async def _room(self, recipient_id: str, limit: int) -> int:
+        """Characters a part may have once the group mention is put in front of it."""
+        route = await load_route(self.redis, recipient_id)
+        if route and route.is_group and route.participant and not self.ask_in_direct:
+            return limit - len(f"@{digits(route.participant)} ")
+        return limit
+
+    async def send_text_message(self, recipient_id: Text, text: Text, **kwargs: Any) -> None:
+        await self.redis.delete(redis_keys.offered_buttons(recipient_id))
+        await self.mirror(recipient_id, "outgoing", text)
+        for part in split_text(text, await self._room(recipient_id, TEXT_LIMIT)):
+            message = await self._base(recipient_id, "text", text=part)
+            if message:
+                await self.delivery.send(message)
+
+    async def send_text_with_buttons(self, recipient_id: Text, text: Text,
+                                     buttons: List[Dict[Text, Any]], **kwargs: Any) -> None:
+        await self.mirror(recipient_id, "outgoing", numbered_options(text, buttons))
+        parts = split_text(text, await self._room(recipient_id, INTERACTIVE_BODY_LIMIT)) or [""]
+        for part in parts[:-1]:
+            message = await self._base(recipient_id, "text", text=part)
+            if message:
+                await self.delivery.send(message)
+        message = await self._base(recipient_id, "buttons", text=parts[-1], buttons=buttons)
+        if message:
+            await self.redis.set(redis_keys.offered_buttons(recipient_id),
+                                 json.dumps(buttons, ensure_ascii=False), ex=BUTTONS_TTL_SECONDS)
+            await self.delivery.send(message)
+
+    async def send_quick_replies(self, recipient_id: Text, text: Text,
+                                 quick_replies: List[Dict[Text, Any]], **kwargs: Any) -> None:
+        await self.send_text_with_buttons(recipient_id, text, quick_replies, **kwargs)
+
+    async def send_image_url(self, recipient_id: Text, image: Text, **kwargs: Any) -> None:
+        await self.mirror(recipient_id, "outgoing", image)
+        message = await self._base(recipient_id, "image", url=image, text=None)
+        if message:
+            await self.delivery.send(message)
+
+    async def send_attachment(self, recipient_id: Text, attachment: Any, **kwargs: Any) -> None:
+        if isinstance(attachment, dict):
+            url, filename = attachment.get("url") or attachment.get("link"), attachment.get("filename")
+        else:
+            url, filename = str(attachment), None
+        if not url:
+            logger.error("attachment without a URL not sent")
+            return
+        message = await self._base(recipient_id, "file", url=url, filename=filename, text=None)
+        if message:
+            await self.delivery.send(message)
+
+    async def send_custom_json(self, recipient_id: Text, json_message: Dict[Text, Any],
+                               **kwargs: Any) -> None:
+        if self.channel_name == "whatsapp" and json_message.get("type"):
+            message = await self._base(recipient_id, "custom", payload=json_message)
+            if message:
+                await self.delivery.send(message)
+            return
+        logger.info("custom message has no WhatsApp form here; skipped",
+                    extra={"channel": self.channel_name})
+
+    async def send_elements(self, recipient_id: Text, elements: Any, **kwargs: Any) -> None:
+        lines = [str(e.get("title", "")) for e in elements or [] if isinstance(e, dict)]
+        if lines:
+            await self.send_text_message(recipient_id, "\n".join(lines))

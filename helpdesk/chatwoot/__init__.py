@@ -1,0 +1,46 @@
+"""TODO docstring for helpdesk.chatwoot."""
+from helpdesk.chatwoot.client import (  # noqa: F401
+    ChatwootAuthError,
+    ChatwootClient,
+    ChatwootNotFound,
+    ChatwootRejected,
+    ChatwootUnavailable,
+    MESSAGE_TYPES,
+    e164,
+)
+from helpdesk.chatwoot.mirror import (  # noqa: F401
+    ChatwootDirectory,
+    SOURCE_PREFIX,
+    enabled,
+    mirror_message_async,
+    note_ticket,
+    open_handoff,
+    redis_client,
+    set_status,
+    source_id_for,
+)
+from helpdesk.chatwoot.outbox import (  # noqa: F401
+    ChatwootOutbox,
+    PermanentFailure,
+)
+
+__all__ = [
+    "ChatwootAuthError",
+    "ChatwootClient",
+    "ChatwootDirectory",
+    "ChatwootNotFound",
+    "ChatwootOutbox",
+    "ChatwootRejected",
+    "ChatwootUnavailable",
+    "MESSAGE_TYPES",
+    "PermanentFailure",
+    "SOURCE_PREFIX",
+    "e164",
+    "enabled",
+    "mirror_message_async",
+    "note_ticket",
+    "open_handoff",
+    "redis_client",
+    "set_status",
+    "source_id_for",
+]

@@ -1,0 +1,133 @@
+"""The WhatsApp channels' settings from `config/channels.yml`, checked on load."""
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple
+
+from helpdesk.config.business import _read_yaml, _require
+from helpdesk.errors import ConfigError
+from helpdesk.text import fold
+
+
+@dataclass(frozen=True)
+class ChannelConfig:
+    max_body_bytes: int
+    dedupe_ttl_seconds: int
+    max_concurrent_turns: int
+    reclaim_idle_seconds: float
+    max_message_chars: int
+    debounce_ms: int
+    debounce_max_chars: int
+    rate_messages: int
+    rate_window_seconds: int
+    rate_cooldown_seconds: int
+    optout_words: Tuple[str, ...]
+    optin_words: Tuple[str, ...]
+    media_max_bytes: int
+    media_allowed_types: Tuple[str, ...]
+    media_timeout_seconds: float
+    incident_confidence: float
+    incident_intents: Tuple[str, ...]
+    engaged_minutes: float
+    ask_in: str
+    send_attempts: int
+    send_retry_delay_ms: int
+    send_timeout_seconds: float
+    outbox_backoff_seconds: Tuple[float, ...]
+    read_receipts: bool
+    typing: bool
+    reengagement_template: Optional[Dict[str, str]]
+    texts: Dict[str, str]
+
+    def media_allowed(self, mime_type: Optional[str]) -> bool:
+        mime = (mime_type or "").lower()
+        return any(mime.startswith(prefix) for prefix in self.media_allowed_types)
+
+    def opt_word(self, text: str) -> Optional[str]:
+        """"out" / "in" when the whole message is an opt-out / opt-in word, else None."""
+        folded = fold(text)
+        if folded in self.optout_words:
+            return "out"
+        if folded in self.optin_words:
+            return "in"
+        return None
+
+    def text(self, key: str) -> str:
+        return self.texts[key]
+
+
+_TEXT_KEYS = ("unsupported", "media_unavailable", "media_too_large", "rate_limited",
+              "voice_needs_text", "voice_understood")
+
+
+def load_channel_config(path: Path) -> ChannelConfig:
+    data = _read_yaml(path)
+    where = path.name
+    section = {}
+    for name in ("webhook", "inbound", "rate_limit", "optout", "media", "groups", "outbound",
+                 "texts"):
+        section[name] = _require(data, name, dict, where)
+    texts = section["texts"]
+    for key in _TEXT_KEYS:
+        if not isinstance(texts.get(key), str) or not texts[key].strip():
+            raise ConfigError(f"{where}: texts.{key} must be a non-empty text")
+    groups = section["groups"]
+    ask_in = _require(groups, "ask_in", str, f"{where} groups")
+    if ask_in not in ("group", "direct"):
+        raise ConfigError(f"{where}: groups.ask_in must be 'group' or 'direct', not {ask_in!r}")
+    backoff = _require(section["outbound"], "outbox_backoff_seconds", list, f"{where} outbound")
+    if not backoff or not all(isinstance(x, (int, float)) and x > 0 for x in backoff):
+        raise ConfigError(f"{where}: outbound.outbox_backoff_seconds must be positive numbers")
+    template = (data.get("meta") or {}).get("reengagement_template")
+    if template is not None and not (isinstance(template, dict) and template.get("name")):
+        raise ConfigError(f"{where}: meta.reengagement_template needs a name")
+
+    def number(part: str, key: str, kind: Any = int) -> Any:
+        if key not in section[part]:
+            raise ConfigError(f"{where}: {part}.{key} is missing")
+        value = section[part][key]
+        # YAML's yes/no are booleans, and booleans are ints in Python: refuse them here
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: {part}.{key} must be a number, not {value!r}")
+        if value < 0:
+            raise ConfigError(f"{where}: {part}.{key} must not be negative")
+        return kind(value)
+
+    return ChannelConfig(
+        max_body_bytes=number("webhook", "max_body_bytes"),
+        dedupe_ttl_seconds=number("webhook", "dedupe_ttl_seconds"),
+        max_concurrent_turns=max(1, number("inbound", "max_concurrent_turns")),
+        reclaim_idle_seconds=number("inbound", "reclaim_idle_seconds", float),
+        max_message_chars=number("inbound", "max_message_chars"),
+        debounce_ms=number("inbound", "debounce_ms"),
+        debounce_max_chars=number("inbound", "debounce_max_chars"),
+        rate_messages=number("rate_limit", "messages"),
+        rate_window_seconds=max(1, number("rate_limit", "window_seconds")),
+        rate_cooldown_seconds=number("rate_limit", "cooldown_seconds"),
+        optout_words=tuple(fold(w) for w in _require(section["optout"], "out_words", list, where)),
+        optin_words=tuple(fold(w) for w in _require(section["optout"], "in_words", list, where)),
+        media_max_bytes=number("media", "max_bytes"),
+        media_allowed_types=tuple(
+            str(t).lower() for t in _require(section["media"], "allowed_types", list, where)
+        ),
+        media_timeout_seconds=number("media", "timeout_seconds", float),
+        incident_confidence=number("groups", "incident_confidence", float),
+        incident_intents=tuple(_require(groups, "incident_intents", list, where)),
+        engaged_minutes=number("groups", "engaged_minutes", float),
+        ask_in=ask_in,
+        send_attempts=max(1, number("outbound", "attempts")),
+        send_retry_delay_ms=number("outbound", "retry_delay_ms"),
+        send_timeout_seconds=number("outbound", "timeout_seconds", float),
+        outbox_backoff_seconds=tuple(float(x) for x in backoff),
+        read_receipts=bool(section["outbound"].get("read_receipts", False)),
+        typing=bool(section["outbound"].get("typing", False)),
+        reengagement_template=dict(template) if template else None,
+        texts={key: " ".join(str(value).split()) for key, value in texts.items()},
+    )
+
+
+@lru_cache(maxsize=None)
+def channel_config() -> ChannelConfig:
+    from helpdesk.settings import load_settings
+
+    return load_channel_config(load_settings().config_dir / "channels.yml")

@@ -1,0 +1,288 @@
+"""`config/zoho.yml`: the numbers and texts of Zoho Desk delivery, checked on load.
+
+Read by the Zoho client, the delivery jobs and the submit action. A broken file raises
+`ConfigError` naming the file and the field.
+"""
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Dict, Tuple
+
+from helpdesk.config.business import _read_yaml, _require
+from helpdesk.errors import ConfigError
+
+NOTICE_KINDS = (
+    "ticket_rejected",
+    "ticket_exhausted",
+    "ticket_crashed",
+    "ticket_config",
+    "zoho_auth",
+    "addition_failed",
+    "addition_file",
+    "addition_comment",
+)
+DETAIL_FIELDS = (
+    "reference",
+    "store",
+    "system",
+    "reporter",
+    "affected_person",
+    "error_messages",
+    "mentioned_users",
+)
+
+
+@dataclass(frozen=True)
+class TicketShape:
+    channel: str
+    priorities: Dict[str, str]
+    contact_last_name: str
+    detail_labels: Dict[str, str]
+    public_comments: bool
+    public_attachments: bool
+
+
+@dataclass(frozen=True)
+class DeliveryPolicy:
+    max_attempts: int
+    retry_intervals: Tuple[float, ...]
+    retry_jitter: float
+    max_pending_seconds: float
+    search_settle_seconds: float
+    job_timeout: int
+    connect_timeout: float
+    read_timeout: float
+    upload_timeout: float
+    token_refresh_margin: float
+    token_refresh_limit: int
+    token_refresh_window: float
+    rate_limited_backoff: Tuple[float, ...]
+    quota_reset_timezone: str
+    contact_cache_seconds: int
+
+    def retry_interval(self, attempt: int) -> float:
+        """Wait after the `attempt`-th failed attempt (1-based); the last interval repeats."""
+        return _nth(self.retry_intervals, attempt)
+
+
+@dataclass(frozen=True)
+class SubmitWait:
+    wait_seconds: float
+    poll_seconds: float
+
+
+@dataclass(frozen=True)
+class CircuitPolicy:
+    failure_threshold: int
+    recovery_seconds: float
+    auth_recovery_seconds: float
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int
+    retry_intervals: Tuple[float, ...]
+
+    def retry_interval(self, attempt: int) -> float:
+        return _nth(self.retry_intervals, attempt)
+
+
+@dataclass(frozen=True)
+class AdditionPolicy(RetryPolicy):
+    wait_for_delivery_seconds: float
+    max_wait_seconds: float
+
+
+@dataclass(frozen=True)
+class AnnouncePolicy(RetryPolicy):
+    connect_timeout: float
+    read_timeout: float
+
+
+@dataclass(frozen=True)
+class StatusPolling:
+    interval_seconds: float
+    batch_size: int
+    max_age_days: float
+    labels: Dict[str, str]
+
+
+@dataclass(frozen=True)
+class ReconcilePolicy:
+    interval_seconds: float
+    grace_seconds: float
+    announce_after_seconds: float
+
+
+@dataclass(frozen=True)
+class ZohoConfig:
+    ticket: TicketShape
+    delivery: DeliveryPolicy
+    submit: SubmitWait
+    circuit: CircuitPolicy
+    additions: AdditionPolicy
+    announcements: AnnouncePolicy
+    status_polling: StatusPolling
+    reconcile: ReconcilePolicy
+    human_notices: Dict[str, str]
+
+
+def _nth(values: Tuple[float, ...], attempt: int) -> float:
+    return float(values[min(max(attempt, 1), len(values)) - 1])
+
+
+def _number(data: Dict[str, Any], key: str, where: str, minimum: float = 0) -> float:
+    if key not in data:
+        raise ConfigError(f"{where}: missing '{key}'")
+    value = data[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
+        raise ConfigError(f"{where}: '{key}' must be a number >= {minimum}, got {value!r}")
+    return float(value)
+
+
+def _count(data: Dict[str, Any], key: str, where: str, minimum: int = 1) -> int:
+    value = _require(data, key, int, where)
+    if value < minimum:
+        raise ConfigError(f"{where}: '{key}' must be at least {minimum}, got {value}")
+    return value
+
+
+def _intervals(data: Dict[str, Any], key: str, where: str) -> Tuple[float, ...]:
+    values = _require(data, key, list, where)
+    if not values or any(isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 for v in values):
+        raise ConfigError(f"{where}: '{key}' must be a non-empty list of numbers >= 0, got {values!r}")
+    return tuple(float(v) for v in values)
+
+
+def _flag(data: Dict[str, Any], key: str, where: str) -> bool:
+    value = data.get(key, False)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: '{key}' must be true or false, got {value!r}")
+    return value
+
+
+def _texts(data: Dict[str, Any], key: str, where: str) -> Dict[str, str]:
+    mapping = _require(data, key, dict, where)
+    for name, value in mapping.items():
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"{where}: '{key}.{name}' must be text")
+    return {str(k): v for k, v in mapping.items()}
+
+
+def load_zoho_config(path: Path) -> ZohoConfig:
+    data = _read_yaml(path)
+    where = str(path)
+    ticket = _require(data, "ticket", dict, where)
+    delivery = _require(data, "delivery", dict, where)
+    submit = _require(data, "submit", dict, where)
+    circuit = _require(data, "circuit", dict, where)
+    additions = _require(data, "additions", dict, where)
+    announcements = _require(data, "announcements", dict, where)
+    polling = _require(data, "status_polling", dict, where)
+    reconcile = _require(data, "reconcile", dict, where)
+
+    w = f"{where}: ticket"
+    priorities = _texts(ticket, "priorities", w)
+    for value in ("urgent", "normal"):
+        if value not in priorities:
+            raise ConfigError(f"{w}: 'priorities.{value}' is missing")
+    labels = _texts(ticket, "detail_labels", w)
+    unknown = set(labels) - set(DETAIL_FIELDS)
+    if unknown:
+        raise ConfigError(f"{w}: unknown detail_labels {sorted(unknown)} (known: {', '.join(DETAIL_FIELDS)})")
+    shape = TicketShape(
+        channel=_require(ticket, "channel", str, w),
+        priorities=priorities,
+        contact_last_name=_require(ticket, "contact_last_name", str, w),
+        detail_labels=labels,
+        public_comments=_flag(ticket, "public_comments", w),
+        public_attachments=_flag(ticket, "public_attachments", w),
+    )
+
+    w = f"{where}: delivery"
+    timezone_name = _require(delivery, "quota_reset_timezone", str, w)
+    try:
+        from zoneinfo import ZoneInfo
+
+        ZoneInfo(timezone_name)
+    except Exception as error:  # ZoneInfoNotFoundError, ValueError
+        raise ConfigError(f"{w}: 'quota_reset_timezone' {timezone_name!r} is not a time zone") from error
+    policy = DeliveryPolicy(
+        max_attempts=_count(delivery, "max_attempts", w),
+        retry_intervals=_intervals(delivery, "retry_intervals", w),
+        retry_jitter=_number(delivery, "retry_jitter", w),
+        max_pending_seconds=_number(delivery, "max_pending_seconds", w, 1),
+        search_settle_seconds=_number(delivery, "search_settle_seconds", w),
+        job_timeout=_count(delivery, "job_timeout", w, 5),
+        connect_timeout=_number(delivery, "connect_timeout", w, 0.1),
+        read_timeout=_number(delivery, "read_timeout", w, 0.1),
+        upload_timeout=_number(delivery, "upload_timeout", w, 0.1),
+        token_refresh_margin=_number(delivery, "token_refresh_margin", w),
+        token_refresh_limit=_count(delivery, "token_refresh_limit", w),
+        token_refresh_window=_number(delivery, "token_refresh_window", w, 1),
+        rate_limited_backoff=_intervals(delivery, "rate_limited_backoff", w),
+        quota_reset_timezone=timezone_name,
+        contact_cache_seconds=_count(delivery, "contact_cache_seconds", w, 0),
+    )
+
+    w = f"{where}: submit"
+    wait = SubmitWait(
+        wait_seconds=_number(submit, "wait_seconds", w),
+        poll_seconds=_number(submit, "poll_seconds", w, 0.01),
+    )
+    w = f"{where}: circuit"
+    breaker = CircuitPolicy(
+        failure_threshold=_count(circuit, "failure_threshold", w),
+        recovery_seconds=_number(circuit, "recovery_seconds", w, 0.1),
+        auth_recovery_seconds=_number(circuit, "auth_recovery_seconds", w, 0.1),
+    )
+    w = f"{where}: additions"
+    addition = AdditionPolicy(
+        max_attempts=_count(additions, "max_attempts", w),
+        retry_intervals=_intervals(additions, "retry_intervals", w),
+        wait_for_delivery_seconds=_number(additions, "wait_for_delivery_seconds", w),
+        max_wait_seconds=_number(additions, "max_wait_seconds", w, 1),
+    )
+    w = f"{where}: announcements"
+    announce = AnnouncePolicy(
+        max_attempts=_count(announcements, "max_attempts", w),
+        retry_intervals=_intervals(announcements, "retry_intervals", w),
+        connect_timeout=_number(announcements, "connect_timeout", w, 0.1),
+        read_timeout=_number(announcements, "read_timeout", w, 0.1),
+    )
+    w = f"{where}: status_polling"
+    status = StatusPolling(
+        interval_seconds=_number(polling, "interval_seconds", w),
+        batch_size=_count(polling, "batch_size", w),
+        max_age_days=_number(polling, "max_age_days", w),
+        labels=_texts(polling, "labels", w),
+    )
+    w = f"{where}: reconcile"
+    rec = ReconcilePolicy(
+        interval_seconds=_number(reconcile, "interval_seconds", w),
+        grace_seconds=_number(reconcile, "grace_seconds", w),
+        announce_after_seconds=_number(reconcile, "announce_after_seconds", w),
+    )
+    notices = _texts(data, "human_notices", where)
+    missing = [kind for kind in NOTICE_KINDS if kind not in notices]
+    if missing:
+        raise ConfigError(f"{where}: human_notices is missing {', '.join(missing)}")
+    return ZohoConfig(
+        ticket=shape,
+        delivery=policy,
+        submit=wait,
+        circuit=breaker,
+        additions=addition,
+        announcements=announce,
+        status_polling=status,
+        reconcile=rec,
+        human_notices=notices,
+    )
+
+
+@lru_cache(maxsize=None)
+def zoho_config() -> ZohoConfig:
+    """The process-wide Zoho configuration, from the configured `config/` directory."""
+    from helpdesk.settings import load_settings
+
+    return load_zoho_config(load_settings().config_dir / "zoho.yml")

@@ -1,0 +1,86 @@
+"""TODO docstring for helpdesk.whatsapp."""
+from helpdesk.whatsapp.conversations import (  # noqa: F401
+    ROUTE_TTL_SECONDS,
+    Route,
+    digits,
+    direct_conversation_id,
+    group_conversation_id,
+    group_of,
+    is_group_jid,
+    load_route,
+    load_route_sync,
+    save_route,
+)
+from helpdesk.whatsapp.gateway import (  # noqa: F401
+    GatewayError,
+    MediaError,
+)
+from helpdesk.whatsapp.inbound import (  # noqa: F401
+    ACCEPTED,
+    GROUP,
+    InboundLog,
+    InboundMessage,
+    Media,
+    RATE_LIMITED_FIRST,
+    STREAM,
+    ensure_group,
+    finish,
+)
+from helpdesk.whatsapp.media import (  # noqa: F401
+    store,
+)
+from helpdesk.whatsapp.meta import (  # noqa: F401
+    MetaClient,
+    REENGAGEMENT_CODE,
+)
+from helpdesk.whatsapp.optout import (  # noqa: F401
+    AsyncOptOutRegistry,
+    OptOutRegistry,
+)
+from helpdesk.whatsapp.outbox import (  # noqa: F401
+    AsyncOutbox,
+)
+from helpdesk.whatsapp.send import (  # noqa: F401
+    NoRoute,
+    async_send_text,
+    mention_ids,
+    send_text,
+)
+from helpdesk.whatsapp.waha import (  # noqa: F401
+    WahaClient,
+)
+
+__all__ = [
+    "ACCEPTED",
+    "AsyncOptOutRegistry",
+    "AsyncOutbox",
+    "GROUP",
+    "GatewayError",
+    "InboundLog",
+    "InboundMessage",
+    "Media",
+    "MediaError",
+    "MetaClient",
+    "NoRoute",
+    "OptOutRegistry",
+    "RATE_LIMITED_FIRST",
+    "REENGAGEMENT_CODE",
+    "ROUTE_TTL_SECONDS",
+    "Route",
+    "STREAM",
+    "WahaClient",
+    "async_send_text",
+    "digits",
+    "direct_conversation_id",
+    "ensure_group",
+    "finish",
+    "group_conversation_id",
+    "group_of",
+    "is_group_jid",
+    "load_route",
+    "load_route_sync",
+    "mention_ids",
+    "save_route",
+    "send_text",
+    "store",
+]

@@ -1,0 +1,126 @@
+"""The one client for WAHA's HTTP API (docs/whatsapp-wire-formats.md, A4).
+
+Async (aiohttp): it runs in the Rasa server's event loop. Every call carries `X-Api-Key`
+when a key is set and has a timeout; WAHA answers 201 to sends. Errors become
+`GatewayError`s that say whether a retry can help.
+"""
+import asyncio
+import logging
+from typing import Any, Dict, List, Optional, Tuple
+
+import aiohttp
+
+from helpdesk.whatsapp.gateway import GatewayError, MediaError, SessionHolder, read_limited, transient_status
+from helpdesk.settings import WahaSettings
+
+logger = logging.getLogger(__name__)
+
+
+class WahaClient:
+    def __init__(self, settings: WahaSettings, timeout_seconds: float = 10) -> None:
+        self.settings = settings
+        self.sessions = SessionHolder(timeout_seconds)
+
+    def _headers(self) -> Dict[str, str]:
+        headers = {"Accept": "application/json"}
+        if self.settings.api_key:
+            headers["X-Api-Key"] = self.settings.api_key
+        return headers
+
+    def _url(self, path: str) -> str:
+        return f"{self.settings.base_url}{path}"
+
+    async def _post(self, path: str, body: Dict[str, Any]) -> Any:
+        body = {"session": self.settings.session, **body}
+        try:
+            async with self.sessions.get().post(
+                self._url(path), json=body, headers=self._headers()
+            ) as response:
+                text = await response.text()
+                if response.status >= 300:
+                    raise GatewayError(
+                        f"WAHA {path} answered {response.status}: {text[:200]}",
+                        status=response.status,
+                        transient=transient_status(response.status),
+                    )
+                try:
+                    return await response.json(content_type=None) if text else None
+                except ValueError:
+                    return None
+        except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+            raise GatewayError(f"WAHA {path} unreachable: {error!r}", transient=True) from error
+
+    async def send_text(self, chat_id: str, text: str, mentions: Optional[List[str]] = None,
+                        reply_to: Optional[str] = None) -> Optional[str]:
+        body: Dict[str, Any] = {"chatId": chat_id, "text": text, "linkPreview": False}
+        if mentions:
+            body["mentions"] = mentions
+        if reply_to:
+            body["reply_to"] = reply_to
+        return _sent_id(await self._post("/api/sendText", body))
+
+    async def send_file(self, chat_id: str, url: str, caption: str = "", image: bool = False,
+                        filename: Optional[str] = None, mimetype: Optional[str] = None
+                        ) -> Optional[str]:
+        file: Dict[str, Any] = {"url": url}
+        if filename:
+            file["filename"] = filename
+        if mimetype:
+            file["mimetype"] = mimetype
+        body = {"chatId": chat_id, "file": file, "caption": caption}
+        path = "/api/sendImage" if image else "/api/sendFile"
+        return _sent_id(await self._post(path, body))
+
+    async def send_seen(self, chat_id: str, message_id: Optional[str] = None,
+                        participant: Optional[str] = None) -> None:
+        body: Dict[str, Any] = {"chatId": chat_id}
+        if message_id:
+            body["messageIds"] = [message_id]
+        if participant:
+            body["participant"] = participant
+        await self._post("/api/sendSeen", body)
+
+    async def typing(self, chat_id: str, on: bool) -> None:
+        await self._post("/api/startTyping" if on else "/api/stopTyping", {"chatId": chat_id})
+
+    async def download(self, url: str, max_bytes: int) -> Tuple[bytes, Optional[str]]:
+        """A media file by its `media.url`, verbatim (WAHA deletes it after 180 s)."""
+        try:
+            async with self.sessions.get().get(url, headers=self._headers()) as response:
+                if response.status >= 300:
+                    raise MediaError(
+                        f"media answered {response.status}",
+                        status=response.status,
+                        transient=transient_status(response.status),
+                    )
+                content_type = (response.headers.get("Content-Type") or "").split(";")[0]
+                return await read_limited(response, max_bytes), content_type or None
+        except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+            raise MediaError(f"media unreachable: {error!r}", transient=True) from error
+
+    async def number_for_lid(self, lid: str) -> Optional[str]:
+        """The phone jid behind an `@lid` id, or None when WAHA does not know it."""
+        path = f"/api/{self.settings.session}/lids/{lid}"
+        try:
+            async with self.sessions.get().get(self._url(path), headers=self._headers()) as response:
+                if response.status != 200:
+                    return None
+                data = await response.json(content_type=None)
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+            logger.info("lid lookup failed")
+            return None
+        pn = data.get("pn") if isinstance(data, dict) else None
+        return pn if isinstance(pn, str) and pn else None
+
+    async def close(self) -> None:
+        await self.sessions.close()
+
+
+def _sent_id(answer: Any) -> Optional[str]:
+    """The sent message's id: WAHA documents a WAMessage; engines return their own object."""
+    if not isinstance(answer, dict):
+        return None
+    value = answer.get("id")
+    if isinstance(value, dict):
+        value = value.get("_serialized") or value.get("id")
+    return value if isinstance(value, str) else None

@@ -1,0 +1,455 @@
+"""WAHA webhook deliveries parsed by `WahaInput.parse` (docs/whatsapp-wire-formats.md A1-A5),
+the `X-Webhook-Hmac` check, @lid identities against the fake WAHA, and the webhook's
+answers, with the test Redis behind the channel."""
+import hashlib
+import hmac
+import json
+from typing import Any, Dict, Optional
+
+import pytest
+from sanic.compat import Header
+from sanic.request import Request
+
+from connectors.waha import WahaInput
+from helpdesk import redis_keys
+from helpdesk.whatsapp import inbound
+from tests.connectors.whatsapp.support import (  # noqa: F401 - fixtures
+    BOT_LID,
+    BOT_NUMBER,
+    GROUP,
+    OTHER,
+    USER,
+    channel_env,
+    close_channel,
+    fake_waha,
+    fresh,
+    run,
+    tiny_config,
+    waha_event,
+    waha_payload,
+    waha_settings,
+)
+
+HMAC_KEY = "waha-hmac-secret"
+GROUP_DIGITS = "120363419669512474"
+
+
+async def _parse(event: Dict[str, Any], url: str = "http://127.0.0.1:9", config=None):
+    channel = fresh(WahaInput, waha_settings(url))
+    if config is not None:
+        channel.config = config
+    try:
+        return await channel.parse(event)
+    finally:
+        await channel.shared.redis.close()
+
+
+def parse(event: Dict[str, Any]):
+    return run(_parse(event))
+
+
+def only(parsed):
+    assert parsed.skipped == [] and len(parsed.messages) == 1, parsed
+    return parsed.messages[0]
+
+
+def reasons(parsed):
+    return [reason for reason, _detail in parsed.skipped]
+
+
+# --- what reaches Rasa and what does not ---------------------------------------------------
+
+def test_text_message_from_a_direct_chat(channel_env):
+    payload = waha_payload(USER, "  La caja 3 no enciende  ", message_id="false_x_AAA")
+    message = only(parse(waha_event(payload)))
+    assert message.channel == "waha"
+    assert message.message_id == "false_x_AAA"
+    assert message.conversation_id == USER
+    assert message.chat_id == f"{USER}@c.us"
+    assert message.kind == "text" and message.text == "La caja 3 no enciende"
+    assert message.phone == USER and message.name == "Ana Pérez"
+    assert not message.is_group and message.participant is None
+    assert not message.mentions_bot and message.opt_word is None
+    assert message.lid is None and message.media is None
+    assert message.timestamp == 1667561485
+
+
+def test_message_any_from_someone_else_counts_and_own_is_skipped(channel_env):
+    theirs = only(parse(waha_event(waha_payload(USER, "hola"), event="message.any")))
+    assert theirs.text == "hola"
+    own = parse(waha_event(waha_payload(USER, "respuesta", fromMe=True, source="api"),
+                           event="message.any"))
+    assert own.messages == [] and reasons(own) == ["own message"]
+
+
+def test_own_message_in_a_group_with_from_me_false_is_skipped(channel_env):
+    """The NOWEB quirk (#1005): fromMe false, participant = our own @lid."""
+    by_lid = parse(waha_event(waha_payload(USER, "enviado desde el teléfono", group=GROUP,
+                                           participant=BOT_LID)))
+    assert by_lid.messages == [] and reasons(by_lid) == ["own message (group quirk)"]
+    by_number = parse(waha_event(waha_payload(USER, "otro", group=GROUP,
+                                              participant=f"{BOT_NUMBER}@c.us")))
+    assert by_number.messages == [] and reasons(by_number) == ["own message (group quirk)"]
+
+
+def test_own_number_as_direct_sender_is_skipped(channel_env):
+    parsed = parse(waha_event(waha_payload(BOT_NUMBER, "eco")))
+    assert parsed.messages == [] and reasons(parsed) == ["own message"]
+
+
+@pytest.mark.parametrize("sender", ["status@broadcast", "120363025246125486@newsletter"])
+def test_status_broadcast_and_newsletters_are_skipped(channel_env, sender):
+    parsed = parse(waha_event(waha_payload(sender, "novedades")))
+    assert parsed.messages == [] and reasons(parsed) == ["broadcast or newsletter"]
+
+
+def test_other_session_is_skipped(channel_env):
+    parsed = parse(waha_event(waha_payload(USER, "hola"), session="ventas"))
+    assert parsed.messages == [] and parsed.skipped == [("other session", "ventas")]
+
+
+@pytest.mark.parametrize("event, payload", [
+    ("session.status", {"status": "WORKING", "statuses": [{"status": "WORKING",
+                                                           "timestamp": 1700000003000}]}),
+    ("message.ack", {"id": "true_x_A", "from": f"{USER}@c.us", "fromMe": True, "ack": 3,
+                     "ackName": "READ"}),
+    ("message.reaction", {"id": "false_x_B", "from": f"{USER}@c.us",
+                          "reaction": {"text": "👍", "messageId": "true_x_A"}}),
+    ("presence.update", {"id": f"{USER}@c.us", "presences": []}),
+])
+def test_other_events_are_skipped(channel_env, event, payload):
+    parsed = parse(waha_event(payload, event=event))
+    assert parsed.messages == [] and parsed.skipped == [("event", event)]
+
+
+@pytest.mark.parametrize("body", ["", None, "   "])
+def test_call_stub_without_text_or_media_is_skipped(channel_env, body):
+    parsed = parse(waha_event(waha_payload(USER, body)))
+    assert parsed.messages == [] and reasons(parsed) == ["empty message"]
+
+
+def test_message_without_payload_or_id_is_skipped(channel_env):
+    assert reasons(parse(waha_event(None))) == ["no payload"]
+    assert reasons(parse(waha_event(waha_payload(USER, "x", id=None)))) == ["missing id or from"]
+
+
+def test_malformed_timestamp_is_skipped_not_raised(channel_env):
+    parsed = parse(waha_event(waha_payload(USER, "hola", timestamp="ayer")))
+    assert parsed.messages == [] and reasons(parsed) == ["malformed message"]
+
+
+# --- media, location, contacts ---------------------------------------------------------------
+
+def test_image_with_url_and_caption(channel_env):
+    url = "http://localhost:3000/api/files/default/false_x_AAA.jpg"
+    message = only(parse(waha_event(waha_payload(
+        USER, "Así quedó la pantalla", hasMedia=True,
+        media={"url": url, "mimetype": "image/jpeg", "filename": None, "error": None},
+    ))))
+    assert message.kind == "media" and message.text == "Así quedó la pantalla"
+    assert message.media.kind == "image" and message.media.url == url
+    assert message.media.mime_type == "image/jpeg" and message.media.error is None
+
+
+def test_has_media_with_media_null_is_marked_unavailable(channel_env):
+    message = only(parse(waha_event(waha_payload(USER, "foto", hasMedia=True, media=None))))
+    assert message.kind == "media" and message.text == "foto"
+    assert message.media.url is None
+    assert message.media.error == "WAHA did not download the file"
+
+
+def test_media_with_an_error_keeps_the_error(channel_env):
+    message = only(parse(waha_event(waha_payload(
+        USER, "", hasMedia=True,
+        media={"url": None, "mimetype": "image/jpeg", "error": {"message": "expired"}},
+    ))))
+    assert message.kind == "media" and message.media.error and "expired" in message.media.error
+
+
+def test_document_keeps_its_filename(channel_env):
+    message = only(parse(waha_event(waha_payload(
+        USER, "", hasMedia=True,
+        media={"url": "http://w/api/files/f.pdf", "mimetype": "application/pdf",
+               "filename": "remito 0042.pdf", "error": None},
+    ))))
+    assert message.media.kind == "document" and message.media.filename == "remito 0042.pdf"
+    assert message.text == ""
+
+
+@pytest.mark.parametrize("mimetype, raw_type, kind", [
+    ("audio/ogg; codecs=opus", "ptt", "voice"),
+    ("audio/mpeg", "ptt", "voice"),
+    ("audio/ogg; codecs=opus", None, "voice"),
+    ("audio/mpeg", None, "audio"),
+    ("video/mp4", None, "video"),
+    ("image/webp", "sticker", "sticker"),
+])
+def test_audio_and_other_media_kinds(channel_env, mimetype, raw_type, kind):
+    data = {"notifyName": "Ana"}
+    if raw_type:
+        data["type"] = raw_type
+    message = only(parse(waha_event(waha_payload(
+        USER, "", hasMedia=True, _data=data,
+        media={"url": "http://w/api/files/a", "mimetype": mimetype, "error": None},
+    ))))
+    assert message.media.kind == kind
+
+
+def test_location_goes_to_metadata(channel_env):
+    message = only(parse(waha_event(waha_payload(
+        USER, "", location={"latitude": "-34.6037", "longitude": "-58.3816",
+                            "description": "Sucursal Centro"},
+    ))))
+    assert message.kind == "location"
+    assert message.location == {"latitude": "-34.6037", "longitude": "-58.3816",
+                                "description": "Sucursal Centro"}
+
+
+def test_vcard_alone_is_unsupported(channel_env):
+    card = "BEGIN:VCARD\nVERSION:3.0\nFN:Juan\nTEL:+5491100000001\nEND:VCARD"
+    message = only(parse(waha_event(waha_payload(USER, "", vCards=[card]))))
+    assert message.kind == "unsupported"
+
+
+# --- identities: @lid, groups, mentions, opt words ------------------------------------------
+
+def test_lid_sender_without_a_cached_number(channel_env):
+    message = only(parse(waha_event(waha_payload("72318944542853@lid", "Olaaa"))))
+    assert message.lid == "72318944542853@lid"
+    assert message.phone is None
+    assert message.conversation_id == "72318944542853"
+    assert message.chat_id == "72318944542853@lid"
+
+
+def test_lid_sender_with_a_cached_number(channel_env, redis_client):
+    redis_client.set("helpdesk:lid:72318944542853@lid", f"{USER}@c.us")
+    message = only(parse(waha_event(waha_payload("72318944542853@lid", "Olaaa"))))
+    assert message.lid is None
+    assert message.phone == USER and message.conversation_id == USER
+    assert message.chat_id == "72318944542853@lid"  # replies still go where the user wrote
+
+
+def test_lid_participant_in_a_group_with_and_without_a_cached_number(channel_env,
+                                                                     redis_client):
+    lid = "153219082764294@lid"
+    unknown = only(parse(waha_event(waha_payload(USER, "hola", group=GROUP, participant=lid))))
+    assert unknown.conversation_id == f"g{GROUP_DIGITS}-153219082764294"
+    assert unknown.lid == lid and unknown.phone is None
+    redis_client.set(redis_keys.lid_number(lid), f"{OTHER}@c.us")
+    known = only(parse(waha_event(waha_payload(USER, "hola", group=GROUP, participant=lid))))
+    assert known.conversation_id == f"g{GROUP_DIGITS}-{OTHER}"
+    assert known.lid is None and known.phone == OTHER and known.participant == lid
+
+
+def test_resolve_identity_asks_waha_once_and_caches(channel_env, fake_waha, redis_client):
+    lid = "72318944542853@lid"
+    fake_waha.lids[lid] = f"{USER}@c.us"
+
+    async def scenario():
+        channel = fresh(WahaInput, waha_settings(fake_waha.url))
+        channel.make_sender()
+        try:
+            message = (await channel.parse(waha_event(waha_payload(lid, "Olaaa")))).messages[0]
+            assert message.conversation_id == "72318944542853"
+            await channel.resolve_identity(message)
+            again = (await channel.parse(waha_event(waha_payload(lid, "otra")))).messages[0]
+            return message, again
+        finally:
+            await close_channel(channel)
+
+    message, again = run(scenario())
+    assert message.conversation_id == USER and message.phone == USER
+    assert redis_client.get(f"helpdesk:lid:{lid}") == f"{USER}@c.us".encode()
+    assert 0 < redis_client.ttl(f"helpdesk:lid:{lid}") <= 30 * 24 * 3600
+    assert again.conversation_id == USER and again.lid is None
+    lookups = fake_waha.calls(f"/api/default/lids/{lid}")
+    assert len(lookups) == 1 and lookups[0]["headers"].get("X-Api-Key") == "waha-key"
+
+
+def test_resolve_identity_unknown_to_waha_keeps_the_lid(channel_env, fake_waha, redis_client):
+    lid = "99999999999999@lid"
+
+    async def scenario():
+        channel = fresh(WahaInput, waha_settings(fake_waha.url))
+        channel.make_sender()
+        try:
+            message = (await channel.parse(waha_event(waha_payload(lid, "hola")))).messages[0]
+            await channel.resolve_identity(message)
+            return message
+        finally:
+            await close_channel(channel)
+
+    message = run(scenario())
+    assert message.conversation_id == "99999999999999" and message.lid == lid
+    assert redis_client.get(redis_keys.lid_number(lid)) is None
+
+
+def test_group_participants_get_their_own_conversations(channel_env):
+    first = only(parse(waha_event(waha_payload(USER, "se cortó la luz", group=GROUP))))
+    second = only(parse(waha_event(waha_payload(
+        OTHER, "no anda el posnet", group=GROUP, participant=f"{OTHER}:12@s.whatsapp.net"))))
+    assert first.conversation_id == f"g{GROUP_DIGITS}-{USER}"
+    assert second.conversation_id == f"g{GROUP_DIGITS}-{OTHER}"
+    assert first.is_group and first.chat_id == GROUP and first.participant == f"{USER}@c.us"
+    assert first.phone == USER and second.phone == OTHER
+
+
+def test_group_sender_from_author_when_participant_is_missing(channel_env):
+    payload = waha_payload(USER, "hola", group=GROUP, participant=None)
+    payload["participant"] = None
+    payload["author"] = f"{OTHER}@c.us"
+    assert only(parse(waha_event(payload))).conversation_id == f"g{GROUP_DIGITS}-{OTHER}"
+    payload = dict(payload, author=None, id="false_g_X")
+    assert reasons(parse(waha_event(payload))) == ["group message without participant"]
+
+
+@pytest.mark.parametrize("body", [
+    f"@{BOT_NUMBER} se cayó el sistema de cobro",
+    "@77820596330581 se cayó el sistema de cobro",
+    f"se cayó el sistema de cobro @{BOT_NUMBER}",
+])
+def test_a_mention_of_the_bot_is_detected_and_stripped(channel_env, body):
+    message = only(parse(waha_event(waha_payload(USER, body, group=GROUP))))
+    assert message.mentions_bot
+    assert message.text == "se cayó el sistema de cobro"
+
+
+def test_a_mention_of_someone_else_is_kept(channel_env):
+    body = f"@{OTHER} fijate vos, y @{BOT_NUMBER}9 tampoco soy yo"
+    message = only(parse(waha_event(waha_payload(USER, body, group=GROUP))))
+    assert not message.mentions_bot and message.text == body
+
+
+@pytest.mark.parametrize("body, word", [
+    ("BAJA", "out"), ("Stop", "out"), ("  stop! ", "out"), ("alta", "in"), ("ALTA.", "in"),
+    ("Cancelar suscripción", "out"), ("baja la persiana", None), ("dar de alta un usuario", None),
+])
+def test_opt_words(channel_env, body, word):
+    assert only(parse(waha_event(waha_payload(USER, body)))).opt_word == word
+
+
+def test_opt_word_after_a_mention_in_a_group(channel_env):
+    message = only(parse(waha_event(waha_payload(USER, f"@{BOT_NUMBER} BAJA", group=GROUP))))
+    assert message.mentions_bot and message.text == "BAJA" and message.opt_word == "out"
+
+
+def test_direct_reply_to_a_group_report_continues_the_group_conversation(channel_env,
+                                                                         redis_client):
+    """groups.ask_in: direct writes an alias; the user's private answer joins the group case."""
+    group_conversation = f"g{GROUP_DIGITS}-{USER}"
+    redis_client.set(redis_keys.direct_alias(USER), group_conversation)
+    event = waha_event(waha_payload(USER, "Sucursal 12"))
+    message = only(run(_parse(event, config=tiny_config(ask_in="direct"))))
+    assert message.conversation_id == group_conversation
+    assert message.is_group and message.chat_id == GROUP
+    assert message.participant == f"{USER}@c.us"
+
+
+# --- the signature ------------------------------------------------------------------------
+
+def _request(headers: Dict[str, str], body: bytes) -> Request:
+    request = Request(b"/webhooks/waha/webhook", Header(headers), "1.1", "POST", None, None)
+    request.body = body
+    return request
+
+
+def _signed(body: bytes, key: str = HMAC_KEY, algorithm: Optional[str] = "sha512"
+            ) -> Dict[str, str]:
+    headers = {"Content-Type": "application/json",
+               "X-Webhook-Hmac": hmac.new(key.encode(), body, hashlib.sha512).hexdigest()}
+    if algorithm is not None:
+        headers["X-Webhook-Hmac-Algorithm"] = algorithm
+    return headers
+
+
+def _verify(headers: Dict[str, str], body: bytes, key: Optional[str] = HMAC_KEY) -> bool:
+    async def scenario():
+        channel = fresh(WahaInput, waha_settings(hmac_key=key))
+        try:
+            return channel.verify(_request(headers, body), body)
+        finally:
+            await channel.shared.redis.close()
+
+    return run(scenario())
+
+
+def test_the_documented_example_digest(channel_env):
+    """A3: this body and key give the digest WAHA's docs show."""
+    body = b'{"event":"message","session":"default","engine":"WEBJS"}'
+    digest = hmac.new(b"my-secret-key", body, hashlib.sha512).hexdigest()
+    assert digest.startswith("208f8a55dde9e055") and digest.endswith("6153fa89")
+    assert _verify({"X-Webhook-Hmac": digest, "X-Webhook-Hmac-Algorithm": "sha512"}, body,
+                   key="my-secret-key")
+
+
+def test_hmac_correct_wrong_missing_and_wrong_algorithm(channel_env):
+    body = json.dumps(waha_event(waha_payload(USER, "hola"))).encode()
+    assert _verify(_signed(body), body)
+    assert _verify(_signed(body, algorithm=None), body)  # the header is optional
+    assert _verify(_signed(body, algorithm="SHA512"), body)
+    upper = _signed(body)
+    upper["X-Webhook-Hmac"] = upper["X-Webhook-Hmac"].upper()
+    assert _verify(upper, body)
+    assert not _verify(_signed(body, key="otra-clave"), body)
+    assert not _verify(_signed(body), body + b" ")  # another body than the one signed
+    assert not _verify({"Content-Type": "application/json"}, body)
+    assert not _verify({"X-Webhook-Hmac": ""}, body)
+    assert not _verify(_signed(body, algorithm="sha256"), body)
+    sha256 = {"X-Webhook-Hmac": hmac.new(HMAC_KEY.encode(), body, hashlib.sha256).hexdigest(),
+              "X-Webhook-Hmac-Algorithm": "sha256"}
+    assert not _verify(sha256, body)
+
+
+def test_without_a_key_every_delivery_is_accepted(channel_env):
+    body = b'{"event":"message"}'
+    assert _verify({}, body, key=None)
+    assert _verify({"X-Webhook-Hmac": "0" * 128}, body, key=None)
+
+
+# --- the webhook's answers ----------------------------------------------------------------
+
+def _receive(body: bytes, headers: Dict[str, str]):
+    async def scenario():
+        channel = fresh(WahaInput, waha_settings(hmac_key=HMAC_KEY))
+        try:
+            answer = await channel.receive(_request(headers, body))
+            return answer.status, json.loads(answer.body)
+        finally:
+            await channel.shared.redis.close()
+
+    return run(scenario())
+
+
+def test_webhook_records_a_signed_message_and_refuses_the_rest(channel_env, redis_client):
+    event = waha_event(waha_payload(USER, "hola"))
+    body = json.dumps(event).encode()
+    wrong = dict(_signed(body), **{"X-Webhook-Hmac": "0" * 128})
+    assert _receive(body, wrong)[0] == 401
+    assert _receive(body, {"Content-Type": "application/json"})[0] == 401
+    assert redis_client.xlen(inbound.STREAM) == 0  # nothing was recorded
+    status, answer = _receive(body, _signed(body))
+    assert status == 200 and answer["accepted"] == 1
+    status, answer = _receive(body, _signed(body))
+    assert status == 200 and answer["duplicate"] == 1
+    entries = redis_client.xrange(inbound.STREAM)
+    assert len(entries) == 1
+    recorded = inbound.InboundMessage.from_json(entries[0][1][b"m"])
+    assert recorded.message_id == event["payload"]["id"] and recorded.text == "hola"
+    assert recorded.correlation_id  # every accepted message carries one
+
+
+def test_webhook_bad_bodies(channel_env, redis_client):
+    broken = b'{"event": "message", '
+    assert _receive(broken, _signed(broken))[0] == 400
+    array = b"[1, 2]"
+    assert _receive(array, _signed(array))[0] == 400
+    big = json.dumps({"event": "message", "pad": "x" * 262144}).encode()
+    assert _receive(big, _signed(big))[0] == 413
+    status, answer = _receive(*_pair(waha_event({"status": "WORKING"}, event="session.status")))
+    assert status == 200 and answer == {"status": "ok", "ignored": 1}
+    assert redis_client.xlen(inbound.STREAM) == 0
+
+
+def _pair(event: Dict[str, Any]):
+    body = json.dumps(event).encode()
+    return body, _signed(body)

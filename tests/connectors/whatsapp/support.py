@@ -1,0 +1,208 @@
+"""Shared parts of the WhatsApp channel unit tests: the environment the channels read, a
+channel config with tiny timings, gateway settings that point at the fakes, and payload
+builders that follow docs/whatsapp-wire-formats.md (WAHA A1-A2, Meta B3).
+
+Async code runs with `asyncio.run`; every Redis or aiohttp client is created inside the
+coroutine that uses it (their connections belong to that loop) and closed before it ends.
+"""
+import asyncio
+import dataclasses
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Optional
+
+import pytest
+import redis.asyncio as aioredis
+
+from helpdesk.config import ChannelConfig, load_channel_config
+from helpdesk.settings import MetaSettings, WahaSettings
+from tests.fakes.gateways import FakeMeta, FakeWaha
+
+PROJECT = Path(__file__).resolve().parents[3]
+CHANNELS_YML = PROJECT / "config" / "channels.yml"
+
+BOT_NUMBER = "5491100000000"
+BOT_LID = "77820596330581@lid"
+USER = "5491122334455"
+OTHER = "5491199887766"
+GROUP = "120363419669512474@g.us"
+WAHA_KEY = "waha-key"
+META_TOKEN = "meta-token"
+META_PHONE_ID = "106540352242922"
+
+GATEWAY_ENV = ("WAHA_BASE_URL", "WAHA_API_KEY", "WAHA_SESSION", "WAHA_WEBHOOK_HMAC_KEY",
+               "META_ACCESS_TOKEN", "META_APP_SECRET", "META_VERIFY_TOKEN",
+               "META_PHONE_NUMBER_ID", "META_GRAPH_URL", "META_API_VERSION",
+               "HELPDESK_CONFIG_DIR")
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def reset_channel_state() -> None:
+    """Forget the process singletons the channels build once (Shared, caches)."""
+    import connectors.whatsapp.channel as whatsapp
+    from helpdesk.config import catalog
+    from helpdesk.config import channel_config
+
+    whatsapp._shared = None
+    channel_config.cache_clear()
+    catalog.cache_clear()
+
+
+def fresh(channel_class: Any, settings: Any) -> Any:
+    """A channel (WahaInput / MetaInput) on a new Shared: build it inside the coroutine that
+    uses it, since its Redis connections belong to that loop."""
+    reset_channel_state()
+    return channel_class(settings)
+
+
+async def close_channel(channel: Any) -> None:
+    if getattr(channel, "client", None) is not None:
+        await channel.client.close()
+    await channel.shared.redis.close()
+
+
+@pytest.fixture
+def channel_env(monkeypatch: pytest.MonkeyPatch, redis_client: Any, redis_url: str
+                ) -> Iterator[str]:
+    """The test Redis as REDIS_URL, no gateway configured, fresh channel singletons."""
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    for name in GATEWAY_ENV:
+        monkeypatch.delenv(name, raising=False)
+    reset_channel_state()
+    yield redis_url
+    reset_channel_state()
+
+
+@pytest.fixture
+def fake_waha() -> Iterator[FakeWaha]:
+    with FakeWaha(api_key=WAHA_KEY) as server:
+        yield server
+
+
+@pytest.fixture
+def fake_meta() -> Iterator[FakeMeta]:
+    with FakeMeta(token=META_TOKEN, phone_number_id=META_PHONE_ID) as server:
+        yield server
+
+
+def tiny_config(**changes: Any) -> ChannelConfig:
+    """The project's channels.yml with timings small enough for unit tests."""
+    base = load_channel_config(CHANNELS_YML)
+    values: Dict[str, Any] = dict(
+        send_attempts=2, send_retry_delay_ms=10, send_timeout_seconds=3,
+        outbox_backoff_seconds=(0.05, 0.1), read_receipts=False, typing=False,
+    )
+    values.update(changes)
+    return dataclasses.replace(base, **values)
+
+
+def waha_settings(url: str = "http://127.0.0.1:9", hmac_key: Optional[str] = None
+                  ) -> WahaSettings:
+    return WahaSettings(base_url=url, api_key=WAHA_KEY, session="default", hmac_key=hmac_key)
+
+
+def meta_settings(url: str = "http://127.0.0.1:9", app_secret: Optional[str] = None
+                  ) -> MetaSettings:
+    return MetaSettings(access_token=META_TOKEN, app_secret=app_secret,
+                        verify_token="verify-me", phone_number_id=META_PHONE_ID,
+                        graph_url=url, api_version="v21.0")
+
+
+def redis_for(url: str) -> aioredis.Redis:
+    return aioredis.Redis.from_url(url)
+
+
+async def wait_until(predicate: Callable[[], Any], timeout: float = 30,
+                     interval: float = 0.01) -> None:
+    """Poll an async or plain predicate without blocking the loop."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return
+        if time.monotonic() >= deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(interval)
+
+
+# --- WAHA payloads (A1, A2) ---------------------------------------------------------------
+
+def waha_event(payload: Optional[Dict[str, Any]], *, event: str = "message",
+               session: str = "default", me: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    return {
+        "id": f"evt_{uuid.uuid4().hex[:26]}", "timestamp": int(time.time() * 1000),
+        "event": event, "session": session,
+        "me": me if me is not None else {"id": f"{BOT_NUMBER}@c.us", "pushName": "Soporte",
+                                         "lid": BOT_LID,
+                                         "jid": f"{BOT_NUMBER}:20@s.whatsapp.net"},
+        "payload": payload, "engine": "NOWEB", "environment": {"tier": "CORE"},
+    }
+
+
+def waha_payload(sender: str = USER, body: Optional[str] = "hola", *,
+                 group: Optional[str] = None, participant: Optional[str] = None,
+                 message_id: Optional[str] = None, **extra: Any) -> Dict[str, Any]:
+    """A WAMessage. `sender` is a number or a jid; with `group` the sender is the participant."""
+    jid = sender if "@" in sender else f"{sender}@c.us"
+    chat = group or jid
+    mid = message_id or f"false_{chat}_{uuid.uuid4().hex[:20].upper()}"
+    payload: Dict[str, Any] = {
+        "id": mid, "timestamp": 1667561485, "from": chat, "fromMe": False, "source": "app",
+        "to": f"{BOT_NUMBER}@c.us", "body": body,
+        "participant": (participant or jid) if group else None,
+        "hasMedia": False, "media": None, "ack": 1, "ackName": "SERVER", "location": None,
+        "vCards": None, "replyTo": None, "_data": {"notifyName": "Ana Pérez"},
+    }
+    payload.update(extra)
+    return payload
+
+
+# --- Meta payloads (B3) -------------------------------------------------------------------
+
+def meta_message(kind: str, content: Any = None, *, sender: Optional[str] = USER,
+                 message_id: Optional[str] = None, **extra: Any) -> Dict[str, Any]:
+    message: Dict[str, Any] = {"id": message_id or f"wamid.{uuid.uuid4().hex[:24]}",
+                               "timestamp": "1749416383", "type": kind}
+    if sender is not None:
+        message["from"] = sender
+    if content is not None:
+        message[kind] = content
+    message.update(extra)
+    return message
+
+
+def meta_text(body: str, **kwargs: Any) -> Dict[str, Any]:
+    return meta_message("text", {"body": body}, **kwargs)
+
+
+def meta_value(messages: Optional[List[Any]] = None, *, statuses: Optional[List[Any]] = None,
+               errors: Optional[List[Any]] = None, phone_number_id: str = META_PHONE_ID,
+               contacts: Optional[List[Any]] = None) -> Dict[str, Any]:
+    value: Dict[str, Any] = {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550783881", "phone_number_id": phone_number_id},
+    }
+    if contacts is None:
+        contacts = [{"profile": {"name": "Sheena Nelson"}, "wa_id": m["from"]}
+                    for m in messages or [] if isinstance(m, dict) and m.get("from")]
+    value["contacts"] = contacts
+    if messages is not None:
+        value["messages"] = messages
+    if statuses is not None:
+        value["statuses"] = statuses
+    if errors is not None:
+        value["errors"] = errors
+    return value
+
+
+def meta_delivery(*values: Dict[str, Any], field: str = "messages") -> Dict[str, Any]:
+    """One entry with one change per value."""
+    return {"object": "whatsapp_business_account",
+            "entry": [{"id": "102290129340398",
+                       "changes": [{"value": value, "field": field} for value in values]}]}

@@ -1,0 +1,631 @@
+"""Outbound WhatsApp through `WhatsAppOutput` and `Delivery`, over real HTTP to the fake WAHA
+and fake Meta, with the real Redis outbox: splitting, ordering through outages, permanent
+and transient errors, Meta's 24-hour window, opt-outs, buttons, groups."""
+import asyncio
+import contextlib
+import json
+from typing import Any, Dict, List
+
+import pytest
+
+from connectors.meta import MetaInput
+from connectors.whatsapp.output import (
+    Delivery,
+    MetaSender,
+    WahaSender,
+    WhatsAppOutput,
+    current_turn,
+)
+from helpdesk import redis_keys
+from helpdesk.whatsapp import Route, save_route
+from helpdesk.whatsapp import MetaClient
+from helpdesk.whatsapp import WahaClient
+from tests.fakes.gateways import graph_error
+from tests.connectors.whatsapp.support import (  # noqa: F401 - fixtures
+    GROUP,
+    USER,
+    channel_env,
+    close_channel,
+    fake_meta,
+    fake_waha,
+    fresh,
+    meta_settings,
+    redis_for,
+    run,
+    tiny_config,
+    waha_settings,
+    wait_until,
+)
+
+GROUP_CONVERSATION = f"g{GROUP.split('@')[0]}-{USER}"
+WAHA_CHAT = f"{USER}@c.us"
+
+
+class Rig:
+    """A Delivery with both senders, both outputs and an async Redis, in the running loop."""
+
+    def __init__(self, redis_url: str, waha: Any = None, meta: Any = None,
+                 ask_in_direct: bool = False, **config: Any) -> None:
+        self.redis_url = redis_url
+        self.waha_url = waha.url if waha else "http://127.0.0.1:9"
+        self.meta_url = meta.url if meta else "http://127.0.0.1:9"
+        self.ask_in_direct = ask_in_direct
+        self.config = tiny_config(**config)
+
+    async def __aenter__(self) -> "Rig":
+        self.redis = redis_for(self.redis_url)
+        self.delivery = Delivery(self.redis, self.config)
+        self.waha_client = WahaClient(waha_settings(self.waha_url), 3)
+        self.meta_client = MetaClient(meta_settings(self.meta_url), 3)
+        self.delivery.register("waha", WahaSender(self.waha_client))
+        self.delivery.register("whatsapp", MetaSender(self.meta_client))
+        self.outputs = {name: WhatsAppOutput(name, self.delivery, self.redis,
+                                             ask_in_direct=self.ask_in_direct)
+                        for name in ("waha", "whatsapp")}
+        await save_route(self.redis, USER, Route(channel="waha", chat_id=WAHA_CHAT))
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.delivery.stop()
+        await finish_drainer(self.delivery)
+        await self.waha_client.close()
+        await self.meta_client.close()
+        await self.redis.close()
+
+    async def route(self, conversation: str, route: Route) -> None:
+        await save_route(self.redis, conversation, route)
+
+    async def queued(self, channel: str, chat: str) -> List[Dict[str, Any]]:
+        return [json.loads(raw) for raw in
+                await self.redis.lrange(redis_keys.outbox(channel, chat), 0, -1)]
+
+    async def empty(self) -> bool:
+        """No chat has anything waiting (the due set is empty once every list is)."""
+        return await self.redis.zcard(redis_keys.outbox_due()) == 0
+
+    async def counter(self, field: str) -> int:
+        return int(await self.redis.hget(redis_keys.counters(), field) or 0)
+
+
+async def finish_drainer(delivery: Delivery) -> None:
+    """End the drainer task for sure (stop() can be ignored by it: see the test below)."""
+    task = delivery._task
+    while task is not None and not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.1)
+
+
+@contextlib.contextmanager
+def replying_to(conversation: str):
+    """Inside a user turn of this conversation: messages to it are replies, not proactive."""
+    token = current_turn.set(conversation)
+    try:
+        yield
+    finally:
+        current_turn.reset(token)
+
+
+def long_text(size: int = 6000) -> str:
+    sentences, number = [], 0
+    while sum(len(s) + 1 for s in sentences) < size + 200:
+        number += 1
+        sentences.append(f"La caja {number} de la sucursal no imprime el ticket fiscal."
+                         + ("\n\n" if number % 7 == 0 else " "))
+    return "".join(sentences)[:size].rstrip() + "."
+
+
+def meta_texts(fake) -> List[str]:
+    return [m["text"]["body"] for m in fake.messages() if m.get("type") == "text"]
+
+
+def _check_split(parts: List[str], text: str) -> None:
+    assert len(parts) >= 2
+    assert all(0 < len(part) <= 4096 for part in parts), [len(p) for p in parts]
+    assert " ".join(parts).split() == text.split()  # same words, same order
+    assert text.startswith(parts[0])
+
+
+# --- splitting ----------------------------------------------------------------------------
+
+def test_a_6000_character_reply_arrives_split_in_order_on_waha(redis_client, redis_url,
+                                                                fake_waha):
+    text = long_text()
+    assert len(text) >= 6000
+
+    async def scenario():
+        async with Rig(redis_url, waha=fake_waha) as rig:
+            with replying_to(USER):
+                await rig.outputs["waha"].send_text_message(USER, text)
+
+    run(scenario())
+    _check_split(fake_waha.texts(WAHA_CHAT), text)
+
+
+def test_a_6000_character_reply_arrives_split_in_order_on_meta(redis_client, redis_url,
+                                                                fake_meta):
+    text = long_text()
+
+    async def scenario():
+        async with Rig(redis_url, meta=fake_meta) as rig:
+            await rig.route(USER, Route(channel="whatsapp", chat_id=USER))
+            with replying_to(USER):
+                await rig.outputs["whatsapp"].send_text_message(USER, text)
+
+    run(scenario())
+    _check_split(meta_texts(fake_meta), text)
+    assert {m["to"] for m in fake_meta.messages()} == {USER}
+
+
+# --- outages and order --------------------------------------------------------------------
+
+def _gateway(channel: str, fake_waha, fake_meta):
+    if channel == "waha":
+        return fake_waha, WAHA_CHAT, (lambda: fake_waha.texts(WAHA_CHAT))
+    return fake_meta, USER, (lambda: meta_texts(fake_meta))
+
+
+@pytest.mark.parametrize("channel", ["waha", "whatsapp"])
+def test_gateway_down_then_back_everything_arrives_in_order(redis_client, redis_url,
+                                                            fake_waha, fake_meta, channel):
+    fake, chat, sent = _gateway(channel, fake_waha, fake_meta)
+    fake.down = True
+
+    async def scenario():
+        async with Rig(redis_url, waha=fake_waha, meta=fake_meta) as rig:
+            await rig.route(USER, Route(channel=channel, chat_id=chat))
+            with replying_to(USER):
+                for text in ("uno", "dos", "tres"):
+                    await rig.outputs[channel].send_text_message(USER, text)
+            queued = [m["text"] for m in await rig.queued(channel, chat)]
+            assert queued == ["uno", "dos", "tres"]
+            assert await rig.counter("outbox_queued") == 1  # the others queued behind it
+            assert len(fake.requests) == 2  # the quick retries of "uno" only
+            rig.delivery.start()
+            # the drainer keeps trying while the gateway is down, and delivers nothing
+            await wait_until(lambda: len(fake.requests) >= 5)
+            assert sent() == []
+            head = (await rig.queued(channel, chat))[0]
+            assert head["text"] == "uno" and head["attempt"] >= 2
+            fake.down = False
+            await wait_until(rig.empty)
+            assert await rig.queued(channel, chat) == []
+            return await rig.counter("outbox_delivered")
+
+    assert run(scenario()) == 3
+    assert sent() == ["uno", "dos", "tres"]
+
+
+def test_a_message_sent_while_older_ones_wait_is_queued_behind_them(redis_client, redis_url,
+                                                                    fake_waha):
+    fake_waha.down = True
+
+    async def scenario():
+        async with Rig(redis_url, waha=fake_waha) as rig:
+            output = rig.outputs["waha"]
+            with replying_to(USER):
+                await output.send_text_message(USER, "primero")
+                fake_waha.down = False  # the gateway is back, but "primero" still waits
+                await output.send_text_message(USER, "segundo")
+                await output.send_text_message(USER, "tercero")
+            assert fake_waha.texts(WAHA_CHAT) == []
+            assert [m["text"] for m in await rig.queued("waha", WAHA_CHAT)] == [
+                "primero", "segundo", "tercero"]
+            rig.delivery.start()
+            await wait_until(rig.empty)
+
+    run(scenario())
+    assert fake_waha.texts(WAHA_CHAT) == ["primero", "segundo", "tercero"]
+
+
+def test_stop_ends_the_drainer_even_when_a_message_was_just_queued(redis_client, redis_url):
+    async def scenario():
+        client = redis_for(redis_url)
+        delivery = Delivery(client, tiny_config())
+        try:
+            delivery.start()
+            await asyncio.sleep(0.1)  # the drainer waits for work
+            delivery._wake.set()  # what send() does after queueing, here just before stop
+            await delivery.stop()
+            done, _pending = await asyncio.wait({delivery._task}, timeout=1)
+            return bool(done)
+        finally:
+            await finish_drainer(delivery)
+            await client.close()
+
+    assert run(scenario())
+
+
+def test_other_chats_are_not_held_up_by_a_waiting_one(redis_client, redis_url, fake_waha):
+    fake_waha.fail_next = [(503, {"statusCode": 503})] * 2
+
+    async def scenario():
+        async with Rig(redis_url, waha=fake_waha) as rig:
+            await rig.route("5491100000009", Route(channel="waha",
+                                                   chat_id="5491100000009@c.us"))
+            await rig.outputs["waha"].send_text_message(USER, "para el primero")
+            await rig.outputs["waha"].send_text_message("5491100000009", "para el segundo")
+            assert fake_waha.texts("5491100000009@c.us") == ["para el segundo"]
+            rig.delivery.start()
+            await wait_until(rig.empty)
+
+    run(scenario())
+    assert fake_waha.texts(WAHA_CHAT) == ["para el primero"]
+
+
+def test_a_drain_keeps_going_after_a_permanent_error(redis_client, redis_url, fake_waha):
+    """A queued message the gateway refuses for good is dropped (counted); the next ones go."""
+    fake_waha.down = True
+
+    async def scenario():
+        async with Rig(redis_url, waha=fake_waha) as rig:
+            with replying_to(USER):
+                for text in ("a", "b", "c"):
+                    await rig.outputs["waha"].send_text_message(USER, text)
+            fake_waha.down = False
+            fake_waha.fail_next = [(400, {"statusCode": 400, "message": "bad chat"})]
+            rig.delivery.start()
+            await wait_until(rig.empty)
+            return await rig.counter("failed_waha_400")
+
+    assert run(scenario()) == 1
+    assert fake_waha.texts(WAHA_CHAT) == ["b", "c"]
+
+
+# --- errors: permanent, transient, Meta's window ------------------------------------------
+
+def test_waha_400_is_permanent(redis_client, redis_url, fake_waha):
+    fake_waha.fail_next = [(400, {"statusCode": 400, "message": "chatId is not valid"})]
+
+    async def scenario():
+        async with Rig(redis_url, waha=fake_waha) as rig:
+            with replying_to(USER):
+                await rig.outputs["waha"].send_text_message(USER, "no llega")
+                await rig.outputs["waha"].send_text_message(USER, "este sí")
+            return (await rig.counter("failed_waha_400"), await rig.queued("waha", WAHA_CHAT),
+                    await rig.empty())
+
+    failed, queued, empty = run(scenario())
+    assert failed == 1 and queued == [] and empty
+    assert len(fake_waha.calls("/api/sendText")) == 2  # one try each, no retry
+    assert fake_waha.texts(WAHA_CHAT) == ["este sí"]
+
+
+def test_meta_131026_is_permanent(redis_client, redis_url, fake_meta):
+    fake_meta.fail_next = [(400, graph_error(131026, "Message undeliverable"))]
+
+    async def scenario():
+        async with Rig(redis_url, meta=fake_meta) as rig:
+            await rig.route(USER, Route(channel="whatsapp", chat_id=USER))
+            with replying_to(USER):
+                await rig.outputs["whatsapp"].send_text_message(USER, "no llega")
+            return await rig.counter("failed_whatsapp_131026"), await rig.empty()
+
+    assert run(scenario()) == (1, True)
+    assert len(fake_meta.requests) == 1 and meta_texts(fake_meta) == []
+
+
+@pytest.mark.parametrize("status, code", [(429, 130429), (400, 131056), (500, 131000)])
+def test_meta_rate_limits_are_retried(redis_client, redis_url, fake_meta, status, code):
+    fake_meta.fail_next = [(status, graph_error(code, "slow down"))]
+
+    async def scenario():
+        async with Rig(redis_url, meta=fake_meta) as rig:
+            await rig.route(USER, Route(channel="whatsapp", chat_id=USER))
+            with replying_to(USER):
+                await rig.outputs["whatsapp"].send_text_message(USER, "hola")
+            return await rig.empty()
+
+    assert run(scenario())
+    assert len(fake_meta.requests) == 2 and meta_texts(fake_meta) == ["hola"]
+
+
+def test_a_lasting_meta_rate_limit_goes_through_the_outbox(redis_client, redis_url, fake_meta):
+    fake_meta.fail_next = [(429, graph_error(130429, "Rate limit hit"))] * 4
+
+    async def scenario():
+        async with Rig(redis_url, meta=fake_meta) as rig:
+            await rig.route(USER, Route(channel="whatsapp", chat_id=USER))
+            with replying_to(USER):
+                await rig.outputs["whatsapp"].send_text_message(USER, "uno")
+                await rig.outputs["whatsapp"].send_text_message(USER, "dos")
+            assert len(await rig.queued("whatsapp", USER)) == 2
+            rig.delivery.start()
+            await wait_until(rig.empty)
+
+    run(scenario())
+    assert meta_texts(fake_meta) == ["uno", "dos"]
+
+
+def _template_bodies(fake) -> List[Dict[str, Any]]:
+    return [m for m in fake.messages() if m.get("type") == "template"]
+
+
+def test_meta_131047_on_a_proactive_message_sends_the_template(redis_client, redis_url,
+                                                              fake_meta):
+    fake_meta.fail_next = [(400, graph_error(131047, "Re-engagement message"))]
+
+    async def scenario():
+        async with Rig(redis_url, meta=fake_meta) as rig:
+            await rig.route(USER, Route(channel="whatsapp", chat_id=USER))
+            # no turn of this user is running: a proactive message (a worker's update)
+            await rig.outputs["whatsapp"].send_text_message(USER, "Su ticket fue resuelto")
+            return await rig.counter("reengagement_needed"), await rig.empty()
+
+    assert run(scenario()) == (1, True)
+    templates = _template_bodies(fake_meta)
+    assert templates == [{"messaging_product": "whatsapp", "recipient_type": "individual",
+                          "to": USER, "type": "template",
+                          "template": {"name": "seguimiento_ticket",
+                                       "language": {"code": "es"}}}]
+    assert meta_texts(fake_meta) == []
+
+
+def test_meta_131047_on_a_reply_sends_no_template(redis_client, redis_url, fake_meta):
+    fake_meta.fail_next = [(400, graph_error(131047, "Re-engagement message"))]
+
+    async def scenario():
+        async with Rig(redis_url, meta=fake_meta) as rig:
+            await rig.route(USER, Route(channel="whatsapp", chat_id=USER))
+            with replying_to(USER):
+                await rig.outputs["whatsapp"].send_text_message(USER, "respuesta")
+            return await rig.empty()
+
+    assert run(scenario())
+    assert len(fake_meta.requests) == 1 and fake_meta.messages() == []
+
+
+def test_no_template_when_none_is_configured(redis_client, redis_url, fake_meta):
+    fake_meta.fail_next = [(400, graph_error(131047, "Re-engagement message"))]
+
+    async def scenario():
+        async with Rig(redis_url, meta=fake_meta, reengagement_template=None) as rig:
+            await rig.route(USER, Route(channel="whatsapp", chat_id=USER))
+            await rig.outputs["whatsapp"].send_text_message(USER, "aviso")
+
+    run(scenario())
+    assert len(fake_meta.requests) == 1 and fake_meta.messages() == []
+
+
+def test_a_late_131047_status_sends_the_template(channel_env, redis_client, fake_meta):
+    """Meta often accepts the message (200 + wamid) and reports 131047 in a `failed` status."""
+
+    async def scenario():
+        channel = fresh(MetaInput, meta_settings(fake_meta.url))
+        try:
+            await save_route(channel.shared.redis, USER, Route(channel="whatsapp", chat_id=USER))
+            await channel.output.send_text_message(USER, "Su ticket fue resuelto")  # proactive
+            with replying_to(USER):
+                await channel.output.send_text_message(USER, "una respuesta")
+            sent_ids = [f"wamid.SENT{n:06d}" for n in (1, 2)]
+            stored = [await channel.shared.redis.exists(
+                redis_keys.sent_message("whatsapp", sid)) for sid in sent_ids]
+            statuses = [{"id": sid, "status": "failed", "timestamp": "1689380458",
+                         "recipient_id": USER,
+                         "errors": [{"code": 131047, "title": "Re-engagement message"}]}
+                        for sid in sent_ids]
+            await channel.on_failed_statuses(statuses)
+            await channel.on_failed_statuses(statuses[:1])  # a repeated status: no 2nd template
+            counters = await channel.shared.redis.hgetall(redis_keys.counters())
+            return stored, counters
+        finally:
+            await close_channel(channel)
+
+    stored, counters = run(scenario())
+    assert stored == [1, 0]  # only proactive messages are remembered
+    assert len(_template_bodies(fake_meta)) == 1
+    assert _template_bodies(fake_meta)[0]["to"] == USER
+    assert int(counters[b"meta_failed_status"]) == 3
+
+
+# --- opt-outs -----------------------------------------------------------------------------
+
+def test_a_proactive_message_to_an_opted_out_user_is_withheld(redis_client, redis_url,
+                                                              fake_waha):
+    redis_client.sadd(redis_keys.opted_out_set(), USER)
+
+    async def scenario():
+        async with Rig(redis_url, waha=fake_waha) as rig:
+            await rig.outputs["waha"].send_text_message(USER, "Novedades de su ticket")
+            with replying_to(USER):  # the answer to their own message still goes out
+                await rig.outputs["waha"].send_text_message(USER, "Listo, no le escribiremos")
+            return await rig.counter("withheld_opted_out")
+
+    assert run(scenario()) == 1
+    assert fake_waha.texts(WAHA_CHAT) == ["Listo, no le escribiremos"]
+
+
+def test_a_queued_proactive_message_is_withheld_if_the_user_opts_out_meanwhile(
+        redis_client, redis_url, fake_waha):
+    fake_waha.down = True
+
+    async def scenario():
+        async with Rig(redis_url, waha=fake_waha) as rig:
+            await rig.outputs["waha"].send_text_message(USER, "aviso 1")
+            await rig.outputs["waha"].send_text_message(USER, "aviso 2")
+            await rig.redis.sadd(redis_keys.opted_out_set(), USER)
+            fake_waha.down = False
+            rig.delivery.start()
+            await wait_until(rig.empty)
+            return await rig.counter("withheld_opted_out")
+
+    assert run(scenario()) == 2
+    assert fake_waha.texts(WAHA_CHAT) == []
+
+
+# --- buttons ------------------------------------------------------------------------------
+
+def _buttons(*titles: str) -> List[Dict[str, str]]:
+    return [{"title": title, "payload": f"/elegir{{\"opcion\": {n}}}"}
+            for n, title in enumerate(titles, start=1)]
+
+
+def _send_buttons(redis_url, fake_waha, fake_meta, channel: str, buttons):
+    async def scenario():
+        async with Rig(redis_url, waha=fake_waha, meta=fake_meta) as rig:
+            chat = WAHA_CHAT if channel == "waha" else USER
+            await rig.route(USER, Route(channel=channel, chat_id=chat))
+            with replying_to(USER):
+                await rig.outputs[channel].send_text_with_buttons(USER, "¿Qué desea hacer?",
+                                                                  buttons)
+            return json.loads(await rig.redis.get(redis_keys.offered_buttons(USER)))
+
+    return run(scenario())
+
+
+def test_meta_up_to_three_short_titles_are_reply_buttons(redis_client, redis_url, fake_waha,
+                                                         fake_meta):
+    buttons = _buttons("Sí", "No", "Hablar con alguien")
+    offered = _send_buttons(redis_url, fake_waha, fake_meta, "whatsapp", buttons)
+    (body,) = fake_meta.messages()
+    assert body["type"] == "interactive" and body["interactive"]["type"] == "button"
+    replies = [b["reply"] for b in body["interactive"]["action"]["buttons"]]
+    assert replies == [{"id": b["payload"], "title": b["title"]} for b in buttons]
+    assert body["interactive"]["body"] == {"text": "¿Qué desea hacer?"}
+    assert offered == buttons
+
+
+@pytest.mark.parametrize("titles", [
+    ["Caja", "Impresora", "Posnet", "Internet"],
+    [f"Opción {n}" for n in range(1, 11)],
+    ["Sí", "Una opción de 22 letra"],  # a title over 20 characters fits a list row
+])
+def test_meta_four_to_ten_buttons_are_a_list(redis_client, redis_url, fake_waha, fake_meta,
+                                             titles):
+    buttons = _buttons(*titles)
+    _send_buttons(redis_url, fake_waha, fake_meta, "whatsapp", buttons)
+    (body,) = fake_meta.messages()
+    assert body["type"] == "interactive" and body["interactive"]["type"] == "list"
+    rows = body["interactive"]["action"]["sections"][0]["rows"]
+    assert rows == [{"id": b["payload"], "title": b["title"]} for b in buttons]
+
+
+@pytest.mark.parametrize("titles", [
+    [f"Opción {n}" for n in range(1, 12)],
+    ["Sí", "Un título demasiado largo para una fila"],
+])
+def test_meta_more_than_ten_or_long_titles_are_numbered_text(redis_client, redis_url,
+                                                             fake_waha, fake_meta, titles):
+    _send_buttons(redis_url, fake_waha, fake_meta, "whatsapp", _buttons(*titles))
+    (body,) = fake_meta.messages()
+    assert body["type"] == "text"
+    expected = "\n".join(["¿Qué desea hacer?"] + [f"{n}. {t}" for n, t in
+                                                   enumerate(titles, start=1)])
+    assert body["text"]["body"] == expected
+
+
+def test_waha_buttons_are_always_numbered_text(redis_client, redis_url, fake_waha, fake_meta):
+    offered = _send_buttons(redis_url, fake_waha, fake_meta, "waha", _buttons("Sí", "No"))
+    assert fake_waha.texts(WAHA_CHAT) == ["¿Qué desea hacer?\n1. Sí\n2. No"]
+    assert [b["title"] for b in offered] == ["Sí", "No"]
+
+
+def test_a_plain_text_forgets_the_offered_buttons(redis_client, redis_url, fake_waha):
+    async def scenario():
+        async with Rig(redis_url, waha=fake_waha) as rig:
+            with replying_to(USER):
+                await rig.outputs["waha"].send_text_with_buttons(USER, "¿Sí o no?",
+                                                                 _buttons("Sí", "No"))
+                assert await rig.redis.exists(redis_keys.offered_buttons(USER))
+                await rig.outputs["waha"].send_text_message(USER, "Gracias")
+                return await rig.redis.exists(redis_keys.offered_buttons(USER))
+
+    assert run(scenario()) == 0
+
+
+# --- groups -------------------------------------------------------------------------------
+
+def _group_route() -> Route:
+    return Route(channel="waha", chat_id=GROUP, participant=f"{USER}@c.us", name="Ana",
+                 phone=USER)
+
+
+def test_a_group_reply_mentions_the_reporter(redis_client, redis_url, fake_waha):
+    async def scenario():
+        async with Rig(redis_url, waha=fake_waha) as rig:
+            await rig.route(GROUP_CONVERSATION, _group_route())
+            with replying_to(GROUP_CONVERSATION):
+                await rig.outputs["waha"].send_text_message(GROUP_CONVERSATION,
+                                                            "Ya registré su reporte.")
+                await rig.outputs["waha"].send_text_with_buttons(
+                    GROUP_CONVERSATION, "¿Es urgente?", _buttons("Sí", "No"))
+
+    run(scenario())
+    (first, second) = fake_waha.calls("/api/sendText")
+    assert first["body"]["chatId"] == GROUP
+    assert first["body"]["text"] == f"@{USER} Ya registré su reporte."
+    assert first["body"]["mentions"] == [f"{USER}@c.us"]
+    assert second["body"]["text"] == f"@{USER} ¿Es urgente?\n1. Sí\n2. No"
+    assert second["body"]["mentions"] == [f"{USER}@c.us"]
+
+
+def test_a_long_group_reply_keeps_every_part_within_the_limit(redis_client, redis_url,
+                                                              fake_waha):
+    text = " ".join(f"palabra{n:04d}" for n in range(700))  # no better cut than spaces
+
+    async def scenario():
+        async with Rig(redis_url, waha=fake_waha) as rig:
+            await rig.route(GROUP_CONVERSATION, _group_route())
+            with replying_to(GROUP_CONVERSATION):
+                await rig.outputs["waha"].send_text_message(GROUP_CONVERSATION, text)
+
+    run(scenario())
+    parts = fake_waha.texts(GROUP)
+    assert len(parts) >= 2
+    assert all(len(part) <= 4096 for part in parts), [len(p) for p in parts]
+
+
+def test_ask_in_direct_sends_to_the_participant_and_writes_the_alias(redis_client, redis_url,
+                                                                     fake_waha):
+    async def scenario():
+        async with Rig(redis_url, waha=fake_waha, ask_in_direct=True) as rig:
+            await rig.route(GROUP_CONVERSATION, _group_route())
+            with replying_to(GROUP_CONVERSATION):
+                await rig.outputs["waha"].send_text_message(GROUP_CONVERSATION,
+                                                            "¿En qué sucursal está?")
+
+    run(scenario())
+    (call,) = fake_waha.calls("/api/sendText")
+    assert call["body"]["chatId"] == f"{USER}@c.us"
+    assert call["body"]["text"] == "¿En qué sucursal está?"
+    assert "mentions" not in call["body"]
+    assert redis_client.get(redis_keys.direct_alias(USER)) == GROUP_CONVERSATION.encode()
+    assert 0 < redis_client.ttl(redis_keys.direct_alias(USER)) <= 24 * 3600
+
+
+# --- files, missing routes ----------------------------------------------------------------
+
+def test_images_and_documents_go_through_the_media_endpoints(redis_client, redis_url,
+                                                             fake_waha, fake_meta):
+    image, pdf = "https://example.com/a.png", "https://example.com/guia.pdf"
+
+    async def scenario():
+        async with Rig(redis_url, waha=fake_waha, meta=fake_meta) as rig:
+            await rig.route("5491100000009", Route(channel="whatsapp", chat_id="5491100000009"))
+            with replying_to(USER):
+                await rig.outputs["waha"].send_image_url(USER, image)
+                await rig.outputs["waha"].send_attachment(USER, {"url": pdf,
+                                                                 "filename": "guia.pdf"})
+            await rig.outputs["whatsapp"].send_image_url("5491100000009", image)
+            await rig.outputs["whatsapp"].send_attachment("5491100000009",
+                                                          {"url": pdf, "filename": "guia.pdf"})
+
+    run(scenario())
+    (sent_image,) = fake_waha.calls("/api/sendImage")
+    (sent_file,) = fake_waha.calls("/api/sendFile")
+    assert sent_image["body"]["chatId"] == WAHA_CHAT
+    assert sent_image["body"]["file"] == {"url": image}
+    assert sent_file["body"]["file"] == {"url": pdf, "filename": "guia.pdf"}
+    meta_image, meta_document = fake_meta.messages()
+    assert meta_image["type"] == "image" and meta_image["image"] == {"link": image}
+    assert meta_document["document"] == {"link": pdf, "filename": "guia.pdf"}
+
+
+def test_a_conversation_without_a_route_is_counted_not_sent(redis_client, redis_url,
+                                                           fake_waha):
+    async def scenario():
+        async with Rig(redis_url, waha=fake_waha) as rig:
+            await rig.outputs["waha"].send_text_message("5491100000001", "¿Hola?")
+            return await rig.counter("no_route")
+
+    assert run(scenario()) == 1
+    assert fake_waha.requests == []

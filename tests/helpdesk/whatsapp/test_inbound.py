@@ -1,0 +1,158 @@
+"""`InboundLog.accept`, the one atomic step between a webhook and its turn: dedupe, opt-outs,
+the per-user rate limit, and what the stream holds."""
+import asyncio
+import time
+from typing import List, Tuple
+
+from helpdesk import redis_keys
+from helpdesk.whatsapp import inbound
+from helpdesk.whatsapp import InboundLog, InboundMessage, Media
+from tests.connectors.whatsapp.support import USER, redis_for, run
+
+OTHER_USER = "5491155556666"
+
+
+def message(number: int = 1, conversation: str = USER, text: str = "hola",
+            opt_word=None, channel: str = "waha") -> InboundMessage:
+    return InboundMessage(channel=channel, message_id=f"false_{conversation}_{number:04d}",
+                          conversation_id=conversation, chat_id=f"{conversation}@c.us",
+                          kind="text", text=text, phone=conversation, opt_word=opt_word)
+
+
+async def _accept_all(redis_url: str, messages: List[InboundMessage], limit: int = 0,
+                      window: int = 60, cooldown: int = 60, pause: float = 0
+                      ) -> List[Tuple[str, str]]:
+    client = redis_for(redis_url)
+    try:
+        log = InboundLog(client, 3600, limit, window, cooldown)
+        outcomes = []
+        for item in messages:
+            if item is None:  # a pause in the sequence
+                await asyncio.sleep(pause)
+                continue
+            outcomes.append(await log.accept(item))
+        return outcomes
+    finally:
+        await client.close()
+
+
+def accept_all(redis_url, messages, **kwargs) -> List[str]:
+    return [outcome for outcome, _entry in run(_accept_all(redis_url, messages, **kwargs))]
+
+
+def test_accepted_then_duplicate(redis_url, redis_client):
+    results = run(_accept_all(redis_url, [message(1), message(1)]))
+    (first, entry), (second, none) = results
+    assert first == inbound.ACCEPTED and entry
+    assert second == inbound.DUPLICATE and none is None
+    assert redis_client.xlen(inbound.STREAM) == 1
+    ttl = redis_client.ttl(redis_keys.inbound_seen("waha", message(1).message_id))
+    assert 3590 < ttl <= 3600
+
+
+def test_same_id_on_another_channel_is_not_a_duplicate(redis_url, redis_client):
+    assert accept_all(redis_url, [message(1), message(1, channel="whatsapp")]) == [
+        inbound.ACCEPTED, inbound.ACCEPTED]
+
+
+def test_three_concurrent_deliveries_give_one_accepted(redis_url, redis_client):
+    async def scenario():
+        clients = [redis_for(redis_url) for _ in range(3)]
+        try:
+            logs = [InboundLog(client, 3600, 20, 60, 60) for client in clients]
+            return await asyncio.gather(*(log.accept(message(7)) for log in logs))
+        finally:
+            for client in clients:
+                await client.close()
+
+    outcomes = sorted(outcome for outcome, _ in run(scenario()))
+    assert outcomes == [inbound.ACCEPTED, inbound.DUPLICATE, inbound.DUPLICATE]
+    assert redis_client.xlen(inbound.STREAM) == 1
+
+
+def test_opted_out_users_are_dropped_unless_they_opt_back_in(redis_url, redis_client):
+    redis_client.sadd(redis_keys.opted_out_set(), USER)
+    outcomes = accept_all(redis_url, [
+        message(1), message(2, text="BAJA", opt_word="out"),
+        message(3, text="alta", opt_word="in"), message(4, conversation=OTHER_USER),
+    ])
+    assert outcomes == [inbound.OPTED_OUT, inbound.OPTED_OUT, inbound.ACCEPTED,
+                        inbound.ACCEPTED]
+    # a dropped message's id is still remembered: a redelivery is not counted again
+    assert accept_all(redis_url, [message(1)]) == [inbound.DUPLICATE]
+
+
+def test_rate_limit_then_cool_down_then_accepted_again(redis_url, redis_client):
+    sequence = [message(n) for n in range(1, 6)] + [None] + [message(6), message(7)]
+    started = time.monotonic()
+    outcomes = accept_all(redis_url, sequence, limit=3, window=60, cooldown=1, pause=1.1)
+    assert outcomes == [
+        inbound.ACCEPTED, inbound.ACCEPTED, inbound.ACCEPTED,
+        inbound.RATE_LIMITED_FIRST,  # told once
+        inbound.RATE_LIMITED,  # during the cool-down
+        inbound.ACCEPTED, inbound.ACCEPTED,  # after it
+    ]
+    assert redis_client.xlen(inbound.STREAM) == 5
+
+
+def test_rate_limit_is_per_user_and_opt_words_pass_it(redis_url, redis_client):
+    sequence = [message(1), message(2), message(3),
+                message(4, conversation=OTHER_USER),
+                message(5, text="BAJA", opt_word="out"),
+                message(6, text="alta", opt_word="in")]
+    assert accept_all(redis_url, sequence, limit=2, cooldown=60) == [
+        inbound.ACCEPTED, inbound.ACCEPTED, inbound.RATE_LIMITED_FIRST,
+        inbound.ACCEPTED, inbound.ACCEPTED, inbound.ACCEPTED]
+
+
+def test_rate_window_expires(redis_url, redis_client):
+    sequence = [message(1), message(2), None, message(3), message(4)]
+    assert accept_all(redis_url, sequence, limit=2, window=1, cooldown=60, pause=1.1) == [
+        inbound.ACCEPTED] * 4
+
+
+def test_limit_zero_means_no_limit(redis_url, redis_client):
+    assert accept_all(redis_url, [message(n) for n in range(30)], limit=0) == [
+        inbound.ACCEPTED] * 30
+
+
+def test_stream_contents_round_trip(redis_url, redis_client):
+    rich = InboundMessage(
+        channel="waha", message_id="false_120363@g.us_ABC_5491122334455@c.us",
+        conversation_id="g120363-5491122334455", chat_id="120363@g.us", kind="media",
+        text="Así quedó 😀 la pantalla", participant="5491122334455@c.us",
+        phone="5491122334455", name="Ana Pérez", is_group=True, mentions_bot=True,
+        media=Media(kind="image", mime_type="image/jpeg", url="http://w/api/files/a.jpg",
+                    filename="captura.jpg"),
+        location={"latitude": "-34.6", "longitude": "-58.4"}, lid=None,
+        timestamp=1667561485.0, received_at=1667561486.5, correlation_id="c0ffee",
+    )
+    plain = message(2)
+    results = run(_accept_all(redis_url, [rich, plain]))
+    entries = redis_client.xrange(inbound.STREAM)
+    assert [e[0].decode() for e in entries] == [entry for _, entry in results]
+    decoded = [InboundMessage.from_json(fields[b"m"]) for _id, fields in entries]
+    assert decoded == [rich, plain]
+    assert isinstance(decoded[0].media, Media) and decoded[1].media is None
+
+
+def test_ensure_group_and_finish(redis_url, redis_client):
+    async def scenario():
+        client = redis_for(redis_url)
+        try:
+            await inbound.ensure_group(client)
+            await inbound.ensure_group(client)  # BUSYGROUP is not an error
+            log = InboundLog(client, 3600, 0, 60, 60)
+            await log.accept(message(1))
+            await log.accept(message(2))
+            read = await client.xreadgroup(inbound.GROUP, "c1", {inbound.STREAM: ">"},
+                                           count=10)
+            ids = [entry_id.decode() for entry_id, _ in read[0][1]]
+            pending_before = (await client.xpending(inbound.STREAM, inbound.GROUP))["pending"]
+            await inbound.finish(client, ids[:1])
+            pending_after = (await client.xpending(inbound.STREAM, inbound.GROUP))["pending"]
+            return pending_before, pending_after, await client.xlen(inbound.STREAM)
+        finally:
+            await client.close()
+
+    assert run(scenario()) == (2, 1, 1)

@@ -1,0 +1,115 @@
+"""Opt-out registry (helpdesk/optout.py) against the session's real Redis."""
+import asyncio
+
+import pytest
+
+from helpdesk import redis_keys
+from helpdesk.whatsapp import AsyncOptOutRegistry, OptOutRegistry
+
+USER = "5491122334455"
+OTHER = "5491199887766"
+
+
+@pytest.fixture
+def registry(redis_url, redis_client) -> OptOutRegistry:
+    # redis_client flushes the database before and after the test
+    registry = OptOutRegistry.from_url(redis_url)
+    yield registry
+    registry.client.close()
+
+
+def test_nobody_is_opted_out_at_first(registry):
+    assert registry.is_opted_out(USER) is False
+
+
+def test_opt_out_then_opt_in(registry):
+    registry.opt_out(USER)
+    assert registry.is_opted_out(USER) is True
+    assert registry.is_opted_out(OTHER) is False
+    assert registry.opt_in(USER) is True
+    assert registry.is_opted_out(USER) is False
+    # a second opt-in has nothing to undo
+    assert registry.opt_in(USER) is False
+
+
+def test_opt_in_of_someone_never_opted_out_is_false(registry):
+    assert registry.opt_in(OTHER) is False
+    assert registry.is_opted_out(OTHER) is False
+
+
+def test_opting_out_twice_is_one_opt_out(registry, redis_client):
+    registry.opt_out(USER)
+    registry.opt_out(USER)
+    assert redis_client.scard(redis_keys.opted_out_set()) == 1
+    assert registry.opt_in(USER) is True
+    assert registry.is_opted_out(USER) is False
+
+
+def test_the_set_lives_under_the_project_key(registry, redis_client):
+    registry.opt_out(USER)
+    assert redis_keys.opted_out_set() == "helpdesk:opted_out"
+    assert redis_client.smembers("helpdesk:opted_out") == {USER.encode()}
+
+
+def test_from_url_uses_a_given_client(redis_url, redis_client):
+    registry = OptOutRegistry.from_url("redis://unused.invalid:1/0", client=redis_client)
+    assert registry.client is redis_client
+    registry.opt_out(USER)
+    assert registry.is_opted_out(USER) is True
+
+
+def test_async_registry(redis_url, redis_client):
+    async def scenario():
+        registry = AsyncOptOutRegistry.from_url(redis_url)
+        try:
+            results = [await registry.is_opted_out(USER)]
+            await registry.opt_out(USER)
+            results.append(await registry.is_opted_out(USER))
+            results.append(await registry.is_opted_out(OTHER))
+            results.append(await registry.opt_in(USER))
+            results.append(await registry.is_opted_out(USER))
+            results.append(await registry.opt_in(USER))
+            results.append(await registry.opt_in(OTHER))
+            return results
+        finally:
+            await registry.close()
+
+    assert asyncio.run(scenario()) == [False, True, False, True, False, False, False]
+
+
+def test_sync_and_async_registries_share_the_data(registry, redis_url):
+    async def is_opted_out(user):
+        async_registry = AsyncOptOutRegistry.from_url(redis_url)
+        try:
+            return await async_registry.is_opted_out(user)
+        finally:
+            await async_registry.close()
+
+    async def opt_out_then_in(first, second):
+        async_registry = AsyncOptOutRegistry.from_url(redis_url)
+        try:
+            await async_registry.opt_out(first)
+            return await async_registry.opt_in(second)
+        finally:
+            await async_registry.close()
+
+    registry.opt_out(USER)
+    assert asyncio.run(is_opted_out(USER)) is True
+    assert asyncio.run(is_opted_out(OTHER)) is False
+
+    # opted out through the async API, seen and undone through the sync one
+    assert asyncio.run(opt_out_then_in(OTHER, "nobody")) is False
+    assert registry.is_opted_out(OTHER) is True
+    assert registry.opt_in(OTHER) is True
+    assert asyncio.run(is_opted_out(OTHER)) is False
+
+    # opted in through the async API after a sync opt-out
+    async def opt_in(user):
+        async_registry = AsyncOptOutRegistry.from_url(redis_url)
+        try:
+            return await async_registry.opt_in(user)
+        finally:
+            await async_registry.close()
+
+    assert asyncio.run(opt_in(USER)) is True
+    assert registry.is_opted_out(USER) is False

@@ -1,0 +1,230 @@
+"""The Zoho Desk client (helpdesk/zoho.py) against the fake Zoho over real HTTP, with the
+token shared through the session's real Redis."""
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from helpdesk.settings import load_zoho
+from helpdesk.zoho import (
+    ZohoAuthError,
+    ZohoClient,
+    ZohoNotFound,
+    ZohoPermanent,
+    ZohoQuotaExceeded,
+    ZohoRateLimited,
+    ZohoTransient,
+)
+from helpdesk.config import load_zoho_config
+from tests.fakes.zoho import REF_FIELD
+from tests.workers.zoho_support import DEPARTMENT_IDS, world  # noqa: F401 - fixture
+
+TICKET = {"subject": "POS: la caja 2 no enciende", "departmentId": DEPARTMENT_IDS["it"],
+          "description": "la caja 2 no enciende", "priority": "High", "channel": "Chat"}
+
+
+def client_for(world, redis_client=None, **delivery):
+    config = load_zoho_config(world.config_dir / "zoho.yml")
+    policy = config.delivery
+    if delivery:
+        from dataclasses import replace
+
+        policy = replace(policy, **delivery)
+    return ZohoClient(load_zoho(), redis_client or world.redis, policy)
+
+
+def test_one_refresh_serves_every_worker(world, redis_url):
+    first = client_for(world)
+    second = client_for(world, redis.Redis.from_url(redis_url))
+    assert first.find_contact_by_phone("5491122334455") is None
+    assert second.find_contact_by_phone("5491122334455") is None
+    assert world.zoho.refreshes == 1
+    token = world.zoho.calls(path="/contacts/search")[0].headers["authorization"]
+    assert all(c.headers["authorization"] == token for c in world.zoho.calls(path="/contacts/search"))
+
+
+def test_concurrent_refreshes_are_single_flight(world, redis_url):
+    clients = [client_for(world, redis.Redis.from_url(redis_url)) for _ in range(8)]
+    world.zoho.delay(0.3, path="/oauth")  # a slow token endpoint widens the race
+    errors = []
+
+    def call(client):
+        try:
+            client.find_contact_by_phone("5491100000000")
+        except Exception as error:  # pragma: no cover - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=call, args=(c,)) for c in clients]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert world.zoho.refreshes == 1
+
+
+def test_expired_token_refreshes_once_and_replays(world):
+    client = client_for(world)
+    client.find_contact_by_phone("5491122334455")
+    world.zoho.expire_tokens()
+    created = client.create_ticket({**TICKET, "contact": {"lastName": "Ana"}, "cf": {REF_FIELD: "ledger-1"}})
+    assert world.zoho.refreshes == 2
+    assert len(world.zoho.tickets_with_ref("ledger-1")) == 1
+    posts = world.zoho.calls("POST", "/tickets")
+    assert [c.status for c in posts] == [401, 200]
+    assert created.number == world.zoho.tickets_with_ref("ledger-1")[0]["ticketNumber"]
+
+
+def test_a_second_401_is_an_auth_error_not_a_loop(world):
+    client = client_for(world)
+    client.find_contact_by_phone("5491122334455")
+    world.zoho.fail(None, status=401, path="/tickets", code="UNAUTHORIZED")
+    with pytest.raises(ZohoAuthError):
+        client.create_ticket({**TICKET, "contact": {"lastName": "Ana"}})
+    assert world.zoho.refreshes == 2  # the first token, then exactly one refresh
+    assert len(world.zoho.calls("POST", "/tickets")) == 2
+
+
+def test_refresh_answered_200_with_an_error_body_is_a_failure(world):
+    world.zoho.refuse_refresh("invalid_code")
+    client = client_for(world)
+    with pytest.raises(ZohoAuthError, match="invalid_code"):
+        client.find_contact_by_phone("5491122334455")
+    assert world.redis.hgetall("helpdesk:zoho:access_token") == {}
+    assert world.zoho.calls(path="/contacts/search") == []
+
+
+def test_refresh_budget_is_never_exceeded(world):
+    client = client_for(world, token_refresh_limit=3)
+    for _ in range(3):
+        world.zoho.expire_tokens()
+        world.redis.delete("helpdesk:zoho:access_token")
+        client.find_contact_by_phone("5491122334455")
+    world.zoho.expire_tokens()
+    world.redis.delete("helpdesk:zoho:access_token")
+    with pytest.raises(ZohoRateLimited) as raised:
+        client.find_contact_by_phone("5491122334455")
+    assert world.zoho.refreshes == 3
+    assert 500 < raised.value.retry_after <= 600
+
+
+def test_a_token_is_refreshed_before_it_expires(world):
+    client = client_for(world, token_refresh_margin=60)
+    client.find_contact_by_phone("5491122334455")
+    # the cached token has 30 s left: inside the margin
+    world.redis.hset("helpdesk:zoho:access_token", "expires_at", repr(time.time() + 30))
+    client.find_contact_by_phone("5491122334455")
+    assert world.zoho.refreshes == 2
+
+
+def test_contact_search_then_create_then_remembered(world):
+    client = client_for(world)
+    first = client.ensure_contact("5491122334455", "Ana María Pérez", "WhatsApp {phone}")
+    contact = world.zoho.contacts[first]
+    assert contact["mobile"] == "+5491122334455"
+    assert (contact["firstName"], contact["lastName"]) == ("Ana María", "Pérez")
+    searches = world.zoho.calls("GET", "/contacts/search")
+    assert [c.query for c in searches] == [{"mobile": ["+5491122334455"], "limit": ["1"]},
+                                          {"phone": ["+5491122334455"], "limit": ["1"]}]
+    assert client.ensure_contact("5491122334455", "Ana", "WhatsApp {phone}") == first
+    assert len(world.zoho.calls("GET", "/contacts/search")) == 2  # remembered in Redis
+    world.redis.flushdb()
+    assert client.ensure_contact("5491122334455", None, "WhatsApp {phone}") == first  # found by search
+    nameless = client.ensure_contact("5491199998888", None, "WhatsApp {phone}")
+    assert world.zoho.contacts[nameless]["lastName"] == "WhatsApp +5491199998888"
+
+
+def test_ticket_search_by_the_ledger_id(world):
+    client = client_for(world)
+    assert client.find_ticket_by_ref(REF_FIELD, "ledger-7") is None
+    created = client.create_ticket({**TICKET, "contact": {"lastName": "Ana"}, "cf": {REF_FIELD: "ledger-7"}})
+    found = client.find_ticket_by_ref(REF_FIELD, "ledger-7")
+    assert (found.id, found.number) == (created.id, created.number)
+    [search] = world.zoho.calls("GET", "/tickets/search")[-1:]
+    assert search.query["customField1"] == [f"{REF_FIELD}:ledger-7"]
+
+
+def test_get_ticket_status_and_not_found(world):
+    client = client_for(world)
+    created = client.create_ticket({**TICKET, "contact": {"lastName": "Ana"}})
+    world.zoho.set_status(created.id, "On Hold", "On Hold")
+    got = client.get_ticket(created.id)
+    assert (got.status, got.status_type) == ("On Hold", "On Hold")
+    with pytest.raises(ZohoNotFound):
+        client.get_ticket("1892000000000000")
+
+
+def test_422_carries_zohos_field_errors(world):
+    client = client_for(world)
+    with pytest.raises(ZohoPermanent) as raised:
+        client.create_ticket({**TICKET, "departmentId": "999", "contactId": "123"})
+    assert raised.value.status == 422 and raised.value.code == "INVALID_DATA"
+    assert {e["fieldName"] for e in raised.value.field_errors} == {"/departmentId", "/contactId"}
+    assert "/departmentId: invalid" in raised.value.describe()
+
+
+def test_rate_limits_and_quota_are_told_apart(world):
+    client = client_for(world)
+    world.zoho.rate_limit(1, "TOO_MANY_REQUESTS")
+    with pytest.raises(ZohoRateLimited) as busy:
+        client.find_contact_by_phone("5491122334455")
+    assert busy.value.code == "TOO_MANY_REQUESTS" and busy.value.retry_after is None
+    world.zoho.rate_limit(1, "THRESHOLD_EXCEEDED", retry_after=7200)
+    with pytest.raises(ZohoQuotaExceeded) as quota:
+        client.find_contact_by_phone("5491122334455")
+    assert quota.value.retry_after == 7200
+
+
+def test_5xx_on_a_write_is_ambiguous_on_a_read_it_is_not(world):
+    client = client_for(world)
+    world.zoho.fail(1, status=503)
+    with pytest.raises(ZohoTransient) as read:
+        client.find_contact_by_phone("5491122334455")
+    assert read.value.ambiguous is False
+    world.zoho.fail(1, status=500, method="POST", path="/tickets", after=True)
+    with pytest.raises(ZohoTransient) as write:
+        client.create_ticket({**TICKET, "contact": {"lastName": "Ana"}, "cf": {REF_FIELD: "ledger-9"}})
+    assert write.value.ambiguous is True
+    assert len(world.zoho.tickets_with_ref("ledger-9")) == 1  # it was created after all
+
+
+def test_a_slow_answer_times_out(world):
+    client = client_for(world, read_timeout=0.5)
+    client.find_contact_by_phone("5491122334455")
+    world.zoho.delay(1.5, method="POST", path="/tickets", after=True)
+    started = time.monotonic()
+    with pytest.raises(ZohoTransient) as raised:
+        client.create_ticket({**TICKET, "contact": {"lastName": "Ana"}})
+    assert time.monotonic() - started < 1.4
+    assert raised.value.ambiguous is True
+
+
+def test_connection_refused_is_not_ambiguous(world):
+    client = client_for(world)
+    client.find_contact_by_phone("5491122334455")
+    world.zoho.go_down()
+    with pytest.raises(ZohoTransient) as raised:
+        client.create_ticket({**TICKET, "contact": {"lastName": "Ana"}})
+    assert raised.value.ambiguous is False
+    world.zoho.come_up()
+
+
+def test_comments_and_multipart_attachments(world, tmp_path: Path):
+    client = client_for(world)
+    created = client.create_ticket({**TICKET, "contact": {"lastName": "Ana"}})
+    comment_id = client.add_comment(created.id, "también falla la caja 3")
+    [comment] = world.zoho.comments[created.id]
+    assert comment["id"] == comment_id and comment["isPublic"] is False
+    assert comment["contentType"] == "plainText"
+    assert client.list_comments(created.id)[0]["content"] == "también falla la caja 3"
+    photo = tmp_path / "pantalla error.png"
+    photo.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40)
+    stored = client.upload_attachment(created.id, str(photo))
+    [attachment] = world.zoho.attachments[created.id]
+    assert stored["id"] == attachment["id"]
+    assert attachment["name"] == "pantalla error.png" and attachment["_content_type"] == "image/png"
+    assert world.zoho.attachment_bytes[attachment["id"]] == photo.read_bytes()
+    assert attachment["isPublic"] is False
+    assert [a["name"] for a in client.list_attachments(created.id)] == ["pantalla error.png"]
