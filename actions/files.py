@@ -80,6 +80,7 @@ def _add_files(conversation_id: str, media: List[Dict[str, Any]], window_minutes
     paths = [m["path"] for m in media]
     attachments = ledger.add_attachments(record.id, paths)
     if load_zoho() is not None:
+        # only with Zoho configured: an action server without Zoho never loads its client
         from helpdesk.config import zoho_config
         from helpdesk.zoho import enqueue_addition
 

@@ -36,7 +36,7 @@ from actions.ticket_extras import (
     current_known_fix,
 )
 from helpdesk import redis_keys
-from helpdesk.config.business import _read_yaml
+from helpdesk.config import read_yaml
 from helpdesk.errors import ConfigError
 from helpdesk.settings import load_settings
 from knowledge.answers import quoted_passage
@@ -54,7 +54,7 @@ class KnownFixSettings:
 
 
 def load_known_fix_settings(path: Path) -> KnownFixSettings:
-    data = _read_yaml(path)
+    data = read_yaml(path)
     where = str(path)
     enabled, skip_urgent = data.get("enabled", True), data.get("skip_urgent", True)
     if not isinstance(enabled, bool) or not isinstance(skip_urgent, bool):

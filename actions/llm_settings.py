@@ -9,7 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Tuple
 
-from helpdesk.config.business import _read_yaml
+from helpdesk.config import read_yaml
 from helpdesk.errors import ConfigError
 from helpdesk.settings import load_settings
 
@@ -21,7 +21,7 @@ class DialogueLlmSettings:
 
 
 def load_dialogue_llm_settings(path: Path) -> DialogueLlmSettings:
-    data = _read_yaml(path)
+    data = read_yaml(path)
     where = str(path)
     nlu = data.get("nlu_fallback") or {}
     screenshot = data.get("screenshot") or {}

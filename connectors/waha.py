@@ -212,6 +212,6 @@ class WahaInput(WhatsAppInput):
 
 
 def _group_chat(conversation_id: str) -> str:
-    from helpdesk.whatsapp import group_of
+    from helpdesk.whatsapp import group_of  # a group id only: the name is local to this helper
 
     return group_of(conversation_id) or conversation_id

@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from helpdesk import redis_keys
-from helpdesk.config.business import _read_yaml
+from helpdesk.config import read_yaml
+from helpdesk.settings import load_settings
 from helpdesk.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -94,7 +95,7 @@ def _whole(section: Dict[str, Any], key: str, default: int, minimum: int, where:
 def load_options(path: Path) -> FollowupOptions:
     """Read `config/followups.yml`; a missing key takes its default, a wrong one raises
     ConfigError naming the field."""
-    data = _read_yaml(path)
+    data = read_yaml(path)
     reask, thread = _section(data, "reask", path), _section(data, "thread", path)
     jobs, rasa = _section(data, "jobs", path), _section(data, "rasa", path)
     escalate = reask.get("escalate", True)
@@ -124,8 +125,6 @@ def _options_at(path: str) -> FollowupOptions:
 
 def followup_options() -> FollowupOptions:
     """The options of the configured `config/` directory (HELPDESK_CONFIG_DIR), read once."""
-    from helpdesk.settings import load_settings
-
     return _options_at(str(load_settings().config_dir / FILE_NAME))
 
 
@@ -138,8 +137,6 @@ def _redis(url: str) -> Any:
 
 def redis_client() -> Any:
     """The process's sync Redis client (thread-safe pool) for REDIS_URL."""
-    from helpdesk.settings import load_settings
-
     return _redis(load_settings().redis_url)
 
 

@@ -139,28 +139,12 @@ def resume_rasa_conversation(conversation_id: str, *, connect_timeout: float,
     """Append Rasa's `resume` event to the conversation's tracker (Rasa's HTTP API
     `POST /conversations/{id}/tracker/events`), so the bot answers the user again.
     Appending it twice is harmless. Raises helpdesk.rasa_api.RasaUnavailable/RasaRejected."""
-    from urllib.parse import quote
+    # in the function: rasa_api loads `requests`, which the action server and the channels,
+    # importing this module for its texts and marks, never need
+    from helpdesk.rasa_api import resume_conversation
 
-    import requests
-
-    from helpdesk.rasa_api import RasaRejected, RasaUnavailable, rasa_url
-    from helpdesk.settings import load_settings
-
-    settings = load_settings()
-    url = f"{rasa_url(settings)}/conversations/{quote(conversation_id, safe='')}/tracker/events"
-    params = {"include_events": "NONE"}
-    if settings.rasa_auth_token:
-        params["token"] = settings.rasa_auth_token
-    http = session or requests
-    try:
-        response = http.post(url, params=params, json=[{"event": "resume"}],
-                             timeout=(connect_timeout, read_timeout))
-    except requests.RequestException as error:
-        raise RasaUnavailable(f"Rasa resume: {type(error).__name__}") from error
-    if response.status_code >= 500:
-        raise RasaUnavailable(f"Rasa resume answered {response.status_code}")
-    if response.status_code >= 400:
-        raise RasaRejected(f"Rasa resume answered {response.status_code}: {response.text[:300]}")
+    resume_conversation(conversation_id, session=session, connect_timeout=connect_timeout,
+                        read_timeout=read_timeout)
 
 
 # handing over -------------------------------------------------------------------------------
@@ -181,6 +165,8 @@ def hand_over(conversation_id: str, *, reason: str, reporter_name: Optional[str]
     "support_chat" (the bot stays on: nobody would hand it back). Otherwise "recorded".
     Raises what Redis or the WhatsApp sender raise.
     """
+    # in the function, as before the layout change: importing handoff for its marks and texts
+    # (channels, workers, actions) does not load the Chatwoot and WhatsApp clients
     from helpdesk import chatwoot as chatwoot_mirror
     from helpdesk.config import chatwoot_options
     from helpdesk.settings import support_escalation_chat
@@ -202,7 +188,7 @@ def hand_over(conversation_id: str, *, reason: str, reporter_name: Optional[str]
     if support_chat:
         text, mentions = escalation_message(texts, support_chat=support_chat, conversation_id=conversation_id,
                                             reporter_phone=reporter_phone, summary=summary_lines(texts, slots))
-        from helpdesk.whatsapp import send_text
+        from helpdesk.whatsapp import send_text  # see above: loaded only when it is needed
 
         send_text(support_chat, text, mentions)
         return SUPPORT_CHAT

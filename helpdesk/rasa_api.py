@@ -1,4 +1,5 @@
-"""Speaking to a user from a worker: Rasa's HTTP API `trigger_intent` (sync, `requests`).
+"""The one client of Rasa's HTTP API, for workers (sync, `requests`): `trigger_intent` to speak
+to a user, and `resume_conversation` to give a conversation back to the bot after a person.
 
     POST http://127.0.0.1:{RASA_PORT}/conversations/{id}/trigger_intent?output_channel=latest&token=…
     {"name": "EXTERNAL_ticket_delivered", "entities": {"ticket_number": "1042", ...}}
@@ -100,6 +101,35 @@ def trigger_intent(
         logger.info("intent triggered", extra={"intent": intent, "conversation_id": conversation_id})
         return answer if isinstance(answer, dict) else {}
     raise RasaUnavailable(f"Rasa trigger_intent {intent}: no answer")  # pragma: no cover
+
+
+def resume_conversation(
+    conversation_id: str,
+    *,
+    settings: Optional[Settings] = None,
+    session: Optional[requests.Session] = None,
+    connect_timeout: float = 3.0,
+    read_timeout: float = 30.0,
+) -> None:
+    """Append Rasa's `resume` event to the conversation's tracker
+    (`POST /conversations/{id}/tracker/events`), so the bot answers the user again after a
+    person. Appending it twice is harmless. Raises RasaUnavailable (no answer, 5xx) or
+    RasaRejected (4xx)."""
+    settings = settings or load_settings()
+    url = f"{rasa_url(settings)}/conversations/{quote(conversation_id, safe='')}/tracker/events"
+    params = {"include_events": "NONE"}
+    if settings.rasa_auth_token:
+        params["token"] = settings.rasa_auth_token
+    http = session or requests
+    try:
+        response = http.post(url, params=params, json=[{"event": "resume"}],
+                             timeout=(connect_timeout, read_timeout))
+    except requests.RequestException as error:
+        raise RasaUnavailable(f"Rasa resume: {type(error).__name__}") from error
+    if response.status_code >= 500:
+        raise RasaUnavailable(f"Rasa resume answered {response.status_code}")
+    if response.status_code >= 400:
+        raise RasaRejected(f"Rasa resume answered {response.status_code}: {response.text[:300]}")
 
 
 def _before_sending(error: Exception) -> bool:

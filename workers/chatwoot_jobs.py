@@ -252,6 +252,7 @@ class MirrorWriter:
 def resume_conversation(conversation_id: str) -> str:
     """The agent resolved the conversation: resume it in Rasa, trigger the resume intent on
     the user's channel, then give the Chatwoot conversation back to the bot's status."""
+    # only the resume job speaks to Rasa: the mirror jobs never load its client
     from helpdesk.rasa_api import RasaRejected, trigger_intent
 
     options = chatwoot_options()

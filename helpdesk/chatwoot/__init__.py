@@ -1,4 +1,7 @@
-"""TODO docstring for helpdesk.chatwoot."""
+"""Chatwoot: the one client of its Application API (client.py), the mirror of WhatsApp
+conversations the rest of the bot calls (mirror.py) and the ordered per-conversation outbox of
+what must still be written (outbox.py). Other code imports from this package only.
+"""
 from helpdesk.chatwoot.client import (  # noqa: F401
     ChatwootAuthError,
     ChatwootClient,

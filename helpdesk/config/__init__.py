@@ -1,4 +1,9 @@
-"""TODO docstring for helpdesk.config."""
+"""Readers of the YAML files in `config/`, one module per file, checked on load.
+
+business.py reads stores, systems, departments, priority and dialogue into the Catalog and holds
+the shared YAML helpers (`read_yaml`, `require_key`); channels.py, chatwoot.py, zoho.py, llm.py and
+knowledge.py read the file of the same name. Other code imports from this package only.
+"""
 from helpdesk.config.business import (  # noqa: F401
     Catalog,
     NO_STORE,
@@ -6,6 +11,8 @@ from helpdesk.config.business import (  # noqa: F401
     Store,
     catalog,
     load_catalog,
+    read_yaml,
+    require_key,
 )
 from helpdesk.config.channels import (  # noqa: F401
     ChannelConfig,
@@ -41,6 +48,8 @@ from helpdesk.config.zoho import (  # noqa: F401
 )
 
 __all__ = [
+    "read_yaml",
+    "require_key",
     "AnswerSettings",
     "Catalog",
     "ChannelConfig",

@@ -12,6 +12,7 @@ import yaml
 
 from helpdesk.errors import ConfigError
 from helpdesk.text import contains_phrase, fold
+from helpdesk.settings import load_settings
 
 
 @dataclass(frozen=True)
@@ -160,7 +161,7 @@ class Catalog:
         return self.departments[key]
 
 
-def _read_yaml(path: Path) -> Dict[str, Any]:
+def read_yaml(path: Path) -> Dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: file not found")
     try:
@@ -172,7 +173,7 @@ def _read_yaml(path: Path) -> Dict[str, Any]:
     return data
 
 
-def _require(data: Dict[str, Any], key: str, kind: type, where: str) -> Any:
+def require_key(data: Dict[str, Any], key: str, kind: type, where: str) -> Any:
     if key not in data:
         raise ConfigError(f"{where}: missing '{key}'")
     value = data[key]
@@ -182,14 +183,14 @@ def _require(data: Dict[str, Any], key: str, kind: type, where: str) -> Any:
 
 
 def _load_stores(path: Path) -> List[Store]:
-    entries = _require(_read_yaml(path), "stores", list, str(path))
+    entries = require_key(read_yaml(path), "stores", list, str(path))
     stores, numbers, phrases = [], set(), {}
     for index, entry in enumerate(entries):
         where = f"{path}: stores[{index}]"
         if not isinstance(entry, dict):
             raise ConfigError(f"{where}: expected a mapping with number, name, aliases")
-        number = _require(entry, "number", int, where)
-        name = _require(entry, "name", str, where)
+        number = require_key(entry, "number", int, where)
+        name = require_key(entry, "name", str, where)
         aliases = entry.get("aliases") or []
         if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
             raise ConfigError(f"{where}: 'aliases' must be a list of text")
@@ -208,28 +209,28 @@ def _load_stores(path: Path) -> List[Store]:
 
 
 def _load_departments(path: Path) -> Dict[str, Department]:
-    entries = _require(_read_yaml(path), "departments", dict, str(path))
+    entries = require_key(read_yaml(path), "departments", dict, str(path))
     departments = {}
     for key, entry in entries.items():
         where = f"{path}: departments.{key}"
         if not isinstance(entry, dict):
             raise ConfigError(f"{where}: expected a mapping with name and zoho_id")
-        name = _require(entry, "name", str, where)
+        name = require_key(entry, "name", str, where)
         zoho_id = entry.get("zoho_id") or ""
         departments[str(key)] = Department(key=str(key), name=name, zoho_id=str(zoho_id))
     return departments
 
 
 def _load_systems(path: Path, departments: Dict[str, Department]) -> List[System]:
-    entries = _require(_read_yaml(path), "systems", list, str(path))
+    entries = require_key(read_yaml(path), "systems", list, str(path))
     systems, seen = [], {}
     for index, entry in enumerate(entries):
         where = f"{path}: systems[{index}]"
         if not isinstance(entry, dict):
             raise ConfigError(f"{where}: expected a mapping")
-        name = _require(entry, "name", str, where)
-        synonyms = _require(entry, "synonyms", list, where)
-        department = _require(entry, "department", str, where)
+        name = require_key(entry, "name", str, where)
+        synonyms = require_key(entry, "synonyms", list, where)
+        department = require_key(entry, "department", str, where)
         if department not in departments:
             raise ConfigError(
                 f"{where}: department '{department}' is not in departments.yml "
@@ -248,7 +249,7 @@ def _load_systems(path: Path, departments: Dict[str, Department]) -> List[System
                 label=str(entry.get("label") or name),
                 synonyms=tuple(synonyms),
                 department=department,
-                classification=_require(entry, "classification", str, where),
+                classification=require_key(entry, "classification", str, where),
             )
         )
     if not any(fold(s.name) == "otro" for s in systems):
@@ -257,10 +258,10 @@ def _load_systems(path: Path, departments: Dict[str, Department]) -> List[System
 
 
 def _load_priority(path: Path) -> PriorityRules:
-    data = _read_yaml(path)
-    urgent = _require(data, "urgent_phrases", list, str(path))
+    data = read_yaml(path)
+    urgent = require_key(data, "urgent_phrases", list, str(path))
     not_urgent = data.get("not_urgent_phrases") or []
-    labels = _require(data, "labels", dict, str(path))
+    labels = require_key(data, "labels", dict, str(path))
     for value in ("urgent", "normal"):
         if not isinstance(labels.get(value), str):
             raise ConfigError(f"{path}: labels.{value} must be text")
@@ -274,38 +275,38 @@ def _load_priority(path: Path) -> PriorityRules:
 
 
 def _load_dialogue(path: Path) -> DialogueSettings:
-    data = _read_yaml(path)
-    ticket = _require(data, "ticket", dict, str(path))
-    channel = _require(data, "channel", dict, str(path))
-    status = _require(data, "status", dict, str(path))
+    data = read_yaml(path)
+    ticket = require_key(data, "ticket", dict, str(path))
+    channel = require_key(data, "channel", dict, str(path))
+    status = require_key(data, "status", dict, str(path))
     return DialogueSettings(
-        store_max_attempts=_require(ticket, "store_max_attempts", int, f"{path}: ticket"),
-        prefill_description_min_words=_require(
+        store_max_attempts=require_key(ticket, "store_max_attempts", int, f"{path}: ticket"),
+        prefill_description_min_words=require_key(
             ticket, "prefill_description_min_words", int, f"{path}: ticket"
         ),
         vague_words=tuple(fold(str(w)) for w in ticket.get("vague_words") or []),
-        description_max_chars=_require(ticket, "description_max_chars", int, f"{path}: ticket"),
-        cut_marker=_require(ticket, "cut_marker", str, f"{path}: ticket"),
-        subject_store=_require(ticket, "subject_store", str, f"{path}: ticket"),
-        subject_without_system=_require(ticket, "subject_without_system", str, f"{path}: ticket"),
-        reference_prefix=_require(ticket, "reference_prefix", str, f"{path}: ticket"),
+        description_max_chars=require_key(ticket, "description_max_chars", int, f"{path}: ticket"),
+        cut_marker=require_key(ticket, "cut_marker", str, f"{path}: ticket"),
+        subject_store=require_key(ticket, "subject_store", str, f"{path}: ticket"),
+        subject_without_system=require_key(ticket, "subject_without_system", str, f"{path}: ticket"),
+        reference_prefix=require_key(ticket, "reference_prefix", str, f"{path}: ticket"),
         field_labels={
             str(k): str(v)
-            for k, v in _require(ticket, "field_labels", dict, f"{path}: ticket").items()
+            for k, v in require_key(ticket, "field_labels", dict, f"{path}: ticket").items()
         },
-        list_separator=_require(ticket, "list_separator", str, f"{path}: ticket"),
-        last_separator=_require(ticket, "last_separator", str, f"{path}: ticket"),
+        list_separator=require_key(ticket, "list_separator", str, f"{path}: ticket"),
+        last_separator=require_key(ticket, "last_separator", str, f"{path}: ticket"),
         correction_words={
             str(k): tuple(fold(str(w)) for w in (v or []))
-            for k, v in _require(ticket, "correction_words", dict, f"{path}: ticket").items()
+            for k, v in require_key(ticket, "correction_words", dict, f"{path}: ticket").items()
         },
-        max_message_chars=_require(channel, "max_message_chars", int, f"{path}: channel"),
-        max_body_bytes=_require(channel, "max_body_bytes", int, f"{path}: channel"),
-        recent_tickets=_require(status, "recent_tickets", int, f"{path}: status"),
+        max_message_chars=require_key(channel, "max_message_chars", int, f"{path}: channel"),
+        max_body_bytes=require_key(channel, "max_body_bytes", int, f"{path}: channel"),
+        recent_tickets=require_key(status, "recent_tickets", int, f"{path}: status"),
         add_files_within_minutes=float(status.get("add_files_within_minutes", 0) or 0),
         state_labels={
             str(k): str(v)
-            for k, v in _require(status, "state_labels", dict, f"{path}: status").items()
+            for k, v in require_key(status, "state_labels", dict, f"{path}: status").items()
         },
     )
 
@@ -324,6 +325,4 @@ def load_catalog(config_dir: Path) -> Catalog:
 @lru_cache(maxsize=None)
 def catalog() -> Catalog:
     """The process-wide catalog, from the configured `config/` directory."""
-    from helpdesk.settings import load_settings
-
     return load_catalog(load_settings().config_dir)

@@ -4,9 +4,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
-from helpdesk.config.business import _read_yaml, _require
+from helpdesk.config.business import read_yaml, require_key
 from helpdesk.errors import ConfigError
 from helpdesk.text import fold
+from helpdesk.settings import load_settings
 
 
 @dataclass(frozen=True)
@@ -61,21 +62,21 @@ _TEXT_KEYS = ("unsupported", "media_unavailable", "media_too_large", "rate_limit
 
 
 def load_channel_config(path: Path) -> ChannelConfig:
-    data = _read_yaml(path)
+    data = read_yaml(path)
     where = path.name
     section = {}
     for name in ("webhook", "inbound", "rate_limit", "optout", "media", "groups", "outbound",
                  "texts"):
-        section[name] = _require(data, name, dict, where)
+        section[name] = require_key(data, name, dict, where)
     texts = section["texts"]
     for key in _TEXT_KEYS:
         if not isinstance(texts.get(key), str) or not texts[key].strip():
             raise ConfigError(f"{where}: texts.{key} must be a non-empty text")
     groups = section["groups"]
-    ask_in = _require(groups, "ask_in", str, f"{where} groups")
+    ask_in = require_key(groups, "ask_in", str, f"{where} groups")
     if ask_in not in ("group", "direct"):
         raise ConfigError(f"{where}: groups.ask_in must be 'group' or 'direct', not {ask_in!r}")
-    backoff = _require(section["outbound"], "outbox_backoff_seconds", list, f"{where} outbound")
+    backoff = require_key(section["outbound"], "outbox_backoff_seconds", list, f"{where} outbound")
     if not backoff or not all(isinstance(x, (int, float)) and x > 0 for x in backoff):
         raise ConfigError(f"{where}: outbound.outbox_backoff_seconds must be positive numbers")
     template = (data.get("meta") or {}).get("reengagement_template")
@@ -104,15 +105,15 @@ def load_channel_config(path: Path) -> ChannelConfig:
         rate_messages=number("rate_limit", "messages"),
         rate_window_seconds=max(1, number("rate_limit", "window_seconds")),
         rate_cooldown_seconds=number("rate_limit", "cooldown_seconds"),
-        optout_words=tuple(fold(w) for w in _require(section["optout"], "out_words", list, where)),
-        optin_words=tuple(fold(w) for w in _require(section["optout"], "in_words", list, where)),
+        optout_words=tuple(fold(w) for w in require_key(section["optout"], "out_words", list, where)),
+        optin_words=tuple(fold(w) for w in require_key(section["optout"], "in_words", list, where)),
         media_max_bytes=number("media", "max_bytes"),
         media_allowed_types=tuple(
-            str(t).lower() for t in _require(section["media"], "allowed_types", list, where)
+            str(t).lower() for t in require_key(section["media"], "allowed_types", list, where)
         ),
         media_timeout_seconds=number("media", "timeout_seconds", float),
         incident_confidence=number("groups", "incident_confidence", float),
-        incident_intents=tuple(_require(groups, "incident_intents", list, where)),
+        incident_intents=tuple(require_key(groups, "incident_intents", list, where)),
         engaged_minutes=number("groups", "engaged_minutes", float),
         ask_in=ask_in,
         send_attempts=max(1, number("outbound", "attempts")),
@@ -128,6 +129,4 @@ def load_channel_config(path: Path) -> ChannelConfig:
 
 @lru_cache(maxsize=None)
 def channel_config() -> ChannelConfig:
-    from helpdesk.settings import load_settings
-
     return load_channel_config(load_settings().config_dir / "channels.yml")

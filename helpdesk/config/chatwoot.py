@@ -7,8 +7,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
-from helpdesk.config.business import _read_yaml
+from helpdesk.config.business import read_yaml
 from helpdesk.errors import ConfigError
+from helpdesk.settings import load_settings
 
 FILE_NAME = "chatwoot.yml"
 STATUSES = ("open", "pending", "resolved", "snoozed")
@@ -112,7 +113,7 @@ class _Section:
 
 
 def load_options(path: Path) -> ChatwootOptions:
-    data = _read_yaml(path)
+    data = read_yaml(path)
     http = _Section(data, "http", path)
     delivery = _Section(data, "delivery", path)
     conversation = _Section(data, "conversation", path)
@@ -196,6 +197,4 @@ def _options_at(path: str) -> ChatwootOptions:
 
 def chatwoot_options() -> ChatwootOptions:
     """The options of the configured `config/` directory, read once per process."""
-    from helpdesk.settings import load_settings
-
     return _options_at(str(load_settings().config_dir / FILE_NAME))

@@ -4,7 +4,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-from helpdesk.config.business import _read_yaml
+from helpdesk.config.business import read_yaml
 from helpdesk.errors import ConfigError
 from helpdesk.settings import PROJECT_DIR, load_settings
 
@@ -107,7 +107,7 @@ def _path(data: Dict[str, Any], key: str, where: str) -> Path:
 def load_knowledge_settings(path: Optional[Path] = None) -> KnowledgeSettings:
     """Read `knowledge.yml` from the configured config directory (or `path`)."""
     path = path or load_settings().config_dir / "knowledge.yml"
-    data = _read_yaml(path)
+    data = read_yaml(path)
     where = str(path)
     chunking = _section(data, "chunking", where)
     embedder = _section(data, "embedder", where)

@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
-from helpdesk.config.business import _read_yaml
+from helpdesk.config.business import read_yaml
 from helpdesk.errors import ConfigError
 from helpdesk.settings import load_settings
 
@@ -194,7 +194,7 @@ def _prices(data: Dict[str, Any], where: str) -> Dict[str, Price]:
 
 
 def load_llm_config(path: Path) -> LlmConfig:
-    data = _read_yaml(path)
+    data = read_yaml(path)
     where = str(path)
     request = _section(data, "request", where)
     at = f"{where}: request"

@@ -8,8 +8,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Dict, Tuple
 
-from helpdesk.config.business import _read_yaml, _require
+from helpdesk.config.business import read_yaml, require_key
 from helpdesk.errors import ConfigError
+from helpdesk.settings import load_settings
 
 NOTICE_KINDS = (
     "ticket_rejected",
@@ -141,14 +142,14 @@ def _number(data: Dict[str, Any], key: str, where: str, minimum: float = 0) -> f
 
 
 def _count(data: Dict[str, Any], key: str, where: str, minimum: int = 1) -> int:
-    value = _require(data, key, int, where)
+    value = require_key(data, key, int, where)
     if value < minimum:
         raise ConfigError(f"{where}: '{key}' must be at least {minimum}, got {value}")
     return value
 
 
 def _intervals(data: Dict[str, Any], key: str, where: str) -> Tuple[float, ...]:
-    values = _require(data, key, list, where)
+    values = require_key(data, key, list, where)
     if not values or any(isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 for v in values):
         raise ConfigError(f"{where}: '{key}' must be a non-empty list of numbers >= 0, got {values!r}")
     return tuple(float(v) for v in values)
@@ -162,7 +163,7 @@ def _flag(data: Dict[str, Any], key: str, where: str) -> bool:
 
 
 def _texts(data: Dict[str, Any], key: str, where: str) -> Dict[str, str]:
-    mapping = _require(data, key, dict, where)
+    mapping = require_key(data, key, dict, where)
     for name, value in mapping.items():
         if not isinstance(value, str) or not value.strip():
             raise ConfigError(f"{where}: '{key}.{name}' must be text")
@@ -170,16 +171,16 @@ def _texts(data: Dict[str, Any], key: str, where: str) -> Dict[str, str]:
 
 
 def load_zoho_config(path: Path) -> ZohoConfig:
-    data = _read_yaml(path)
+    data = read_yaml(path)
     where = str(path)
-    ticket = _require(data, "ticket", dict, where)
-    delivery = _require(data, "delivery", dict, where)
-    submit = _require(data, "submit", dict, where)
-    circuit = _require(data, "circuit", dict, where)
-    additions = _require(data, "additions", dict, where)
-    announcements = _require(data, "announcements", dict, where)
-    polling = _require(data, "status_polling", dict, where)
-    reconcile = _require(data, "reconcile", dict, where)
+    ticket = require_key(data, "ticket", dict, where)
+    delivery = require_key(data, "delivery", dict, where)
+    submit = require_key(data, "submit", dict, where)
+    circuit = require_key(data, "circuit", dict, where)
+    additions = require_key(data, "additions", dict, where)
+    announcements = require_key(data, "announcements", dict, where)
+    polling = require_key(data, "status_polling", dict, where)
+    reconcile = require_key(data, "reconcile", dict, where)
 
     w = f"{where}: ticket"
     priorities = _texts(ticket, "priorities", w)
@@ -191,16 +192,16 @@ def load_zoho_config(path: Path) -> ZohoConfig:
     if unknown:
         raise ConfigError(f"{w}: unknown detail_labels {sorted(unknown)} (known: {', '.join(DETAIL_FIELDS)})")
     shape = TicketShape(
-        channel=_require(ticket, "channel", str, w),
+        channel=require_key(ticket, "channel", str, w),
         priorities=priorities,
-        contact_last_name=_require(ticket, "contact_last_name", str, w),
+        contact_last_name=require_key(ticket, "contact_last_name", str, w),
         detail_labels=labels,
         public_comments=_flag(ticket, "public_comments", w),
         public_attachments=_flag(ticket, "public_attachments", w),
     )
 
     w = f"{where}: delivery"
-    timezone_name = _require(delivery, "quota_reset_timezone", str, w)
+    timezone_name = require_key(delivery, "quota_reset_timezone", str, w)
     try:
         from zoneinfo import ZoneInfo
 
@@ -283,6 +284,4 @@ def load_zoho_config(path: Path) -> ZohoConfig:
 @lru_cache(maxsize=None)
 def zoho_config() -> ZohoConfig:
     """The process-wide Zoho configuration, from the configured `config/` directory."""
-    from helpdesk.settings import load_settings
-
     return load_zoho_config(load_settings().config_dir / "zoho.yml")

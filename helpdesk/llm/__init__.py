@@ -1,4 +1,8 @@
-"""TODO docstring for helpdesk.llm."""
+"""The LLM: the one client for OpenAI-compatible endpoints and the bot's bound uses (client.py),
+what each use asks and how its answer is checked (uses.py, schemas.py), prompts (prompts.py),
+providers (providers.py), tokens and budgets (budget.py) and embeddings (embed.py). Other code
+imports from this package only.
+"""
 from helpdesk.llm.budget import (  # noqa: F401
     Usage,
     cost_usd,

@@ -456,7 +456,7 @@ async def embed(texts: List[str]) -> Optional[np.ndarray]:
 
 def embedder() -> Any:
     """The sync embedder for index builds (`helpdesk.llm_embed.OpenAIEmbedder`), or None."""
-    from helpdesk.llm.embed import OpenAIEmbedder
+    from helpdesk.llm.embed import OpenAIEmbedder  # embed.py imports this module: a cycle at load time
 
     return OpenAIEmbedder.from_settings()
 

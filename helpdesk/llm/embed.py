@@ -87,7 +87,7 @@ class OpenAIEmbedder:
 
     async def aembed(self, texts: List[str]) -> Optional[np.ndarray]:
         """Query-time embedding without blocking the loop; None when it cannot be had."""
-        from helpdesk.llm.client import embed
+        from helpdesk.llm.client import embed  # client.py imports this module: a cycle at load time
 
         return await embed(texts)
 

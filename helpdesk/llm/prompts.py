@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Dict, Mapping, Optional, Set
 
-from helpdesk.config.business import _read_yaml
+from helpdesk.config import read_yaml
 from helpdesk.errors import ConfigError
 from helpdesk.settings import PROJECT_DIR
 
@@ -64,14 +64,14 @@ def load_prompts(directory: Path = PROMPTS_DIR) -> Dict[str, Prompt]:
     if not directory.is_dir():
         raise ConfigError(f"{directory}: prompts directory not found")
     master_path = directory / f"{MASTER}.yml"
-    master = _read_yaml(master_path) if master_path.is_file() else None
+    master = read_yaml(master_path) if master_path.is_file() else None
     master_rules = _text(master, "rules", str(master_path)) if master else None
     master_version = _version(master, str(master_path)) if master else None
     prompts: Dict[str, Prompt] = {}
     for path in sorted(directory.glob("*.yml")):
         if path.stem == MASTER:
             continue
-        data = _read_yaml(path)
+        data = read_yaml(path)
         where = str(path)
         unknown = set(data) - {"version", "master", *PARTS}
         if unknown:

@@ -1,4 +1,7 @@
-"""TODO docstring for helpdesk.tickets."""
+"""Tickets: the ticket the dialogue collects (ticket.py), the priority rules (priority.py), the
+ledger that records every ticket and its delivery state (ledger.py), and the notices that tell
+the support team a ticket needs a person (notices.py). Other code imports from this package only.
+"""
 from helpdesk.tickets.ledger import (  # noqa: F401
     ANNOUNCE_TURN,
     ANNOUNCE_WORKER,

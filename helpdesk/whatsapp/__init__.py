@@ -1,4 +1,8 @@
-"""TODO docstring for helpdesk.whatsapp."""
+"""WhatsApp: the two gateway clients, the only code that builds their URLs (waha.py, meta.py,
+with what they share in gateway.py), conversation ids and routes (conversations.py), the durable
+inbound log (inbound.py), the per-chat outbox (outbox.py), opt-outs (optout.py), stored media
+(media.py) and sending a text from anywhere (send.py). Other code imports from this package only.
+"""
 from helpdesk.whatsapp.conversations import (  # noqa: F401
     ROUTE_TTL_SECONDS,
     Route,

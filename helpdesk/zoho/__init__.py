@@ -1,4 +1,7 @@
-"""TODO docstring for helpdesk.zoho."""
+"""Zoho Desk: the one client with its errors and OAuth tokens (client.py), putting Zoho work on
+the RQ queue (queue.py) and a ticket's status for a waiting user (lookup.py). Other code imports
+from this package only.
+"""
 from helpdesk.zoho.client import (  # noqa: F401
     ZohoAuthError,
     ZohoClient,
