@@ -1,5 +1,5 @@
 """What the dialogue's LLM steps read from `config/llm.yml` beyond the client's own settings
-(`helpdesk.llm_config` reads the rest of the file and ignores these keys):
+(`helpdesk.config.llm` reads the rest of the file and ignores these keys):
 
     nlu_fallback.never_chosen          intents the LLM is never offered
     screenshot.max_images_per_message  images of one message sent to the vision model

@@ -9,7 +9,7 @@ body>") and the timestamp recent. One of the two must be set; with neither, ever
 
 What it does:
 - `message_created`, outgoing, not private, written by a person (sender type "user") and not
-  by us: relayed to the user's WhatsApp chat through `helpdesk.whatsapp_send.send_text`
+  by us: relayed to the user's WhatsApp chat through `helpdesk.whatsapp.send.send_text`
   (which queues it in the chat's ordered outbox). Our own mirrored messages come back here
   too: they carry our `source_id`, or their id was recorded when we posted them, or their
   sender is the user our API token writes as; none of them is relayed.
@@ -171,7 +171,7 @@ class ChatwootWebhook:
             from helpdesk.whatsapp import NoRoute, send_text  # guarded: a relay error is logged, not raised
         except ImportError:
             self.client.delete(seen)
-            logger.error("agent reply not relayed: helpdesk.whatsapp_send is missing")
+            logger.error("agent reply not relayed: helpdesk.whatsapp.send is missing")
             return Verdict(503, "WhatsApp sending is not available")
         try:
             send_text(owner, text, mentions, client=self.client)

@@ -36,7 +36,7 @@ from helpdesk.errors import ConfigError
 logger = logging.getLogger(__name__)
 
 FILE_NAME = "followups.yml"
-QUEUE = "followups"  # workers.queues.FOLLOWUPS
+QUEUE = "followups"  # helpdesk.queues.FOLLOWUPS
 STEP_JOB = "workers.followup_jobs.followup_step"
 CLOSE_JOB = "workers.followup_jobs.close_thread"
 

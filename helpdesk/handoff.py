@@ -112,7 +112,7 @@ def slots_for_summary(slots: Mapping[str, Any]) -> Dict[str, Any]:
 
 # back to the bot ----------------------------------------------------------------------------
 RESUME_JOB = "workers.chatwoot_jobs.resume_conversation"
-RESUME_QUEUE = "chatwoot"  # workers.queues.CHATWOOT
+RESUME_QUEUE = "chatwoot"  # helpdesk.queues.CHATWOOT
 
 
 def enqueue_resume(client: Any, conversation_id: str, retry_intervals: Sequence[int],
@@ -161,7 +161,7 @@ def hand_over(conversation_id: str, *, reason: str, reporter_name: Optional[str]
     With Chatwoot: the conversation is marked as with a person and its Chatwoot conversation
     is queued to open with the handoff labels and a private note; returns "chatwoot" (the
     caller pauses the Rasa conversation). Without Chatwoot but with SUPPORT_ESCALATION_CHAT:
-    the spec's escalation message goes there (helpdesk.whatsapp_send.send_text); returns
+    the spec's escalation message goes there (helpdesk.whatsapp.send.send_text); returns
     "support_chat" (the bot stays on: nobody would hand it back). Otherwise "recorded".
     Raises what Redis or the WhatsApp sender raise.
     """

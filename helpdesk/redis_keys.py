@@ -13,7 +13,7 @@ def handoff_requested(conversation_id: str) -> str:
 
 
 def route(conversation_id: str) -> str:
-    """Hash: where a conversation's replies go (helpdesk.conversations.Route)."""
+    """Hash: where a conversation's replies go (helpdesk.whatsapp.conversations.Route)."""
     return f"{PREFIX}:route:{conversation_id}"
 
 

@@ -5,7 +5,7 @@ the lookup lemmatizer): its lemma table, keyed by spaCy's 64-bit string hash, is
 the pipeline's `lemmatizer/lookups/lookups.bin` once per process, and the stop words are
 spaCy's Spanish list. spaCy itself is not imported: importing it imports TensorFlow (through
 thinc), which would add half a gigabyte and seconds to the action server for a table lookup.
-`tests/unit/test_knowledge_lemmas.py` checks that the lemmas are spaCy's own.
+`tests/knowledge/test_lemmas.py` checks that the lemmas are spaCy's own.
 
 Text is lower-cased and split into words (`\\w+`); stop words are left out; each word is
 replaced by its lemma from the table (itself when absent), then folded (no accents, ñ as n)

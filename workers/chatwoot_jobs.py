@@ -5,7 +5,7 @@
     python -m workers.chatwoot_jobs dead [--json]      entries Chatwoot refused for good
 
 - `drain_outbox(conversation_id)`: writes a conversation's Chatwoot outbox, head first
-  (helpdesk/chatwoot_outbox.py): mirrored messages, private notes, the handoff, the ticket
+  (helpdesk/chatwoot/outbox.py): mirrored messages, private notes, the handoff, the ticket
   note with labels and custom attributes, status changes.
 - `resume_conversation(conversation_id)`: an agent resolved a handed-over conversation; the
   Rasa conversation is resumed and the user told (the resume intent's response).

@@ -7,7 +7,7 @@ split under 4096 characters, buttons as Meta reply buttons / lists or numbered t
 documents, mentions in groups) and hands them to the `Delivery`.
 
 `Delivery` sends a message at once when its chat has nothing waiting, with a couple of quick
-retries; a transient failure puts it in the chat's outbox (helpdesk/outbox.py) behind which
+retries; a transient failure puts it in the chat's outbox (helpdesk/whatsapp/outbox.py) behind which
 every later message for that chat waits, and the drainer retries the head with growing
 waits until it is delivered. Permanent errors are logged with their code and counted, never
 retried. Meta's 131047 on a proactive message sends the configured template instead.
@@ -303,7 +303,7 @@ class Delivery:
 
 
 class Mirror:
-    """Copies of the conversation for Chatwoot (helpdesk/chatwoot_mirror.py), in order: each
+    """Copies of the conversation for Chatwoot (helpdesk/chatwoot/mirror.py), in order: each
     call is awaited before the next message. Never breaks a turn."""
 
     def __init__(self) -> None:

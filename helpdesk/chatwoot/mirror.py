@@ -9,7 +9,7 @@
 
 Each call only appends to the conversation's Chatwoot outbox and enqueues a job (one Redis
 transaction, about a millisecond); the `chatwoot` queue's workers write to Chatwoot, in
-order, with retries (helpdesk/chatwoot_outbox.py, workers/chatwoot_jobs.py). Sync, for
+order, with retries (helpdesk/chatwoot/outbox.py, workers/chatwoot_jobs.py). Sync, for
 workers and threads; async code uses the `*_async` variants (a thread each). Without
 Chatwoot configured every call returns None and does nothing.
 
@@ -105,9 +105,9 @@ def set_status(conversation_id: str, status: str, correlation_id: Optional[str] 
 
 
 def _attachment(value: Dict[str, Any]) -> Dict[str, Any]:
-    """A stored media file (helpdesk.media.StoredMedia.to_dict()): what the worker needs."""
+    """A stored media file (helpdesk.whatsapp.media.StoredMedia.to_dict()): what the worker needs."""
     if not isinstance(value, dict) or not value.get("path"):
-        raise ValueError("an attachment is a dict with at least 'path' (helpdesk.media.StoredMedia)")
+        raise ValueError("an attachment is a dict with at least 'path' (helpdesk.whatsapp.media.StoredMedia)")
     return {key: value.get(key) for key in ("path", "mime_type", "filename") if value.get(key)}
 
 

@@ -30,7 +30,7 @@ from helpdesk.config import ChatwootOptions
 
 logger = logging.getLogger(__name__)
 
-QUEUE = "chatwoot"  # workers.queues.CHATWOOT
+QUEUE = "chatwoot"  # helpdesk.queues.CHATWOOT
 DRAIN_JOB = "workers.chatwoot_jobs.drain_outbox"
 DEAD_LETTERS_KEPT = 10_000
 # a queued drain job's marker lapses after this, in case the job was lost (a new one is queued)

@@ -2,7 +2,7 @@
 endpoints, OpenRouter, vLLM, Ollama: each is a base URL), and the uses the bot has for it.
 
 Async on purpose: the action server and the Rasa server are single asyncio loops, and a
-blocking call would stall every conversation. (`helpdesk.llm_embed` has the one sync path,
+blocking call would stall every conversation. (`helpdesk.llm.embed` has the one sync path,
 for building the knowledge index.)
 
 Every call goes through the chain of providers (LLM_* settings, then LLM_FALLBACKS): a
@@ -11,7 +11,7 @@ provider after a 429, a 5xx or a dropped connection (our retries only: the `open
 client's own are off); the next provider after a timeout, another 4xx or retries used up.
 Answers are JSON checked against a schema; refusals, invalid JSON and wrong shapes are "no
 answer". Usage and cost are recorded in Redis and budgets checked before each call
-(`helpdesk.llm_budget`).
+(`helpdesk.llm.budget`).
 
 Public uses (each returns None when there is no LLM, the budget is spent, the providers
 fail or the answer is invalid; the caller then takes its path without an LLM; they never
@@ -23,7 +23,7 @@ raise):
     transcribe(audio_bytes, mime_type, filename, conversation_id) -> str | None
     phrase_subject(system, description, conversation_id) -> str | None
     embed(texts) -> np.ndarray | None            (async, query time)
-    embedder() -> OpenAIEmbedder | None          (sync, index build time; helpdesk.llm_embed)
+    embedder() -> OpenAIEmbedder | None          (sync, index build time; helpdesk.llm.embed)
 """
 import asyncio
 import functools
@@ -455,7 +455,7 @@ async def embed(texts: List[str]) -> Optional[np.ndarray]:
 
 
 def embedder() -> Any:
-    """The sync embedder for index builds (`helpdesk.llm_embed.OpenAIEmbedder`), or None."""
+    """The sync embedder for index builds (`helpdesk.llm.embed.OpenAIEmbedder`), or None."""
     from helpdesk.llm.embed import OpenAIEmbedder  # embed.py imports this module: a cycle at load time
 
     return OpenAIEmbedder.from_settings()

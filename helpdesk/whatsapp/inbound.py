@@ -6,7 +6,7 @@ messages of users who opted out (unless they opt back in), applies the per-user 
 and appends the message to a Redis Stream. The webhook answers 200 after that, so nothing
 slow (NLU, actions, LLMs, media downloads) is ever inside the acknowledgement.
 
-A consumer (`connectors/inbound_consumer.py`, in the Rasa server process) reads the stream
+A consumer (`connectors/whatsapp/consumer.py`, in the Rasa server process) reads the stream
 through a consumer group, runs the turns and only then acknowledges and deletes the entries.
 Entries a dead process read but never finished stay pending and are taken over.
 """

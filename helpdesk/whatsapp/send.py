@@ -1,6 +1,6 @@
 """Sending a WhatsApp text from anywhere (workers, actions, the Chatwoot relay).
 
-The message goes into the per-chat outbox (helpdesk/outbox.py); the Rasa server's drainer
+The message goes into the per-chat outbox (helpdesk/whatsapp/outbox.py); the Rasa server's drainer
 delivers it through the right gateway, in order, with retries. Nothing here talks to a
 gateway, so the caller never waits for WhatsApp and a gateway outage loses nothing.
 

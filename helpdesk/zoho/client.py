@@ -480,7 +480,7 @@ def ticket_payload(
     contact_id: Optional[str],
     ref_field: str,
 ) -> Dict[str, Any]:
-    """The create-ticket body for a ledger record (helpdesk.ledger.TicketRecord).
+    """The create-ticket body for a ledger record (helpdesk.tickets.ledger.TicketRecord).
 
     The ledger id goes into the custom field `ref_field`: it is how a later run finds a
     ticket whose create answer was lost.

@@ -22,7 +22,7 @@ from helpdesk.config import RetryPolicy, ZohoConfig
 
 logger = logging.getLogger(__name__)
 
-# the queue names of workers/queues.py (helpdesk does not import workers)
+# the queue names of helpdesk/queues.py (helpdesk does not import workers)
 ZOHO_QUEUE = "zoho"
 DEFAULT_QUEUE = "default"
 

@@ -1,6 +1,6 @@
 """action_request_human: the ledger record, then Chatwoot (pause + queued handoff), or the
 support chat (the spec's escalation message), or the record alone. Real ledger (SQLite file
-of the test), the session's real Redis, the real queue of helpdesk.whatsapp_send."""
+of the test), the session's real Redis, the real queue of helpdesk.whatsapp.send."""
 import json
 
 import pytest

@@ -77,7 +77,7 @@ def post(url, payload, token=TOKEN, **kwargs):
 
 
 def relayed(redis_client, chat_id):
-    """What the relay queued for WhatsApp (helpdesk.whatsapp_send's per-chat outbox)."""
+    """What the relay queued for WhatsApp (helpdesk.whatsapp.send's per-chat outbox)."""
     return [json.loads(raw) for raw in redis_client.lrange(redis_keys.outbox("waha", chat_id), 0, -1)]
 
 

@@ -1,7 +1,7 @@
 """The handoff round trip with every real part this half owns: the handoff action, a real RQ
 worker, the agent webhook served the way Rasa serves channels, the fake Chatwoot (state and
 webhooks), the fake Rasa HTTP API (pause/resume semantics), the real Redis and the real queue
-of helpdesk.whatsapp_send (what reaches the user's WhatsApp chat)."""
+of helpdesk.whatsapp.send (what reaches the user's WhatsApp chat)."""
 import json
 
 import pytest

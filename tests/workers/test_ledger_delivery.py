@@ -1,4 +1,4 @@
-"""The ledger's delivery bookkeeping (helpdesk/ledger.py): who tells the user the number,
+"""The ledger's delivery bookkeeping (helpdesk/tickets/ledger.py): who tells the user the number,
 attempts, dead letters, statuses, notices, and columns added to an older database."""
 import sqlite3
 import time

@@ -1,4 +1,4 @@
-"""WhatsApp formatting helpers (connectors/whatsapp_format.py): pure functions, no I/O."""
+"""WhatsApp formatting helpers (connectors/whatsapp/format.py): pure functions, no I/O."""
 import random
 import re
 

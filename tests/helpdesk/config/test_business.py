@@ -1,4 +1,4 @@
-"""Business config (helpdesk/business.py): the shipped config/, look-ups, and broken files."""
+"""Business config (helpdesk/config/business.py): the shipped config/, look-ups, and broken files."""
 import shutil
 from pathlib import Path
 

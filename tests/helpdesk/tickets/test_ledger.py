@@ -1,4 +1,4 @@
-"""The SQL ledger (helpdesk/ledger.py) on a fresh SQLite file per test."""
+"""The SQL ledger (helpdesk/tickets/ledger.py) on a fresh SQLite file per test."""
 import sqlite3
 import threading
 import time

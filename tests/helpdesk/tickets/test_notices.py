@@ -1,4 +1,4 @@
-"""Notices for the support team (helpdesk/human_notices.py): a durable row, an ERROR line,
+"""Notices for the support team (helpdesk/tickets/notices.py): a durable row, an ERROR line,
 then every registered sender; unsent notices are offered again."""
 import logging
 

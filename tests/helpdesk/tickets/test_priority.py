@@ -1,4 +1,4 @@
-"""Priority by rules (helpdesk/priority.py with the shipped config/priority.yml)."""
+"""Priority by rules (helpdesk/tickets/priority.py with the shipped config/priority.yml)."""
 import pytest
 
 from helpdesk.config import PriorityRules

@@ -1,4 +1,4 @@
-"""Ticket ids, references, subjects and derived fields (helpdesk/tickets.py)."""
+"""Ticket ids, references, subjects and derived fields (helpdesk/tickets/ticket.py)."""
 import re
 import uuid
 

@@ -1,4 +1,4 @@
-"""Conversation ids and routes (helpdesk/conversations.py): the ids every part of the bot
+"""Conversation ids and routes (helpdesk/whatsapp/conversations.py): the ids every part of the bot
 keys conversations by, and the route a reply needs, through the real Redis."""
 import pytest
 

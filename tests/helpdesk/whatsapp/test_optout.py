@@ -1,4 +1,4 @@
-"""Opt-out registry (helpdesk/optout.py) against the session's real Redis."""
+"""Opt-out registry (helpdesk/whatsapp/optout.py) against the session's real Redis."""
 import asyncio
 
 import pytest

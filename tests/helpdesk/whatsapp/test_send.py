@@ -1,4 +1,4 @@
-"""`helpdesk.whatsapp_send`: workers and actions queue texts in the outbox (sync and async),
+"""`helpdesk.whatsapp.send`: workers and actions queue texts in the outbox (sync and async),
 by conversation id or by a chat id an operator wrote; the Rasa server's `Delivery.drain`
 then delivers them to the fake gateways."""
 import json

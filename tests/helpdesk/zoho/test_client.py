@@ -1,4 +1,4 @@
-"""The Zoho Desk client (helpdesk/zoho.py) against the fake Zoho over real HTTP, with the
+"""The Zoho Desk client (helpdesk/zoho/client.py) against the fake Zoho over real HTTP, with the
 token shared through the session's real Redis."""
 import threading
 import time

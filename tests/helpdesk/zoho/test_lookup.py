@@ -1,4 +1,4 @@
-"""The status question answered from Zoho Desk (helpdesk/zoho_lookup.py), against the fake."""
+"""The status question answered from Zoho Desk (helpdesk/zoho/lookup.py), against the fake."""
 import pytest
 
 from helpdesk.circuit import CircuitBreaker, CircuitOpen
