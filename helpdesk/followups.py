@@ -28,7 +28,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
-from helpdesk import redis_keys
+from helpdesk import queues, redis_keys
 from helpdesk.config import read_yaml
 from helpdesk.settings import load_settings
 from helpdesk.errors import ConfigError
@@ -36,9 +36,9 @@ from helpdesk.errors import ConfigError
 logger = logging.getLogger(__name__)
 
 FILE_NAME = "followups.yml"
-QUEUE = "followups"  # helpdesk.queues.FOLLOWUPS
-STEP_JOB = "workers.followup_jobs.followup_step"
-CLOSE_JOB = "workers.followup_jobs.close_thread"
+QUEUE = queues.FOLLOWUPS
+STEP_JOB = queues.FOLLOWUP_STEP
+CLOSE_JOB = queues.CLOSE_THREAD
 
 # intents the jobs trigger (domain.yml), and the entities they carry
 REASK_INTENT = "EXTERNAL_followup"

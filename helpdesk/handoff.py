@@ -11,7 +11,7 @@ import re
 import time
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from helpdesk import redis_keys
+from helpdesk import queues, redis_keys
 from helpdesk.whatsapp import digits, group_of, is_group_jid
 
 REASONS = ("asked", "during_ticket", "escalation")
@@ -111,8 +111,8 @@ def slots_for_summary(slots: Mapping[str, Any]) -> Dict[str, Any]:
 
 
 # back to the bot ----------------------------------------------------------------------------
-RESUME_JOB = "workers.chatwoot_jobs.resume_conversation"
-RESUME_QUEUE = "chatwoot"  # helpdesk.queues.CHATWOOT
+RESUME_JOB = queues.RESUME_CONVERSATION
+RESUME_QUEUE = queues.CHATWOOT
 
 
 def enqueue_resume(client: Any, conversation_id: str, retry_intervals: Sequence[int],

@@ -22,6 +22,7 @@ HTTP_LIBRARIES = ("requests", "aiohttp", "httpx", "openai", "urllib.request", "h
 # the one client module of each external system (and what serves or waits on HTTP itself)
 HTTP_CLIENTS = {
     "helpdesk/zoho/client.py": "Zoho Desk",
+    "helpdesk/zoho/tokens.py": "Zoho's OAuth token endpoint",
     "helpdesk/chatwoot/client.py": "Chatwoot",
     "helpdesk/whatsapp/waha.py": "WAHA",
     "helpdesk/whatsapp/meta.py": "Meta Cloud API",

@@ -31,7 +31,7 @@ from rq import Queue, get_current_job
 from rq.job import JobStatus
 from rq.registry import StartedJobRegistry
 
-from helpdesk import redis_keys
+from helpdesk import queues, redis_keys
 from helpdesk.circuit import CircuitOpen
 from helpdesk.tickets import send_pending_notices
 from helpdesk.tickets import FAILURE_CRASHED, PENDING_DELIVERY
@@ -67,8 +67,8 @@ FINAL_STATUS_TYPES = ("Closed", "Deleted")
 
 # name -> (job function path, interval from the config)
 PERIODIC: Dict[str, Tuple[str, Callable[[ZohoConfig], float]]] = {
-    RECONCILE: ("workers.zoho_periodic.reconcile_deliveries", lambda c: c.reconcile.interval_seconds),
-    POLL_STATUSES: ("workers.zoho_periodic.poll_ticket_statuses", lambda c: c.status_polling.interval_seconds),
+    RECONCILE: (queues.RECONCILE_DELIVERIES, lambda c: c.reconcile.interval_seconds),
+    POLL_STATUSES: (queues.POLL_TICKET_STATUSES, lambda c: c.status_polling.interval_seconds),
 }
 
 

@@ -25,13 +25,13 @@ from typing import Any, Callable, Dict, List, Optional
 import redis
 from rq import Queue, Retry
 
-from helpdesk import redis_keys
+from helpdesk import queues, redis_keys
 from helpdesk.config import ChatwootOptions
 
 logger = logging.getLogger(__name__)
 
-QUEUE = "chatwoot"  # helpdesk.queues.CHATWOOT
-DRAIN_JOB = "workers.chatwoot_jobs.drain_outbox"
+QUEUE = queues.CHATWOOT
+DRAIN_JOB = queues.DRAIN_CHATWOOT_OUTBOX
 DEAD_LETTERS_KEPT = 10_000
 # a queued drain job's marker lapses after this, in case the job was lost (a new one is queued)
 QUEUED_MARK_SECONDS = 600

@@ -1,19 +1,28 @@
-"""Zoho Desk: the one client with its errors and OAuth tokens (client.py), putting Zoho work on
+"""Zoho Desk: the one client (client.py), its errors (errors.py), OAuth tokens (tokens.py), the
+ledger record as a Zoho ticket (payload.py), putting Zoho work on
 the RQ queue (queue.py) and a ticket's status for a waiting user (lookup.py). Other code imports
 from this package only.
 """
 from helpdesk.zoho.client import (  # noqa: F401
-    ZohoAuthError,
     ZohoClient,
+    ZohoTicket,
+)
+from helpdesk.zoho.errors import (  # noqa: F401
+    ZohoAuthError,
     ZohoError,
     ZohoNotFound,
     ZohoPermanent,
     ZohoQuotaExceeded,
     ZohoRateLimited,
-    ZohoTicket,
     ZohoTransient,
     format_field_errors,
+)
+from helpdesk.zoho.payload import (  # noqa: F401
     ticket_payload,
+    zoho_phone,
+)
+from helpdesk.zoho.tokens import (  # noqa: F401
+    ZohoTokens,
 )
 from helpdesk.zoho.lookup import (  # noqa: F401
     lookup_status,
@@ -36,6 +45,7 @@ from helpdesk.zoho.queue import (  # noqa: F401
 )
 
 __all__ = [
+    "zoho_phone",
     "ADD_TO_TICKET",
     "ANNOUNCE_DELIVERED",
     "ANNOUNCE_STATUS",
@@ -51,6 +61,7 @@ __all__ = [
     "ZohoQuotaExceeded",
     "ZohoRateLimited",
     "ZohoTicket",
+    "ZohoTokens",
     "ZohoTransient",
     "announce_job_id",
     "delivery_job_id",

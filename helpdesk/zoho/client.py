@@ -1,4 +1,5 @@
-"""The one Zoho Desk client: OAuth, contacts, tickets, comments, attachments.
+"""The one Zoho Desk client: contacts, tickets, comments, attachments (OAuth tokens in
+tokens.py, errors in errors.py, the ticket body in payload.py).
 
 Synchronous (`requests`): it runs in RQ worker processes. Every call has a timeout, carries
 `Authorization: Zoho-oauthtoken …` and `orgId`, and turns Zoho's answers into the error
@@ -18,11 +19,9 @@ minutes per refresh token). A 401 refreshes once and replays the call once; neve
 
 Wire formats: ../shared/docs/zoho-chatwoot-apis.md, part A.
 """
-import html
 import logging
 import mimetypes
 import os
-import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -30,79 +29,19 @@ import redis
 import requests
 
 from helpdesk import redis_keys
-from helpdesk.errors import ConfigError
+from helpdesk.config import DeliveryPolicy
 from helpdesk.logs import mask_phone
 from helpdesk.settings import ZohoSettings
-from helpdesk.config import DeliveryPolicy, TicketShape
+from helpdesk.zoho.errors import (ZohoAuthError, ZohoNotFound, ZohoPermanent,
+                                  ZohoQuotaExceeded, ZohoRateLimited, ZohoTransient, answer_json,
+                                  retry_after_of)
+from helpdesk.zoho.payload import zoho_phone
+from helpdesk.zoho.tokens import ZohoTokens
 
 logger = logging.getLogger(__name__)
 
+
 API_PREFIX = "/api/v1"
-TOKEN_PATH = "/oauth/v2/token"
-# token endpoint errors that mean "these credentials will not work" (not a passing problem)
-_REFUSED_GRANTS = {"invalid_code", "invalid_client", "invalid_client_secret", "invalid_grant",
-                   "unauthorized_client", "invalid_redirect_uri"}
-
-
-# --- errors --------------------------------------------------------------------------
-class ZohoError(Exception):
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: Optional[int] = None,
-        code: Optional[str] = None,
-        retry_after: Optional[float] = None,
-        field_errors: Optional[List[Dict[str, Any]]] = None,
-        ambiguous: bool = False,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.retry_after = retry_after
-        self.field_errors = field_errors or []
-        self.ambiguous = ambiguous
-
-    def describe(self) -> str:
-        parts = [str(self)]
-        if self.field_errors:
-            parts.append(format_field_errors(self.field_errors))
-        return "; ".join(parts)
-
-
-class ZohoTransient(ZohoError):
-    """Zoho is unreachable or failing; the same call may work later."""
-
-
-class ZohoRateLimited(ZohoError):
-    """Too many calls at once (429 TOO_MANY_REQUESTS) or too many token refreshes."""
-
-
-class ZohoQuotaExceeded(ZohoError):
-    """429 THRESHOLD_EXCEEDED: the portal's daily API credits are used up."""
-
-
-class ZohoAuthError(ZohoError):
-    """Zoho refuses the credentials or their scope; a person must fix the configuration."""
-
-
-class ZohoPermanent(ZohoError):
-    """Zoho rejects this request as it is (422 with field errors, 400, 404, 413, 415)."""
-
-
-class ZohoNotFound(ZohoPermanent):
-    """The ticket (or URL) does not exist."""
-
-
-def format_field_errors(errors: List[Dict[str, Any]]) -> str:
-    """'/departmentId: invalid, /contactId: missing' from Zoho's errors[]."""
-    parts = []
-    for error in errors:
-        text = f"{error.get('fieldName', '?')}: {error.get('errorType', 'invalid')}"
-        if error.get("errorMessage"):
-            text += f" ({error['errorMessage']})"
-        parts.append(text)
-    return ", ".join(parts)
 
 
 # --- results -------------------------------------------------------------------------
@@ -128,156 +67,6 @@ class ZohoTicket:
             cf=data.get("cf") or {},
         )
 
-
-def zoho_phone(digits: str) -> str:
-    """Numbers are stored in Zoho as E.164 ('+5491122334455') so the exact search finds them."""
-    return "+" + "".join(ch for ch in digits if ch.isdigit())
-
-
-def _retry_after(response: requests.Response) -> Optional[float]:
-    value = response.headers.get("Retry-After")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        from email.utils import parsedate_to_datetime
-
-        try:
-            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-        except (TypeError, ValueError):
-            return None
-
-
-def _body(response: requests.Response) -> Dict[str, Any]:
-    try:
-        data = response.json()
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {"data": data}
-
-
-# --- the access token ------------------------------------------------------------------
-class ZohoTokens:
-    """The OAuth access token shared through Redis, refreshed single-flight within a budget."""
-
-    def __init__(
-        self,
-        settings: ZohoSettings,
-        client: redis.Redis,
-        policy: DeliveryPolicy,
-        session: Optional[requests.Session] = None,
-    ) -> None:
-        self.settings = settings
-        self.redis = client
-        self.policy = policy
-        self.session = session or requests.Session()
-
-    def _cached(self) -> Optional[Tuple[str, float]]:
-        values = self.redis.hgetall(redis_keys.zoho_access_token())
-        token, expires = values.get(b"token"), values.get(b"expires_at")
-        if not token or not expires:
-            return None
-        return token.decode(), float(expires)
-
-    def get(self) -> str:
-        cached = self._cached()
-        if cached and cached[1] - self.policy.token_refresh_margin > time.time():
-            return cached[0]
-        return self._refresh(stale=None)
-
-    def replace(self, rejected: str) -> str:
-        """A call was answered 401 with `rejected`: get a different token (refresh at most once)."""
-        return self._refresh(stale=rejected)
-
-    def _refresh(self, stale: Optional[str]) -> str:
-        lock = self.redis.lock(
-            redis_keys.zoho_token_lock(),
-            timeout=self.policy.connect_timeout + self.policy.read_timeout + 10,
-            blocking_timeout=self.policy.connect_timeout + self.policy.read_timeout + 5,
-        )
-        if not lock.acquire():
-            raise ZohoTransient("another worker is refreshing the Zoho token and has not finished")
-        try:
-            cached = self._cached()
-            now = time.time()
-            if cached and cached[0] != stale and cached[1] - self.policy.token_refresh_margin > now:
-                return cached[0]  # another process refreshed while we waited for the lock
-            try:
-                return self._grant()
-            except (ZohoTransient, ZohoRateLimited):
-                # a token that still works is better than none while refreshing fails
-                if cached and cached[0] != stale and cached[1] > now + 5:
-                    logger.warning("zoho token refresh failed; using the current token until it expires")
-                    return cached[0]
-                raise
-        finally:
-            try:
-                lock.release()
-            except redis.exceptions.LockError:
-                pass
-
-    def _spend_refresh(self) -> None:
-        key = redis_keys.zoho_token_refreshes()
-        now = time.time()
-        window = self.policy.token_refresh_window
-        self.redis.zremrangebyscore(key, 0, now - window)
-        recent = self.redis.zrange(key, 0, -1, withscores=True)
-        if len(recent) >= self.policy.token_refresh_limit:
-            wait = recent[0][1] + window - now
-            raise ZohoRateLimited(
-                f"Zoho token refresh budget spent ({len(recent)} in {window:.0f} s)",
-                retry_after=max(wait, 1.0),
-                code="REFRESH_BUDGET",
-            )
-        with self.redis.pipeline() as pipe:
-            pipe.zadd(key, {f"{now:.6f}": now})
-            pipe.expire(key, int(window) + 1)
-            pipe.execute()
-
-    def _grant(self) -> str:
-        self._spend_refresh()
-        url = self.settings.accounts_url + TOKEN_PATH
-        try:
-            response = self.session.post(
-                url,
-                data={
-                    "grant_type": "refresh_token",
-                    "client_id": self.settings.client_id,
-                    "client_secret": self.settings.client_secret,
-                    "refresh_token": self.settings.refresh_token,
-                },
-                timeout=(self.policy.connect_timeout, self.policy.read_timeout),
-            )
-        except requests.RequestException as error:
-            raise ZohoTransient(f"Zoho token refresh failed: {type(error).__name__}") from error
-        body = _body(response)
-        if response.status_code >= 500:
-            raise ZohoTransient(f"Zoho token refresh answered {response.status_code}", status=response.status_code)
-        if response.status_code == 429:
-            raise ZohoRateLimited("Zoho token refresh answered 429", status=429,
-                                  retry_after=_retry_after(response) or self.policy.token_refresh_window)
-        error = body.get("error")
-        if error or response.status_code != 200:
-            text = str(error or f"HTTP {response.status_code}")
-            description = str(body.get("error_description") or "")
-            if "too many" in (text + description).lower() or text.lower() == "access denied":
-                raise ZohoRateLimited(f"Zoho token refresh refused: {text}", code=text,
-                                      retry_after=self.policy.token_refresh_window)
-            kind = ZohoAuthError if (text in _REFUSED_GRANTS or response.status_code in (200, 400, 401)) else ZohoTransient
-            raise kind(f"Zoho token refresh refused: {text}", status=response.status_code, code=text)
-        token = body.get("access_token")
-        if not token:
-            raise ZohoTransient("Zoho token refresh answered without access_token")
-        expires_in = float(body.get("expires_in") or 3600)
-        key = redis_keys.zoho_access_token()
-        with self.redis.pipeline() as pipe:
-            pipe.delete(key)
-            pipe.hset(key, mapping={"token": token, "expires_at": repr(time.time() + expires_in)})
-            pipe.expire(key, max(1, int(expires_in)))
-            pipe.execute()
-        logger.info("zoho access token refreshed", extra={"expires_in": expires_in})
-        return str(token)
 
 
 # --- the client --------------------------------------------------------------------------
@@ -339,7 +128,7 @@ class ZohoClient:
             except requests.RequestException as error:
                 raise ZohoTransient(f"Zoho {method} {path}: {type(error).__name__}", ambiguous=writes) from error
             if response.status_code == 401 and not replayed:
-                code = _body(response).get("errorCode")
+                code = answer_json(response).get("errorCode")
                 logger.info("zoho answered 401; refreshing the token once", extra={"code": code, "path": path})
                 token = self.tokens.replace(token)
                 continue
@@ -350,7 +139,7 @@ class ZohoClient:
         status = response.status_code
         if status == 204:
             return None
-        body = _body(response)
+        body = answer_json(response)
         code = body.get("errorCode")
         message = body.get("message") or ""
         what = f"Zoho {method} {path} answered {status}" + (f" {code}" if code else "")
@@ -360,9 +149,9 @@ class ZohoClient:
             return body
         if status == 429:
             if code == "THRESHOLD_EXCEEDED":
-                raise ZohoQuotaExceeded(what, status=status, code=code, retry_after=_retry_after(response))
+                raise ZohoQuotaExceeded(what, status=status, code=code, retry_after=retry_after_of(response))
             raise ZohoRateLimited(what, status=status, code=code or "TOO_MANY_REQUESTS",
-                                  retry_after=_retry_after(response))
+                                  retry_after=retry_after_of(response))
         if status in (401, 403):
             raise ZohoAuthError(f"{what}: {message}".rstrip(": "), status=status, code=code)
         if status >= 500:
@@ -470,65 +259,3 @@ def _split_name(name: str) -> Tuple[Optional[str], str]:
         return None, name.strip() or name
     return " ".join(parts[:-1]), parts[-1]
 
-
-# --- the ticket as Zoho wants it -----------------------------------------------------------
-def ticket_payload(
-    record: Any,
-    *,
-    shape: TicketShape,
-    department_id: str,
-    contact_id: Optional[str],
-    ref_field: str,
-) -> Dict[str, Any]:
-    """The create-ticket body for a ledger record (helpdesk.tickets.ledger.TicketRecord).
-
-    The ledger id goes into the custom field `ref_field`: it is how a later run finds a
-    ticket whose create answer was lost.
-    """
-    if not department_id:
-        raise ConfigError(
-            f"department '{record.department}' has no zoho_id in config/departments.yml"
-        )
-    if not ref_field:
-        raise ConfigError("ZOHO_REF_FIELD is not set: tickets cannot be created without duplicates")
-    details = _details(record, shape.detail_labels)
-    description = html.escape(record.description).replace("\n", "<br>")
-    if details:
-        description += "<br><br>" + "<br>".join(details)
-    payload: Dict[str, Any] = {
-        "subject": record.subject[:255],
-        "description": description[:65535],
-        "departmentId": department_id,
-        "priority": shape.priorities.get(record.priority, record.priority),
-        "classification": record.classification,
-        "channel": shape.channel,
-        "cf": {ref_field: record.id},
-    }
-    if contact_id:
-        payload["contactId"] = contact_id
-    else:
-        payload["contact"] = {"lastName": (record.reporter_name or record.conversation_id)[:80]}
-    if record.reporter_phone:
-        payload["phone"] = zoho_phone(record.reporter_phone)
-    return payload
-
-
-def _details(record: Any, labels: Dict[str, str]) -> List[str]:
-    values = {
-        "reference": record.reference,
-        "store": record.store,
-        "system": record.system,
-        "reporter": " ".join(
-            part for part in (record.reporter_name, zoho_phone(record.reporter_phone) if record.reporter_phone else None)
-            if part
-        ),
-        "affected_person": record.affected_person,
-        "error_messages": "; ".join(record.error_messages or []),
-        "mentioned_users": ", ".join(record.mentioned_users or []),
-    }
-    lines = []
-    for key, label in labels.items():
-        value = values.get(key)
-        if value:
-            lines.append(f"{html.escape(label)}: {html.escape(str(value))}")
-    return lines

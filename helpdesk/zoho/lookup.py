@@ -15,7 +15,8 @@ import redis
 from helpdesk.circuit import CircuitBreaker
 from helpdesk.tickets import Ledger, TicketRecord
 from helpdesk.settings import load_settings, load_zoho
-from helpdesk.zoho.client import ZohoClient, ZohoError, ZohoNotFound, ZohoTransient
+from helpdesk.zoho.client import ZohoClient
+from helpdesk.zoho.errors import ZohoError, ZohoNotFound, ZohoTransient
 from helpdesk.config import ZohoConfig, zoho_config
 
 LOOKUP_CONNECT_TIMEOUT = 2.0  # a user is waiting for the answer

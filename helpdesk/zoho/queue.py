@@ -17,19 +17,18 @@ from rq.job import Job, JobStatus
 from rq.exceptions import NoSuchJobError
 from rq.registry import FailedJobRegistry
 
-from helpdesk import redis_keys
+from helpdesk import queues, redis_keys
 from helpdesk.config import RetryPolicy, ZohoConfig
 
 logger = logging.getLogger(__name__)
 
-# the queue names of helpdesk/queues.py (helpdesk does not import workers)
-ZOHO_QUEUE = "zoho"
-DEFAULT_QUEUE = "default"
+ZOHO_QUEUE = queues.ZOHO
+DEFAULT_QUEUE = queues.DEFAULT
 
-DELIVER = "workers.zoho_jobs.deliver_ticket"
-ADD_TO_TICKET = "workers.zoho_jobs.add_to_ticket"
-ANNOUNCE_DELIVERED = "workers.announcements.announce_delivered"
-ANNOUNCE_STATUS = "workers.announcements.announce_status"
+DELIVER = queues.DELIVER_TICKET
+ADD_TO_TICKET = queues.ADD_TO_TICKET
+ANNOUNCE_DELIVERED = queues.ANNOUNCE_DELIVERED
+ANNOUNCE_STATUS = queues.ANNOUNCE_STATUS
 
 LIVE = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.STARTED, JobStatus.DEFERRED}
 RESULT_TTL = 24 * 3600
