@@ -11,8 +11,12 @@ import re
 import time
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from helpdesk import chatwoot as chatwoot_mirror
 from helpdesk import queues, redis_keys
-from helpdesk.whatsapp import digits, group_of, is_group_jid
+from helpdesk.config import chatwoot_options
+from helpdesk.rasa_api import resume_conversation
+from helpdesk.settings import support_escalation_chat
+from helpdesk.whatsapp import digits, group_of, is_group_jid, send_text
 
 REASONS = ("asked", "during_ticket", "escalation")
 SUMMARY_FIELDS = ("store", "system", "priority", "person", "description")
@@ -139,10 +143,6 @@ def resume_rasa_conversation(conversation_id: str, *, connect_timeout: float,
     """Append Rasa's `resume` event to the conversation's tracker (Rasa's HTTP API
     `POST /conversations/{id}/tracker/events`), so the bot answers the user again.
     Appending it twice is harmless. Raises helpdesk.rasa_api.RasaUnavailable/RasaRejected."""
-    # in the function: rasa_api loads `requests`, which the action server and the channels,
-    # importing this module for its texts and marks, never need
-    from helpdesk.rasa_api import resume_conversation
-
     resume_conversation(conversation_id, session=session, connect_timeout=connect_timeout,
                         read_timeout=read_timeout)
 
@@ -165,12 +165,6 @@ def hand_over(conversation_id: str, *, reason: str, reporter_name: Optional[str]
     "support_chat" (the bot stays on: nobody would hand it back). Otherwise "recorded".
     Raises what Redis or the WhatsApp sender raise.
     """
-    # in the function, as before the layout change: importing handoff for its marks and texts
-    # (channels, workers, actions) does not load the Chatwoot and WhatsApp clients
-    from helpdesk import chatwoot as chatwoot_mirror
-    from helpdesk.config import chatwoot_options
-    from helpdesk.settings import support_escalation_chat
-
     options = chatwoot_options()
     texts = options.handoff_texts
     if chatwoot_mirror.enabled():
@@ -188,7 +182,6 @@ def hand_over(conversation_id: str, *, reason: str, reporter_name: Optional[str]
     if support_chat:
         text, mentions = escalation_message(texts, support_chat=support_chat, conversation_id=conversation_id,
                                             reporter_phone=reporter_phone, summary=summary_lines(texts, slots))
-        from helpdesk.whatsapp import send_text  # see above: loaded only when it is needed
 
         send_text(support_chat, text, mentions)
         return SUPPORT_CHAT
