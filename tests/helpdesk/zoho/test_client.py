@@ -5,31 +5,16 @@ from pathlib import Path
 
 import pytest
 
-from helpdesk.settings import load_zoho
 from helpdesk.zoho import (
-    ZohoClient,
     ZohoNotFound,
     ZohoPermanent,
     ZohoQuotaExceeded,
     ZohoRateLimited,
     ZohoTransient,
 )
-from helpdesk.config import load_zoho_config
 from tests.fakes.zoho import REF_FIELD
-from tests.workers.zoho_support import DEPARTMENT_IDS, world  # noqa: F401 - fixture
-
-TICKET = {"subject": "POS: la caja 2 no enciende", "departmentId": DEPARTMENT_IDS["it"],
-          "description": "la caja 2 no enciende", "priority": "High", "channel": "Chat"}
-
-
-def client_for(world, redis_client=None, **delivery):
-    config = load_zoho_config(world.config_dir / "zoho.yml")
-    policy = config.delivery
-    if delivery:
-        from dataclasses import replace
-
-        policy = replace(policy, **delivery)
-    return ZohoClient(load_zoho(), redis_client or world.redis, policy)
+from tests.helpdesk.zoho.support import TICKET, client_for
+from tests.workers.zoho_support import world  # noqa: F401 - fixture
 
 
 def test_contact_search_then_create_then_remembered(world):
