@@ -38,7 +38,7 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 
 from helpdesk import handoff, redis_keys
-from helpdesk.config import ChatwootOptions, chatwoot_options
+from helpdesk.config import ChatwootConfig, chatwoot_config
 from helpdesk.chatwoot import SOURCE_PREFIX, ChatwootDirectory, redis_client
 from helpdesk.whatsapp import digits, group_of
 from helpdesk.logs import correlation, correlation_id_var, new_correlation_id
@@ -78,7 +78,7 @@ def signature_valid(secret: str, body: bytes, signature: Optional[str], timestam
 class ChatwootWebhook:
     """The webhook's decisions, apart from Sanic: `check` (no I/O) then `handle` (Redis)."""
 
-    def __init__(self, settings: Optional[ChatwootSettings], options: ChatwootOptions,
+    def __init__(self, settings: Optional[ChatwootSettings], options: ChatwootConfig,
                  client: Any) -> None:
         self.settings = settings
         self.options = options
@@ -231,7 +231,7 @@ class ChatwootInput(InputChannel):
 
     def webhook(self) -> ChatwootWebhook:
         if self._webhook is None:
-            self._webhook = ChatwootWebhook(load_chatwoot(), chatwoot_options(), redis_client())
+            self._webhook = ChatwootWebhook(load_chatwoot(), chatwoot_config(), redis_client())
         return self._webhook
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
