@@ -60,7 +60,8 @@ from helpdesk.zoho import (
     enqueue_addition,
     enqueue_announcement,
 )
-from workers.zoho_context import Context, RunLock, context, give_up, jitter, run_again_in
+from workers.job_control import RunLock, give_up, jitter, run_again_in
+from workers.zoho_resources import Context, context
 
 logger = logging.getLogger(__name__)
 
