@@ -1,7 +1,7 @@
 """What the bot asks the LLM, and how each answer is checked before anyone uses it.
 
-Each function takes an `LlmClient` (see `helpdesk.llm`, which also offers them bound to the
-process's default client) and returns None when the answer cannot be used: no provider for
+Each function takes an `LlmClient` (`helpdesk.llm.client`; `helpdesk.llm.default` offers them
+bound to the process's default client) and returns None when the answer cannot be used: no provider for
 that kind of call, budget spent, providers failing, refusal, invalid JSON, or an answer that
 breaks the use's rules (an intent outside the domain, a citation of a passage not given).
 """

@@ -5,9 +5,9 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from helpdesk.llm import client as llm
+from helpdesk.llm import default as llm
 from helpdesk.llm import uses as llm_uses
-from helpdesk.llm import LlmUnavailable, OpenAIEmbedder
+from helpdesk.llm import LlmUnavailable, OpenAIEmbedder, embedder
 from helpdesk.llm import KnowledgeAnswer
 from tests.fakes.openai_server import Reply
 from tests.helpdesk.llm.support import (CHAT_MODEL, EMBEDDING_MODEL, FALLBACK_MODEL,  # noqa: F401
@@ -443,7 +443,7 @@ async def _every_use():
 def test_without_an_llm_every_use_is_none(monkeypatch, redis_client, redis_url):
     _configure(monkeypatch, redis_url)
     assert run(_every_use()) == [None] * 6
-    assert llm.embedder() is None
+    assert embedder() is None
 
 
 def test_every_use_through_the_configured_client(monkeypatch, redis_client, redis_url, fake):
