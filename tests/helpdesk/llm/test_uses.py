@@ -1,10 +1,13 @@
 """Every LLM use (helpdesk.llm.uses) on a client against the fake OpenAI server. (The same
 uses bound to the process's default client: test_default.py.)"""
+import dataclasses
+
 import numpy as np
 import pytest
+import redis.asyncio as aioredis
 
 from helpdesk.llm import uses as llm_uses
-from helpdesk.llm import KnowledgeAnswer
+from helpdesk.llm import KnowledgeAnswer, LlmClient, load_prompts
 from tests.fakes.openai_server import Reply
 from tests.helpdesk.llm.support import (CONVERSATION, EMBEDDING_MODEL,  # noqa: F401
                                         ENTITIES, FALLBACK_MODEL, INTENTS, OGG, PASSAGES, PNG,
@@ -132,8 +135,6 @@ def test_images_the_model_cannot_take_are_not_sent(redis_client, redis_url, fake
 
 
 def test_an_image_above_the_size_limit_is_not_sent(redis_client, redis_url, fake):
-    import dataclasses
-
     config = fast_config()
     config = dataclasses.replace(config, screenshot=dataclasses.replace(
         config.screenshot, max_image_bytes=10))
@@ -335,3 +336,32 @@ def test_query_embeddings_are_unit_float32_rows(redis_client, redis_url, fake):
 
 def test_without_an_embedding_model_there_are_no_vectors(redis_client, redis_url, fake):
     assert use(redis_url, [provider(fake, embedding=None)], llm_uses.embed, ["caja"]) is None
+
+
+# --- fillers ----------------------------------------------------------------------------
+
+
+def test_where_there_is_nothing_to_say_the_prompts_fillers_are_written(redis_client, redis_url,
+                                                                       fake):
+    changed = {name: dataclasses.replace(prompt, fillers={k: f"<{k}>" for k in prompt.fillers})
+               for name, prompt in load_prompts().items()}
+    fake.chat.push(Reply.json(SCREENSHOT),
+                   Reply.json({"intent": "greet", "confidence": 0.9, "entities": []}),
+                   Reply.json({"subject": "Caja sin energía"}))
+
+    async def scenario():
+        client = LlmClient([provider(fake)], fast_config(cache=0),
+                           aioredis.Redis.from_url(redis_url), changed)
+        try:
+            await llm_uses.read_screenshot(client, PNG, "image/png", CONVERSATION, systems=())
+            await llm_uses.choose_intent(client, "hola", {"greet": []}, [], CONVERSATION)
+            await llm_uses.phrase_subject(client, None, "la caja no enciende", CONVERSATION)
+        finally:
+            await client.close()
+
+    run(scenario())
+    screenshot, intent, subject = (r.json["messages"] for r in fake.chat_requests)
+    assert "nombres cuando corresponda: <no_systems>." in screenshot[0]["content"]
+    assert "- greet: <no_examples>\n" in intent[0]["content"]
+    assert "Tipos de entidad: <no_entities>\n" in intent[0]["content"]
+    assert "Sistema afectado: <no_system>\n" in subject[1]["content"]
