@@ -1,6 +1,7 @@
 """The layout's rules (DESIGN.md, "Layout"), checked on the source with `ast`:
 
-1. No import cycles between the project's modules (module-level imports).
+1. No import cycles between the project's modules (module-level imports; inside helpdesk/llm,
+   imports inside functions count too).
 2. connectors/, actions/ and workers/ never import each other; what they share lives in
    helpdesk/. helpdesk/ and knowledge/ import none of the three.
 3. A helpdesk subsystem (a package under helpdesk/) is reached through its public module, its
@@ -29,6 +30,8 @@ HTTP_CLIENTS = {
     "helpdesk/whatsapp/gateway.py": "what the WAHA and Meta clients share",
     "helpdesk/llm/client.py": "OpenAI-compatible LLMs",
     "helpdesk/llm/embed.py": "OpenAI-compatible embeddings (sync, index builds)",
+    "helpdesk/llm/retry.py": "classifies the openai library's errors for the LLM clients above "
+                             "(sends nothing itself)",
     "helpdesk/rasa_api.py": "Rasa's HTTP API",
     "helpdesk/health.py": "the action server's /health",
 }
@@ -126,6 +129,30 @@ def test_no_import_cycles():
     for node in sorted(edges):
         if node not in state:
             visit(node, [])
+    assert cycles == []
+
+
+def test_no_import_cycles_inside_the_llm_package_even_through_functions():
+    """Rule 1, tightened for helpdesk/llm: imports inside functions and under TYPE_CHECKING
+    count too, so none hides a cycle between the client, the uses and the embedder."""
+    package = "helpdesk.llm"
+    inside = [m for m in MODULES if m.startswith(package + ".")]
+    edges: Dict[str, Set[str]] = {m: set() for m in inside}
+    for module in inside:
+        for _, target, _ in imports(module, top_level_only=False):
+            if target in edges and target != module:
+                edges[module].add(target)
+    cycles = []
+
+    def visit(node: str, path: List[str]) -> None:
+        for nxt in sorted(edges[node]):
+            if nxt in path:
+                cycles.append(" -> ".join(path[path.index(nxt):] + [node, nxt]))
+            elif nxt != node:
+                visit(nxt, path + [node])
+
+    for node in sorted(edges):
+        visit(node, [])
     assert cycles == []
 
 

@@ -12,7 +12,7 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions import knowledge, known_fix, llm_settings
-from helpdesk.llm import client as llm
+from helpdesk import llm
 from helpdesk.config import llm_config
 from knowledge.retrieval import forget_shared_knowledge_bases
 from tests.actions.helpers import PROJECT, Conversation, domain_dict
