@@ -19,7 +19,7 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
-from connectors.whatsapp.channel import Parsed, WhatsAppInput, signature_matches
+from connectors.whatsapp.webhook import Parsed, WhatsAppInput, signature_matches
 from connectors.whatsapp.output import MetaSender, Sender
 from helpdesk import redis_keys
 from helpdesk.whatsapp import digits, direct_conversation_id

@@ -13,7 +13,7 @@ from typing import Any, Dict, Optional, Text, Tuple
 from rasa.core.channels.channel import InputChannel
 from sanic.request import Request
 
-from connectors.whatsapp.channel import Parsed, WhatsAppInput, mentions_of, signature_matches, strip_mentions
+from connectors.whatsapp.webhook import Parsed, WhatsAppInput, mentions_of, signature_matches, strip_mentions
 from connectors.whatsapp.output import Sender, WahaSender
 from helpdesk import redis_keys
 from helpdesk.whatsapp import (

@@ -43,7 +43,7 @@ def run(coro: Any) -> Any:
 
 def reset_channel_state() -> None:
     """Forget the process singletons the channels build once (Shared, caches)."""
-    import connectors.whatsapp.channel as whatsapp
+    import connectors.whatsapp.webhook as whatsapp
     from helpdesk.config import catalog
     from helpdesk.config import channel_config
 
