@@ -1,0 +1,305 @@
+"""The turn: what the inbound consumer runs for a conversation's messages, after the webhook
+(connectors/whatsapp/webhook.py) has recorded them and answered.
+
+Route saved, identity resolved (WAHA @lid), a turn that already ran before a restart not run
+again, the text of each message (opt words, button replies, media fetched and stored, voice
+notes transcribed), the group gate, the incoming copy for agents, then Rasa's `UserMessage`;
+follow-ups after it. The channel's own notices to the sender (media that could not be
+fetched, voice notes, unsupported types, the rate limit) are sent from here too.
+"""
+import asyncio
+import json
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Dict, List, Optional, Set, Tuple
+
+from rasa.core.channels.channel import UserMessage
+
+from connectors.whatsapp.format import payload_for_reply
+from connectors.whatsapp.output import WhatsAppOutput, current_turn
+from helpdesk import followups, llm, redis_keys, whatsapp
+from helpdesk.config import ChannelConfig, catalog
+from helpdesk.logs import METADATA_KEY, correlation
+from helpdesk.tickets import matched_urgent_phrases
+from helpdesk.whatsapp import InboundMessage, MediaError, Route, save_route
+
+if TYPE_CHECKING:  # only the annotation below: webhook.py imports this module
+    from connectors.whatsapp.webhook import Shared
+
+logger = logging.getLogger(__name__)
+
+# what Rasa receives for a file or location sent without text (an intent of the domain)
+SHARE_FILE = "/share_file"
+OPT_INTENTS = {"out": "/opt_out", "in": "/opt_in"}
+
+
+class WhatsAppTurn:
+    """The turn half of the WAHA and Meta input channels. `WhatsAppInput`
+    (connectors/whatsapp/webhook.py) mixes it in and sets what it reads below."""
+
+    shared: "Shared"
+    config: ChannelConfig
+    output: WhatsAppOutput
+    app: Any
+    on_new_message: Optional[Callable[[UserMessage], Awaitable[Any]]]
+    _tasks: Set[asyncio.Task]
+
+    # what each gateway provides for the turn ------------------------------------------
+    async def fetch_media(self, message: InboundMessage) -> Tuple[bytes, Optional[str]]:
+        raise NotImplementedError
+
+    async def resolve_identity(self, message: InboundMessage) -> None:
+        """Hook for gateways with ids to resolve (WAHA @lid)."""
+
+    # the channel's own notices ---------------------------------------------------------
+    def _background(self, work: Awaitable[Any]) -> None:
+        """Run after the webhook answers; the reference keeps the task from being collected."""
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _notice(self, message: InboundMessage, text_key: str) -> None:
+        """One of the channel's own notices (config/channels.yml texts) to the sender. In a
+        group only to someone the bot is already talking to, or who mentioned it: the bot
+        does not speak up about a sticker or a voice note in the middle of group chatter."""
+        if message.is_group and not (message.mentions_bot
+                                     or await self._engaged(message.conversation_id)):
+            logger.info("group notice not sent", extra={"notice": text_key,
+                                                        "conversation_id": message.conversation_id})
+            return
+        await self._save_route(message)
+        token = current_turn.set(message.conversation_id)
+        try:
+            await self.output.send_text_message(message.conversation_id,
+                                                self.config.text(text_key))
+        except Exception:
+            logger.exception("notice not sent", extra={"notice": text_key})
+        finally:
+            current_turn.reset(token)
+
+    async def _save_route(self, message: InboundMessage) -> None:
+        route = Route(channel=message.channel, chat_id=message.chat_id,
+                      participant=message.participant, name=message.name, phone=message.phone)
+        await save_route(self.shared.redis, message.conversation_id, route)
+
+    # the turn ------------------------------------------------------------------------
+    async def run_turn(self, messages: List[InboundMessage], recovered: bool) -> None:
+        first = messages[0]
+        with correlation(first.correlation_id):
+            await self.resolve_identity(first)
+            for other in messages[1:]:
+                other.conversation_id = first.conversation_id
+            token = current_turn.set(first.conversation_id)
+            try:
+                await self._turn(messages, recovered)
+            finally:
+                current_turn.reset(token)
+
+    async def _turn(self, messages: List[InboundMessage], recovered: bool) -> None:
+        first, last = messages[0], messages[-1]
+        conversation = first.conversation_id
+        started = time.perf_counter()
+        await self._save_route(last)
+        if recovered and await self._already_processed(conversation, messages):
+            logger.info("turn already ran before a restart; not run again",
+                        extra={"conversation_id": conversation})
+            return
+        texts, metadata = [], self._metadata(messages)
+        for message in messages:
+            text = await self._text_of(message, metadata)
+            if text:
+                texts.append(text)
+        if not texts:
+            return
+        text = "\n".join(texts) if len(texts) > 1 else texts[0]
+        if len(text) > self.config.max_message_chars:
+            logger.info("message cut", extra={"chars": len(text)})
+            text = text[: self.config.max_message_chars]
+        route = Route(channel=last.channel, chat_id=last.chat_id, participant=last.participant)
+        if first.is_group and not await self._group_gate(first, text):
+            logger.info("group message read, not answered", extra={"conversation_id": conversation})
+            return
+        # agents see every message that reaches Rasa, also while a person has the conversation
+        await self.output.mirror(conversation, "incoming",
+                                 "\n".join(m.text for m in messages if m.text) or None,
+                                 metadata.get("media"), first.correlation_id)
+        if self.config.read_receipts or self.config.typing:
+            await self.shared.delivery.typing(route, True, last.message_id)
+        try:
+            await self.on_new_message(UserMessage(
+                text, self.output, conversation, input_channel=self.name(),
+                message_id=first.message_id, metadata=metadata,
+            ))
+        finally:
+            if self.config.typing:
+                self._background(self.shared.delivery.typing(route, False))
+        # follow-ups (issue 4, helpdesk/followups.py): while a form waits for this user's
+        # answer, a reminder and the thread's close are scheduled; otherwise what was pending
+        # is cancelled. Never raises.
+        await followups.after_user_turn(await self._agent(), conversation, first.correlation_id)
+        logger.info("turn done", extra={
+            "conversation_id": conversation, "messages": len(messages),
+            "ms": round((time.perf_counter() - started) * 1000, 1),
+            "queued_ms": round((time.time() - first.received_at) * 1000, 1),
+        })
+
+    def _metadata(self, messages: List[InboundMessage]) -> Dict[str, Any]:
+        first = messages[0]
+        metadata: Dict[str, Any] = {
+            METADATA_KEY: first.correlation_id,
+            "channel": first.channel,
+            "message_ids": [m.message_id for m in messages],
+            "sender_name": first.name,
+            "sender_phone": first.phone,
+            "is_group": first.is_group,
+        }
+        if first.is_group:
+            metadata["group_id"] = first.chat_id
+        return metadata
+
+    async def _text_of(self, message: InboundMessage, metadata: Dict[str, Any]) -> str:
+        """The text Rasa gets for one message; media and locations go to the metadata."""
+        if message.opt_word:
+            return OPT_INTENTS[message.opt_word]
+        if message.kind == "unsupported":
+            await self._notice(message, "unsupported")
+            return ""
+        if message.payload:
+            return message.payload
+        if message.kind == "location":
+            metadata["location"] = message.location
+            return message.text or SHARE_FILE
+        if message.kind == "media" and message.media:
+            stored = await self._download(message)
+            if stored is None:
+                return message.text  # the caption still counts
+            metadata.setdefault("media", []).append(stored)
+            if message.media.kind in ("audio", "voice") and not message.text:
+                # LLM (issue 5): transcribed when a transcription model is configured, and
+                # handled as if typed; otherwise the user is asked to write
+                heard = await self._transcribed(message, stored)
+                if heard:
+                    return heard
+                await self._notice(message, "voice_needs_text")
+                return ""
+            return message.text or SHARE_FILE
+        text = message.text
+        if text and not text.startswith("/"):
+            buttons_json = await self.shared.redis.get(redis_keys.offered_buttons(
+                message.conversation_id))
+            if buttons_json:
+                payload = payload_for_reply(text, json.loads(buttons_json))
+                if payload:
+                    return payload
+        elif text.startswith("/"):
+            # users cannot inject intents: a typed "/…" is text, not a payload
+            text = text.lstrip("/") or text
+        return text
+
+    async def _transcribed(self, message: InboundMessage, stored: Dict[str, Any]) -> Optional[str]:
+        """The text of a stored voice note (`helpdesk.llm.transcribe`), or None without a
+        transcription model or a usable answer. When the bot will act on it (a direct chat,
+        or a group message that passes the gate) it first says what it understood
+        ("Entendí: «…»", config/channels.yml `voice_understood`)."""
+        try:
+            audio = await asyncio.to_thread(Path(stored["path"]).read_bytes)
+        except OSError as error:
+            logger.warning("stored voice note unreadable: %s", error)
+            return None
+        text = await llm.transcribe(audio, stored.get("mime_type") or "audio/ogg",
+                                    stored.get("filename") or Path(stored["path"]).name,
+                                    message.conversation_id)
+        text = " ".join((text or "").split())[: self.config.max_message_chars]
+        if not text:
+            return None
+        stored["transcription"] = text  # travels in the metadata (agents, the tracker)
+        logger.info("voice note transcribed", extra={"chars": len(text)})
+        if message.is_group and not await self._group_gate(message, text):
+            return text  # read, not answered: nothing to say
+        token = current_turn.set(message.conversation_id)
+        try:
+            await self.output.send_text_message(
+                message.conversation_id,
+                self.config.text("voice_understood").replace("{text}", text))
+        except Exception:
+            logger.exception("transcription notice not sent")
+        finally:
+            current_turn.reset(token)
+        return text
+
+    async def _download(self, message: InboundMessage) -> Optional[Dict[str, Any]]:
+        media = message.media
+        limits = self.config
+        try:
+            if media.error or (not media.url and not media.media_id):
+                raise MediaError(f"the gateway has no file: {media.error or 'no url'}")
+            data, content_type = await asyncio.wait_for(
+                self.fetch_media(message), timeout=limits.media_timeout_seconds
+            )
+            mime = (media.mime_type or content_type or "application/octet-stream").split(";")[0]
+            if not limits.media_allowed(mime):
+                raise MediaError(f"type {mime} not accepted")
+            stored = await asyncio.to_thread(
+                whatsapp.store, data, mime, media.kind, media.filename
+            )
+            logger.info("media stored", extra={"kind": media.kind, "bytes": stored.size,
+                                               "sha256": stored.sha256[:12]})
+            return stored.to_dict()
+        except MediaError as error:
+            logger.warning("media not fetched", extra={"error": str(error)[:200],
+                                                      "status": error.status})
+            await self._notice(message, "media_too_large" if error.too_large
+                               else "media_unavailable")
+        except asyncio.TimeoutError:
+            logger.warning("media download timed out")
+            await self._notice(message, "media_unavailable")
+        return None
+
+    async def _agent(self) -> Any:
+        return getattr(getattr(self.app, "ctx", None), "agent", None)
+
+    async def _tracker(self, conversation: str) -> Any:
+        """The conversation's tracker from Rasa's tracker store, None before the model loads."""
+        agent = await self._agent()
+        if agent is None or agent.tracker_store is None:
+            return None
+        return await agent.tracker_store.retrieve(conversation)
+
+    async def _already_processed(self, conversation: str, messages: List[InboundMessage]) -> bool:
+        tracker = await self._tracker(conversation)
+        if tracker is None:
+            return False
+        ids = {m.message_id for m in messages}
+        return any(getattr(event, "message_id", None) in ids
+                   for event in tracker.events if event.type_name == "user")
+
+    async def _group_gate(self, message: InboundMessage, text: str) -> bool:
+        """In a group, answer an incident, a mention of the bot, or an ongoing exchange."""
+        if message.mentions_bot or message.payload or message.opt_word:
+            return True
+        if await self._engaged(message.conversation_id):
+            return True
+        if matched_urgent_phrases(catalog().priority, [text]):
+            return True
+        agent = await self._agent()
+        if agent is None:
+            return False
+        parsed = await agent.parse_message(text)
+        intent = parsed.get("intent") or {}
+        return (intent.get("name") in self.config.incident_intents
+                and (intent.get("confidence") or 0) >= self.config.incident_confidence)
+
+    async def _engaged(self, conversation: str) -> bool:
+        tracker = await self._tracker(conversation)
+        if tracker is None:
+            return False
+        if tracker.active_loop_name:
+            return True
+        horizon = time.time() - self.config.engaged_minutes * 60
+        for event in reversed(tracker.events):
+            if event.type_name == "session_started":
+                return False
+            if event.type_name == "bot":
+                return event.timestamp >= horizon
+        return False
