@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict
 import redis
 from rq import Queue, Worker
 
-from helpdesk import whatsapp as whatsapp_send
+from helpdesk import whatsapp
 from helpdesk.tickets import register_human_sender
 from helpdesk.logs import configure_logging, correlation
 from helpdesk.settings import load_settings, support_escalation_chat
@@ -57,7 +57,7 @@ def whatsapp_notice_sender(chat: str) -> Callable[[Dict[str, Any]], None]:
     """The support team's WhatsApp chat as a way to reach a person (human notices)."""
 
     def send(notice: Dict[str, Any]) -> None:
-        whatsapp_send.send_text(chat, notice["text"])
+        whatsapp.send_text(chat, notice["text"])
 
     return send
 
