@@ -1,47 +1,28 @@
-"""Ticket status, handoff, opt-out/opt-in and how-to actions, against the real ledger (SQLite
-file of the test) and the session's real Redis."""
+"""action_ticket_status against the real ledger (SQLite file of the test): by reference or
+Zoho number, the chat's recent tickets, inside the form, the ledger failing; and, with a real
+delivery to the fake Zoho, the status from Zoho Desk and from the ledger when Zoho is down."""
+import asyncio
 import sqlite3
-import time
 
 import pytest
+from rasa_sdk import Tracker
+from rasa_sdk.executor import CollectingDispatcher
 
 import actions.common
-from actions.handoff import ActionRequestHuman
-from actions.knowledge import ActionAnswerHowto
-from actions.subscription import ActionOptIn, ActionOptOut
 from actions.ticket_status import ActionTicketStatus
-from helpdesk import redis_keys
-from helpdesk.tickets import build_ticket, ticket_id_for
 from tests.actions.helpers import (
     SENDER,
-    FRESH_TICKET_SLOTS,
-    TICKET_SLOTS,
+    OTHER,
     Conversation,
-    form_turn,
+    in_ticket_form,
     message,
+    record_ticket,
     rendered,
     responses,
     run,
     slot_events,
 )
-
-OTHER = "5491199887766"
-
-
-def record_ticket(ledger, catalog, conversation_id=SENDER, started=None, description="la caja 2 no abre"):
-    ticket = build_ticket(
-        catalog,
-        ticket_id=ticket_id_for(conversation_id, started or time.time()),
-        conversation_id=conversation_id,
-        store="Tienda 42 (Avenida)",
-        system="POS",
-        description=description,
-        stated_priority=None,
-        priority_texts=[description],
-    )
-    record, created = ledger.submit(ticket)
-    assert created
-    return record
+from tests.workers.zoho_support import run_burst, world  # noqa: F401 - fixture
 
 
 def asks_status(number=None, sender=SENDER) -> Conversation:
@@ -54,18 +35,7 @@ def asks_status(number=None, sender=SENDER) -> Conversation:
     return conversation
 
 
-def in_ticket_form(conversation: Conversation) -> Conversation:
-    """The form has store and system and asks for the description."""
-    conversation.user("la impresora fiscal tira error en la tienda 9", "report_incident",
-                      [("system", "impresora fiscal"), ("store", "tienda 9")],
-                      system="impresora fiscal", store="tienda 9")
-    form_turn(conversation)
-    conversation.slot("description", None)  # say it is still to be described
-    conversation.form_asks("description")
-    return conversation
-
-
-# ticket status --------------------------------------------------------------------------
+# from the ledger -------------------------------------------------------------------------------
 @pytest.mark.parametrize("typed", [str.upper, str.lower])
 def test_status_by_reference(bot_ledger, catalog, domain, typed):
     record = record_ticket(bot_ledger, catalog)
@@ -160,106 +130,34 @@ def test_status_when_the_ledger_cannot_be_opened(ledger_down, domain):
     assert slot_events(events) == {"ticket_number": None}
 
 
-# handoff --------------------------------------------------------------------------------
-def test_handoff_during_the_form_records_what_was_collected(bot_ledger, domain):
-    conversation = in_ticket_form(Conversation())
-    conversation.user("quiero hablar con una persona", "request_human")
-    tracker = conversation.tracker()
-
-    events, dispatcher = run(ActionRequestHuman(), tracker, domain)
-
-    requests_ = bot_ledger.handoff_requests(SENDER)
-    assert len(requests_) == 1
-    request = requests_[0]
-    assert request["reason"] == "during_ticket"
-    assert request["text"] == (
-        "quiero hablar con una persona | store: Tienda 9 (Belgrano); system: impresora fiscal"
-    )
-    assert request["correlation_id"] == tracker.latest_message["metadata"]["correlation_id"]
-    assert responses(dispatcher) == ["utter_handoff_requested"]
-    assert rendered(dispatcher.messages[0])["text"].startswith("He registrado su solicitud.")
-    assert slot_events(events) == FRESH_TICKET_SLOTS
+# from Zoho Desk, with a real delivery (a burst RQ worker, the fake Zoho) ---------------------
+def status_answer(number: str):
+    """The action's one message, run the way the action server runs it (a tracker, no domain)."""
+    actions.common.get_ledger.cache_clear()
+    tracker = Tracker("5491122334455", {"ticket_number": number}, {"intent": {"name": "ask_ticket_status"}},
+                      [], False, None, {}, "action_listen")
+    dispatcher = CollectingDispatcher()
+    asyncio.run(ActionTicketStatus().run(dispatcher, tracker, {}))
+    assert len(dispatcher.messages) == 1
+    return dispatcher.messages[0]
 
 
-def test_handoff_outside_the_form(bot_ledger, domain):
-    conversation = Conversation().user("quiero hablar con una persona", "request_human")
+def test_status_comes_from_zoho_and_from_the_ledger_when_zoho_is_down(world):  # noqa: F811
+    record = world.submit()
+    world.enqueue(record)
+    run_burst(world.env)
+    record = world.ledger.get(record.id)
+    assert record.state == "delivered" and record.zoho_ticket_id
 
-    _, dispatcher = run(ActionRequestHuman(), conversation.tracker(), domain)
+    world.zoho.set_status(record.zoho_ticket_id, "On Hold", "On Hold")
+    live = status_answer(record.reference)
+    assert live["response"] == "utter_ticket_status"
+    assert live["status"] == "en espera"  # Zoho's "On Hold" as config/zoho.yml labels it
+    assert world.ledger.get(record.id).zoho_status == "On Hold"
+    assert any(call.path.endswith(f"/tickets/{record.zoho_ticket_id}")
+               for call in world.zoho.calls("GET"))
 
-    requests_ = bot_ledger.handoff_requests(SENDER)
-    assert [(r["reason"], r["text"]) for r in requests_] == [("asked", "quiero hablar con una persona")]
-    assert responses(dispatcher) == ["utter_handoff_requested"]
-
-
-def test_handoff_when_the_ledger_cannot_be_opened_still_answers(ledger_down, domain):
-    conversation = Conversation().user("quiero hablar con una persona", "request_human")
-
-    events, dispatcher = run(ActionRequestHuman(), conversation.tracker(), domain)
-
-    assert responses(dispatcher) == ["utter_handoff_requested"]
-    assert slot_events(events) == FRESH_TICKET_SLOTS
-
-
-# opt-out / opt-in -----------------------------------------------------------------------
-def test_opt_out_adds_the_sender_to_the_redis_set(optout_redis, domain):
-    optout_redis.sadd(redis_keys.opted_out_set(), OTHER)
-    conversation = Conversation().user("BAJA", "opt_out")
-
-    events, dispatcher = run(ActionOptOut(), conversation.tracker(), domain)
-
-    assert optout_redis.sismember(redis_keys.opted_out_set(), SENDER)
-    assert optout_redis.smembers(redis_keys.opted_out_set()) == {SENDER.encode(), OTHER.encode()}
-    assert responses(dispatcher) == ["utter_opted_out"]
-    assert slot_events(events) == FRESH_TICKET_SLOTS
-
-
-def test_opt_out_inside_the_form_clears_the_ticket(optout_redis, domain):
-    conversation = in_ticket_form(Conversation())
-    conversation.user("STOP", "opt_out")
-
-    events, _ = run(ActionOptOut(), conversation.tracker(), domain)
-
-    assert optout_redis.sismember(redis_keys.opted_out_set(), SENDER)
-    after = conversation.apply(events).tracker().slots
-    assert all(after[name] == FRESH_TICKET_SLOTS[name] for name in TICKET_SLOTS)
-
-
-def test_opt_in_removes_the_sender_from_the_redis_set(optout_redis, domain):
-    optout_redis.sadd(redis_keys.opted_out_set(), SENDER, OTHER)
-    conversation = Conversation().user("ALTA", "opt_in")
-
-    events, dispatcher = run(ActionOptIn(), conversation.tracker(), domain)
-
-    assert optout_redis.smembers(redis_keys.opted_out_set()) == {OTHER.encode()}
-    assert responses(dispatcher) == ["utter_opted_in"]
-    # nothing collected while the bot was silent carries on
-    assert slot_events(events) == FRESH_TICKET_SLOTS
-
-
-def test_opt_out_then_opt_in(optout_redis, domain):
-    conversation = Conversation().user("BAJA", "opt_out")
-    run(ActionOptOut(), conversation.tracker(), domain)
-    assert optout_redis.sismember(redis_keys.opted_out_set(), SENDER)
-
-    conversation.action("action_opt_out").action("action_listen").user("ALTA", "opt_in")
-    _, dispatcher = run(ActionOptIn(), conversation.tracker(), domain)
-
-    assert not optout_redis.sismember(redis_keys.opted_out_set(), SENDER)
-    assert responses(dispatcher) == ["utter_opted_in"]
-
-
-@pytest.mark.parametrize("action, intent", [(ActionOptOut, "opt_out"), (ActionOptIn, "opt_in")])
-def test_unreachable_redis_tells_the_user(unreachable_redis, domain, action, intent):
-    conversation = in_ticket_form(Conversation())
-    conversation.user("BAJA" if intent == "opt_out" else "ALTA", intent)
-
-    started = time.monotonic()
-    events, dispatcher = run(action(), conversation.tracker(), domain)
-
-    assert time.monotonic() - started < 5
-    assert responses(dispatcher) == ["utter_opt_unavailable"]
-    assert rendered(dispatcher.messages[0])["text"].startswith("No he podido guardar su preferencia")
-    assert events == []
-
-
-# how-to ---------------------------------------------------------------------------------
+    world.zoho.go_down()
+    offline = status_answer(record.zoho_ticket_number)
+    assert offline["response"] == "utter_ticket_status_offline"
+    assert offline["status"] == "en espera"  # the last status Zoho gave
