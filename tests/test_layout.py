@@ -11,12 +11,19 @@
 4. HTTP client libraries are imported only by the client modules: one per external system.
 5. An import inside a function says why on its line or the line above (a comment), since it
    hides a dependency from the reader and from rule 1.
+6. tests/ mirrors the tree: the test of `a/b/c.py` is `tests/a/b/test_c.py` (of a package
+   `a/b/`, `tests/a/test_b.py`); a module tested by several files gets a folder of its name
+   holding them (`tests/workers/zoho_jobs/test_delivery.py` tests `workers/zoho_jobs.py`).
+   tests/integration/ (the running stack, run last) and tests/fakes/ (stand-ins for external
+   systems) mirror nothing. Every test folder is a package (`__init__.py`).
 """
 import ast
 from pathlib import Path
 from typing import Dict, List, Set, Tuple
 
 PROJECT = Path(__file__).resolve().parent.parent
+TESTS = PROJECT / "tests"
+UNMIRRORED_TESTS = ("integration", "fakes")  # under tests/: the running stack, external stand-ins
 PACKAGES = ("helpdesk", "connectors", "actions", "workers", "knowledge", "nlu", "scripts")
 ENTRY_POINTS = ("connectors", "actions", "workers")
 HTTP_LIBRARIES = ("requests", "aiohttp", "httpx", "openai", "urllib.request", "http.client")
@@ -221,4 +228,23 @@ def test_imports_inside_functions_say_why():
                     above -= 1
                 if "#" not in here and not (above >= 0 and lines[above].strip().startswith("#")):
                     wrong.append(f"{path.relative_to(PROJECT)}:{node.lineno}: {here.strip()}")
+    assert wrong == []
+
+
+def test_tests_mirror_the_tree():
+    wrong = []
+    for path in sorted(TESTS.rglob("test_*.py")):
+        relative = path.relative_to(TESTS)
+        if relative.parts[0] in UNMIRRORED_TESTS or path == Path(__file__).resolve():
+            continue
+        name = path.stem[len("test_"):]
+        mirrored = PROJECT / relative.parent
+        if (mirrored / f"{name}.py").is_file() or (mirrored / name / "__init__.py").is_file():
+            continue
+        if len(relative.parts) > 1 and (mirrored.parent / f"{mirrored.name}.py").is_file():
+            continue  # tests/.../NAME/test_x.py: one of the test files of the module NAME.py
+        wrong.append(f"tests/{relative.as_posix()} tests no {relative.parent.as_posix()}/{name}.py")
+    folders = {path.parent for path in TESTS.rglob("*.py") if "__pycache__" not in path.parts}
+    wrong += [f"{folder.relative_to(PROJECT)} has no __init__.py" for folder in sorted(folders)
+              if not (folder / "__init__.py").is_file()]
     assert wrong == []
