@@ -28,7 +28,7 @@ from actions.ticket_extras import (
 )
 from helpdesk.errors import ConfigError
 from helpdesk.tickets import ANNOUNCE_TURN, DELIVERED, Ledger, TicketRecord
-from helpdesk import chatwoot as chatwoot_mirror
+from helpdesk import chatwoot
 from helpdesk.tickets import priority_label
 from helpdesk.settings import load_settings, load_zoho
 from helpdesk.tickets import build_ticket, ticket_id_for
@@ -220,7 +220,7 @@ class ActionResetTicket(Action):
 async def _note_in_chatwoot(conversation_id: str, ticket_id: str, correlation_id: str) -> None:
     """The ticket summary as a private note (labels, attributes) for agents in Chatwoot."""
     try:
-        await asyncio.to_thread(chatwoot_mirror.note_ticket, conversation_id, ticket_id,
+        await asyncio.to_thread(chatwoot.note_ticket, conversation_id, ticket_id,
                                 correlation_id)
     except Exception:  # Chatwoot's copy must never cost the user their ticket
         logger.exception("ticket note not queued for Chatwoot", extra={"ticket_id": ticket_id})

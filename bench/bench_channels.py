@@ -24,8 +24,6 @@ and every temporary directory removed, on exit.
 """
 import argparse
 import asyncio
-import hashlib
-import hmac
 import json
 import os
 import platform
@@ -36,132 +34,24 @@ import sys
 import tempfile
 import time
 import uuid
-from collections import defaultdict
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List
 
 import aiohttp
-from aiohttp import web
 
 BENCH = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH))
-sys.path.insert(0, str(BENCH.parent))
+sys.path.insert(0, str(BENCH.parent))  # the project: bench.harness, helpdesk
 
-import bench_turns as common  # noqa: E402
+from bench import harness, stats  # noqa: E402
+from bench.harness import (  # noqa: E402
+    WAHA_API_KEY, WAHA_CYCLE, WAHA_HMAC_KEY, Expected, FakeWaha, event_for, learn, post,
+)
 from helpdesk.launch import free_port, stack_env, wait_for_port  # noqa: E402
 
 OUTPUT = BENCH / "results" / "channels.json"
-HMAC_KEY = "bench-hmac-key"
-API_KEY = "bench-waha-key"
-BOT = "5491100000000"
-# one cycle of distinct messages with distinct replies (so order can be checked); the status
-# question goes through the action server and the ledger
-CYCLE = ["hola", "gracias", "¿eres un bot?", "estado del ticket HD-AAAAAA", "chau"]
 BUDGET_ACK_P99_MS = 25.0
 BUDGET_TURN_P50_MS = 60.0
 BUDGET_RATIO = 3.0
-
-
-class FakeWaha:
-    """WAHA's send endpoints, recording each text with the time it arrived."""
-
-    def __init__(self) -> None:
-        self.received: Dict[str, List[Tuple[float, str]]] = defaultdict(list)
-        self.waiters: Dict[str, asyncio.Event] = {}
-        self.count = 0
-        self.runner: Optional[web.AppRunner] = None
-        self.port = free_port()
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/api/sendText", self.send_text)
-        app.router.add_post("/api/{action}", self.other)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
-
-    async def stop(self) -> None:
-        if self.runner:
-            await self.runner.cleanup()
-
-    async def send_text(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        chat = body["chatId"]
-        self.received[chat].append((time.perf_counter(), body["text"]))
-        self.count += 1
-        event = self.waiters.get(chat)
-        if event:
-            event.set()
-        return web.json_response({"id": {"_serialized": f"true_{chat}_{self.count}"}}, status=201)
-
-    async def other(self, request: web.Request) -> web.Response:
-        await request.read()
-        return web.json_response({"result": True}, status=201)
-
-    async def wait_replies(self, chat: str, count: int, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        event = self.waiters.setdefault(chat, asyncio.Event())
-        while len(self.received[chat]) < count:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            event.clear()
-            try:
-                await asyncio.wait_for(event.wait(), remaining)
-            except asyncio.TimeoutError:
-                return False
-        return True
-
-
-def event_for(number: str, text: str) -> bytes:
-    payload = {
-        "id": f"evt_{uuid.uuid4().hex[:26]}", "timestamp": int(time.time() * 1000),
-        "event": "message", "session": "default",
-        "me": {"id": f"{BOT}@c.us", "pushName": "Soporte"},
-        "payload": {"id": f"false_{number}@c.us_{uuid.uuid4().hex[:20].upper()}",
-                    "timestamp": int(time.time()), "from": f"{number}@c.us", "fromMe": False,
-                    "body": text, "hasMedia": False, "media": None, "participant": None,
-                    "_data": {"notifyName": "Bench"}},
-        "engine": "NOWEB",
-    }
-    return json.dumps(payload).encode()
-
-
-async def post(session: aiohttp.ClientSession, url: str, body: bytes) -> float:
-    signature = hmac.new(HMAC_KEY.encode(), body, hashlib.sha512).hexdigest()
-    started = time.perf_counter()
-    async with session.post(url, data=body, headers={
-        "Content-Type": "application/json", "X-Webhook-Hmac": signature,
-        "X-Webhook-Hmac-Algorithm": "sha512",
-    }) as answer:
-        await answer.read()
-        if answer.status != 200:
-            raise RuntimeError(f"webhook answered {answer.status}")
-    return (time.perf_counter() - started) * 1000
-
-
-class Expected:
-    """The replies each message of the cycle calls for, learned in the warm-up."""
-
-    def __init__(self) -> None:
-        self.replies: Dict[str, List[str]] = {}
-
-    def sequence(self, messages: List[str]) -> List[str]:
-        return [reply for message in messages for reply in self.replies[message]]
-
-
-async def learn(fake: FakeWaha, webhook: str, session: aiohttp.ClientSession) -> Expected:
-    expected = Expected()
-    number = f"549{uuid.uuid4().int % 10**10:010d}"
-    chat = f"{number}@c.us"
-    for text in CYCLE:
-        before = len(fake.received[chat])
-        await post(session, webhook, event_for(number, text))
-        if not await fake.wait_replies(chat, before + 1, 30):
-            raise RuntimeError(f"no reply to {text!r} in the warm-up")
-        await asyncio.sleep(0.3)  # any further reply to the same message
-        expected.replies[text] = [t for _, t in fake.received[chat][before:]]
-    return expected
 
 
 async def turn_latency(fake: FakeWaha, webhook: str, session: aiohttp.ClientSession,
@@ -170,10 +60,10 @@ async def turn_latency(fake: FakeWaha, webhook: str, session: aiohttp.ClientSess
     latencies = []
     number = None
     for index in range(turns):
-        if index % len(CYCLE) == 0:
+        if index % len(WAHA_CYCLE) == 0:
             number = f"549{uuid.uuid4().int % 10**10:010d}"
         chat = f"{number}@c.us"
-        text = CYCLE[index % len(CYCLE)]
+        text = WAHA_CYCLE[index % len(WAHA_CYCLE)]
         before = len(fake.received[chat])
         wanted = before + len(expected.replies[text])
         started = time.perf_counter()
@@ -191,7 +81,7 @@ async def load(fake: FakeWaha, webhook: str, expected: Expected, conversations: 
     spread over the first second, as real conversations do not begin in the same instant."""
     acks: List[float] = []
     numbers = [f"549{uuid.uuid4().int % 10**10:010d}" for _ in range(conversations)]
-    messages_each = rounds * len(CYCLE)
+    messages_each = rounds * len(WAHA_CYCLE)
     connector = aiohttp.TCPConnector(limit=conversations + 10)
     async with aiohttp.ClientSession(connector=connector,
                                      timeout=aiohttp.ClientTimeout(total=timeout)) as session:
@@ -200,7 +90,7 @@ async def load(fake: FakeWaha, webhook: str, expected: Expected, conversations: 
             await asyncio.sleep(index / max(conversations, 1))
             chat = f"{number}@c.us"
             sent: List[str] = []
-            script = CYCLE * rounds
+            script = WAHA_CYCLE * rounds
             for start in range(0, len(script), 2):
                 for text in script[start:start + 2]:
                     acks.append(await post(session, webhook, event_for(number, text)))
@@ -214,7 +104,7 @@ async def load(fake: FakeWaha, webhook: str, expected: Expected, conversations: 
     lost = duplicated = reordered = 0
     for number in numbers:
         got = [t for _, t in fake.received[f"{number}@c.us"]]
-        want = expected.sequence(CYCLE * rounds)
+        want = expected.sequence(WAHA_CYCLE * rounds)
         if got == want:
             continue
         if len(got) < len(want):
@@ -231,14 +121,14 @@ async def load(fake: FakeWaha, webhook: str, expected: Expected, conversations: 
     return {
         "conversations": conversations, "messages": messages, "wall_s": round(wall, 2),
         "messages_per_s": round(messages / busy, 1),
-        "ack_p50_ms": common.rnd(common.percentile(acks, 50), 2),
-        "ack_p99_ms": common.rnd(common.percentile(acks, 99), 2),
-        "ack_max_ms": common.rnd(max(acks), 2),
+        "ack_p50_ms": stats.rnd(stats.percentile(acks, 50), 2),
+        "ack_p99_ms": stats.rnd(stats.percentile(acks, 99), 2),
+        "ack_max_ms": stats.rnd(max(acks), 2),
         "lost": lost, "duplicated": duplicated, "reordered_conversations": reordered,
     }
 
 
-def start_ours(work: Path, cleanup: common.Cleanup, fake: FakeWaha) -> common.Bot:
+def start_ours(work: Path, cleanup: harness.Cleanup, fake: FakeWaha) -> harness.Bot:
     redis_server = shutil.which("redis-server")
     redis_port = free_port()
     (work / "redis").mkdir()
@@ -248,14 +138,14 @@ def start_ours(work: Path, cleanup: common.Cleanup, fake: FakeWaha) -> common.Bo
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     ))
     if not wait_for_port(redis_port, 10):
-        raise common.StartupError("the benchmark's Redis did not start")
+        raise harness.StartupError("the benchmark's Redis did not start")
     rasa_port, actions_port = free_port(), free_port()
-    env = common.quiet_env(stack_env(
-        {**os.environ, "WAHA_BASE_URL": f"http://127.0.0.1:{fake.port}", "WAHA_API_KEY": API_KEY,
-         "WAHA_WEBHOOK_HMAC_KEY": HMAC_KEY, "WAHA_SESSION": "default"},
+    env = harness.quiet_env(stack_env(
+        {**os.environ, "WAHA_BASE_URL": f"http://127.0.0.1:{fake.port}", "WAHA_API_KEY": WAHA_API_KEY,
+         "WAHA_WEBHOOK_HMAC_KEY": WAHA_HMAC_KEY, "WAHA_SESSION": "default"},
         redis_url=f"redis://127.0.0.1:{redis_port}/0", rasa_port=rasa_port,
-        actions_port=actions_port, work_dir=work, model=common.MODEL,
-        auth_token=common.AUTH_TOKEN,
+        actions_port=actions_port, work_dir=work, model=harness.MODEL,
+        auth_token=harness.AUTH_TOKEN,
     ))
     ingress_port = free_port()
     env["INGRESS_PORT"] = str(ingress_port)
@@ -265,17 +155,17 @@ def start_ours(work: Path, cleanup: common.Cleanup, fake: FakeWaha) -> common.Bo
     for name in ("actions", "rasa", "ingress"):
         with open(logs[name], "wb") as out:
             processes[name] = cleanup.process(name, subprocess.Popen(
-                [sys.executable, "-m", "helpdesk.launch", name], cwd=common.PROJECT, env=env,
+                [sys.executable, "-m", "helpdesk.launch", name], cwd=harness.PROJECT, env=env,
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True,
             ))
-    return common.Bot("ours", f"http://127.0.0.1:{rasa_port}", processes["rasa"], logs["rasa"],
-                      [], extra={"actions": processes["actions"], "actions_port": actions_port,
-                                 "actions_log": logs["actions"], "ingress_port": ingress_port,
-                                 "ingress": processes["ingress"], "ingress_log": logs["ingress"]})
+    return harness.Bot("ours", f"http://127.0.0.1:{rasa_port}", processes["rasa"], logs["rasa"],
+                       [], extra={"actions": processes["actions"], "actions_port": actions_port,
+                                  "actions_log": logs["actions"], "ingress_port": ingress_port,
+                                  "ingress": processes["ingress"], "ingress_log": logs["ingress"]})
 
 
-async def measure(args: argparse.Namespace, cleanup: common.Cleanup) -> Dict[str, Any]:
+async def measure(args: argparse.Namespace, cleanup: harness.Cleanup) -> Dict[str, Any]:
     fake = FakeWaha()
     await fake.start()
     try:
@@ -283,12 +173,12 @@ async def measure(args: argparse.Namespace, cleanup: common.Cleanup) -> Dict[str
         ours_dir = cleanup.directory(Path(tempfile.mkdtemp(prefix="bench-channels-")))
         print("== starting our stack with the WAHA channel, and building stock rasa init", flush=True)
         ours = start_ours(ours_dir, cleanup, fake)
-        await asyncio.to_thread(common.train_baseline, base_dir, cleanup, 900)
-        baseline = common.start_baseline(base_dir, cleanup)
-        await asyncio.to_thread(common.wait_ours, ours)
-        await asyncio.to_thread(common.wait_baseline, baseline)
+        await asyncio.to_thread(harness.train_baseline, base_dir, cleanup, 900)
+        baseline = harness.start_baseline(base_dir, cleanup)
+        await asyncio.to_thread(harness.wait_ours, ours)
+        await asyncio.to_thread(harness.wait_baseline, baseline)
         ingress = f"http://127.0.0.1:{ours.extra['ingress_port']}"
-        await asyncio.to_thread(common.wait_http, f"{ingress}/health", 60, ours.extra["ingress"],
+        await asyncio.to_thread(harness.wait_http, f"{ingress}/health", 60, ours.extra["ingress"],
                                 ours.extra["ingress_log"])
         base = ingress if args.via == "ingress" else ours.url
         webhook = f"{base}/webhooks/waha/webhook"
@@ -298,27 +188,27 @@ async def measure(args: argparse.Namespace, cleanup: common.Cleanup) -> Dict[str
             print("== warm-up: learning the replies of the cycle", flush=True)
             expected = await learn(fake, webhook, session)
             for text, replies in expected.replies.items():
-                print(f"   {text!r:34s} -> {common.shorten(' | '.join(replies), 90)}", flush=True)
-            warm = await common.run_conversations(baseline, 1, 10, 60, "warm")
+                print(f"   {text!r:34s} -> {harness.shorten(' | '.join(replies), 90)}", flush=True)
+            warm = await harness.run_conversations(baseline, 1, 10, 60, "warm")
             print(f"   baseline warm-up: {warm.requests} turns, {len(warm.failures)} failed", flush=True)
             print(f"== turn latency, one conversation: {args.turns} turns each", flush=True)
             ours_lat = await turn_latency(fake, webhook, session, expected, args.turns)
-        base_lat = await common.run_one_at_a_time(baseline, args.turns, len(CYCLE), 60)
-        results["ours"]["turn"] = {"p50_ms": common.rnd(common.percentile(ours_lat, 50)),
-                                   "p95_ms": common.rnd(common.percentile(ours_lat, 95))}
-        results["baseline"]["turn"] = {"p50_ms": common.rnd(common.percentile(base_lat.latencies_ms, 50)),
-                                       "p95_ms": common.rnd(common.percentile(base_lat.latencies_ms, 95)),
+        base_lat = await harness.run_one_at_a_time(baseline, args.turns, len(WAHA_CYCLE), 60)
+        results["ours"]["turn"] = {"p50_ms": stats.rnd(stats.percentile(ours_lat, 50)),
+                                   "p95_ms": stats.rnd(stats.percentile(ours_lat, 95))}
+        results["baseline"]["turn"] = {"p50_ms": stats.rnd(stats.percentile(base_lat.latencies_ms, 50)),
+                                       "p95_ms": stats.rnd(stats.percentile(base_lat.latencies_ms, 95)),
                                        "failures": len(base_lat.failures)}
         print(f"   ours webhook→reply p50 {results['ours']['turn']['p50_ms']} ms p95 "
               f"{results['ours']['turn']['p95_ms']} ms; baseline REST p50 "
               f"{results['baseline']['turn']['p50_ms']} ms p95 {results['baseline']['turn']['p95_ms']} ms",
               flush=True)
         for level in args.levels:
-            print(f"== {level} concurrent conversation(s), {args.rounds} round(s) of {len(CYCLE)}",
+            print(f"== {level} concurrent conversation(s), {args.rounds} round(s) of {len(WAHA_CYCLE)}",
                   flush=True)
-            base = await common.run_conversations(baseline, level, args.rounds * len(CYCLE), 120,
-                                                  f"b{level}")
-            results["baseline"]["levels"][str(level)] = common.summary(base)
+            base = await harness.run_conversations(baseline, level, args.rounds * len(WAHA_CYCLE), 120,
+                                                   f"b{level}")
+            results["baseline"]["levels"][str(level)] = harness.summary(base)
             mine = await load(fake, webhook, expected, level, args.rounds, 300)
             results["ours"]["levels"][str(level)] = mine
             b = results["baseline"]["levels"][str(level)]
@@ -327,9 +217,9 @@ async def measure(args: argparse.Namespace, cleanup: common.Cleanup) -> Dict[str
                   f"{mine['duplicated']}, reordered {mine['reordered_conversations']}", flush=True)
             print(f"   baseline: {b['messages_per_s']} msg/s p50 {b['p50_ms']} ms "
                   f"({b['failures']} failed)", flush=True)
-        results["ours"]["memory"] = common.rss_of(ours.rasa.pid)
-        results["baseline"]["memory"] = common.rss_of(baseline.rasa.pid)
-        results["ours"]["log_errors"] = common.log_errors(ours.log)
+        results["ours"]["memory"] = harness.rss_of(ours.rasa.pid)
+        results["baseline"]["memory"] = harness.rss_of(baseline.rasa.pid)
+        results["ours"]["log_errors"] = harness.log_errors(ours.log)
         return results
     finally:
         await fake.stop()
@@ -354,12 +244,12 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
 
 def main(argv: List[str]) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, common.raise_on_sigterm)
-    cleanup = common.Cleanup(keep=args.keep)
+    signal.signal(signal.SIGTERM, harness.raise_on_sigterm)
+    cleanup = harness.Cleanup(keep=args.keep)
     started = time.time()
     try:
         results = asyncio.run(measure(args, cleanup))
-    except common.StartupError as error:
+    except harness.StartupError as error:
         print(f"bench_channels: start-up failed: {error}", file=sys.stderr)
         return 2
     finally:
@@ -390,7 +280,7 @@ def main(argv: List[str]) -> int:
         "duration_s": round(time.time() - started, 1),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "settings": {"levels": args.levels, "rounds": args.rounds, "turns": args.turns,
-                     "cycle": CYCLE, "via": args.via},
+                     "cycle": WAHA_CYCLE, "via": args.via},
         "results": results, "checks": checks,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)

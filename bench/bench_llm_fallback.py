@@ -7,8 +7,9 @@ at the fake OpenAI-compatible server (tests/fakes/openai_server.py, in this proc
 intent answers take `--delay` seconds (3 by default).
 
 For each level of concurrent slow fallbacks (0, then the `--slow` levels): 4 ordinary
-conversations talk in a closed loop (`--turns` turns each, bench_channels' cycle: greetings,
-thanks, a status question that goes through the action server and the ledger, goodbye),
+conversations talk in a closed loop (`--turns` turns each, the cycle bench_channels sends too,
+harness.WAHA_CYCLE: greetings, thanks, a status question that goes through the action server
+and the ledger, goodbye),
 while `slow` other conversations keep sending a message the NLU is unsure of; the LLM
 chooses `thank` for it after the delay, so each of those turns takes the delay and more.
 Measured: webhook-in to reply-received of the ordinary turns (p50, p95), the webhook
@@ -41,11 +42,9 @@ import aiohttp
 import yaml
 
 BENCH = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH))
-sys.path.insert(0, str(BENCH.parent))
+sys.path.insert(0, str(BENCH.parent))  # the project: bench.harness, helpdesk, tests.fakes
 
-import bench_channels as channels  # noqa: E402
-import bench_turns as common  # noqa: E402
+from bench import harness, stats  # noqa: E402
 from helpdesk.launch import free_port, stack_env, wait_for_port  # noqa: E402
 from tests.fakes.openai_server import FakeOpenAI, Recorded, Reply  # noqa: E402
 
@@ -80,7 +79,7 @@ def config_dir(work: Path, max_turns: Optional[int]) -> Path:
     """config/ with the turn limit set (None: as configured), intent answers not cached (the
     same unsure text must reach the LLM every time) and budgets out of the way."""
     target = work / "config"
-    shutil.copytree(common.PROJECT / "config", target)
+    shutil.copytree(harness.PROJECT / "config", target)
     channels_yml = yaml.safe_load((target / "channels.yml").read_text(encoding="utf-8"))
     if max_turns is not None:
         channels_yml["inbound"]["max_concurrent_turns"] = max_turns
@@ -95,12 +94,12 @@ def config_dir(work: Path, max_turns: Optional[int]) -> Path:
 
 
 def configured_turn_limit() -> int:
-    data = yaml.safe_load((common.PROJECT / "config" / "channels.yml").read_text(encoding="utf-8"))
+    data = yaml.safe_load((harness.PROJECT / "config" / "channels.yml").read_text(encoding="utf-8"))
     return int(data["inbound"]["max_concurrent_turns"])
 
 
-def start_stack(work: Path, cleanup: common.Cleanup, waha: channels.FakeWaha, llm: SlowLlm,
-                model: Path, max_turns: Optional[int]) -> common.Bot:
+def start_stack(work: Path, cleanup: harness.Cleanup, waha: harness.FakeWaha, llm: SlowLlm,
+                model: Path, max_turns: Optional[int]) -> harness.Bot:
     redis_port = free_port()
     (work / "redis").mkdir()
     cleanup.process("redis", subprocess.Popen(
@@ -108,49 +107,49 @@ def start_stack(work: Path, cleanup: common.Cleanup, waha: channels.FakeWaha, ll
          "--dir", str(work / "redis"), "--save", "", "--appendonly", "no"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
     if not wait_for_port(redis_port, 10):
-        raise common.StartupError("the benchmark's Redis did not start")
+        raise harness.StartupError("the benchmark's Redis did not start")
     rasa_port, actions_port, ingress_port = free_port(), free_port(), free_port()
     base = {key: value for key, value in os.environ.items() if not key.startswith("LLM_")}
-    env = common.quiet_env(stack_env(
+    env = harness.quiet_env(stack_env(
         {**base, "WAHA_BASE_URL": f"http://127.0.0.1:{waha.port}",
-         "WAHA_API_KEY": channels.API_KEY, "WAHA_WEBHOOK_HMAC_KEY": channels.HMAC_KEY,
+         "WAHA_API_KEY": harness.WAHA_API_KEY, "WAHA_WEBHOOK_HMAC_KEY": harness.WAHA_HMAC_KEY,
          "WAHA_SESSION": "default", "HELPDESK_CONFIG_DIR": str(config_dir(work, max_turns)),
          "LLM_BASE_URL": llm.fake.base_url, "LLM_API_KEY": "sk-bench", "LLM_MODEL": "gpt-4o-mini"},
         redis_url=f"redis://127.0.0.1:{redis_port}/0", rasa_port=rasa_port,
-        actions_port=actions_port, work_dir=work, model=model, auth_token=common.AUTH_TOKEN))
+        actions_port=actions_port, work_dir=work, model=model, auth_token=harness.AUTH_TOKEN))
     env["INGRESS_PORT"] = str(ingress_port)
     logs = {name: work / f"{name}.log" for name in ("actions", "rasa", "ingress")}
     processes = {}
     for name in ("actions", "rasa", "ingress"):
         with open(logs[name], "wb") as out:
             processes[name] = cleanup.process(name, subprocess.Popen(
-                [sys.executable, "-m", "helpdesk.launch", name], cwd=common.PROJECT, env=env,
+                [sys.executable, "-m", "helpdesk.launch", name], cwd=harness.PROJECT, env=env,
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True))
-    bot = common.Bot("ours", f"http://127.0.0.1:{rasa_port}", processes["rasa"], logs["rasa"], [],
-                     extra={"actions": processes["actions"], "actions_port": actions_port,
-                            "actions_log": logs["actions"], "ingress_port": ingress_port,
-                            "ingress": processes["ingress"], "ingress_log": logs["ingress"]})
-    common.wait_ours(bot)
-    common.wait_http(f"http://127.0.0.1:{ingress_port}/health", 60, processes["ingress"],
+    bot = harness.Bot("ours", f"http://127.0.0.1:{rasa_port}", processes["rasa"], logs["rasa"], [],
+                      extra={"actions": processes["actions"], "actions_port": actions_port,
+                             "actions_log": logs["actions"], "ingress_port": ingress_port,
+                             "ingress": processes["ingress"], "ingress_log": logs["ingress"]})
+    harness.wait_ours(bot)
+    harness.wait_http(f"http://127.0.0.1:{ingress_port}/health", 60, processes["ingress"],
                      logs["ingress"])
     return bot
 
 
-async def unsure_text(session: aiohttp.ClientSession, bot: common.Bot) -> str:
+async def unsure_text(session: aiohttp.ClientSession, bot: harness.Bot) -> str:
     for text in UNSURE_CANDIDATES:
-        async with session.post(f"{bot.url}/model/parse", params={"token": common.AUTH_TOKEN},
+        async with session.post(f"{bot.url}/model/parse", params={"token": harness.AUTH_TOKEN},
                                 json={"text": text}) as answer:
             if (await answer.json())["intent"]["name"] == "nlu_fallback":
                 return text
-    raise common.StartupError(f"the model is sure of every candidate: {UNSURE_CANDIDATES}")
+    raise harness.StartupError(f"the model is sure of every candidate: {UNSURE_CANDIDATES}")
 
 
 def new_number() -> str:
     return f"549{uuid.uuid4().int % 10**10:010d}"
 
 
-async def phase(waha: channels.FakeWaha, webhook: str, expected: channels.Expected,
+async def phase(waha: harness.FakeWaha, webhook: str, expected: harness.Expected,
                 unsure: str, slow: int, turns: int) -> Dict[str, Any]:
     """Ordinary conversations in a closed loop while `slow` others keep the LLM busy."""
     acks: List[float] = []
@@ -167,13 +166,13 @@ async def phase(waha: channels.FakeWaha, webhook: str, expected: channels.Expect
         async def ordinary() -> None:
             number = new_number()
             for index in range(turns):
-                if index and index % len(channels.CYCLE) == 0:
+                if index and index % len(harness.WAHA_CYCLE) == 0:
                     number = new_number()  # a fresh conversation each cycle: no rate limit
                 chat = f"{number}@c.us"
-                text = channels.CYCLE[index % len(channels.CYCLE)]
+                text = harness.WAHA_CYCLE[index % len(harness.WAHA_CYCLE)]
                 wanted = len(waha.received[chat]) + len(expected.replies[text])
                 started = time.perf_counter()
-                acks.append(await channels.post(session, webhook, channels.event_for(number, text)))
+                acks.append(await harness.post(session, webhook, harness.event_for(number, text)))
                 if not await waha.wait_replies(chat, wanted, 60):
                     failures.append(f"no reply to {text!r}")
                     continue
@@ -185,8 +184,8 @@ async def phase(waha: channels.FakeWaha, webhook: str, expected: channels.Expect
                 number = new_number()
                 chat = f"{number}@c.us"
                 started = time.perf_counter()
-                slow_acks.append(await channels.post(session, webhook,
-                                                     channels.event_for(number, unsure)))
+                slow_acks.append(await harness.post(session, webhook,
+                                                    harness.event_for(number, unsure)))
                 if not await waha.wait_replies(chat, 1, 60):
                     failures.append("no reply to the unsure message")
                     continue
@@ -206,22 +205,22 @@ async def phase(waha: channels.FakeWaha, webhook: str, expected: channels.Expect
     return {
         "slow_fallbacks": slow,
         "turns": len(latencies), "wall_s": round(wall, 1),
-        "turn_p50_ms": common.rnd(common.percentile(latencies, 50)),
-        "turn_p95_ms": common.rnd(common.percentile(latencies, 95)),
-        "turn_max_ms": common.rnd(max(latencies) if latencies else None),
-        "ack_p50_ms": common.rnd(common.percentile(every_ack, 50), 2),
-        "ack_p95_ms": common.rnd(common.percentile(every_ack, 95), 2),
-        "ack_p99_ms": common.rnd(common.percentile(every_ack, 99), 2),
+        "turn_p50_ms": stats.rnd(stats.percentile(latencies, 50)),
+        "turn_p95_ms": stats.rnd(stats.percentile(latencies, 95)),
+        "turn_max_ms": stats.rnd(max(latencies) if latencies else None),
+        "ack_p50_ms": stats.rnd(stats.percentile(every_ack, 50), 2),
+        "ack_p95_ms": stats.rnd(stats.percentile(every_ack, 95), 2),
+        "ack_p99_ms": stats.rnd(stats.percentile(every_ack, 99), 2),
         "posts": len(every_ack),
         "slow_turns": len(slow_latencies),
-        "slow_turn_p50_ms": common.rnd(common.percentile(slow_latencies, 50)),
+        "slow_turn_p50_ms": stats.rnd(stats.percentile(slow_latencies, 50)),
         "slow_answered_by_the_llm": len(slow_latencies) - len(slow_wrong),
         "failures": failures[:10], "failure_count": len(failures),
     }
 
 
-async def measure(args: argparse.Namespace, cleanup: common.Cleanup) -> Dict[str, Any]:
-    waha = channels.FakeWaha()
+async def measure(args: argparse.Namespace, cleanup: harness.Cleanup) -> Dict[str, Any]:
+    waha = harness.FakeWaha()
     await waha.start()
     llm = SlowLlm(args.delay)
     llm.fake.start()
@@ -235,7 +234,7 @@ async def measure(args: argparse.Namespace, cleanup: common.Cleanup) -> Dict[str
             webhook = f"http://127.0.0.1:{bot.extra['ingress_port']}/webhooks/waha/webhook"
             async with aiohttp.ClientSession() as session:
                 unsure = await unsure_text(session, bot)
-                expected = await channels.learn(waha, webhook, session)
+                expected = await harness.learn(waha, webhook, session)
             print(f"   unsure message: {unsure!r}; the fake LLM answers it in {args.delay:g} s",
                   flush=True)
             rows = []
@@ -251,10 +250,10 @@ async def measure(args: argparse.Namespace, cleanup: common.Cleanup) -> Dict[str
                       f"{row['slow_answered_by_the_llm']} answered by the LLM); "
                       f"failures {row['failure_count']}", flush=True)
             results[label] = {"phases": rows, "log_errors": {
-                "rasa": common.log_errors(bot.log),
-                "actions": common.log_errors(bot.extra["actions_log"])}}
+                "rasa": harness.log_errors(bot.log),
+                "actions": harness.log_errors(bot.extra["actions_log"])}}
             for name, process in list(cleanup.processes):
-                common.stop_group(process)
+                harness.stop_group(process)
             cleanup.processes.clear()
         return results
     finally:
@@ -264,7 +263,7 @@ async def measure(args: argparse.Namespace, cleanup: common.Cleanup) -> Dict[str
 
 def parse_args(argv: List[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", type=Path, default=common.MODEL)
+    parser.add_argument("--model", type=Path, default=harness.MODEL)
     parser.add_argument("--slow", default="2,8", help="levels of concurrent slow fallbacks")
     parser.add_argument("--delay", type=float, default=3.0, help="seconds the LLM takes")
     parser.add_argument("--turns", type=int, default=100, help="turns of each ordinary conversation")
@@ -282,12 +281,12 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
 
 def main(argv: List[str]) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, common.raise_on_sigterm)
-    cleanup = common.Cleanup(keep=args.keep)
+    signal.signal(signal.SIGTERM, harness.raise_on_sigterm)
+    cleanup = harness.Cleanup(keep=args.keep)
     started = time.time()
     try:
         results = asyncio.run(measure(args, cleanup))
-    except common.StartupError as error:
+    except harness.StartupError as error:
         print(f"bench_llm_fallback: start-up failed: {error}", file=sys.stderr)
         return 2
     finally:
@@ -297,9 +296,9 @@ def main(argv: List[str]) -> int:
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
         "duration_s": round(time.time() - started, 1),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                    "load_average": common.load_average()},
+                    "load_average": harness.load_average()},
         "settings": {"delay_s": args.delay, "slow_levels": args.slow, "turns": args.turns,
-                     "ordinary_conversations": NORMAL_CONVERSATIONS, "cycle": channels.CYCLE,
+                     "ordinary_conversations": NORMAL_CONVERSATIONS, "cycle": harness.WAHA_CYCLE,
                      "model": str(args.model)},
         "results": results,
     }

@@ -31,49 +31,36 @@ import asyncio
 import json
 import os
 import platform
-import re
 import shutil
 import signal
-import socket
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
-import aiohttp
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the project: bench.harness, helpdesk
 
-PROJECT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(PROJECT))
-
+from bench.harness import (  # noqa: E402
+    AUTH_TOKEN, BASELINE_CYCLE, CONFIRM_LABEL, LAST_REFERENCE, LOOPBACK, MODEL, NO_REFERENCE, PROJECT,
+    Bot, Cleanup, Result, StartupError, load_average, log_errors, log_tail, quiet_env,
+    raise_on_sigterm, rss_of, run_conversations, run_one_at_a_time, shorten, start_baseline,
+    summary, train_baseline, wait_baseline, wait_ours,
+)
 from helpdesk.launch import free_port, stack_env, wait_for_port  # noqa: E402
-VENV_BIN = Path(sys.executable).parent
-RASA_BIN = VENV_BIN / "rasa"
-MODEL = PROJECT / "models" / "helpdesk.tar.gz"
+
 DEFAULT_OUTPUT = PROJECT / "bench" / "results" / "turns.json"
-AUTH_TOKEN = "bench-token"
-LOOPBACK = "127.0.0.1"
 
 # The design's budgets (../shared/DESIGN.md, "Performance budgets").
 BUDGET_TURN_P50_MS = 60.0
 BUDGET_THROUGHPUT_RATIO = 3.0
 BUDGET_RSS_BYTES = 1.5e9  # 1.5 GB read strictly: 10^9 bytes (about 1430 MiB)
 
-REFERENCE = re.compile(r"HD-[A-Z0-9]{6,16}")
-LAST_REFERENCE = "{last_reference}"
-NO_REFERENCE = "HD-AAAAAA"
-
 # One conversation cycle per bot: the same shape of turns (a greeting, the "problem", its
 # confirmation, a question, chatter, thanks, goodbye). Conversations repeat their cycle.
-# The moodbot's turns are ones it answers at any point of a long conversation: a "no" after
-# "did that help?" mid-conversation falls under its core fallback threshold and, with no
-# utter_default in its domain, gets no reply at all (an error here), so both confirmations
-# are "yes".
+# The moodbot's is harness.BASELINE_CYCLE (why both its confirmations are "yes" is written there).
 # (label, message). In our messages, {last_reference} is replaced by the latest HD- reference
 # the bot gave this conversation (HD-AAAAAA, an unknown one, before the first).
 OURS_CYCLE: List[Tuple[str, str]] = [
@@ -88,200 +75,8 @@ OURS_CYCLE: List[Tuple[str, str]] = [
     ("thanks", "gracias"),
     ("goodbye", "chau, hasta mañana"),
 ]
-BASELINE_CYCLE: List[Tuple[str, str]] = [
-    ("greet", "hi"),  # the moodbot is English: "hola" is below its fallback in some trainings
-    ("mood_unhappy (cheer-up: text, image, \"did that help?\")", "I am sad"),
-    ("affirm (after \"did that help?\")", "yes"),
-    ("bot_challenge", "are you a bot?"),
-    ("greet", "hello there"),
-    ("mood_unhappy (cheer-up: text, image, \"did that help?\")", "so sad"),
-    ("affirm (after \"did that help?\")", "yes"),
-    ("mood_great", "I am great"),
-    ("greet", "good morning"),
-    ("goodbye", "bye"),
-]
-CONFIRM_LABEL = "confirm (ledger write)"
 
 QUICK = {"turns": 20, "per_conversation": 3, "concurrency": "1,5,10", "warmup": 10}
-
-
-# --------------------------------------------------------------------------- processes
-class Cleanup:
-    """Everything this run started: process groups and temporary directories."""
-
-    def __init__(self, keep: bool) -> None:
-        self.keep = keep
-        self.processes: List[Tuple[str, subprocess.Popen]] = []
-        self.dirs: List[Path] = []
-
-    def process(self, name: str, process: subprocess.Popen) -> subprocess.Popen:
-        self.processes.append((name, process))
-        return process
-
-    def directory(self, path: Path) -> Path:
-        self.dirs.append(path)
-        return path
-
-    def run(self) -> None:
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C waits for this
-        try:
-            for name, process in reversed(self.processes):
-                stop_group(process)
-            self.processes.clear()
-            for path in self.dirs:
-                if self.keep:
-                    print(f"kept {path}", flush=True)
-                else:
-                    shutil.rmtree(path, ignore_errors=True)
-            self.dirs.clear()
-        finally:
-            signal.signal(signal.SIGINT, previous)
-
-
-def stop_group(process: subprocess.Popen) -> None:
-    """SIGTERM to the process group, SIGKILL after 15 s (as the integration fixture does)."""
-    if process.poll() is None:
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            process.wait(5)
-    else:
-        # the leader is gone; make sure nothing of its group lingers
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-
-
-
-class StartupError(RuntimeError):
-    pass
-
-
-def log_tail(path: Path, chars: int = 3000) -> str:
-    try:
-        return path.read_text(encoding="utf-8", errors="replace")[-chars:]
-    except OSError:
-        return "(no log)"
-
-
-def http_get(url: str, timeout: float = 2.0) -> Tuple[int, Any]:
-    import urllib.error
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as answer:
-            body = answer.read()
-            try:
-                return answer.status, json.loads(body)
-            except ValueError:
-                return answer.status, None
-    except urllib.error.HTTPError as error:
-        return error.code, None
-    except (urllib.error.URLError, OSError, ValueError):
-        return 0, None
-
-
-def wait_http(url: str, seconds: float, process: subprocess.Popen, log: Path,
-              ready: Callable[[Any], bool] = lambda body: True) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise StartupError(f"{url}: the process exited early (code {process.returncode}):\n{log_tail(log)}")
-        status, body = http_get(url)
-        if status == 200 and ready(body):
-            return
-        time.sleep(0.5)
-    raise StartupError(f"{url} did not come up in {seconds:.0f} s:\n{log_tail(log)}")
-
-
-def rss_of(pid: int) -> Dict[str, Optional[int]]:
-    """VmRSS and VmHWM (peak) of a process, in bytes, from /proc/<pid>/status."""
-    values: Dict[str, Optional[int]] = {"rss_bytes": None, "peak_rss_bytes": None}
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                values["rss_bytes"] = int(line.split()[1]) * 1024
-            elif line.startswith("VmHWM:"):
-                values["peak_rss_bytes"] = int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return values
-
-
-def quiet_env(base: Dict[str, str]) -> Dict[str, str]:
-    env = dict(base)
-    # loopback only: no usage reporting from either Rasa server
-    env["RASA_TELEMETRY_ENABLED"] = "false"
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    return env
-
-
-@dataclass
-class Bot:
-    name: str
-    url: str
-    rasa: subprocess.Popen
-    log: Path
-    cycle: List[Tuple[str, str]]
-    extra: Dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def webhook(self) -> str:
-        return f"{self.url}/webhooks/rest/webhook"
-
-
-# --------------------------------------------------------------------------- baseline
-def train_baseline(work: Path, cleanup: Cleanup, timeout: float) -> float:
-    """`rasa init --no-prompt`: scaffolds the moodbot, trains it, starts no shell."""
-    log = work / "rasa-init.log"
-    (work / "project").mkdir()  # --no-prompt wants an existing (empty) directory
-    env = quiet_env(os.environ)
-    env.pop("PYTHONPATH", None)  # stock project: nothing of ours on the path
-    started = time.monotonic()
-    with open(log, "wb") as out:
-        process = cleanup.process("rasa init", subprocess.Popen(
-            [str(RASA_BIN), "init", "--no-prompt", "--init-dir", str(work / "project")],
-            cwd=work, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        ))
-        try:
-            code = process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            raise StartupError(f"rasa init did not finish in {timeout:.0f} s:\n{log_tail(log)}")
-    models = list((work / "project" / "models").glob("*.tar.gz"))
-    if code != 0 or not models:
-        raise StartupError(f"rasa init failed (code {code}):\n{log_tail(log)}")
-    return time.monotonic() - started
-
-
-def start_baseline(work: Path, cleanup: Cleanup) -> Bot:
-    project = work / "project"
-    port = free_port()
-    log = work / "baseline-rasa.log"
-    env = quiet_env(os.environ)
-    env.pop("PYTHONPATH", None)
-    with open(log, "wb") as out:
-        process = cleanup.process("baseline rasa", subprocess.Popen(
-            [str(RASA_BIN), "run", "--enable-api", "-m", str(project / "models"), "--port", str(port)],
-            cwd=project, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        ))
-    return Bot("baseline", f"http://{LOOPBACK}:{port}", process, log, BASELINE_CYCLE)
-
-
-def wait_baseline(bot: Bot) -> None:
-    wait_http(f"{bot.url}/webhooks/rest/", 300, bot.rasa, bot.log)
-    wait_http(f"{bot.url}/status", 120, bot.rasa, bot.log, lambda body: bool(body and body.get("model_id")))
 
 
 # --------------------------------------------------------------------------- our stack
@@ -322,172 +117,12 @@ def start_ours(work: Path, cleanup: Cleanup) -> Bot:
                       "actions_log": logs["actions"], "ledger": work / "ledger.sqlite3"})
 
 
-def wait_ours(bot: Bot) -> None:
-    wait_http(f"http://{LOOPBACK}:{bot.extra['actions_port']}/health", 180, bot.extra["actions"],
-              bot.extra["actions_log"])
-    wait_http(f"{bot.url}/webhooks/rest/", 300, bot.rasa, bot.log)
-    # the model is loaded when /status names it (Rasa 3.6: model_id)
-    wait_http(f"{bot.url}/status?token={AUTH_TOKEN}", 120, bot.rasa, bot.log,
-              lambda body: bool(body and body.get("model_id")))
-
-
-ERROR_LINE = re.compile(r'"level": "(ERROR|CRITICAL)"|^\S+ \S+ (ERROR|CRITICAL) |^Traceback ')
-
-
-def log_errors(path: Path) -> Dict[str, Any]:
-    """ERROR/CRITICAL lines and tracebacks a server logged (JSON lines or Rasa's text format)."""
-    try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return {"log": str(path), "errors": None, "samples": []}
-    hits = [line for line in lines if ERROR_LINE.search(line)]
-    return {"log": path.name, "errors": len(hits), "samples": [shorten(h, 300) for h in hits[:5]]}
-
-
 def ledger_rows(path: Path) -> Optional[int]:
     try:
         with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10) as connection:
             return connection.execute("SELECT count(*) FROM tickets").fetchone()[0]
     except sqlite3.Error:
         return None
-
-
-# --------------------------------------------------------------------------- load
-@dataclass
-class Result:
-    latencies_ms: List[float] = field(default_factory=list)
-    failures: List[str] = field(default_factory=list)
-    requests: int = 0
-    confirmations: int = 0  # "confirm" turns answered with a ticket reference
-    wall_s: float = 0.0
-    samples: Optional[List[Tuple[str, str]]] = None  # (message, replies) when asked for
-
-
-class Conversation:
-    def __init__(self, bot: Bot, sender: str) -> None:
-        self.bot = bot
-        self.sender = sender
-        self.turn = 0
-        self.last_reference = NO_REFERENCE
-
-    async def say(self, session: aiohttp.ClientSession, result: Result) -> None:
-        label, text = self.bot.cycle[self.turn % len(self.bot.cycle)]
-        self.turn += 1
-        text = text.replace(LAST_REFERENCE, self.last_reference)
-        result.requests += 1
-        started = time.perf_counter()
-        try:
-            async with session.post(self.bot.webhook, json={"sender": self.sender, "message": text}) as answer:
-                body = await answer.read()
-                elapsed = (time.perf_counter() - started) * 1000
-                if answer.status != 200:
-                    result.failures.append(f"{self.sender} «{text}»: HTTP {answer.status} {body[:200]!r}")
-                    return
-                replies = json.loads(body)
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:  # timeouts, resets, bad JSON: all count as failures
-            result.failures.append(f"{self.sender} «{text}»: {type(error).__name__}: {error}")
-            return
-        result.latencies_ms.append(elapsed)
-        if not isinstance(replies, list) or not replies:
-            result.failures.append(f"{self.sender} «{text}»: empty reply {replies!r}")
-            return
-        texts = " ".join(str(r.get("text") or "") for r in replies if isinstance(r, dict))
-        if result.samples is not None:
-            result.samples.append((text, " | ".join(str(r.get("text") or r) for r in replies)))
-        found = REFERENCE.findall(texts)
-        if label == CONFIRM_LABEL:
-            if found:
-                result.confirmations += 1
-            else:
-                result.failures.append(f"{self.sender} «{text}»: no ticket reference in {texts[:200]!r}")
-        if found:
-            self.last_reference = found[-1]
-
-
-def session_for(limit: int, timeout: float) -> aiohttp.ClientSession:
-    connector = aiohttp.TCPConnector(limit=limit + 10, limit_per_host=limit + 10, force_close=False)
-    return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout))
-
-
-async def run_conversations(bot: Bot, conversations: int, turns: int, timeout: float, tag: str,
-                            samples: bool = False) -> Result:
-    """`conversations` distinct senders at once, each sending `turns` turns one after the other."""
-    result = Result(samples=[] if samples else None)
-    async with session_for(conversations, timeout) as session:
-        talks = [Conversation(bot, f"bench-{tag}-{i}-{uuid.uuid4().hex[:8]}") for i in range(conversations)]
-
-        async def talk(conversation: Conversation) -> None:
-            for _ in range(turns):
-                await conversation.say(session, result)
-
-        started = time.perf_counter()
-        await asyncio.gather(*(talk(c) for c in talks))
-        result.wall_s = time.perf_counter() - started
-    return result
-
-
-async def run_one_at_a_time(bot: Bot, turns: int, length: int, timeout: float) -> Result:
-    """`turns` sequential turns, one conversation at a time, each `length` turns long.
-
-    A support conversation is about one cycle of the mix long (a day's session expiry keeps
-    them short); Rasa's per-turn cost grows with the tracker, so one endless conversation
-    would measure tracker length rather than turn latency (`--conversation-length 0` does that).
-    """
-    if length <= 0:
-        return await run_conversations(bot, 1, turns, timeout, "latency")
-    merged = Result()
-    done = 0
-    while done < turns:
-        part = await run_conversations(bot, 1, min(length, turns - done), timeout, f"latency{done}")
-        merged.requests += part.requests
-        merged.latencies_ms += part.latencies_ms
-        merged.failures += part.failures
-        merged.confirmations += part.confirmations
-        merged.wall_s += part.wall_s
-        done += length
-    return merged
-
-
-def percentile(values: List[float], q: float) -> Optional[float]:
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * q / 100
-    low = int(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-
-def summary(result: Result) -> Dict[str, Any]:
-    lat = result.latencies_ms
-    quarter = max(1, len(lat) // 4)
-    return {
-        "requests": result.requests,
-        "ok": result.requests - len(result.failures),
-        "failures": len(result.failures),
-        "failure_samples": result.failures[:10],
-        "wall_s": round(result.wall_s, 3),
-        "messages_per_s": round(result.requests / result.wall_s, 2) if result.wall_s else None,
-        "p50_ms": rnd(percentile(lat, 50)),
-        "p95_ms": rnd(percentile(lat, 95)),
-        "p99_ms": rnd(percentile(lat, 99)),
-        "mean_ms": rnd(statistics.fmean(lat)) if lat else None,
-        "max_ms": rnd(max(lat)) if lat else None,
-        "p50_first_quarter_ms": rnd(percentile(lat[:quarter], 50)),
-        "p50_last_quarter_ms": rnd(percentile(lat[-quarter:], 50)),
-        "ticket_confirmations": result.confirmations,
-    }
-
-
-def shorten(text: str, width: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def rnd(value: Optional[float], digits: int = 1) -> Optional[float]:
-    return None if value is None else round(value, digits)
 
 
 def report_failures(bot: Bot, phase: str, result: Result) -> None:
@@ -626,13 +261,6 @@ def print_table(rows: List[List[str]]) -> None:
             print("  ".join("-" * w for w in widths), flush=True)
 
 
-def load_average() -> Optional[List[float]]:
-    try:
-        return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
-    except (OSError, ValueError):
-        return None
-
-
 # --------------------------------------------------------------------------- main
 def parse_args(argv: List[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
@@ -677,10 +305,6 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
     if args.concurrency and max(args.concurrency) > 1000:
         parser.error("--concurrency above 1000 is not supported")
     return args
-
-
-def raise_on_sigterm(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def main(argv: List[str]) -> int:

@@ -52,7 +52,7 @@ from tests.fakes.zoho import FakeZoho  # noqa: E402
 OUTPUT = BENCH / "results" / "zoho.json"
 DEPARTMENT_IDS = {"it": "1892000000006907", "payments": "1892000000006911", "maintenance": "1892000000006913",
                   "operations": "1892000000006917", "security": "1892000000006919"}
-WARM = ("import sys; from workers.zoho_context import warm_up; warm_up(); "
+WARM = ("import sys; from workers.worker import warm_up; warm_up(); "
         "from workers.worker import main; main(sys.argv[1:])")
 REPORTERS = 20
 

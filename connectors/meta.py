@@ -1,4 +1,5 @@
-"""Meta WhatsApp Cloud API channel, served at `/webhooks/whatsapp/webhook`.
+"""Meta WhatsApp Cloud API channel, served at `/webhooks/whatsapp/webhook`: its input channel
+(`MetaInput`) and its sender (`MetaSender`), as Rasa's own facebook.py holds both.
 
 - GET: Meta's verification handshake (`hub.mode=subscribe` and the verify token give 200
   with the challenge as plain text; anything else 403).
@@ -19,20 +20,66 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
-from connectors.whatsapp.channel import Parsed, WhatsAppInput, signature_matches
-from connectors.whatsapp.output import MetaSender, Sender
+from connectors.whatsapp.format import meta_interactive, numbered_options
+from connectors.whatsapp.output import Sender
+from connectors.whatsapp.webhook import Parsed, WhatsAppInput, signature_matches
 from helpdesk import redis_keys
-from helpdesk.whatsapp import digits, direct_conversation_id
 from helpdesk.errors import ConfigError
-from helpdesk.whatsapp import InboundMessage, Media
 from helpdesk.logs import mask_phone
-from helpdesk.whatsapp import REENGAGEMENT_CODE, MetaClient
 from helpdesk.settings import MetaSettings, load_meta
+from helpdesk.whatsapp import (
+    REENGAGEMENT_CODE,
+    GatewayError,
+    InboundMessage,
+    Media,
+    MetaClient,
+    Route,
+    digits,
+    direct_conversation_id,
+)
 
 logger = logging.getLogger(__name__)
 
 MEDIA_TYPES = ("image", "document", "audio", "video", "sticker")
 IGNORED_TYPES = ("reaction", "system", "ephemeral", "request_welcome")
+
+
+class MetaSender:
+    """Meta's side of the `Delivery` (connectors/whatsapp/output.py): one outbound message,
+    one Cloud API call; buttons as reply buttons or a list when they fit, else numbered text."""
+
+    def __init__(self, client: MetaClient) -> None:
+        self.client = client
+
+    async def send(self, message: Dict[str, Any]) -> Optional[str]:
+        to, kind = message["chat_id"], message["kind"]
+        if kind == "text":
+            return await self.client.send_text(to, message["text"])
+        if kind == "buttons":
+            interactive = meta_interactive(message["text"], message["buttons"])
+            if interactive is None:
+                return await self.client.send_text(
+                    to, numbered_options(message["text"], message["buttons"])
+                )
+            return await self.client.send(to, {"type": "interactive", "interactive": interactive})
+        if kind in ("image", "file"):
+            media_type = "image" if kind == "image" else "document"
+            body: Dict[str, Any] = {"link": message["url"]}
+            if message.get("text"):
+                body["caption"] = message["text"][:1024]
+            if media_type == "document" and message.get("filename"):
+                body["filename"] = message["filename"]
+            return await self.client.send(to, {"type": media_type, media_type: body})
+        if kind == "template":
+            return await self.client.send_template(to, message["name"], message["language"])
+        if kind == "custom":
+            return await self.client.send(to, message["payload"])
+        raise GatewayError(f"Meta cannot send a {kind!r} message", code="unsupported")
+
+    async def typing(self, route: Route, on: bool, message_id: Optional[str]) -> None:
+        # Meta shows "typing…" until the reply (or 25 s); nothing to switch off
+        if on and message_id:
+            await self.client.mark_read(message_id, typing=True)
 
 
 class MetaInput(WhatsAppInput):

@@ -1,4 +1,5 @@
-"""WAHA (WhatsApp HTTP API) channel, served at `/webhooks/waha/webhook`.
+"""WAHA (WhatsApp HTTP API) channel, served at `/webhooks/waha/webhook`: its input channel
+(`WahaInput`) and its sender (`WahaSender`), as Rasa's own facebook.py holds both.
 
 Inbound events per docs/whatsapp-wire-formats.md (A1-A5): only `message` and `message.any`
 events from other people reach Rasa. Own messages (`fromMe`, and the self-sent group quirk
@@ -13,19 +14,23 @@ from typing import Any, Dict, Optional, Text, Tuple
 from rasa.core.channels.channel import InputChannel
 from sanic.request import Request
 
-from connectors.whatsapp.channel import Parsed, WhatsAppInput, mentions_of, signature_matches, strip_mentions
-from connectors.whatsapp.output import Sender, WahaSender
+from connectors.whatsapp.format import numbered_options
+from connectors.whatsapp.output import Sender
+from connectors.whatsapp.webhook import Parsed, WhatsAppInput, mentions_of, signature_matches, strip_mentions
 from helpdesk import redis_keys
+from helpdesk.errors import ConfigError
+from helpdesk.settings import WahaSettings, load_waha
 from helpdesk.whatsapp import (
+    GatewayError,
+    InboundMessage,
+    Media,
+    Route,
+    WahaClient,
     digits,
     direct_conversation_id,
     group_conversation_id,
     is_group_jid,
 )
-from helpdesk.errors import ConfigError
-from helpdesk.whatsapp import InboundMessage, Media
-from helpdesk.settings import WahaSettings, load_waha
-from helpdesk.whatsapp import WahaClient
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +50,33 @@ def media_kind(mime_type: Optional[str], data: Dict[str, Any]) -> str:
     if mime.startswith("video/"):
         return "video"
     return "document"
+
+
+class WahaSender:
+    """WAHA's side of the `Delivery` (connectors/whatsapp/output.py): one outbound message,
+    one WAHA call; buttons go as numbered text."""
+
+    def __init__(self, client: WahaClient) -> None:
+        self.client = client
+
+    async def send(self, message: Dict[str, Any]) -> Optional[str]:
+        chat, kind = message["chat_id"], message["kind"]
+        if kind == "text":
+            return await self.client.send_text(chat, message["text"], message.get("mentions"))
+        if kind == "buttons":
+            text = numbered_options(message["text"], message["buttons"])
+            return await self.client.send_text(chat, text, message.get("mentions"))
+        if kind in ("image", "file"):
+            return await self.client.send_file(
+                chat, message["url"], caption=message.get("text") or "", image=kind == "image",
+                filename=message.get("filename"),
+            )
+        raise GatewayError(f"WAHA cannot send a {kind!r} message", code="unsupported")
+
+    async def typing(self, route: Route, on: bool, message_id: Optional[str]) -> None:
+        if on and message_id:
+            await self.client.send_seen(route.chat_id, message_id, route.participant)
+        await self.client.typing(route.chat_id, on)
 
 
 class WahaInput(WhatsAppInput):

@@ -11,7 +11,7 @@ import re
 import time
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from helpdesk import chatwoot as chatwoot_mirror
+from helpdesk import chatwoot
 from helpdesk import queues, redis_keys
 from helpdesk.config import chatwoot_config
 from helpdesk.rasa_api import resume_conversation
@@ -167,13 +167,13 @@ def hand_over(conversation_id: str, *, reason: str, reporter_name: Optional[str]
     """
     options = chatwoot_config()
     texts = options.handoff_texts
-    if chatwoot_mirror.enabled():
+    if chatwoot.enabled():
         note = handoff_note(texts, reason=reason, reporter_name=reporter_name,
                             reporter_phone=reporter_phone, slots=slots, recent_user_texts=recent_texts)
-        client = chatwoot_mirror.redis_client()
+        client = chatwoot.redis_client()
         mark(client, conversation_id, reason, options.handoff_max_seconds)
         try:
-            chatwoot_mirror.open_handoff(conversation_id, note, correlation_id)
+            chatwoot.open_handoff(conversation_id, note, correlation_id)
         except Exception:
             clear(client, conversation_id)
             raise

@@ -11,7 +11,7 @@ separately and weighted, so a text with many long words does not drown its lemma
 n-grams. Same text, same vector, in any process (the hash is blake2b, not Python's salted
 `hash`).
 
-Another embedder (an OpenAI-compatible embedding model through `helpdesk/llm/client.py`) plugs in
+Another embedder (an OpenAI-compatible embedding model, `helpdesk/llm/embed.py`) plugs in
 by registering a factory with `register_embedder(kind, factory)`; `config/knowledge.yml`
 `embedder.kind` chooses it.
 """

@@ -1,6 +1,7 @@
 """The layout's rules (DESIGN.md, "Layout"), checked on the source with `ast`:
 
-1. No import cycles between the project's modules (module-level imports).
+1. No import cycles between the project's modules (module-level imports; inside helpdesk/llm,
+   imports inside functions count too).
 2. connectors/, actions/ and workers/ never import each other; what they share lives in
    helpdesk/. helpdesk/ and knowledge/ import none of the three.
 3. A helpdesk subsystem (a package under helpdesk/) is reached through its public module, its
@@ -10,12 +11,19 @@
 4. HTTP client libraries are imported only by the client modules: one per external system.
 5. An import inside a function says why on its line or the line above (a comment), since it
    hides a dependency from the reader and from rule 1.
+6. tests/ mirrors the tree: the test of `a/b/c.py` is `tests/a/b/test_c.py` (of a package
+   `a/b/`, `tests/a/test_b.py`); a module tested by several files gets a folder of its name
+   holding them (`tests/workers/zoho_jobs/test_delivery.py` tests `workers/zoho_jobs.py`).
+   tests/integration/ (the running stack, run last) and tests/fakes/ (stand-ins for external
+   systems) mirror nothing. Every test folder is a package (`__init__.py`).
 """
 import ast
 from pathlib import Path
 from typing import Dict, List, Set, Tuple
 
 PROJECT = Path(__file__).resolve().parent.parent
+TESTS = PROJECT / "tests"
+UNMIRRORED_TESTS = ("integration", "fakes")  # under tests/: the running stack, external stand-ins
 PACKAGES = ("helpdesk", "connectors", "actions", "workers", "knowledge", "nlu", "scripts")
 ENTRY_POINTS = ("connectors", "actions", "workers")
 HTTP_LIBRARIES = ("requests", "aiohttp", "httpx", "openai", "urllib.request", "http.client")
@@ -29,6 +37,8 @@ HTTP_CLIENTS = {
     "helpdesk/whatsapp/gateway.py": "what the WAHA and Meta clients share",
     "helpdesk/llm/client.py": "OpenAI-compatible LLMs",
     "helpdesk/llm/embed.py": "OpenAI-compatible embeddings (sync, index builds)",
+    "helpdesk/llm/retry.py": "classifies the openai library's errors for the LLM clients above "
+                             "(sends nothing itself)",
     "helpdesk/rasa_api.py": "Rasa's HTTP API",
     "helpdesk/health.py": "the action server's /health",
 }
@@ -129,6 +139,30 @@ def test_no_import_cycles():
     assert cycles == []
 
 
+def test_no_import_cycles_inside_the_llm_package_even_through_functions():
+    """Rule 1, tightened for helpdesk/llm: imports inside functions and under TYPE_CHECKING
+    count too, so none hides a cycle between the client, the uses and the embedder."""
+    package = "helpdesk.llm"
+    inside = [m for m in MODULES if m.startswith(package + ".")]
+    edges: Dict[str, Set[str]] = {m: set() for m in inside}
+    for module in inside:
+        for _, target, _ in imports(module, top_level_only=False):
+            if target in edges and target != module:
+                edges[module].add(target)
+    cycles = []
+
+    def visit(node: str, path: List[str]) -> None:
+        for nxt in sorted(edges[node]):
+            if nxt in path:
+                cycles.append(" -> ".join(path[path.index(nxt):] + [node, nxt]))
+            elif nxt != node:
+                visit(nxt, path + [node])
+
+    for node in sorted(edges):
+        visit(node, [])
+    assert cycles == []
+
+
 def test_entry_points_never_import_each_other_and_the_core_imports_none():
     wrong = []
     for module in MODULES:
@@ -194,4 +228,23 @@ def test_imports_inside_functions_say_why():
                     above -= 1
                 if "#" not in here and not (above >= 0 and lines[above].strip().startswith("#")):
                     wrong.append(f"{path.relative_to(PROJECT)}:{node.lineno}: {here.strip()}")
+    assert wrong == []
+
+
+def test_tests_mirror_the_tree():
+    wrong = []
+    for path in sorted(TESTS.rglob("test_*.py")):
+        relative = path.relative_to(TESTS)
+        if relative.parts[0] in UNMIRRORED_TESTS or path == Path(__file__).resolve():
+            continue
+        name = path.stem[len("test_"):]
+        mirrored = PROJECT / relative.parent
+        if (mirrored / f"{name}.py").is_file() or (mirrored / name / "__init__.py").is_file():
+            continue
+        if len(relative.parts) > 1 and (mirrored.parent / f"{mirrored.name}.py").is_file():
+            continue  # tests/.../NAME/test_x.py: one of the test files of the module NAME.py
+        wrong.append(f"tests/{relative.as_posix()} tests no {relative.parent.as_posix()}/{name}.py")
+    folders = {path.parent for path in TESTS.rglob("*.py") if "__pycache__" not in path.parts}
+    wrong += [f"{folder.relative_to(PROJECT)} has no __init__.py" for folder in sorted(folders)
+              if not (folder / "__init__.py").is_file()]
     assert wrong == []

@@ -16,7 +16,8 @@ from helpdesk.tickets import DELIVERED
 from helpdesk.whatsapp import OptOutRegistry
 from helpdesk.tickets import priority_label
 from helpdesk.rasa_api import RasaRejected, trigger_intent
-from workers.zoho_context import Context, context, give_up
+from workers.job_control import give_up
+from workers.zoho_resources import Context, context
 
 logger = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ import redis
 from rq import get_current_job
 
 from helpdesk import redis_keys
-from helpdesk import chatwoot as chatwoot_mirror
+from helpdesk import chatwoot
 from helpdesk.circuit import CircuitOpen
 from helpdesk.errors import ConfigError
 from helpdesk.tickets import notify_humans
@@ -60,7 +60,8 @@ from helpdesk.zoho import (
     enqueue_addition,
     enqueue_announcement,
 )
-from workers.zoho_context import Context, RunLock, context, give_up, jitter, run_again_in
+from workers.job_control import RunLock, give_up, jitter, run_again_in
+from workers.zoho_resources import Context, context
 
 logger = logging.getLogger(__name__)
 
@@ -203,7 +204,7 @@ def _delivered(ctx: Context, record: TicketRecord, ticket: ZohoTicket) -> str:
     )
     correlation_id = record.correlation_id
     try:  # the Zoho number on the agents' note in Chatwoot
-        chatwoot_mirror.note_ticket(record.conversation_id, record.id, correlation_id)
+        chatwoot.note_ticket(record.conversation_id, record.id, correlation_id)
     except Exception:
         logger.exception("ticket note not queued for Chatwoot", extra={"ticket_id": record.id})
     if delivered.announce == ANNOUNCE_WORKER and not delivered.announced_at:

@@ -55,7 +55,7 @@ from helpdesk.zoho import (
     job_status,
     status_job_id,
 )
-from workers.zoho_context import Context, context
+from workers.zoho_resources import Context, context
 from workers.zoho_jobs import record_dead_letter
 
 logger = logging.getLogger(__name__)

@@ -14,8 +14,7 @@ import time
 from collections import deque
 from typing import Any, Awaitable, Callable, Deque, Dict, List, Optional, Set, Tuple
 
-from helpdesk import redis_keys
-from helpdesk import whatsapp as inbound
+from helpdesk import redis_keys, whatsapp
 from helpdesk.config import ChannelConfig
 from helpdesk.whatsapp import InboundMessage
 
@@ -73,7 +72,7 @@ class InboundConsumer:
     # reading -------------------------------------------------------------------------
     async def _read_loop(self) -> None:
         await self._wait_for_redis()
-        await inbound.ensure_group(self.client)
+        await whatsapp.ensure_group(self.client)
         await self._beat()
         last_reclaim = 0.0
         while not self._stopping:
@@ -85,7 +84,7 @@ class InboundConsumer:
                     await asyncio.sleep(0.05)
                     continue
                 answer = await self.client.xreadgroup(
-                    inbound.GROUP, self.name, {inbound.STREAM: ">"}, count=64, block=1000
+                    whatsapp.GROUP, self.name, {whatsapp.STREAM: ">"}, count=64, block=1000
                 )
                 for _stream, entries in answer or []:
                     for entry_id, fields in entries:
@@ -94,7 +93,7 @@ class InboundConsumer:
                 raise
             except Exception as error:
                 if "NOGROUP" in str(error):
-                    await inbound.ensure_group(self.client)
+                    await whatsapp.ensure_group(self.client)
                     continue
                 logger.exception("reading the inbound log failed; retrying")
                 await asyncio.sleep(1)
@@ -123,26 +122,26 @@ class InboundConsumer:
         if self._in_flight:
             # entries waiting here for their turn are not idle: claiming them to ourselves
             # resets their idle time, so another live server's XAUTOCLAIM leaves them alone
-            await self.client.xclaim(inbound.STREAM, inbound.GROUP, self.name, min_idle_time=0,
+            await self.client.xclaim(whatsapp.STREAM, whatsapp.GROUP, self.name, min_idle_time=0,
                                      message_ids=list(self._in_flight), justid=True)
 
     async def _reclaim(self) -> None:
         """Take over entries of consumers that died, and entries idle far too long."""
-        consumers = await self.client.xinfo_consumers(inbound.STREAM, inbound.GROUP)
+        consumers = await self.client.xinfo_consumers(whatsapp.STREAM, whatsapp.GROUP)
         for consumer in consumers:
             other = _text(consumer["name"])
             if other == self.name or await self.client.exists(redis_keys.consumer_alive(other)):
                 continue
             if consumer["pending"] == 0:
-                await self.client.xgroup_delconsumer(inbound.STREAM, inbound.GROUP, other)
+                await self.client.xgroup_delconsumer(whatsapp.STREAM, whatsapp.GROUP, other)
                 continue
             pending = await self.client.xpending_range(
-                inbound.STREAM, inbound.GROUP, min="-", max="+", count=500, consumername=other
+                whatsapp.STREAM, whatsapp.GROUP, min="-", max="+", count=500, consumername=other
             )
             ids = [item["message_id"] for item in pending]
             if ids:
                 claimed = await self.client.xclaim(
-                    inbound.STREAM, inbound.GROUP, self.name, min_idle_time=0, message_ids=ids
+                    whatsapp.STREAM, whatsapp.GROUP, self.name, min_idle_time=0, message_ids=ids
                 )
                 logger.warning("took over entries of a stopped Rasa server",
                                extra={"consumer": other, "entries": len(claimed)})
@@ -151,7 +150,7 @@ class InboundConsumer:
                         self._dispatch(_text(entry_id), fields, recovered=True)
         idle_ms = int(self.config.reclaim_idle_seconds * 1000)
         _next, claimed, *_ = await self.client.xautoclaim(
-            inbound.STREAM, inbound.GROUP, self.name, min_idle_time=idle_ms, count=100
+            whatsapp.STREAM, whatsapp.GROUP, self.name, min_idle_time=idle_ms, count=100
         )
         for entry_id, fields in claimed:
             entry_id = _text(entry_id)
@@ -168,7 +167,7 @@ class InboundConsumer:
             message = InboundMessage.from_json(raw)
         except Exception:
             logger.error("unreadable inbound entry dropped", extra={"entry": entry_id})
-            asyncio.create_task(inbound.finish(self.client, [entry_id]))
+            asyncio.create_task(whatsapp.finish(self.client, [entry_id]))
             return
         self._dispatch_message(entry_id, message, recovered)
 
@@ -225,7 +224,7 @@ class InboundConsumer:
                     "message_ids": [m.message_id for m in messages],
                 })
         try:
-            await inbound.finish(self.client, entry_ids)
+            await whatsapp.finish(self.client, entry_ids)
         except Exception:
             logger.exception("could not acknowledge entries; they will be checked again")
         finally:

@@ -4,7 +4,8 @@
 channel, so `channel: waha` / `channel: whatsapp` response variations work, and workers can
 reach users with `trigger_intent`). It renders each response into outbound messages (text
 split under 4096 characters, buttons as Meta reply buttons / lists or numbered text, images,
-documents, mentions in groups) and hands them to the `Delivery`.
+documents, mentions in groups) and hands them to the `Delivery`, which sends each through
+its channel's `Sender` (connectors/waha.py, connectors/meta.py).
 
 `Delivery` sends a message at once when its chat has nothing waiting, with a couple of quick
 retries; a transient failure puts it in the chat's outbox (helpdesk/whatsapp/outbox.py) behind which
@@ -24,20 +25,13 @@ from rasa.core.channels.channel import OutputChannel
 from connectors.whatsapp.format import (
     INTERACTIVE_BODY_LIMIT,
     TEXT_LIMIT,
-    meta_interactive,
     numbered_options,
     split_text,
 )
-from helpdesk import redis_keys
-from helpdesk import chatwoot as chatwoot_mirror
-from helpdesk import whatsapp as outbox
+from helpdesk import chatwoot, redis_keys, whatsapp
 from helpdesk.config import ChannelConfig
-from helpdesk.whatsapp import Route, digits, load_route
-from helpdesk.whatsapp import GatewayError
 from helpdesk.logs import mask_phone
-from helpdesk.whatsapp import MetaClient
-from helpdesk.whatsapp import AsyncOptOutRegistry
-from helpdesk.whatsapp import WahaClient
+from helpdesk.whatsapp import AsyncOptOutRegistry, GatewayError, Route, digits, load_route
 
 logger = logging.getLogger(__name__)
 
@@ -51,68 +45,12 @@ SENT_TTL_SECONDS = 24 * 3600
 
 
 class Sender(Protocol):
+    """One gateway's side of the `Delivery`: `WahaSender` (connectors/waha.py) and
+    `MetaSender` (connectors/meta.py), registered by their input channels."""
+
     async def send(self, message: Dict[str, Any]) -> Optional[str]: ...
 
     async def typing(self, route: Route, on: bool, message_id: Optional[str]) -> None: ...
-
-
-class WahaSender:
-    def __init__(self, client: WahaClient) -> None:
-        self.client = client
-
-    async def send(self, message: Dict[str, Any]) -> Optional[str]:
-        chat, kind = message["chat_id"], message["kind"]
-        if kind == "text":
-            return await self.client.send_text(chat, message["text"], message.get("mentions"))
-        if kind == "buttons":
-            text = numbered_options(message["text"], message["buttons"])
-            return await self.client.send_text(chat, text, message.get("mentions"))
-        if kind in ("image", "file"):
-            return await self.client.send_file(
-                chat, message["url"], caption=message.get("text") or "", image=kind == "image",
-                filename=message.get("filename"),
-            )
-        raise GatewayError(f"WAHA cannot send a {kind!r} message", code="unsupported")
-
-    async def typing(self, route: Route, on: bool, message_id: Optional[str]) -> None:
-        if on and message_id:
-            await self.client.send_seen(route.chat_id, message_id, route.participant)
-        await self.client.typing(route.chat_id, on)
-
-
-class MetaSender:
-    def __init__(self, client: MetaClient) -> None:
-        self.client = client
-
-    async def send(self, message: Dict[str, Any]) -> Optional[str]:
-        to, kind = message["chat_id"], message["kind"]
-        if kind == "text":
-            return await self.client.send_text(to, message["text"])
-        if kind == "buttons":
-            interactive = meta_interactive(message["text"], message["buttons"])
-            if interactive is None:
-                return await self.client.send_text(
-                    to, numbered_options(message["text"], message["buttons"])
-                )
-            return await self.client.send(to, {"type": "interactive", "interactive": interactive})
-        if kind in ("image", "file"):
-            media_type = "image" if kind == "image" else "document"
-            body: Dict[str, Any] = {"link": message["url"]}
-            if message.get("text"):
-                body["caption"] = message["text"][:1024]
-            if media_type == "document" and message.get("filename"):
-                body["filename"] = message["filename"]
-            return await self.client.send(to, {"type": media_type, media_type: body})
-        if kind == "template":
-            return await self.client.send_template(to, message["name"], message["language"])
-        if kind == "custom":
-            return await self.client.send(to, message["payload"])
-        raise GatewayError(f"Meta cannot send a {kind!r} message", code="unsupported")
-
-    async def typing(self, route: Route, on: bool, message_id: Optional[str]) -> None:
-        # Meta shows "typing…" until the reply (or 25 s); nothing to switch off
-        if on and message_id:
-            await self.client.mark_read(message_id, typing=True)
 
 
 class Delivery:
@@ -122,7 +60,7 @@ class Delivery:
         self.client = client  # async Redis
         self.config = config
         self.senders: Dict[str, Sender] = {}
-        self.outbox = outbox.AsyncOutbox(client)
+        self.outbox = whatsapp.AsyncOutbox(client)
         self.optout = AsyncOptOutRegistry(client)
         self.templates: Dict[str, Dict[str, str]] = {}
         self._wake = asyncio.Event()
@@ -307,7 +245,7 @@ class Mirror:
     call is awaited before the next message. Never breaks a turn."""
 
     def __init__(self) -> None:
-        self.enabled = chatwoot_mirror.enabled()
+        self.enabled = chatwoot.enabled()
 
     async def __call__(self, conversation_id: str, direction: str, text: Optional[str],
                        attachments: Optional[List[Dict[str, Any]]] = None,
@@ -315,8 +253,8 @@ class Mirror:
         if not self.enabled:
             return
         try:
-            await chatwoot_mirror.mirror_message_async(conversation_id, direction, text,
-                                                       attachments, correlation_id)
+            await chatwoot.mirror_message_async(conversation_id, direction, text,
+                                                attachments, correlation_id)
         except Exception:
             logger.exception("message not mirrored to Chatwoot",
                              extra={"conversation_id": conversation_id, "direction": direction})

@@ -1,5 +1,5 @@
 """The one client for OpenAI-compatible LLM endpoints (OpenAI, Gemini's and xAI's compatible
-endpoints, OpenRouter, vLLM, Ollama: each is a base URL), and the uses the bot has for it.
+endpoints, OpenRouter, vLLM, Ollama: each is a base URL): `LlmClient`.
 
 Async on purpose: the action server and the Rasa server are single asyncio loops, and a
 blocking call would stall every conversation. (`helpdesk.llm.embed` has the one sync path,
@@ -8,39 +8,24 @@ for building the knowledge index.)
 Every call goes through the chain of providers (LLM_* settings, then LLM_FALLBACKS): a
 per-request timeout and a deadline for the whole chain; retries with backoff on the same
 provider after a 429, a 5xx or a dropped connection (our retries only: the `openai`
-client's own are off); the next provider after a timeout, another 4xx or retries used up.
-Answers are JSON checked against a schema; refusals, invalid JSON and wrong shapes are "no
-answer". Usage and cost are recorded in Redis and budgets checked before each call
-(`helpdesk.llm.budget`).
+client's own are off; the policy is `helpdesk.llm.retry`); the next provider after a timeout,
+another 4xx or retries used up. Answers are JSON checked against a schema; refusals, invalid
+JSON and wrong shapes are "no answer". Usage and cost are recorded in Redis and budgets
+checked before each call (`helpdesk.llm.budget`).
 
-Public uses (each returns None when there is no LLM, the budget is spent, the providers
-fail or the answer is invalid; the caller then takes its path without an LLM; they never
-raise):
-
-    answer_from_passages(question, passages, conversation_id) -> KnowledgeAnswer | None
-    read_screenshot(image_bytes, mime_type, conversation_id, systems=()) -> dict | None
-    choose_intent(text, intents, entities, conversation_id) -> dict | None
-    transcribe(audio_bytes, mime_type, filename, conversation_id) -> str | None
-    phrase_subject(system, description, conversation_id) -> str | None
-    embed(texts) -> np.ndarray | None            (async, query time)
-    embedder() -> OpenAIEmbedder | None          (sync, index build time; helpdesk.llm.embed)
+What the bot asks with it is in `helpdesk.llm.uses` (each use takes a client) and, bound to
+the process's default client, in `helpdesk.llm.default`.
 """
 import asyncio
-import functools
 import hashlib
 import json
 import logging
-import random
 import time
-import weakref
 from dataclasses import dataclass
-from typing import (Any, Awaitable, Callable, Dict, List, Mapping, Optional, Sequence, Tuple,
-                    TypeVar)
+from typing import Any, Awaitable, Callable, Dict, Mapping, Optional, Sequence, Tuple, TypeVar
 
 import httpx
 import jsonschema
-import numpy as np
-import openai
 # The client imports these lazily on first use, which blocked the event loop for about
 # 0.25 s in the first LLM call of a process (measured); importing them here moves that to
 # start-up.
@@ -52,14 +37,13 @@ import redis.asyncio as aioredis
 from openai import AsyncOpenAI
 
 from helpdesk import redis_keys
-from helpdesk.llm import uses as llm_uses
-from helpdesk.llm.budget import Usage, UsageMeter, estimate_tokens
 from helpdesk.config import LlmConfig, llm_config
-from helpdesk.llm.providers import NO_KEY, Provider, provider_chain, providers_for
-from helpdesk.llm.schemas import provider_schema
-from helpdesk.llm.uses import KnowledgeAnswer, Passage  # noqa: F401 - part of the API
+from helpdesk.llm.budget import Usage, UsageMeter, estimate_tokens
 from helpdesk.llm.prompts import Prompt
 from helpdesk.llm.prompts import prompts as project_prompts
+from helpdesk.llm.providers import NO_KEY, Provider, provider_chain, providers_for
+from helpdesk.llm.retry import failure_verdict
+from helpdesk.llm.schemas import provider_schema
 from helpdesk.settings import LlmSettings, load_llm, load_settings
 
 logger = logging.getLogger("helpdesk.llm")
@@ -77,26 +61,6 @@ class CallResult:
     latency_seconds: float
 
 
-def _retry_after(error: openai.APIStatusError) -> Optional[float]:
-    """Seconds the provider asks us to wait (retry-after-ms or retry-after in seconds)."""
-    headers = error.response.headers if error.response is not None else {}
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value:
-            try:
-                return max(0.0, float(value) * scale)
-            except ValueError:
-                continue  # an HTTP date: use our own backoff
-    return None
-
-
-def _error_code(error: openai.APIStatusError) -> Optional[str]:
-    body = error.body if isinstance(error.body, dict) else {}
-    inner = body.get("error") if isinstance(body.get("error"), dict) else body
-    code = inner.get("code") or inner.get("type")
-    return str(code) if code else None
-
-
 def _strip_fences(text: str) -> str:
     """Models often wrap JSON in ```json fences even when asked not to."""
     text = text.strip()
@@ -107,39 +71,8 @@ def _strip_fences(text: str) -> str:
     return text.strip()
 
 
-def backoff_seconds(attempt: int, config: LlmConfig) -> float:
-    base = config.backoff_initial_seconds * (2 ** attempt)
-    return min(base, config.backoff_max_seconds) * random.uniform(0.75, 1.0)
-
-
-def failure_verdict(error: BaseException, attempt: int, config: LlmConfig
-                    ) -> Tuple[str, Optional[float], str]:
-    """("retry", seconds, why) or ("next", None, why) for a failed request: retry a 429, a
-    5xx or a dropped connection while retries last; anything else goes to the next provider."""
-    if isinstance(error, (asyncio.TimeoutError, openai.APITimeoutError)):
-        return "next", None, "timeout"
-    wait: Optional[float] = None
-    if isinstance(error, openai.APIConnectionError):
-        why = "connection"
-    elif isinstance(error, openai.APIStatusError):
-        code = _error_code(error)
-        why = f"http {error.status_code}" + (f" {code}" if code else "")
-        if error.status_code == 429 and code == "insufficient_quota":
-            return "next", None, why  # no amount of waiting helps
-        if error.status_code != 429 and error.status_code < 500:
-            return "next", None, why
-        wait = _retry_after(error)
-        if wait is not None and wait > config.backoff_max_seconds:
-            return "next", None, f"{why} retry-after {wait:g}s"
-    else:
-        return "next", None, f"{type(error).__name__}: {error}"[:300]
-    if attempt >= config.retries:
-        return "next", None, why
-    return "retry", wait if wait is not None else backoff_seconds(attempt, config), why
-
-
 class LlmClient:
-    """Provider chain, budgets, cache and JSON answers; one per event loop (`default_client`)."""
+    """Provider chain, budgets, cache and JSON answers; one per event loop (`helpdesk.llm.default`)."""
 
     def __init__(self, providers: Sequence[Provider], config: LlmConfig,
                  redis_client: aioredis.Redis, prompt_set: Optional[Mapping[str, Prompt]] = None,
@@ -345,133 +278,3 @@ class LlmClient:
                                  json.dumps(value, ensure_ascii=False), ex=ttl)
         except redis.RedisError as error:
             logger.warning("LLM cache not written: %s", error, extra={"use": use})
-
-
-# --- one default client per event loop ------------------------------------------------------
-
-# loop -> (the settings it was built from, the client or None)
-_defaults: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Tuple[Any, Optional[LlmClient]]]"
-_defaults = weakref.WeakKeyDictionary()
-
-
-async def default_client() -> Optional[LlmClient]:
-    """The process's client for the running loop, None without an LLM configured.
-
-    Rebuilt when the LLM settings change (tests); one per loop because the HTTP and Redis
-    connections belong to the loop that opened them."""
-    loop = asyncio.get_running_loop()
-    key = (load_llm(), load_settings().redis_url)
-    entry = _defaults.get(loop)
-    if entry is not None and entry[0] == key:
-        return entry[1]
-    if entry is not None and entry[1] is not None:
-        await entry[1].close()
-    client = LlmClient.from_settings(llm=key[0], redis_url=key[1]) if key[0] else None
-    _defaults[loop] = (key, client)
-    return client
-
-
-async def close_default_client() -> None:
-    """Close the running loop's client (at shutdown, and at the end of tests)."""
-    entry = _defaults.pop(asyncio.get_running_loop(), None)
-    if entry is not None and entry[1] is not None:
-        await entry[1].close()
-
-
-def check_configuration() -> List[str]:
-    """Load config/llm.yml, the prompts and the provider chain now (raises ConfigError);
-    returns the chain's labels, for a startup log line."""
-    config = llm_config()
-    llm_uses.check_prompts(project_prompts())
-    return [p.label for p in provider_chain(load_llm(), config.default_base_url)]
-
-
-UseFunction = Callable[..., Awaitable[Optional[T]]]
-
-
-def _never_raises(function: UseFunction) -> UseFunction:
-    """An LLM use may fail; the turn that asked must not (the caller takes its other path)."""
-    @functools.wraps(function)
-    async def wrapper(*args: Any, **kwargs: Any) -> Optional[T]:
-        try:
-            return await function(*args, **kwargs)
-        except Exception:
-            logger.exception("LLM use %s failed unexpectedly", function.__name__)
-            return None
-    return wrapper
-
-
-@_never_raises
-async def answer_from_passages(question: str, passages: Sequence[Passage],
-                               conversation_id: Optional[str]) -> Optional[KnowledgeAnswer]:
-    """A how-to answer grounded in the passages with the titles it cites, or
-    `KnowledgeAnswer(covered=False)` when they do not answer it; None: no LLM answer."""
-    client = await default_client()
-    return await llm_uses.answer_from_passages(client, question, passages, conversation_id) \
-        if client else None
-
-
-@_never_raises
-async def read_screenshot(image_bytes: bytes, mime_type: str, conversation_id: Optional[str],
-                          systems: Sequence[str] = ()) -> Optional[Dict[str, Any]]:
-    """{"error_messages": [...], "system", "store", "description"} read from an image."""
-    client = await default_client()
-    return await llm_uses.read_screenshot(client, image_bytes, mime_type, conversation_id,
-                                          systems) if client else None
-
-
-@_never_raises
-async def choose_intent(text: str, intents: Mapping[str, Sequence[str]], entities: Sequence[str],
-                        conversation_id: Optional[str]) -> Optional[Dict[str, Any]]:
-    """{"intent", "confidence", "entities": [{"entity", "value"}]} among the given intents."""
-    client = await default_client()
-    return await llm_uses.choose_intent(client, text, intents, entities, conversation_id) \
-        if client else None
-
-
-@_never_raises
-async def transcribe(audio_bytes: bytes, mime_type: str, filename: str,
-                     conversation_id: Optional[str]) -> Optional[str]:
-    """The text of a voice note or audio file."""
-    client = await default_client()
-    return await llm_uses.transcribe(client, audio_bytes, mime_type, filename, conversation_id) \
-        if client else None
-
-
-@_never_raises
-async def phrase_subject(system: Optional[str], description: str,
-                         conversation_id: Optional[str]) -> Optional[str]:
-    """A ticket subject of at most 120 characters."""
-    client = await default_client()
-    return await llm_uses.phrase_subject(client, system, description, conversation_id) \
-        if client else None
-
-
-@_never_raises
-async def embed(texts: List[str]) -> Optional[np.ndarray]:
-    """Query-time embeddings (float32, unit rows) with the embedding model, or None."""
-    client = await default_client()
-    return await llm_uses.embed(client, texts) if client else None
-
-
-def embedder() -> Any:
-    """The sync embedder for index builds (`helpdesk.llm.embed.OpenAIEmbedder`), or None."""
-    from helpdesk.llm.embed import OpenAIEmbedder  # embed.py imports this module: a cycle at load time
-
-    return OpenAIEmbedder.from_settings()
-
-
-async def usage_totals(month: Optional[str] = None) -> Optional[Dict[str, Any]]:
-    """{"month": ..., "total": ...} LLM usage (calls, tokens, cost_usd, by_use), for metrics."""
-    client = await default_client()
-    if client is None:
-        return None
-    return {"month": await client.meter.month_usage(month),
-            "total": await client.meter.total_usage()}
-
-
-async def reset_conversation_budget(conversation_id: str) -> None:
-    """Start a conversation's token budget afresh (when its ticket is done or cancelled)."""
-    client = await default_client()
-    if client is not None:
-        await client.meter.reset_conversation(conversation_id)

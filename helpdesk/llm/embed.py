@@ -3,7 +3,8 @@
 `OpenAIEmbedder` fits the knowledge index's `Embedder` protocol (`dimension`, `identity`,
 sync `embed(texts)`), so it is for BUILD TIME ONLY: `embed` blocks on HTTP, which is fine in
 `make knowledge` and would stall the action server's loop. At query time use `aembed`
-(async, through `helpdesk.llm.embed`), or run `embed` in a thread.
+(async, through the default client: `helpdesk.llm.default.embed`), or run `embed` in a thread.
+`embedder()` is the configured one.
 
 Only the primary provider embeds (LLM_EMBEDDING_MODEL): vectors of another model do not
 match the index, so there is no fallback. Failures raise `LlmUnavailable` (a build must not
@@ -19,9 +20,11 @@ import numpy as np
 import redis
 from openai import OpenAI
 
-from helpdesk.llm.budget import Usage, estimate_tokens, monthly_budget_reached, record_sync
 from helpdesk.config import LlmConfig, llm_config
+from helpdesk.llm import default as llm_default
+from helpdesk.llm.budget import Usage, estimate_tokens, monthly_budget_reached, record_sync
 from helpdesk.llm.providers import NO_KEY, Provider, provider_chain, providers_for
+from helpdesk.llm.retry import failure_verdict  # the same retry rules as the async chain
 from helpdesk.llm.uses import vectors_from
 from helpdesk.settings import load_llm, load_settings
 
@@ -87,9 +90,7 @@ class OpenAIEmbedder:
 
     async def aembed(self, texts: List[str]) -> Optional[np.ndarray]:
         """Query-time embedding without blocking the loop; None when it cannot be had."""
-        from helpdesk.llm.client import embed  # client.py imports this module: a cycle at load time
-
-        return await embed(texts)
+        return await llm_default.embed(texts)
 
     def close(self) -> None:
         self._client.close()
@@ -108,8 +109,6 @@ class OpenAIEmbedder:
             return False
 
     def _embed_batch(self, texts: List[str]) -> np.ndarray:
-        from helpdesk.llm.client import failure_verdict  # the same retry rules as the async chain
-
         if self._budget_reached():
             raise LlmUnavailable("the monthly LLM budget is reached")
         kwargs: Dict[str, Any] = {"model": self.model, "input": texts, "encoding_format": "float"}
@@ -145,3 +144,8 @@ class OpenAIEmbedder:
             record_sync(self.redis, self.config, usage)
         except redis.RedisError as error:
             logger.warning("embedding usage not recorded (Redis: %s)", error)
+
+
+def embedder() -> Optional[OpenAIEmbedder]:
+    """The sync embedder for index builds (`OpenAIEmbedder`), or None."""
+    return OpenAIEmbedder.from_settings()

@@ -3,7 +3,9 @@ designers without touching code. `master.yml` holds the rules every chat prompt 
 (a prompt opts in with `master: true`).
 
 Placeholders are `{name}` (lower-case letters and underscores); anything else in braces is
-left as written, so JSON examples need no escaping. A prompt's `tag` ("intent@3+master@1")
+left as written, so JSON examples need no escaping. `fillers` are the texts the code writes
+where it has nothing to put (no list of systems, an intent without examples): they are sent
+to the model like the rest, so they live here too. A prompt's `tag` ("intent@3+master@1")
 goes into logs and cache keys: editing a prompt and raising its version invalidates cached
 answers.
 """
@@ -11,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Dict, Mapping, Optional, Set
+from typing import Collection, Dict, Mapping, Optional, Set
 
 from helpdesk.config import read_yaml
 from helpdesk.errors import ConfigError
@@ -20,6 +22,7 @@ from helpdesk.settings import PROJECT_DIR
 PROMPTS_DIR = PROJECT_DIR / "prompts"
 MASTER = "master"
 PARTS = ("system", "user", "prompt")
+FILLERS = "fillers"
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 
 
@@ -30,6 +33,7 @@ class Prompt:
     parts: Dict[str, str]
     master_version: Optional[int] = None
     placeholders: Dict[str, Set[str]] = field(default_factory=dict, compare=False)
+    fillers: Dict[str, str] = field(default_factory=dict)
 
     @property
     def tag(self) -> str:
@@ -59,6 +63,13 @@ def _version(data: Dict, where: str) -> int:
     return version
 
 
+def _fillers(data: Dict, where: str) -> Dict[str, str]:
+    fillers = data.get(FILLERS, {})
+    if not isinstance(fillers, dict):
+        raise ConfigError(f"{where}: '{FILLERS}' must map names to texts")
+    return {str(name): _text(fillers, name, f"{where} {FILLERS}") for name in fillers}
+
+
 def load_prompts(directory: Path = PROMPTS_DIR) -> Dict[str, Prompt]:
     """Every prompt of a directory, checked; raises ConfigError naming the file and field."""
     if not directory.is_dir():
@@ -73,7 +84,7 @@ def load_prompts(directory: Path = PROMPTS_DIR) -> Dict[str, Prompt]:
             continue
         data = read_yaml(path)
         where = str(path)
-        unknown = set(data) - {"version", "master", *PARTS}
+        unknown = set(data) - {"version", "master", FILLERS, *PARTS}
         if unknown:
             raise ConfigError(f"{where}: unknown field '{sorted(unknown)[0]}'")
         parts = {part: _text(data, part, where) for part in PARTS if part in data}
@@ -96,13 +107,15 @@ def load_prompts(directory: Path = PROMPTS_DIR) -> Dict[str, Prompt]:
             parts=parts,
             master_version=master_version if uses_master else None,
             placeholders={part: set(_PLACEHOLDER.findall(text)) for part, text in parts.items()},
+            fillers=_fillers(data, where),
         )
     return prompts
 
 
 def require(prompts: Mapping[str, Prompt], name: str,
-            placeholders: Mapping[str, Set[str]]) -> Prompt:
-    """The named prompt, checked to use exactly the placeholders the code fills."""
+            placeholders: Mapping[str, Set[str]], fillers: Collection[str] = ()) -> Prompt:
+    """The named prompt, checked to use only the placeholders the code fills and to have
+    exactly the fillers the code writes."""
     prompt = prompts.get(name)
     if prompt is None:
         raise ConfigError(f"prompts/{name}.yml is missing")
@@ -114,6 +127,13 @@ def require(prompts: Mapping[str, Prompt], name: str,
             raise ConfigError(
                 f"prompts/{name}.yml: {part} uses {{{sorted(unknown)[0]}}}, which is not "
                 f"filled (available: {', '.join('{%s}' % p for p in sorted(expected)) or 'none'})")
+    missing = sorted(set(fillers) - set(prompt.fillers))
+    if missing:
+        raise ConfigError(f"prompts/{name}.yml: missing {FILLERS}.{missing[0]}")
+    unused = sorted(set(prompt.fillers) - set(fillers))
+    if unused:
+        raise ConfigError(f"prompts/{name}.yml: {FILLERS}.{unused[0]} is not used "
+                          f"(used: {', '.join(sorted(fillers)) or 'none'})")
     return prompt
 
 

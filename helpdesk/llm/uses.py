@@ -1,7 +1,7 @@
 """What the bot asks the LLM, and how each answer is checked before anyone uses it.
 
-Each function takes an `LlmClient` (see `helpdesk.llm`, which also offers them bound to the
-process's default client) and returns None when the answer cannot be used: no provider for
+Each function takes an `LlmClient` (`helpdesk.llm.client`; `helpdesk.llm.default` offers them
+bound to the process's default client) and returns None when the answer cannot be used: no provider for
 that kind of call, budget spent, providers failing, refusal, invalid JSON, or an answer that
 breaks the use's rules (an intent outside the domain, a citation of a passage not given).
 """
@@ -33,18 +33,29 @@ PLACEHOLDERS: Dict[str, Set[str]] = {
     "transcription": set(),
 }
 PROMPT_PARTS = {"transcription": ("prompt",)}
+# the texts the code writes where it has nothing to put, per prompt (its `fillers`)
+FILLERS: Dict[str, Set[str]] = {
+    "screenshot": {"no_systems"},
+    "intent": {"no_examples", "no_entities"},
+    "subject": {"no_system"},
+}
+
+
+def _required(prompt_set: Mapping[str, Prompt], name: str) -> Prompt:
+    return require(prompt_set, name, {part: PLACEHOLDERS[name]
+                                      for part in PROMPT_PARTS.get(name, ("system", "user"))},
+                   FILLERS.get(name, set()))
 
 
 def check_prompts(prompt_set: Mapping[str, Prompt]) -> None:
-    """Every use's prompt exists and uses only placeholders the code fills (ConfigError)."""
-    for name, allowed in PLACEHOLDERS.items():
-        require(prompt_set, name, {part: allowed
-                                   for part in PROMPT_PARTS.get(name, ("system", "user"))})
+    """Every use's prompt exists, uses only placeholders the code fills and has the fillers
+    the code writes (ConfigError)."""
+    for name in PLACEHOLDERS:
+        _required(prompt_set, name)
 
 
 def _prompt(client: "LlmClient", name: str) -> Prompt:
-    return require(client.prompts, name, {part: PLACEHOLDERS[name]
-                                          for part in PROMPT_PARTS.get(name, ("system", "user"))})
+    return _required(client.prompts, name)
 
 
 def _sha256(data: bytes) -> str:
@@ -159,7 +170,7 @@ async def read_screenshot(client: "LlmClient", image_bytes: bytes, mime_type: st
         data_url = f"data:{mime};base64,{base64.b64encode(image_bytes).decode('ascii')}"
         data = await client.chat_json(
             use, conversation_id, prompt,
-            {"systems": ", ".join(system_names) or "(no hay una lista)"},
+            {"systems": ", ".join(system_names) or prompt.fillers["no_systems"]},
             llm_schemas.SCREENSHOT, kind="vision", image_url=data_url,
             extra_tokens=settings.image_token_estimate)
         if data is None:
@@ -179,11 +190,12 @@ async def read_screenshot(client: "LlmClient", image_bytes: bytes, mime_type: st
 # --- NLU fallback --------------------------------------------------------------------------
 
 
-def _render_intents(intents: Mapping[str, Sequence[str]], per_intent: int) -> str:
+def _render_intents(intents: Mapping[str, Sequence[str]], per_intent: int, no_examples: str
+                    ) -> str:
     lines = []
     for name in sorted(intents):
         examples = [" ".join(e.split())[:200] for e in list(intents[name])[:per_intent] if e]
-        shown = " | ".join(f"«{e}»" for e in examples) or "(sin ejemplos)"
+        shown = " | ".join(f"«{e}»" for e in examples) or no_examples
         lines.append(f"- {name}: {shown}")
     return "\n".join(lines)
 
@@ -216,8 +228,9 @@ async def choose_intent(client: "LlmClient", text: str, intents: Mapping[str, Se
     choice = await client.cache_get(use, digest)
     if choice is None:
         data = await client.chat_json(use, conversation_id, prompt, {
-            "intents": _render_intents(intents, settings.examples_per_intent),
-            "entities": ", ".join(entity_names) or "(ninguno)",
+            "intents": _render_intents(intents, settings.examples_per_intent,
+                                       prompt.fillers["no_examples"]),
+            "entities": ", ".join(entity_names) or prompt.fillers["no_entities"],
             "text": text.strip(),
         }, llm_schemas.INTENT)
         if data is None:
@@ -304,8 +317,9 @@ async def phrase_subject(client: "LlmClient", system: Optional[str], description
     description = " ".join((description or "").split())
     if not client.can("chat") or not description:
         return None
-    data = await client.chat_json(use, conversation_id, _prompt(client, use), {
-        "system": _clean(system) or "(no indicado)",
+    prompt = _prompt(client, use)
+    data = await client.chat_json(use, conversation_id, prompt, {
+        "system": _clean(system) or prompt.fillers["no_system"],
         "description": description[:1500],
     }, llm_schemas.SUBJECT)
     if data is None:

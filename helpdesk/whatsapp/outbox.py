@@ -3,7 +3,7 @@
 A message that cannot be sent now (gateway down, 5xx, rate limit) waits here, behind any
 older message for the same chat, and is retried with growing waits until delivered. Anyone
 may enqueue (the channel after failed quick retries, workers and actions through
-`helpdesk.whatsapp.send`); the Rasa server's drainer delivers (connectors/whatsapp/channel.py).
+`helpdesk.whatsapp.send`); the Rasa server's drainer delivers (connectors/whatsapp/output.py).
 
 Layout: one Redis list per chat (oldest first) plus one sorted set of lists by the time of
 their next attempt. A lock per chat makes one drainer deliver a chat at a time, whatever

@@ -14,6 +14,7 @@ ActionExecuted, then the slot candidates of this turn (the trailing slot events 
 import asyncio
 import copy
 import itertools
+import time
 import warnings
 from functools import lru_cache
 from pathlib import Path
@@ -34,9 +35,12 @@ from rasa.shared.core.trackers import DialogueStateTracker, EventVerbosity
 from rasa_sdk import Action, Tracker
 from rasa_sdk.executor import CollectingDispatcher
 
+from helpdesk.tickets import build_ticket, ticket_id_for
+
 PROJECT = Path(__file__).resolve().parents[2]
 FORM = "ticket_form"
 SENDER = "5491122334455"
+OTHER = "5491199887766"
 START = 1_700_000_000.0
 # the form's required slots as domain.yml lists them
 FORM_SLOTS = ("store", "system", "description", "confirm_ticket")
@@ -290,6 +294,34 @@ def form_turn(conversation: Conversation):
     events, dispatcher = run(ValidateTicketForm(), conversation.form_validation_tracker())
     conversation.form_ran(events)
     return events, dispatcher
+
+
+def in_ticket_form(conversation: Conversation) -> Conversation:
+    """The form has store and system and asks for the description."""
+    conversation.user("la impresora fiscal tira error en la tienda 9", "report_incident",
+                      [("system", "impresora fiscal"), ("store", "tienda 9")],
+                      system="impresora fiscal", store="tienda 9")
+    form_turn(conversation)
+    conversation.slot("description", None)  # say it is still to be described
+    conversation.form_asks("description")
+    return conversation
+
+
+def record_ticket(ledger, catalog, conversation_id=SENDER, started=None, description="la caja 2 no abre"):
+    """A ticket in the ledger the way the submit action records it."""
+    ticket = build_ticket(
+        catalog,
+        ticket_id=ticket_id_for(conversation_id, started or time.time()),
+        conversation_id=conversation_id,
+        store="Tienda 42 (Avenida)",
+        system="POS",
+        description=description,
+        stated_priority=None,
+        priority_texts=[description],
+    )
+    record, created = ledger.submit(ticket)
+    assert created
+    return record
 
 
 def slot_events(events: Sequence[Dict[str, Any]]) -> Dict[str, Any]:

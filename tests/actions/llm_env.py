@@ -12,8 +12,8 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions import known_fix
+from helpdesk import llm
 from helpdesk.config import knowledge as knowledge_file, known_fixes as known_fixes_file, llm as llm_file
-from helpdesk.llm import client as llm
 from helpdesk.config import llm_config
 from knowledge.retrieval import forget_shared_knowledge_bases
 from tests.actions.helpers import PROJECT, Conversation, domain_dict

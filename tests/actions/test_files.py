@@ -6,8 +6,7 @@ from sqlalchemy import update
 
 from actions.files import ActionReceiveFile
 from helpdesk.tickets import tickets_table
-from tests.actions.helpers import SENDER, Conversation, run, slot_events
-from tests.actions.test_other_actions import record_ticket
+from tests.actions.helpers import SENDER, Conversation, record_ticket, run, slot_events
 
 PHOTO = {"path": "/var/media/ab/abcd.jpg", "sha256": "abcd", "size": 10,
          "mime_type": "image/jpeg", "kind": "image", "filename": None}

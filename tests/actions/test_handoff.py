@@ -10,8 +10,16 @@ from actions.handoff import ActionRequestHuman
 from helpdesk import handoff, redis_keys
 from helpdesk.config import chatwoot_config
 from helpdesk.chatwoot import ChatwootOutbox
-from actions.common import TICKET_SLOTS as FRESH_TICKET_SLOTS
-from tests.actions.helpers import SENDER, Conversation, responses, run, slot_events
+from tests.actions.helpers import (
+    SENDER,
+    FRESH_TICKET_SLOTS,
+    Conversation,
+    in_ticket_form,
+    rendered,
+    responses,
+    run,
+    slot_events,
+)
 from tests.conftest import free_port
 
 REPORTER = {"sender_name": "Ana Pérez", "sender_phone": "5491122334455"}
@@ -151,3 +159,43 @@ def test_without_chatwoot_or_support_chat_the_request_is_recorded(bot_ledger, do
     assert slot_events(events) == FRESH_TICKET_SLOTS
     assert without_chatwoot.keys("*") == []
     assert len(bot_ledger.handoff_requests(SENDER)) == 1
+
+
+# recorded in the ledger, during the form or not ------------------------------------------------
+def test_handoff_during_the_form_records_what_was_collected(bot_ledger, domain):
+    conversation = in_ticket_form(Conversation())
+    conversation.user("quiero hablar con una persona", "request_human")
+    tracker = conversation.tracker()
+
+    events, dispatcher = run(ActionRequestHuman(), tracker, domain)
+
+    requests_ = bot_ledger.handoff_requests(SENDER)
+    assert len(requests_) == 1
+    request = requests_[0]
+    assert request["reason"] == "during_ticket"
+    assert request["text"] == (
+        "quiero hablar con una persona | store: Tienda 9 (Belgrano); system: impresora fiscal"
+    )
+    assert request["correlation_id"] == tracker.latest_message["metadata"]["correlation_id"]
+    assert responses(dispatcher) == ["utter_handoff_requested"]
+    assert rendered(dispatcher.messages[0])["text"].startswith("He registrado su solicitud.")
+    assert slot_events(events) == FRESH_TICKET_SLOTS
+
+
+def test_handoff_outside_the_form(bot_ledger, domain):
+    conversation = Conversation().user("quiero hablar con una persona", "request_human")
+
+    _, dispatcher = run(ActionRequestHuman(), conversation.tracker(), domain)
+
+    requests_ = bot_ledger.handoff_requests(SENDER)
+    assert [(r["reason"], r["text"]) for r in requests_] == [("asked", "quiero hablar con una persona")]
+    assert responses(dispatcher) == ["utter_handoff_requested"]
+
+
+def test_handoff_when_the_ledger_cannot_be_opened_still_answers(ledger_down, domain):
+    conversation = Conversation().user("quiero hablar con una persona", "request_human")
+
+    events, dispatcher = run(ActionRequestHuman(), conversation.tracker(), domain)
+
+    assert responses(dispatcher) == ["utter_handoff_requested"]
+    assert slot_events(events) == FRESH_TICKET_SLOTS

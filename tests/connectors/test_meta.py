@@ -1,5 +1,6 @@
 """Meta Cloud API deliveries parsed by `MetaInput.parse` (docs/whatsapp-wire-formats.md B2-B3):
-batches, statuses, errors, every message type, and `X-Hub-Signature-256` on the raw bytes."""
+batches, statuses, errors, every message type, and `X-Hub-Signature-256` on the raw bytes;
+`MetaSender`'s buttons (reply buttons, lists, numbered text) and files against the fake Meta."""
 import hashlib
 import hmac
 import json
@@ -11,12 +12,17 @@ from sanic.compat import Header
 from sanic.request import Request
 
 from connectors.meta import MetaInput
+from helpdesk.whatsapp import Route
 from tests.connectors.whatsapp.support import (  # noqa: F401 - fixtures
     META_PHONE_ID,
     OTHER,
     USER,
+    Rig,
+    buttons_for,
     channel_env,
     close_channel,
+    fake_meta,
+    fake_waha,
     fresh,
     meta_delivery,
     meta_message,
@@ -24,6 +30,7 @@ from tests.connectors.whatsapp.support import (  # noqa: F401 - fixtures
     meta_text,
     meta_value,
     run,
+    send_buttons,
 )
 
 SECRET = "meta-app-secret"
@@ -309,3 +316,62 @@ def test_without_an_app_secret_every_delivery_is_accepted(channel_env):
 
 def test_phone_number_id_in_the_fixture_matches_the_settings():
     assert meta_settings().phone_number_id == META_PHONE_ID
+
+
+# --- the sender: buttons and files ---------------------------------------------------------
+
+def test_meta_up_to_three_short_titles_are_reply_buttons(redis_client, redis_url, fake_waha,
+                                                         fake_meta):
+    buttons = buttons_for("Sí", "No", "Hablar con alguien")
+    offered = send_buttons(redis_url, fake_waha, fake_meta, "whatsapp", buttons)
+    (body,) = fake_meta.messages()
+    assert body["type"] == "interactive" and body["interactive"]["type"] == "button"
+    replies = [b["reply"] for b in body["interactive"]["action"]["buttons"]]
+    assert replies == [{"id": b["payload"], "title": b["title"]} for b in buttons]
+    assert body["interactive"]["body"] == {"text": "¿Qué desea hacer?"}
+    assert offered == buttons
+
+
+@pytest.mark.parametrize("titles", [
+    ["Caja", "Impresora", "Posnet", "Internet"],
+    [f"Opción {n}" for n in range(1, 11)],
+    ["Sí", "Una opción de 22 letra"],  # a title over 20 characters fits a list row
+])
+def test_meta_four_to_ten_buttons_are_a_list(redis_client, redis_url, fake_waha, fake_meta,
+                                             titles):
+    buttons = buttons_for(*titles)
+    send_buttons(redis_url, fake_waha, fake_meta, "whatsapp", buttons)
+    (body,) = fake_meta.messages()
+    assert body["type"] == "interactive" and body["interactive"]["type"] == "list"
+    rows = body["interactive"]["action"]["sections"][0]["rows"]
+    assert rows == [{"id": b["payload"], "title": b["title"]} for b in buttons]
+
+
+@pytest.mark.parametrize("titles", [
+    [f"Opción {n}" for n in range(1, 12)],
+    ["Sí", "Un título demasiado largo para una fila"],
+])
+def test_meta_more_than_ten_or_long_titles_are_numbered_text(redis_client, redis_url,
+                                                             fake_waha, fake_meta, titles):
+    send_buttons(redis_url, fake_waha, fake_meta, "whatsapp", buttons_for(*titles))
+    (body,) = fake_meta.messages()
+    assert body["type"] == "text"
+    expected = "\n".join(["¿Qué desea hacer?"] + [f"{n}. {t}" for n, t in
+                                                   enumerate(titles, start=1)])
+    assert body["text"]["body"] == expected
+
+
+def test_images_and_documents_go_through_the_media_messages(redis_client, redis_url, fake_meta):
+    image, pdf = "https://example.com/a.png", "https://example.com/guia.pdf"
+
+    async def scenario():
+        async with Rig(redis_url, meta=fake_meta) as rig:
+            await rig.route("5491100000009", Route(channel="whatsapp", chat_id="5491100000009"))
+            await rig.outputs["whatsapp"].send_image_url("5491100000009", image)
+            await rig.outputs["whatsapp"].send_attachment("5491100000009",
+                                                          {"url": pdf, "filename": "guia.pdf"})
+
+    run(scenario())
+    meta_image, meta_document = fake_meta.messages()
+    assert meta_image["type"] == "image" and meta_image["image"] == {"link": image}
+    assert meta_document["document"] == {"link": pdf, "filename": "guia.pdf"}

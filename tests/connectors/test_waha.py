@@ -1,36 +1,42 @@
 """WAHA webhook deliveries parsed by `WahaInput.parse` (docs/whatsapp-wire-formats.md A1-A5),
-the `X-Webhook-Hmac` check, @lid identities against the fake WAHA, and the webhook's
-answers, with the test Redis behind the channel."""
+the `X-Webhook-Hmac` check and @lid identities against the fake WAHA, with the test Redis
+behind the channel; `WahaSender`'s buttons and files. The webhook's answers are in
+tests/connectors/whatsapp/test_webhook.py."""
 import hashlib
 import hmac
 import json
 from typing import Any, Dict, Optional
 
 import pytest
-from sanic.compat import Header
-from sanic.request import Request
 
 from connectors.waha import WahaInput
 from helpdesk import redis_keys
-from helpdesk.whatsapp import inbound
 from tests.connectors.whatsapp.support import (  # noqa: F401 - fixtures
     BOT_LID,
     BOT_NUMBER,
     GROUP,
     OTHER,
     USER,
+    WAHA_CHAT,
+    WAHA_HMAC_KEY,
+    Rig,
+    buttons_for,
     channel_env,
     close_channel,
+    fake_meta,
     fake_waha,
     fresh,
+    replying_to,
     run,
+    send_buttons,
     tiny_config,
     waha_event,
     waha_payload,
     waha_settings,
+    waha_signed,
+    webhook_request,
 )
 
-HMAC_KEY = "waha-hmac-secret"
 GROUP_DIGITS = "120363419669512474"
 
 
@@ -347,26 +353,11 @@ def test_direct_reply_to_a_group_report_continues_the_group_conversation(channel
 
 # --- the signature ------------------------------------------------------------------------
 
-def _request(headers: Dict[str, str], body: bytes) -> Request:
-    request = Request(b"/webhooks/waha/webhook", Header(headers), "1.1", "POST", None, None)
-    request.body = body
-    return request
-
-
-def _signed(body: bytes, key: str = HMAC_KEY, algorithm: Optional[str] = "sha512"
-            ) -> Dict[str, str]:
-    headers = {"Content-Type": "application/json",
-               "X-Webhook-Hmac": hmac.new(key.encode(), body, hashlib.sha512).hexdigest()}
-    if algorithm is not None:
-        headers["X-Webhook-Hmac-Algorithm"] = algorithm
-    return headers
-
-
-def _verify(headers: Dict[str, str], body: bytes, key: Optional[str] = HMAC_KEY) -> bool:
+def _verify(headers: Dict[str, str], body: bytes, key: Optional[str] = WAHA_HMAC_KEY) -> bool:
     async def scenario():
         channel = fresh(WahaInput, waha_settings(hmac_key=key))
         try:
-            return channel.verify(_request(headers, body), body)
+            return channel.verify(webhook_request(headers, body), body)
         finally:
             await channel.shared.redis.close()
 
@@ -384,18 +375,18 @@ def test_the_documented_example_digest(channel_env):
 
 def test_hmac_correct_wrong_missing_and_wrong_algorithm(channel_env):
     body = json.dumps(waha_event(waha_payload(USER, "hola"))).encode()
-    assert _verify(_signed(body), body)
-    assert _verify(_signed(body, algorithm=None), body)  # the header is optional
-    assert _verify(_signed(body, algorithm="SHA512"), body)
-    upper = _signed(body)
+    assert _verify(waha_signed(body), body)
+    assert _verify(waha_signed(body, algorithm=None), body)  # the header is optional
+    assert _verify(waha_signed(body, algorithm="SHA512"), body)
+    upper = waha_signed(body)
     upper["X-Webhook-Hmac"] = upper["X-Webhook-Hmac"].upper()
     assert _verify(upper, body)
-    assert not _verify(_signed(body, key="otra-clave"), body)
-    assert not _verify(_signed(body), body + b" ")  # another body than the one signed
+    assert not _verify(waha_signed(body, key="otra-clave"), body)
+    assert not _verify(waha_signed(body), body + b" ")  # another body than the one signed
     assert not _verify({"Content-Type": "application/json"}, body)
     assert not _verify({"X-Webhook-Hmac": ""}, body)
-    assert not _verify(_signed(body, algorithm="sha256"), body)
-    sha256 = {"X-Webhook-Hmac": hmac.new(HMAC_KEY.encode(), body, hashlib.sha256).hexdigest(),
+    assert not _verify(waha_signed(body, algorithm="sha256"), body)
+    sha256 = {"X-Webhook-Hmac": hmac.new(WAHA_HMAC_KEY.encode(), body, hashlib.sha256).hexdigest(),
               "X-Webhook-Hmac-Algorithm": "sha256"}
     assert not _verify(sha256, body)
 
@@ -406,50 +397,27 @@ def test_without_a_key_every_delivery_is_accepted(channel_env):
     assert _verify({"X-Webhook-Hmac": "0" * 128}, body, key=None)
 
 
-# --- the webhook's answers ----------------------------------------------------------------
+# --- the sender: buttons and files ---------------------------------------------------------
 
-def _receive(body: bytes, headers: Dict[str, str]):
+def test_waha_buttons_are_always_numbered_text(redis_client, redis_url, fake_waha, fake_meta):
+    offered = send_buttons(redis_url, fake_waha, fake_meta, "waha", buttons_for("Sí", "No"))
+    assert fake_waha.texts(WAHA_CHAT) == ["¿Qué desea hacer?\n1. Sí\n2. No"]
+    assert [b["title"] for b in offered] == ["Sí", "No"]
+
+
+def test_images_and_documents_go_through_the_media_endpoints(redis_client, redis_url, fake_waha):
+    image, pdf = "https://example.com/a.png", "https://example.com/guia.pdf"
+
     async def scenario():
-        channel = fresh(WahaInput, waha_settings(hmac_key=HMAC_KEY))
-        try:
-            answer = await channel.receive(_request(headers, body))
-            return answer.status, json.loads(answer.body)
-        finally:
-            await channel.shared.redis.close()
+        async with Rig(redis_url, waha=fake_waha) as rig:
+            with replying_to(USER):
+                await rig.outputs["waha"].send_image_url(USER, image)
+                await rig.outputs["waha"].send_attachment(USER, {"url": pdf,
+                                                                 "filename": "guia.pdf"})
 
-    return run(scenario())
-
-
-def test_webhook_records_a_signed_message_and_refuses_the_rest(channel_env, redis_client):
-    event = waha_event(waha_payload(USER, "hola"))
-    body = json.dumps(event).encode()
-    wrong = dict(_signed(body), **{"X-Webhook-Hmac": "0" * 128})
-    assert _receive(body, wrong)[0] == 401
-    assert _receive(body, {"Content-Type": "application/json"})[0] == 401
-    assert redis_client.xlen(inbound.STREAM) == 0  # nothing was recorded
-    status, answer = _receive(body, _signed(body))
-    assert status == 200 and answer["accepted"] == 1
-    status, answer = _receive(body, _signed(body))
-    assert status == 200 and answer["duplicate"] == 1
-    entries = redis_client.xrange(inbound.STREAM)
-    assert len(entries) == 1
-    recorded = inbound.InboundMessage.from_json(entries[0][1][b"m"])
-    assert recorded.message_id == event["payload"]["id"] and recorded.text == "hola"
-    assert recorded.correlation_id  # every accepted message carries one
-
-
-def test_webhook_bad_bodies(channel_env, redis_client):
-    broken = b'{"event": "message", '
-    assert _receive(broken, _signed(broken))[0] == 400
-    array = b"[1, 2]"
-    assert _receive(array, _signed(array))[0] == 400
-    big = json.dumps({"event": "message", "pad": "x" * 262144}).encode()
-    assert _receive(big, _signed(big))[0] == 413
-    status, answer = _receive(*_pair(waha_event({"status": "WORKING"}, event="session.status")))
-    assert status == 200 and answer == {"status": "ok", "ignored": 1}
-    assert redis_client.xlen(inbound.STREAM) == 0
-
-
-def _pair(event: Dict[str, Any]):
-    body = json.dumps(event).encode()
-    return body, _signed(body)
+    run(scenario())
+    (sent_image,) = fake_waha.calls("/api/sendImage")
+    (sent_file,) = fake_waha.calls("/api/sendFile")
+    assert sent_image["body"]["chatId"] == WAHA_CHAT
+    assert sent_image["body"]["file"] == {"url": image}
+    assert sent_file["body"]["file"] == {"url": pdf, "filename": "guia.pdf"}

@@ -69,11 +69,11 @@ def clear_process_caches() -> None:
     """The catalog and the Zoho config are cached per process; tests change them."""
     from helpdesk.config import catalog
     from helpdesk.config import zoho_config
-    from workers import zoho_context
+    from workers import zoho_resources
 
     catalog.cache_clear()
     zoho_config.cache_clear()
-    zoho_context._contexts.clear()
+    zoho_resources._contexts.clear()
 
 
 @dataclass
@@ -161,7 +161,7 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_url: str, redis
 
 # --- real RQ workers -----------------------------------------------------------------------------
 # the worker as `workers/worker.py` runs it, after `warm_up()` (what the lead's start-up adds)
-WARM_WORKER = ("import sys; from workers.zoho_context import warm_up; warm_up(); "
+WARM_WORKER = ("import sys; from workers.worker import warm_up; warm_up(); "
                "from workers.worker import main; main(sys.argv[1:])")
 
 

@@ -1,12 +1,18 @@
 """Shared parts of the WhatsApp channel unit tests: the environment the channels read, a
-channel config with tiny timings, gateway settings that point at the fakes, and payload
-builders that follow docs/whatsapp-wire-formats.md (WAHA A1-A2, Meta B3).
+channel config with tiny timings, gateway settings that point at the fakes, payload
+builders that follow docs/whatsapp-wire-formats.md (WAHA A1-A2, Meta B3), signed webhook
+requests, and the `Rig` (a Delivery with both senders and both outputs) the output and
+sender tests share.
 
 Async code runs with `asyncio.run`; every Redis or aiohttp client is created inside the
 coroutine that uses it (their connections belong to that loop) and closed before it ends.
 """
 import asyncio
+import contextlib
 import dataclasses
+import hashlib
+import hmac
+import json
 import time
 import uuid
 from pathlib import Path
@@ -14,9 +20,16 @@ from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import pytest
 import redis.asyncio as aioredis
+from sanic.compat import Header
+from sanic.request import Request
 
+from connectors.meta import MetaSender
+from connectors.waha import WahaSender
+from connectors.whatsapp.output import Delivery, WhatsAppOutput, current_turn
+from helpdesk import redis_keys
 from helpdesk.config import ChannelConfig, load_channel_config
 from helpdesk.settings import MetaSettings, WahaSettings
+from helpdesk.whatsapp import MetaClient, Route, WahaClient, save_route
 from tests.fakes.gateways import FakeMeta, FakeWaha
 
 PROJECT = Path(__file__).resolve().parents[3]
@@ -30,6 +43,8 @@ GROUP = "120363419669512474@g.us"
 WAHA_KEY = "waha-key"
 META_TOKEN = "meta-token"
 META_PHONE_ID = "106540352242922"
+WAHA_HMAC_KEY = "waha-hmac-secret"
+WAHA_CHAT = f"{USER}@c.us"
 
 GATEWAY_ENV = ("WAHA_BASE_URL", "WAHA_API_KEY", "WAHA_SESSION", "WAHA_WEBHOOK_HMAC_KEY",
                "META_ACCESS_TOKEN", "META_APP_SECRET", "META_VERIFY_TOKEN",
@@ -43,11 +58,11 @@ def run(coro: Any) -> Any:
 
 def reset_channel_state() -> None:
     """Forget the process singletons the channels build once (Shared, caches)."""
-    import connectors.whatsapp.channel as whatsapp
+    import connectors.whatsapp.webhook as webhook
     from helpdesk.config import catalog
     from helpdesk.config import channel_config
 
-    whatsapp._shared = None
+    webhook._shared = None
     channel_config.cache_clear()
     catalog.cache_clear()
 
@@ -206,3 +221,109 @@ def meta_delivery(*values: Dict[str, Any], field: str = "messages") -> Dict[str,
     return {"object": "whatsapp_business_account",
             "entry": [{"id": "102290129340398",
                        "changes": [{"value": value, "field": field} for value in values]}]}
+
+
+# --- signed webhook requests (A3) ---------------------------------------------------------
+
+def webhook_request(headers: Dict[str, str], body: bytes) -> Request:
+    """A POST to the WAHA webhook as Sanic hands it to the channel."""
+    request = Request(b"/webhooks/waha/webhook", Header(headers), "1.1", "POST", None, None)
+    request.body = body
+    return request
+
+
+def waha_signed(body: bytes, key: str = WAHA_HMAC_KEY, algorithm: Optional[str] = "sha512"
+                ) -> Dict[str, str]:
+    """The headers WAHA sends with a body signed with this key (A3)."""
+    headers = {"Content-Type": "application/json",
+               "X-Webhook-Hmac": hmac.new(key.encode(), body, hashlib.sha512).hexdigest()}
+    if algorithm is not None:
+        headers["X-Webhook-Hmac-Algorithm"] = algorithm
+    return headers
+
+
+# --- outbound: a Delivery with both senders, both outputs ---------------------------------
+
+class Rig:
+    """A Delivery with both senders, both outputs and an async Redis, in the running loop."""
+
+    def __init__(self, redis_url: str, waha: Any = None, meta: Any = None,
+                 ask_in_direct: bool = False, **config: Any) -> None:
+        self.redis_url = redis_url
+        self.waha_url = waha.url if waha else "http://127.0.0.1:9"
+        self.meta_url = meta.url if meta else "http://127.0.0.1:9"
+        self.ask_in_direct = ask_in_direct
+        self.config = tiny_config(**config)
+
+    async def __aenter__(self) -> "Rig":
+        self.redis = redis_for(self.redis_url)
+        self.delivery = Delivery(self.redis, self.config)
+        self.waha_client = WahaClient(waha_settings(self.waha_url), 3)
+        self.meta_client = MetaClient(meta_settings(self.meta_url), 3)
+        self.delivery.register("waha", WahaSender(self.waha_client))
+        self.delivery.register("whatsapp", MetaSender(self.meta_client))
+        self.outputs = {name: WhatsAppOutput(name, self.delivery, self.redis,
+                                             ask_in_direct=self.ask_in_direct)
+                        for name in ("waha", "whatsapp")}
+        await save_route(self.redis, USER, Route(channel="waha", chat_id=WAHA_CHAT))
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.delivery.stop()
+        await finish_drainer(self.delivery)
+        await self.waha_client.close()
+        await self.meta_client.close()
+        await self.redis.close()
+
+    async def route(self, conversation: str, route: Route) -> None:
+        await save_route(self.redis, conversation, route)
+
+    async def queued(self, channel: str, chat: str) -> List[Dict[str, Any]]:
+        return [json.loads(raw) for raw in
+                await self.redis.lrange(redis_keys.outbox(channel, chat), 0, -1)]
+
+    async def empty(self) -> bool:
+        """No chat has anything waiting (the due set is empty once every list is)."""
+        return await self.redis.zcard(redis_keys.outbox_due()) == 0
+
+    async def counter(self, field: str) -> int:
+        return int(await self.redis.hget(redis_keys.counters(), field) or 0)
+
+
+async def finish_drainer(delivery: Delivery) -> None:
+    """End the drainer task for sure (stop() can be ignored by it: see
+    test_output.py's test_stop_ends_the_drainer_even_when_a_message_was_just_queued)."""
+    task = delivery._task
+    while task is not None and not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.1)
+
+
+@contextlib.contextmanager
+def replying_to(conversation: str):
+    """Inside a user turn of this conversation: messages to it are replies, not proactive."""
+    token = current_turn.set(conversation)
+    try:
+        yield
+    finally:
+        current_turn.reset(token)
+
+
+def buttons_for(*titles: str) -> List[Dict[str, str]]:
+    """Rasa buttons with these titles."""
+    return [{"title": title, "payload": f"/elegir{{\"opcion\": {n}}}"}
+            for n, title in enumerate(titles, start=1)]
+
+
+def send_buttons(redis_url, fake_waha, fake_meta, channel: str, buttons):
+    """Offer these buttons to USER on one channel; the offered buttons as stored."""
+    async def scenario():
+        async with Rig(redis_url, waha=fake_waha, meta=fake_meta) as rig:
+            chat = WAHA_CHAT if channel == "waha" else USER
+            await rig.route(USER, Route(channel=channel, chat_id=chat))
+            with replying_to(USER):
+                await rig.outputs[channel].send_text_with_buttons(USER, "¿Qué desea hacer?",
+                                                                  buttons)
+            return json.loads(await rig.redis.get(redis_keys.offered_buttons(USER)))
+
+    return run(scenario())

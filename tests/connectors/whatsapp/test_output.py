@@ -1,108 +1,39 @@
 """Outbound WhatsApp through `WhatsAppOutput` and `Delivery`, over real HTTP to the fake WAHA
 and fake Meta, with the real Redis outbox: splitting, ordering through outages, permanent
-and transient errors, Meta's 24-hour window, opt-outs, buttons, groups."""
+and transient errors, Meta's 24-hour window, opt-outs, offered buttons, groups. How each
+sender renders buttons and files is tested beside it (tests/connectors/test_waha.py,
+test_meta.py)."""
 import asyncio
-import contextlib
-import json
 from typing import Any, Dict, List
 
 import pytest
 
 from connectors.meta import MetaInput
-from connectors.whatsapp.output import (
-    Delivery,
-    MetaSender,
-    WahaSender,
-    WhatsAppOutput,
-    current_turn,
-)
+from connectors.whatsapp.output import Delivery
 from helpdesk import redis_keys
 from helpdesk.whatsapp import Route, save_route
-from helpdesk.whatsapp import MetaClient
-from helpdesk.whatsapp import WahaClient
 from tests.fakes.gateways import graph_error
 from tests.connectors.whatsapp.support import (  # noqa: F401 - fixtures
     GROUP,
     USER,
+    WAHA_CHAT,
+    Rig,
+    buttons_for,
     channel_env,
     close_channel,
     fake_meta,
     fake_waha,
+    finish_drainer,
     fresh,
     meta_settings,
     redis_for,
+    replying_to,
     run,
     tiny_config,
-    waha_settings,
     wait_until,
 )
 
 GROUP_CONVERSATION = f"g{GROUP.split('@')[0]}-{USER}"
-WAHA_CHAT = f"{USER}@c.us"
-
-
-class Rig:
-    """A Delivery with both senders, both outputs and an async Redis, in the running loop."""
-
-    def __init__(self, redis_url: str, waha: Any = None, meta: Any = None,
-                 ask_in_direct: bool = False, **config: Any) -> None:
-        self.redis_url = redis_url
-        self.waha_url = waha.url if waha else "http://127.0.0.1:9"
-        self.meta_url = meta.url if meta else "http://127.0.0.1:9"
-        self.ask_in_direct = ask_in_direct
-        self.config = tiny_config(**config)
-
-    async def __aenter__(self) -> "Rig":
-        self.redis = redis_for(self.redis_url)
-        self.delivery = Delivery(self.redis, self.config)
-        self.waha_client = WahaClient(waha_settings(self.waha_url), 3)
-        self.meta_client = MetaClient(meta_settings(self.meta_url), 3)
-        self.delivery.register("waha", WahaSender(self.waha_client))
-        self.delivery.register("whatsapp", MetaSender(self.meta_client))
-        self.outputs = {name: WhatsAppOutput(name, self.delivery, self.redis,
-                                             ask_in_direct=self.ask_in_direct)
-                        for name in ("waha", "whatsapp")}
-        await save_route(self.redis, USER, Route(channel="waha", chat_id=WAHA_CHAT))
-        return self
-
-    async def __aexit__(self, *exc: Any) -> None:
-        await self.delivery.stop()
-        await finish_drainer(self.delivery)
-        await self.waha_client.close()
-        await self.meta_client.close()
-        await self.redis.close()
-
-    async def route(self, conversation: str, route: Route) -> None:
-        await save_route(self.redis, conversation, route)
-
-    async def queued(self, channel: str, chat: str) -> List[Dict[str, Any]]:
-        return [json.loads(raw) for raw in
-                await self.redis.lrange(redis_keys.outbox(channel, chat), 0, -1)]
-
-    async def empty(self) -> bool:
-        """No chat has anything waiting (the due set is empty once every list is)."""
-        return await self.redis.zcard(redis_keys.outbox_due()) == 0
-
-    async def counter(self, field: str) -> int:
-        return int(await self.redis.hget(redis_keys.counters(), field) or 0)
-
-
-async def finish_drainer(delivery: Delivery) -> None:
-    """End the drainer task for sure (stop() can be ignored by it: see the test below)."""
-    task = delivery._task
-    while task is not None and not task.done():
-        task.cancel()
-        await asyncio.wait({task}, timeout=0.1)
-
-
-@contextlib.contextmanager
-def replying_to(conversation: str):
-    """Inside a user turn of this conversation: messages to it are replies, not proactive."""
-    token = current_turn.set(conversation)
-    try:
-        yield
-    finally:
-        current_turn.reset(token)
 
 
 def long_text(size: int = 6000) -> str:
@@ -452,79 +383,14 @@ def test_a_queued_proactive_message_is_withheld_if_the_user_opts_out_meanwhile(
     assert fake_waha.texts(WAHA_CHAT) == []
 
 
-# --- buttons ------------------------------------------------------------------------------
-
-def _buttons(*titles: str) -> List[Dict[str, str]]:
-    return [{"title": title, "payload": f"/elegir{{\"opcion\": {n}}}"}
-            for n, title in enumerate(titles, start=1)]
-
-
-def _send_buttons(redis_url, fake_waha, fake_meta, channel: str, buttons):
-    async def scenario():
-        async with Rig(redis_url, waha=fake_waha, meta=fake_meta) as rig:
-            chat = WAHA_CHAT if channel == "waha" else USER
-            await rig.route(USER, Route(channel=channel, chat_id=chat))
-            with replying_to(USER):
-                await rig.outputs[channel].send_text_with_buttons(USER, "¿Qué desea hacer?",
-                                                                  buttons)
-            return json.loads(await rig.redis.get(redis_keys.offered_buttons(USER)))
-
-    return run(scenario())
-
-
-def test_meta_up_to_three_short_titles_are_reply_buttons(redis_client, redis_url, fake_waha,
-                                                         fake_meta):
-    buttons = _buttons("Sí", "No", "Hablar con alguien")
-    offered = _send_buttons(redis_url, fake_waha, fake_meta, "whatsapp", buttons)
-    (body,) = fake_meta.messages()
-    assert body["type"] == "interactive" and body["interactive"]["type"] == "button"
-    replies = [b["reply"] for b in body["interactive"]["action"]["buttons"]]
-    assert replies == [{"id": b["payload"], "title": b["title"]} for b in buttons]
-    assert body["interactive"]["body"] == {"text": "¿Qué desea hacer?"}
-    assert offered == buttons
-
-
-@pytest.mark.parametrize("titles", [
-    ["Caja", "Impresora", "Posnet", "Internet"],
-    [f"Opción {n}" for n in range(1, 11)],
-    ["Sí", "Una opción de 22 letra"],  # a title over 20 characters fits a list row
-])
-def test_meta_four_to_ten_buttons_are_a_list(redis_client, redis_url, fake_waha, fake_meta,
-                                             titles):
-    buttons = _buttons(*titles)
-    _send_buttons(redis_url, fake_waha, fake_meta, "whatsapp", buttons)
-    (body,) = fake_meta.messages()
-    assert body["type"] == "interactive" and body["interactive"]["type"] == "list"
-    rows = body["interactive"]["action"]["sections"][0]["rows"]
-    assert rows == [{"id": b["payload"], "title": b["title"]} for b in buttons]
-
-
-@pytest.mark.parametrize("titles", [
-    [f"Opción {n}" for n in range(1, 12)],
-    ["Sí", "Un título demasiado largo para una fila"],
-])
-def test_meta_more_than_ten_or_long_titles_are_numbered_text(redis_client, redis_url,
-                                                             fake_waha, fake_meta, titles):
-    _send_buttons(redis_url, fake_waha, fake_meta, "whatsapp", _buttons(*titles))
-    (body,) = fake_meta.messages()
-    assert body["type"] == "text"
-    expected = "\n".join(["¿Qué desea hacer?"] + [f"{n}. {t}" for n, t in
-                                                   enumerate(titles, start=1)])
-    assert body["text"]["body"] == expected
-
-
-def test_waha_buttons_are_always_numbered_text(redis_client, redis_url, fake_waha, fake_meta):
-    offered = _send_buttons(redis_url, fake_waha, fake_meta, "waha", _buttons("Sí", "No"))
-    assert fake_waha.texts(WAHA_CHAT) == ["¿Qué desea hacer?\n1. Sí\n2. No"]
-    assert [b["title"] for b in offered] == ["Sí", "No"]
-
+# --- offered buttons ----------------------------------------------------------------------
 
 def test_a_plain_text_forgets_the_offered_buttons(redis_client, redis_url, fake_waha):
     async def scenario():
         async with Rig(redis_url, waha=fake_waha) as rig:
             with replying_to(USER):
                 await rig.outputs["waha"].send_text_with_buttons(USER, "¿Sí o no?",
-                                                                 _buttons("Sí", "No"))
+                                                                 buttons_for("Sí", "No"))
                 assert await rig.redis.exists(redis_keys.offered_buttons(USER))
                 await rig.outputs["waha"].send_text_message(USER, "Gracias")
                 return await rig.redis.exists(redis_keys.offered_buttons(USER))
@@ -547,7 +413,7 @@ def test_a_group_reply_mentions_the_reporter(redis_client, redis_url, fake_waha)
                 await rig.outputs["waha"].send_text_message(GROUP_CONVERSATION,
                                                             "Ya registré su reporte.")
                 await rig.outputs["waha"].send_text_with_buttons(
-                    GROUP_CONVERSATION, "¿Es urgente?", _buttons("Sí", "No"))
+                    GROUP_CONVERSATION, "¿Es urgente?", buttons_for("Sí", "No"))
 
     run(scenario())
     (first, second) = fake_waha.calls("/api/sendText")
@@ -592,33 +458,7 @@ def test_ask_in_direct_sends_to_the_participant_and_writes_the_alias(redis_clien
     assert 0 < redis_client.ttl(redis_keys.direct_alias(USER)) <= 24 * 3600
 
 
-# --- files, missing routes ----------------------------------------------------------------
-
-def test_images_and_documents_go_through_the_media_endpoints(redis_client, redis_url,
-                                                             fake_waha, fake_meta):
-    image, pdf = "https://example.com/a.png", "https://example.com/guia.pdf"
-
-    async def scenario():
-        async with Rig(redis_url, waha=fake_waha, meta=fake_meta) as rig:
-            await rig.route("5491100000009", Route(channel="whatsapp", chat_id="5491100000009"))
-            with replying_to(USER):
-                await rig.outputs["waha"].send_image_url(USER, image)
-                await rig.outputs["waha"].send_attachment(USER, {"url": pdf,
-                                                                 "filename": "guia.pdf"})
-            await rig.outputs["whatsapp"].send_image_url("5491100000009", image)
-            await rig.outputs["whatsapp"].send_attachment("5491100000009",
-                                                          {"url": pdf, "filename": "guia.pdf"})
-
-    run(scenario())
-    (sent_image,) = fake_waha.calls("/api/sendImage")
-    (sent_file,) = fake_waha.calls("/api/sendFile")
-    assert sent_image["body"]["chatId"] == WAHA_CHAT
-    assert sent_image["body"]["file"] == {"url": image}
-    assert sent_file["body"]["file"] == {"url": pdf, "filename": "guia.pdf"}
-    meta_image, meta_document = fake_meta.messages()
-    assert meta_image["type"] == "image" and meta_image["image"] == {"link": image}
-    assert meta_document["document"] == {"link": pdf, "filename": "guia.pdf"}
-
+# --- missing routes -----------------------------------------------------------------------
 
 def test_a_conversation_without_a_route_is_counted_not_sent(redis_client, redis_url,
                                                            fake_waha):

@@ -1,22 +1,18 @@
-"""Every LLM use against the fake OpenAI server, and without any LLM configured."""
-import base64
-from dataclasses import dataclass
+"""Every LLM use (helpdesk.llm.uses) on a client against the fake OpenAI server. (The same
+uses bound to the process's default client: test_default.py.)"""
+import dataclasses
 
 import numpy as np
 import pytest
+import redis.asyncio as aioredis
 
-from helpdesk.llm import client as llm
 from helpdesk.llm import uses as llm_uses
-from helpdesk.llm import LlmUnavailable, OpenAIEmbedder
-from helpdesk.llm import KnowledgeAnswer
+from helpdesk.llm import KnowledgeAnswer, LlmClient, load_prompts
 from tests.fakes.openai_server import Reply
-from tests.helpdesk.llm.support import (CHAT_MODEL, EMBEDDING_MODEL, FALLBACK_MODEL,  # noqa: F401
-                                    TRANSCRIBE_MODEL, VISION_MODEL, client_for, fake,
-                                    fallback_fake, fast_config, provider, run)
-
-CONVERSATION = "5491122334455"
-PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGA"
-                       "hKmMIQAAAABJRU5ErkJggg==")
+from tests.helpdesk.llm.support import (CONVERSATION, EMBEDDING_MODEL,  # noqa: F401
+                                        ENTITIES, FALLBACK_MODEL, INTENTS, OGG, PASSAGES, PNG,
+                                        SCREENSHOT, TRANSCRIBE_MODEL, VISION_MODEL, client_for,
+                                        fake, fallback_fake, fast_config, provider, run)
 
 
 def use(redis_url, providers, function, *args, config=None, **kwargs):
@@ -32,22 +28,6 @@ def use(redis_url, providers, function, *args, config=None, **kwargs):
 
 
 # --- knowledge answers ------------------------------------------------------------------
-
-
-@dataclass
-class Chunk:
-    title: str
-    heading: str
-    text: str
-    score: float = 1.0
-
-
-PASSAGES = [
-    Chunk("Cierre de caja", "Arqueo", "Cuente el efectivo y compárelo con el informe Z."),
-    {"title": "Impresora fiscal", "heading": "Atasco de papel",
-     "text": "Abra la tapa, retire el papel y vuelva a cerrarla."},
-    {"title": "Cierre de caja", "heading": "Diferencias", "text": "Anote la diferencia."},
-]
 
 
 def test_a_grounded_answer_cites_the_titles(redis_client, redis_url, fake):
@@ -128,11 +108,6 @@ def test_the_same_question_on_the_same_passages_is_answered_from_the_cache(
 
 # --- screenshots ------------------------------------------------------------------------
 
-SCREENSHOT = {"error_messages": ["  Error 1042: impresora fiscal sin papel ", "",
-                                 "Error 1042: impresora fiscal sin papel"],
-              "system": "impresora fiscal", "store": None,
-              "description": "La caja muestra un error de la impresora fiscal."}
-
 
 def test_a_screenshot_is_read_by_the_vision_model(redis_client, redis_url, fake):
     fake.chat.push(Reply.json(SCREENSHOT))
@@ -160,8 +135,6 @@ def test_images_the_model_cannot_take_are_not_sent(redis_client, redis_url, fake
 
 
 def test_an_image_above_the_size_limit_is_not_sent(redis_client, redis_url, fake):
-    import dataclasses
-
     config = fast_config()
     config = dataclasses.replace(config, screenshot=dataclasses.replace(
         config.screenshot, max_image_bytes=10))
@@ -201,13 +174,6 @@ def test_the_vision_fallback_needs_its_own_vision_model(redis_client, redis_url,
 
 
 # --- NLU fallback -----------------------------------------------------------------------
-
-INTENTS = {
-    "report_incident": ["la caja no enciende", "no anda el posnet"],
-    "ask_howto": ["cómo hago el cierre de caja"],
-    "greet": ["hola", "buen día"],
-}
-ENTITIES = ["store", "system"]
 
 
 def test_the_llm_chooses_among_the_given_intents(redis_client, redis_url, fake):
@@ -280,8 +246,6 @@ def test_an_intent_outside_the_list_is_not_cached(redis_client, redis_url, fake)
 
 
 # --- voice notes ------------------------------------------------------------------------
-
-OGG = b"OggS\x00\x02" + bytes(range(200))
 
 
 def test_a_voice_note_is_transcribed(redis_client, redis_url, fake):
@@ -374,131 +338,30 @@ def test_without_an_embedding_model_there_are_no_vectors(redis_client, redis_url
     assert use(redis_url, [provider(fake, embedding=None)], llm_uses.embed, ["caja"]) is None
 
 
-def test_the_build_time_embedder(redis_client, redis_url, fake):
-    import dataclasses
-    import redis
-
-    config = fast_config()
-    config = dataclasses.replace(config, embedding=dataclasses.replace(config.embedding,
-                                                                       batch_size=2))
-    embedder = OpenAIEmbedder(provider(fake), config, redis.Redis.from_url(redis_url))
-    try:
-        texts = ["caja", "impresora fiscal", "caja", "balanza", "red wifi"]
-        vectors = embedder.embed(texts)
-        assert embedder.dimension == 16  # learnt from the answers, no extra request
-        assert embedder.identity == {"kind": "openai", "model": EMBEDDING_MODEL, "dimension": 16}
-        assert vectors.shape == (5, 16) and vectors.dtype == np.float32
-        assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0)
-        assert np.allclose(vectors[0], vectors[2])
-        assert len(fake.requests_to("/embeddings")) == 3  # batches of 2
-        assert int(redis_client.hget("helpdesk:llm:usage:total", "embedding:calls")) == 3
-
-        fake.embeddings.push(Reply.server_error(), Reply.server_error())
-        with pytest.raises(LlmUnavailable, match="http 500"):
-            embedder.embed(["caja"])
-    finally:
-        embedder.close()
+# --- fillers ----------------------------------------------------------------------------
 
 
-def test_the_build_time_embedder_learns_its_dimension_with_one_request(redis_url, fake):
-    embedder = OpenAIEmbedder(provider(fake), fast_config(), None)
-    try:
-        assert embedder.dimension == 16
-        assert len(fake.requests_to("/embeddings")) == 1
-    finally:
-        embedder.close()
-
-
-# --- through the module functions, configured by the environment -------------------------
-
-
-def _configure(monkeypatch, redis_url, fake=None):
-    for name in ("LLM_BASE_URL", "LLM_API_KEY", "LLM_MODEL", "LLM_VISION_MODEL",
-                 "LLM_EMBEDDING_MODEL", "LLM_TRANSCRIBE_MODEL", "LLM_FALLBACKS"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("REDIS_URL", redis_url)
-    if fake is not None:
-        monkeypatch.setenv("LLM_BASE_URL", fake.base_url)
-        monkeypatch.setenv("LLM_API_KEY", "sk-test")
-        monkeypatch.setenv("LLM_MODEL", CHAT_MODEL)
-        monkeypatch.setenv("LLM_VISION_MODEL", VISION_MODEL)
-        monkeypatch.setenv("LLM_TRANSCRIBE_MODEL", TRANSCRIBE_MODEL)
-        monkeypatch.setenv("LLM_EMBEDDING_MODEL", EMBEDDING_MODEL)
-
-
-async def _every_use():
-    try:
-        return [
-            await llm.answer_from_passages("¿Cómo hago el arqueo?", PASSAGES, CONVERSATION),
-            await llm.read_screenshot(PNG, "image/png", CONVERSATION),
-            await llm.choose_intent("la caja no enciende", INTENTS, ENTITIES, CONVERSATION),
-            await llm.transcribe(OGG, "audio/ogg", "nota.ogg", CONVERSATION),
-            await llm.phrase_subject("POS", "la caja no enciende", CONVERSATION),
-            await llm.embed(["caja"]),
-        ]
-    finally:
-        await llm.close_default_client()
-
-
-def test_without_an_llm_every_use_is_none(monkeypatch, redis_client, redis_url):
-    _configure(monkeypatch, redis_url)
-    assert run(_every_use()) == [None] * 6
-    assert llm.embedder() is None
-
-
-def test_every_use_through_the_configured_client(monkeypatch, redis_client, redis_url, fake):
-    _configure(monkeypatch, redis_url, fake)
-    fake.chat.push(
-        Reply.json({"covered": True, "answer": "Cuente el efectivo.", "sources": [1]}),
-        Reply.json(SCREENSHOT),
-        Reply.json({"intent": "report_incident", "confidence": 0.9, "entities": []}),
-        Reply.json({"subject": "Caja sin energía"}),
-    )
-    fake.transcriptions.push(Reply.text("La caja no enciende."))
-    answer, reading, intent, text, subject, vectors = run(_every_use())
-    assert answer.sources == ("Cierre de caja",)
-    assert reading["system"] == "impresora fiscal"
-    assert intent["intent"] == "report_incident"
-    assert text == "La caja no enciende."
-    assert subject == "Caja sin energía"
-    assert vectors.shape == (1, 16)
-    assert {r.headers["Authorization"] for r in fake.requests} == {"Bearer sk-test"}
-    totals = run(_totals())
-    assert totals["month"]["calls"] == 6
-    assert set(totals["month"]["by_use"]) == {"knowledge_answer", "screenshot", "intent",
-                                              "transcription", "subject", "embedding"}
-
-
-async def _totals():
-    try:
-        return await llm.usage_totals()
-    finally:
-        await llm.close_default_client()
-
-
-def test_an_unexpected_error_in_a_use_never_breaks_the_turn(monkeypatch, redis_client, redis_url,
-                                                           fake):
-    _configure(monkeypatch, redis_url, fake)
+def test_where_there_is_nothing_to_say_the_prompts_fillers_are_written(redis_client, redis_url,
+                                                                       fake):
+    changed = {name: dataclasses.replace(prompt, fillers={k: f"<{k}>" for k in prompt.fillers})
+               for name, prompt in load_prompts().items()}
+    fake.chat.push(Reply.json(SCREENSHOT),
+                   Reply.json({"intent": "greet", "confidence": 0.9, "entities": []}),
+                   Reply.json({"subject": "Caja sin energía"}))
 
     async def scenario():
+        client = LlmClient([provider(fake)], fast_config(cache=0),
+                           aioredis.Redis.from_url(redis_url), changed)
         try:
-            # passages of the wrong kind: a bug in the caller, logged, not raised
-            return await llm.answer_from_passages("¿Cómo?", None, CONVERSATION)
+            await llm_uses.read_screenshot(client, PNG, "image/png", CONVERSATION, systems=())
+            await llm_uses.choose_intent(client, "hola", {"greet": []}, [], CONVERSATION)
+            await llm_uses.phrase_subject(client, None, "la caja no enciende", CONVERSATION)
         finally:
-            await llm.close_default_client()
+            await client.close()
 
-    assert run(scenario()) is None
-
-
-def test_one_client_per_event_loop(monkeypatch, redis_client, redis_url, fake):
-    _configure(monkeypatch, redis_url, fake)
-
-    async def scenario():
-        try:
-            first = await llm.default_client()
-            assert first is await llm.default_client()
-            return first
-        finally:
-            await llm.close_default_client()
-
-    assert run(scenario()) is not run(scenario())
+    run(scenario())
+    screenshot, intent, subject = (r.json["messages"] for r in fake.chat_requests)
+    assert "nombres cuando corresponda: <no_systems>." in screenshot[0]["content"]
+    assert "- greet: <no_examples>\n" in intent[0]["content"]
+    assert "Tipos de entidad: <no_entities>\n" in intent[0]["content"]
+    assert "Sistema afectado: <no_system>\n" in subject[1]["content"]

@@ -6,7 +6,9 @@ import json
 import pytest
 import redis
 
-from connectors.whatsapp.output import Delivery, MetaSender, WahaSender
+from connectors.meta import MetaSender
+from connectors.waha import WahaSender
+from connectors.whatsapp.output import Delivery
 from helpdesk import redis_keys
 from helpdesk.whatsapp import outbox
 from helpdesk.whatsapp import Route

@@ -1,7 +1,4 @@
-"""What the Zoho jobs share: settings, Redis, the ledger, the client, the circuit breaker,
-and how a job asks RQ to run it again.
-
-RQ forks a work horse per job, so the context is built once per process (keyed by pid).
+"""How a job runs once at a time and ends: done, run again later, or given up.
 
 Running again: every job is enqueued with RQ's `Retry`; when a run cannot finish, the job
 itself decides when the next run is (the ledger's attempt count and config/zoho.yml, or the
@@ -17,22 +14,12 @@ import os
 import random
 import secrets
 import socket
-from dataclasses import dataclass, field, replace
-from typing import Dict, Optional, Tuple
+from typing import Tuple
 
 import redis
 from rq import get_current_job
 
-from helpdesk.config import Catalog, catalog
-from helpdesk.circuit import CircuitBreaker
-from helpdesk.tickets import Ledger
-from helpdesk.settings import Settings, ZohoSettings, load_settings, load_zoho
-from helpdesk.zoho import ZohoClient
-from helpdesk.config import ZohoConfig, zoho_config
-
 logger = logging.getLogger(__name__)
-
-BACKEND = "zoho"
 
 
 class RunAgain(Exception):
@@ -46,80 +33,6 @@ class RunAgain(Exception):
 
 class GiveUp(Exception):
     """The job is over without success; it goes to RQ's failed registry, no retries."""
-
-
-@dataclass
-class Context:
-    settings: Settings
-    zoho: Optional[ZohoSettings]
-    config: ZohoConfig
-    redis: redis.Redis
-    ledger: Ledger
-    catalog: Catalog
-    _client: Optional[ZohoClient] = field(default=None, repr=False)
-    _breaker: Optional[CircuitBreaker] = field(default=None, repr=False)
-
-    @property
-    def client(self) -> ZohoClient:
-        if self.zoho is None:
-            raise RuntimeError("Zoho Desk is not configured (ZOHO_* variables)")
-        if self._client is None:
-            self._client = ZohoClient(self.zoho, self.redis, self.config.delivery)
-        return self._client
-
-    @property
-    def breaker(self) -> CircuitBreaker:
-        if self._breaker is None:
-            policy = self.config.circuit
-            self._breaker = CircuitBreaker(
-                self.redis,
-                BACKEND,
-                failure_threshold=policy.failure_threshold,
-                recovery_seconds=policy.recovery_seconds,
-                probe_seconds=self.config.delivery.job_timeout,
-            )
-        return self._breaker
-
-
-_contexts: Dict[int, Context] = {}
-
-
-def context() -> Context:
-    """This process's context. A work horse reuses what its worker built before forking
-    (`warm_up`) with connections of its own; otherwise it builds one."""
-    pid = os.getpid()
-    ctx = _contexts.get(pid)
-    if ctx is None:
-        parent = _contexts.get(os.getppid())
-        if parent is not None:
-            # forget the parent's pooled connections without closing them under it
-            parent.ledger.engine.dispose(close=False)
-            ctx = replace(parent, _client=None, _breaker=None)
-        else:
-            settings = load_settings()
-            ctx = Context(
-                settings=settings,
-                zoho=load_zoho(),
-                config=zoho_config(),
-                redis=redis.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5),
-                ledger=Ledger(settings.database_url),
-                catalog=catalog(),
-            )
-        _contexts[pid] = ctx
-    return ctx
-
-
-def warm_up() -> Context:
-    """Worker start-up, before work horses are forked: import the job modules and build the
-    context once. Without it every job pays for the imports, the YAML and the ledger's schema
-    check (about half a second on this machine)."""
-    import workers.announcements  # noqa: F401 - imported for the work horses
-    import workers.zoho_jobs  # noqa: F401
-    import workers.zoho_periodic  # noqa: F401
-
-    ctx = context()
-    ctx.ledger.engine.dispose()  # no connection is shared with the work horses
-    return ctx
 
 
 def jitter(seconds: float) -> float:
