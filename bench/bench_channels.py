@@ -162,7 +162,8 @@ def start_ours(work: Path, cleanup: harness.Cleanup, fake: FakeWaha) -> harness.
     return harness.Bot("ours", f"http://127.0.0.1:{rasa_port}", processes["rasa"], logs["rasa"],
                        [], extra={"actions": processes["actions"], "actions_port": actions_port,
                                   "actions_log": logs["actions"], "ingress_port": ingress_port,
-                                  "ingress": processes["ingress"], "ingress_log": logs["ingress"]})
+                                  "ingress": processes["ingress"], "ingress_log": logs["ingress"]},
+                       rest_headers=harness.REST_HEADERS)
 
 
 async def measure(args: argparse.Namespace, cleanup: harness.Cleanup) -> Dict[str, Any]:

@@ -129,7 +129,8 @@ def start_stack(work: Path, cleanup: harness.Cleanup, waha: harness.FakeWaha, ll
     bot = harness.Bot("ours", f"http://127.0.0.1:{rasa_port}", processes["rasa"], logs["rasa"], [],
                       extra={"actions": processes["actions"], "actions_port": actions_port,
                              "actions_log": logs["actions"], "ingress_port": ingress_port,
-                             "ingress": processes["ingress"], "ingress_log": logs["ingress"]})
+                             "ingress": processes["ingress"], "ingress_log": logs["ingress"]},
+                      rest_headers=harness.REST_HEADERS)
     harness.wait_ours(bot)
     harness.wait_http(f"http://127.0.0.1:{ingress_port}/health", 60, processes["ingress"],
                      logs["ingress"])
@@ -138,7 +139,7 @@ def start_stack(work: Path, cleanup: harness.Cleanup, waha: harness.FakeWaha, ll
 
 async def unsure_text(session: aiohttp.ClientSession, bot: harness.Bot) -> str:
     for text in UNSURE_CANDIDATES:
-        async with session.post(f"{bot.url}/model/parse", params={"token": harness.AUTH_TOKEN},
+        async with session.post(f"{bot.url}/model/parse", headers=harness.api_headers(),
                                 json={"text": text}) as answer:
             if (await answer.json())["intent"]["name"] == "nlu_fallback":
                 return text

@@ -45,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the project: 
 
 from bench.harness import (  # noqa: E402
     AUTH_TOKEN, BASELINE_CYCLE, CONFIRM_LABEL, LAST_REFERENCE, LOOPBACK, MODEL, NO_REFERENCE, PROJECT,
+    REST_HEADERS,
     Bot, Cleanup, Result, StartupError, load_average, log_errors, log_tail, quiet_env,
     raise_on_sigterm, rss_of, run_conversations, run_one_at_a_time, shorten, start_baseline,
     summary, train_baseline, wait_baseline, wait_ours,
@@ -114,7 +115,8 @@ def start_ours(work: Path, cleanup: Cleanup) -> Bot:
             ))
     return Bot("ours", f"http://{LOOPBACK}:{rasa_port}", processes["rasa"], logs["rasa"], OURS_CYCLE,
                extra={"actions": processes["actions"], "actions_port": actions_port,
-                      "actions_log": logs["actions"], "ledger": work / "ledger.sqlite3"})
+                      "actions_log": logs["actions"], "ledger": work / "ledger.sqlite3"},
+               rest_headers=REST_HEADERS)
 
 
 def ledger_rows(path: Path) -> Optional[int]:

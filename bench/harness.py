@@ -37,12 +37,15 @@ from aiohttp import web
 
 from bench.stats import percentile, rnd
 from helpdesk.launch import free_port
+from helpdesk.rasa_api import signed_api_token
 
 PROJECT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 RASA_BIN = VENV_BIN / "rasa"
 MODEL = PROJECT / "models" / "helpdesk.tar.gz"
-AUTH_TOKEN = "bench-token"
+AUTH_TOKEN = "bench-token"  # our Rasa server's HTTP API key (JWT secret)
+REST_TOKEN = f"rest-{AUTH_TOKEN}"  # our REST channel's token (stack_env's default)
+REST_HEADERS = {"Authorization": f"Bearer {REST_TOKEN}"}
 LOOPBACK = "127.0.0.1"
 
 REFERENCE = re.compile(r"HD-[A-Z0-9]{6,16}")
@@ -138,12 +141,18 @@ def log_tail(path: Path, chars: int = 3000) -> str:
         return "(no log)"
 
 
-def http_get(url: str, timeout: float = 2.0) -> Tuple[int, Any]:
+def api_headers() -> Dict[str, str]:
+    """A call to our Rasa server's HTTP API: a fresh admin JWT (helpdesk.rasa_api)."""
+    return {"Authorization": f"Bearer {signed_api_token(AUTH_TOKEN)}"}
+
+
+def http_get(url: str, timeout: float = 2.0, headers: Optional[Dict[str, str]] = None) -> Tuple[int, Any]:
     import urllib.error
     import urllib.request
 
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as answer:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}),
+                                    timeout=timeout) as answer:
             body = answer.read()
             try:
                 return answer.status, json.loads(body)
@@ -156,12 +165,13 @@ def http_get(url: str, timeout: float = 2.0) -> Tuple[int, Any]:
 
 
 def wait_http(url: str, seconds: float, process: subprocess.Popen, log: Path,
-              ready: Callable[[Any], bool] = lambda body: True) -> None:
+              ready: Callable[[Any], bool] = lambda body: True,
+              headers: Optional[Callable[[], Dict[str, str]]] = None) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise StartupError(f"{url}: the process exited early (code {process.returncode}):\n{log_tail(log)}")
-        status, body = http_get(url)
+        status, body = http_get(url, headers=headers() if headers else None)
         if status == 200 and ready(body):
             return
         time.sleep(0.5)
@@ -198,6 +208,7 @@ class Bot:
     log: Path
     cycle: List[Tuple[str, str]]
     extra: Dict[str, Any] = field(default_factory=dict)
+    rest_headers: Dict[str, str] = field(default_factory=dict)  # ours: REST_HEADERS
 
     @property
     def webhook(self) -> str:
@@ -254,8 +265,8 @@ def wait_ours(bot: Bot) -> None:
               bot.extra["actions_log"])
     wait_http(f"{bot.url}/webhooks/rest/", 300, bot.rasa, bot.log)
     # the model is loaded when /status names it (Rasa 3.6: model_id)
-    wait_http(f"{bot.url}/status?token={AUTH_TOKEN}", 120, bot.rasa, bot.log,
-              lambda body: bool(body and body.get("model_id")))
+    wait_http(f"{bot.url}/status", 120, bot.rasa, bot.log,
+              lambda body: bool(body and body.get("model_id")), headers=api_headers)
 
 
 ERROR_LINE = re.compile(r'"level": "(ERROR|CRITICAL)"|^\S+ \S+ (ERROR|CRITICAL) |^Traceback ')
@@ -296,7 +307,8 @@ class Conversation:
         result.requests += 1
         started = time.perf_counter()
         try:
-            async with session.post(self.bot.webhook, json={"sender": self.sender, "message": text}) as answer:
+            async with session.post(self.bot.webhook, json={"sender": self.sender, "message": text},
+                                    headers=self.bot.rest_headers) as answer:
                 body = await answer.read()
                 elapsed = (time.perf_counter() - started) * 1000
                 if answer.status != 200:

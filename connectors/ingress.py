@@ -1,4 +1,5 @@
-"""The webhook ingress: the WhatsApp webhooks served by a process of their own.
+"""The webhook ingress: the webhooks served by a process of their own, the one port a
+deployment exposes (INGRESS_HOST, default all interfaces; the Rasa server listens on loopback).
 
 The Rasa server runs NLU and policies synchronously on its one event loop, so a webhook it
 serves waits behind whatever turn is running: under load its acknowledgement takes tens of
@@ -6,7 +7,11 @@ milliseconds. This process serves the very same routes (`/webhooks/waha/webhook`
 `/webhooks/whatsapp/webhook`, Meta's verification GET) with the same channel code, but runs
 no turns: it verifies, dedupes and records each message in the inbound log and answers. The
 Rasa server's consumer runs the turns. Point the gateways here (INGRESS_PORT); the Rasa
-server keeps serving the same routes too, so either works.
+server keeps serving the same routes too (on loopback).
+
+The Chatwoot agent webhook (`/webhooks/chatwoot/webhook`, when Chatwoot is configured) is
+served here too: it never runs a turn either (it relays agent replies to the WhatsApp outbox
+and queues hand-backs, Redis only), so it needs no message handler from the Rasa server.
 
     python -m connectors.ingress        (make run starts it when a WhatsApp channel is set up)
 """
@@ -25,12 +30,15 @@ from helpdesk.settings import load_settings
 logger = logging.getLogger(__name__)
 
 WHATSAPP_CHANNELS = ("connectors.waha.WahaInput", "connectors.meta.MetaInput")
+# the channels served here: the WhatsApp ones and Chatwoot's (none of them uses Rasa's
+# message handler in its webhook)
+INGRESS_CHANNELS = WHATSAPP_CHANNELS + ("connectors.chatwoot.ChatwootInput",)
 
 
 def channels() -> List[Any]:
     found = []
     for path, _credentials in enabled_channels().items():
-        if path not in WHATSAPP_CHANNELS:
+        if path not in INGRESS_CHANNELS:
             continue
         module, name = path.rsplit(".", 1)
         found.append(getattr(importlib.import_module(module), name).from_credentials(None))
@@ -46,7 +54,7 @@ def build_app() -> Sanic:
 
     @app.get("/health")
     async def health(request: Request) -> Any:
-        shared = served[0].shared if served else None
+        shared = next((c.shared for c in served if hasattr(c, "shared")), None)
         redis_ok = False
         if shared is not None:
             try:
@@ -54,7 +62,7 @@ def build_app() -> Sanic:
             except Exception:
                 redis_ok = False
         # with no WhatsApp channel configured there is nothing to serve, and nothing wrong
-        status = "ok" if not served or redis_ok else "degraded"
+        status = "ok" if shared is None or redis_ok else "degraded"
         return response.json({"status": status, "channels": [c.name() for c in served],
                               "redis": redis_ok}, status=200 if status == "ok" else 503)
 

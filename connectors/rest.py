@@ -1,18 +1,31 @@
 """The REST channel (`/webhooks/rest/webhook`) with the project's gate in front of Rasa.
 
+For development and tests: off unless REST_CHANNEL_ENABLED=true (helpdesk/launch.py leaves it
+out of the active credentials), and then every message needs `Authorization: Bearer
+<REST_CHANNEL_TOKEN>` (or the generated `var/secrets/rest_channel_token`), compared in
+constant time; without it 401 JSON and nothing reaches Rasa. Whoever holds the token is a
+tester: they may write as any sender and send "/intent" texts (Rasa's intent triggers); the
+WhatsApp channels never pass those (connectors/whatsapp/turn.py).
+
 Same wire format as Rasa's own REST channel (`{"sender", "message", "metadata"}` in, a JSON
-list of bot messages out, or one JSON object a line with `?stream=true`), so `rasa shell`'s
-console, `make shell` and any REST client work unchanged. On top of it:
+list of bot messages out, or one JSON object a line with `?stream=true`), so `make shell`
+(scripts/shell.py) and any REST client that sends the header work. On top of it:
 
 - bad input gets a clear answer: non-JSON 400, a missing sender 400, a body over the limit
   413, empty text an explanation, an over-long text cut to the configured length;
+- `metadata` keeps only the keys REST testers may set (REST_METADATA: who is writing, a
+  correlation id), as short strings; everything else (`media`, `is_external`, `channel`, ...)
+  is what the channels and Rasa set, which the actions trust, and is dropped and logged;
+  `input_channel` is always "rest", so a REST message never claims a WhatsApp route;
 - every message gets a correlation id, carried in its metadata to the action server;
 - a user who opted out (BAJA) gets no messages, except in the turn where they opt back in;
 - `GET /webhooks/rest/health` reports Redis, the ledger and the action server.
 """
 import asyncio
+import hmac
 import json
 import logging
+import re
 import time
 from typing import Any, Awaitable, Callable, Dict, List, Optional, Text
 
@@ -28,12 +41,30 @@ import os
 
 from helpdesk.logs import METADATA_KEY, apply_logging_file, correlation, new_correlation_id
 from helpdesk.whatsapp import AsyncOptOutRegistry
-from helpdesk.settings import load_settings
+from helpdesk.settings import load_settings, rest_channel_token
 
 logger = logging.getLogger(__name__)
 
 # what Rasa receives instead of an empty message: an intent the domain answers
 EMPTY_MESSAGE = "/help"
+# metadata a REST client may set, each with the form its value must have (actions/common.py
+# `reporter` reads the first two)
+REST_METADATA = {
+    "sender_name": re.compile(r"[^\x00-\x1f\x7f]{1,100}"),
+    "sender_phone": re.compile(r"[0-9]{6,15}", re.ASCII),
+    METADATA_KEY: re.compile(r"[A-Za-z0-9._:-]{1,64}", re.ASCII),
+}
+BEARER = "bearer "
+
+
+def rest_metadata(metadata: Dict[str, Any]) -> Dict[str, Any]:
+    """The REST_METADATA keys of `metadata` whose values have their form; the rest dropped."""
+    kept = {key: value for key, value in metadata.items()
+            if key in REST_METADATA and isinstance(value, str) and REST_METADATA[key].fullmatch(value)}
+    dropped = sorted(str(key)[:40] for key in metadata if key not in kept)
+    if dropped:
+        logger.info("REST metadata dropped", extra={"keys": dropped[:20]})
+    return kept
 
 
 class BadRequest(Exception):
@@ -51,7 +82,14 @@ class GatedRestInput(InputChannel):
     def __init__(self) -> None:
         rasa_tuning.apply()
         self.settings = load_settings()
+        self._token = rest_channel_token(self.settings).encode()
         self._optout: Optional[AsyncOptOutRegistry] = None
+
+    def authorized(self, request: Request) -> bool:
+        """`Authorization: Bearer <REST channel token>`, compared in constant time."""
+        header = request.headers.get("Authorization") or ""
+        given = header[len(BEARER):].strip() if header[:len(BEARER)].lower() == BEARER else ""
+        return hmac.compare_digest(given.encode("utf-8", "replace"), self._token)
 
     @classmethod
     def from_credentials(cls, credentials: Optional[Dict[Text, Any]]) -> "InputChannel":
@@ -100,12 +138,11 @@ class GatedRestInput(InputChannel):
         elif len(text) > limits.max_message_chars:
             logger.info("message cut", extra={"chars": len(text), "kept": limits.max_message_chars})
             text = text[: limits.max_message_chars]
-        input_channel = payload.get("input_channel")
         return {
             "sender": sender.strip(),
             "text": text,
-            "metadata": metadata,
-            "input_channel": input_channel if isinstance(input_channel, str) else self.name(),
+            "metadata": rest_metadata(metadata),
+            "input_channel": self.name(),
         }
 
     async def handle(
@@ -171,6 +208,10 @@ class GatedRestInput(InputChannel):
 
         @hooks.route("/webhook", methods=["POST"])
         async def receive(request: Request) -> HTTPResponse:
+            if not self.authorized(request):
+                logger.info("REST message refused: missing or wrong token", extra={"status": 401})
+                return response.json({"error": "missing or wrong token (Authorization: Bearer "
+                                               "<REST_CHANNEL_TOKEN>)"}, status=401)
             try:
                 parsed = self.parse(request)
             except BadRequest as error:

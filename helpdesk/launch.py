@@ -6,6 +6,10 @@ Reads `.env`, applies defaults, derives REDIS_HOST/PORT/DB/PASSWORD from REDIS_U
 `endpoints.yml`, checks that the port is free (a clear message instead of a traceback), waits
 for Redis where the process needs it, then replaces itself with the real program, so the
 process manager's signals reach it directly.
+
+The Rasa server is `python -m connectors.server` (Rasa's `rasa run` in-process): the HTTP
+API's key comes from the environment, not the command line. Every process gets
+RASA_AUTH_TOKEN in its environment (from .env, or generated into var/secrets/).
 """
 import os
 import shlex
@@ -14,12 +18,21 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 from urllib.parse import unquote, urlparse
 
 import yaml
 
-from helpdesk.settings import PROJECT_DIR, load_chatwoot, load_meta, load_settings, load_waha
+from helpdesk.settings import (
+    PROJECT_DIR,
+    load_chatwoot,
+    load_meta,
+    load_settings,
+    load_waha,
+    rasa_api_secret,
+    rasa_host,
+    rest_channel_enabled,
+)
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -80,9 +93,12 @@ def stack_env(
     work_dir: Path,
     model: Path,
     auth_token: str,
+    rest_token: Optional[str] = None,
 ) -> Dict[str, str]:
     """The environment for `python -m helpdesk.launch actions|rasa` of a throw-away stack
-    (tests, benchmarks): its own Redis, ports, ledger, var/ and model."""
+    (tests, benchmarks): its own Redis, ports, ledger, var/ and model, and the REST channel on
+    with its token (`rest_token`, default "rest-" + `auth_token`): send it as
+    `Authorization: Bearer` (helpdesk.rasa_api `rest_headers`)."""
     return {
         **base,
         "REDIS_URL": redis_url,
@@ -91,6 +107,8 @@ def stack_env(
         "DATABASE_URL": f"sqlite:///{work_dir / 'ledger.sqlite3'}",
         "HELPDESK_VAR_DIR": str(work_dir / "var"),
         "RASA_AUTH_TOKEN": auth_token,
+        "REST_CHANNEL_ENABLED": "true",
+        "REST_CHANNEL_TOKEN": rest_token or f"rest-{auth_token}",
         "RASA_MODEL": str(model),
         "PYTHONPATH": str(PROJECT_DIR),
         "LOG_LEVEL": "INFO",
@@ -133,22 +151,18 @@ def command_for(name: str, settings) -> List[str]:
     if name == "rasa":
         require_free(settings.rasa_port, "Rasa server", "RASA_PORT")
         wait_for_redis(env["REDIS_HOST"], int(env["REDIS_PORT"]))
-        command = [
-            str(VENV_BIN / "rasa"), "run",
+        # `rasa run`'s arguments, no secret among them: connectors/server.py adds the API's
+        # key (a JWT secret) from the environment
+        return [
+            str(VENV_BIN / "python"), "-m", "connectors.server",
             "--enable-api",
             "--port", str(settings.rasa_port),
+            "--interface", rasa_host(),
             "--credentials", str(active_credentials(settings)),
             "--endpoints", "endpoints.yml",
             "--model", os.environ.get("RASA_MODEL") or "models",
             "--logging-config-file", logging_config,
         ]
-        if settings.rasa_auth_token:
-            command += ["--auth-token", settings.rasa_auth_token, "--interface", "0.0.0.0"]
-        else:
-            # the HTTP API can read and change every conversation: without a token it is
-            # only reachable from this machine
-            command += ["--interface", "127.0.0.1"]
-        return command
     if name in ("interactive", "rasa-shell"):
         # Rasa's own tools, with endpoints.yml resolved (action server, Redis trackers);
         # a second server on RASA_PORT + 1 so it can run beside `make run`
@@ -156,12 +170,15 @@ def command_for(name: str, settings) -> List[str]:
         port = str(settings.rasa_port + 1)
         require_free(int(port), "second Rasa server (rasa shell/interactive)", "RASA_PORT")
         tool = "interactive" if name == "interactive" else "shell"
-        return [
+        command = [
             str(VENV_BIN / "rasa"), tool,
             "--port", port,
             "--endpoints", "endpoints.yml",
             "--model", os.environ.get("RASA_MODEL") or "models",
         ]
+        # rasa shell's cmdline channel answers HTTP: only from this machine (rasa interactive
+        # has no such option and binds every interface while it runs)
+        return command + (["--interface", "127.0.0.1"] if tool == "shell" else [])
     if name == "ingress":
         port = int(os.environ.get("INGRESS_PORT") or 5007)
         require_free(port, "webhook ingress", "INGRESS_PORT")
@@ -176,6 +193,7 @@ def command_for(name: str, settings) -> List[str]:
 
 # channels of credentials.yml that need settings: class path -> "configured?"
 CHANNEL_REQUIREMENTS = {
+    "connectors.rest.GatedRestInput": rest_channel_enabled,
     "connectors.waha.WahaInput": lambda: load_waha() is not None,
     "connectors.meta.MetaInput": lambda: load_meta() is not None,
     "connectors.chatwoot.ChatwootInput": lambda: bool(
@@ -206,35 +224,40 @@ def active_credentials(settings) -> Path:
 
 
 def channel_lines(settings) -> List[str]:
-    ingress = f"http://127.0.0.1:{os.environ.get('INGRESS_PORT') or 5007}"
-    lines = []
+    host = os.environ.get("INGRESS_HOST") or "0.0.0.0"
+    ingress = f"http://{host}:{os.environ.get('INGRESS_PORT') or 5007}"
+    lines = [f"  ingress        {ingress}  (the webhooks: the one port to expose, behind TLS)"]
     if load_waha():
-        lines.append(f"  WAHA webhook   {ingress}/webhooks/waha/webhook  (ingress; the Rasa server"
-                     " serves it too)")
+        lines.append(f"  WAHA webhook   {ingress}/webhooks/waha/webhook")
     if load_meta():
         lines.append(f"  Meta webhook   {ingress}/webhooks/whatsapp/webhook  (GET verifies, POST"
                      " receives)")
-    if not lines:
-        lines.append("  WhatsApp       not configured (WAHA_* / META_* in .env); the ingress idles")
+    if "connectors.chatwoot.ChatwootInput" in enabled_channels():
+        lines.append(f"  Chatwoot       {ingress}/webhooks/chatwoot/webhook  (agent replies,"
+                     " hand-back)")
+    if len(lines) == 1:
+        lines.append("  webhooks       none configured (WAHA_* / META_* / CHATWOOT_* in .env);"
+                     " the ingress idles")
     return lines
 
 
 def banner(settings) -> str:
     env = redis_env(settings.redis_url)
-    rasa = f"http://127.0.0.1:{settings.rasa_port}"
+    rasa = f"http://{rasa_host()}:{settings.rasa_port}"
+    rest = (f"REST channel {rasa}/webhooks/rest/webhook with REST_CHANNEL_TOKEN,"
+            f" health {rasa}/webhooks/rest/health" if rest_channel_enabled()
+            else "REST channel off: REST_CHANNEL_ENABLED=true in .env for `make shell`")
     return "\n".join(
         [
             "WhatsApp Helpdesk is starting:",
-            f"  Rasa server    {rasa}  (REST channel {rasa}/webhooks/rest/webhook,"
-            f" health {rasa}/webhooks/rest/health)",
+            f"  Rasa server    {rasa}  ({rest})",
             f"  action server  http://127.0.0.1:{settings.actions_port}  (health /health)",
             f"  RQ worker      health http://127.0.0.1:{os.environ.get('WORKER_HEALTH_PORT') or '5056'}/health",
             f"  Redis          {env['REDIS_HOST']}:{env['REDIS_PORT']} db {env['REDIS_DB']}"
             f" (append-only file in {settings.var_dir / 'redis'})",
             f"  ledger         {settings.database_url.split('@')[-1]}",
-            "  Rasa HTTP API  "
-            + ("token required (RASA_AUTH_TOKEN), all interfaces" if settings.rasa_auth_token
-               else "no RASA_AUTH_TOKEN set: listening on 127.0.0.1 only"),
+            f"  Rasa HTTP API  {rasa}  (Authorization: Bearer JWT signed with RASA_AUTH_TOKEN"
+            + (")" if settings.rasa_auth_token else ", generated in var/secrets/)"),
             *channel_lines(settings),
             "Talk to the bot: `make shell` in another terminal. Stop everything: Ctrl-C.",
         ]
@@ -255,6 +278,9 @@ def main(argv: List[str]) -> None:
         return
     os.chdir(PROJECT_DIR)
     os.environ.update(redis_env(settings.redis_url))
+    # the HTTP API's key for the Rasa server and its clients (workers, actions): .env's, or
+    # this installation's generated one; an environment is readable by its owner only
+    os.environ["RASA_AUTH_TOKEN"] = rasa_api_secret(settings)
     os.environ.setdefault("ACTIONS_PORT", str(settings.actions_port))
     os.environ.setdefault("LOG_LEVEL", settings.log_level)
     # TensorFlow's start-up chatter is not JSON and says nothing an operator needs

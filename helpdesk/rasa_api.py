@@ -1,12 +1,20 @@
-"""The one client of Rasa's HTTP API, for workers (sync, `requests`): `trigger_intent` to speak
-to a user, and `resume_conversation` to give a conversation back to the bot after a person.
+"""The one client of the Rasa server, for workers, actions and `make shell` (sync,
+`requests`): `trigger_intent` to speak to a user, `resume_conversation` to give a conversation
+back to the bot after a person, and `rest_message` to talk through the REST channel.
 
-    POST http://127.0.0.1:{RASA_PORT}/conversations/{id}/trigger_intent?output_channel=latest&token=…
+    POST http://127.0.0.1:{RASA_PORT}/conversations/{id}/trigger_intent?output_channel=latest
+    Authorization: Bearer <JWT>
     {"name": "EXTERNAL_ticket_delivered", "entities": {"ticket_number": "1042", ...}}
 
 Rasa runs the intent on the conversation's tracker, so the message goes through the domain's
 responses and the conversation's own channel (`latest`: the channel the user last wrote from),
-and it is on the tracker. The token is `RASA_AUTH_TOKEN` (settings `rasa_auth_token`).
+and it is on the tracker.
+
+Authentication: the Rasa server (connectors/server.py) checks HS256 JWTs signed with
+RASA_AUTH_TOKEN (or the generated `var/secrets/rasa_auth_token`, helpdesk.settings
+`rasa_api_secret`); `api_headers` mints a short-lived one with Rasa's admin role for each call.
+The secret itself never leaves the process, and nothing goes in a query string (proxies log
+those). The REST channel has a token of its own (`rest_headers`).
 
 Retries only where nothing can have been said twice: connection refused or timed out before
 sending, and 502/503/504 (Rasa not up, or a proxy without Rasa behind it). A read timeout or a
@@ -14,16 +22,20 @@ sending, and 502/503/504 (Rasa not up, or a proxy without Rasa behind it). A rea
 """
 import logging
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 from urllib.parse import quote
 
+import jwt
 import requests
 
-from helpdesk.settings import Settings, load_settings
+from helpdesk.settings import Settings, load_settings, rasa_api_secret, rest_channel_token
 
 logger = logging.getLogger(__name__)
 
 _RETRY_STATUSES = {502, 503, 504}
+# a minted token is good for this long (Rasa's JWT check allows 3 minutes of clock leeway)
+JWT_LIFETIME_SECONDS = 120
+JWT_ALGORITHM = "HS256"
 
 
 class RasaError(Exception):
@@ -40,11 +52,66 @@ class RasaRejected(RasaError):
     """Rasa refused the call (bad token, unknown intent, bad request): retrying will not help."""
 
     retryable = False
+    status: Optional[int] = None
 
 
 def rasa_url(settings: Optional[Settings] = None) -> str:
     settings = settings or load_settings()
     return f"http://127.0.0.1:{settings.rasa_port}"
+
+
+def api_token(settings: Optional[Settings] = None, *, lifetime: float = JWT_LIFETIME_SECONDS) -> str:
+    """A JWT Rasa's HTTP API accepts for every route (`user.role` "admin", rasa/server.py
+    `requires_auth`), valid for `lifetime` seconds."""
+    return signed_api_token(rasa_api_secret(settings or load_settings()), lifetime=lifetime)
+
+
+def signed_api_token(secret: str, *, lifetime: float = JWT_LIFETIME_SECONDS) -> str:
+    """`api_token` for a given secret (tests and benchmarks know theirs)."""
+    now = int(time.time())
+    claims = {"user": {"username": "helpdesk", "role": "admin"}, "iat": now,
+              "exp": now + int(lifetime)}
+    return jwt.encode(claims, secret, algorithm=JWT_ALGORITHM)
+
+
+def api_headers(settings: Optional[Settings] = None) -> Dict[str, str]:
+    """The header of one call to Rasa's HTTP API."""
+    return {"Authorization": f"Bearer {api_token(settings)}"}
+
+
+def rest_headers(settings: Optional[Settings] = None) -> Dict[str, str]:
+    """The header of one message to the REST channel (REST_CHANNEL_TOKEN)."""
+    settings = settings or load_settings()
+    return {"Authorization": f"Bearer {rest_channel_token(settings)}"}
+
+
+def rest_message(
+    sender: str,
+    text: str,
+    *,
+    settings: Optional[Settings] = None,
+    session: Optional[requests.Session] = None,
+    timeout: float = 120.0,
+) -> List[Dict[str, Any]]:
+    """One message through the REST channel (`POST /webhooks/rest/webhook`); the bot's
+    messages. Raises RasaRejected (4xx: the channel off is 404, a wrong token 401) or
+    RasaUnavailable (no answer, 5xx)."""
+    settings = settings or load_settings()
+    http = session or requests
+    try:
+        response = http.post(f"{rasa_url(settings)}/webhooks/rest/webhook",
+                             json={"sender": sender, "message": text},
+                             headers=rest_headers(settings), timeout=(3.0, timeout))
+    except requests.RequestException as error:
+        raise RasaUnavailable(f"REST channel: {type(error).__name__}") from error
+    if response.status_code >= 500:
+        raise RasaUnavailable(f"REST channel answered {response.status_code}")
+    if response.status_code >= 400:
+        rejected = RasaRejected(f"REST channel answered {response.status_code}: {response.text[:300]}")
+        rejected.status = response.status_code
+        raise rejected
+    answer = response.json()
+    return [m for m in answer if isinstance(m, dict)] if isinstance(answer, list) else []
 
 
 def trigger_intent(
@@ -67,14 +134,13 @@ def trigger_intent(
     settings = settings or load_settings()
     url = f"{rasa_url(settings)}/conversations/{quote(conversation_id, safe='')}/trigger_intent"
     params = {"output_channel": output_channel}
-    if settings.rasa_auth_token:
-        params["token"] = settings.rasa_auth_token
     body = {"name": intent, "entities": {k: v for k, v in (entities or {}).items() if v is not None}}
     http = session or requests
     for attempt in range(retries + 1):
         last = attempt == retries
         try:
-            response = http.post(url, params=params, json=body, timeout=(connect_timeout, read_timeout))
+            response = http.post(url, params=params, json=body, headers=api_headers(settings),
+                                 timeout=(connect_timeout, read_timeout))
         except (requests.ConnectTimeout, requests.ConnectionError) as error:
             sent = not _before_sending(error)
             if sent or last:
@@ -118,12 +184,10 @@ def resume_conversation(
     settings = settings or load_settings()
     url = f"{rasa_url(settings)}/conversations/{quote(conversation_id, safe='')}/tracker/events"
     params = {"include_events": "NONE"}
-    if settings.rasa_auth_token:
-        params["token"] = settings.rasa_auth_token
     http = session or requests
     try:
         response = http.post(url, params=params, json=[{"event": "resume"}],
-                             timeout=(connect_timeout, read_timeout))
+                             headers=api_headers(settings), timeout=(connect_timeout, read_timeout))
     except requests.RequestException as error:
         raise RasaUnavailable(f"Rasa resume: {type(error).__name__}") from error
     if response.status_code >= 500:

@@ -4,10 +4,13 @@ Every variable is documented in `.env.example`. Anything unset disables that int
 """
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Optional
 
 from dotenv import load_dotenv
+
+from helpdesk.local_secrets import local_secret
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
@@ -178,3 +181,39 @@ def load_llm() -> Optional[LlmSettings]:
 
 def support_escalation_chat() -> Optional[str]:
     return _env("SUPPORT_ESCALATION_CHAT")
+
+
+# --- the Rasa server's doors -----------------------------------------------------------
+# Secrets from .env when set, else generated once into var/secrets/ (helpdesk/local_secrets.py),
+# so the HTTP API and the REST channel are never open, even on loopback.
+
+
+def rasa_host() -> str:
+    """Where the Rasa server listens (RASA_HOST): loopback unless the operator says otherwise;
+    the webhooks reach the world through the ingress (INGRESS_HOST/PORT)."""
+    return _env("RASA_HOST", "127.0.0.1")
+
+
+def rasa_api_secret(settings: Settings) -> str:
+    """The key of Rasa's HTTP API: RASA_AUTH_TOKEN, or the generated `rasa_auth_token`. The
+    Rasa server checks HS256 JWTs signed with it (`Authorization: Bearer`, helpdesk/rasa_api.py
+    mints them); it is never sent itself, nor accepted as `?token=`."""
+    return _installation_secret("rasa_auth_token", str(settings.var_dir), settings.rasa_auth_token)
+
+
+def rest_channel_enabled() -> bool:
+    """REST_CHANNEL_ENABLED=true: the REST channel (`make shell`, tests, benchmarks) is served;
+    off by default, since whoever can reach it can write as any user."""
+    return (_env("REST_CHANNEL_ENABLED", "false") or "").lower() in ("1", "true", "yes", "on")
+
+
+def rest_channel_token(settings: Settings) -> str:
+    """The REST channel's token (`Authorization: Bearer`): REST_CHANNEL_TOKEN, or the
+    generated `rest_channel_token`."""
+    return _installation_secret("rest_channel_token", str(settings.var_dir), _env("REST_CHANNEL_TOKEN"))
+
+
+@lru_cache(maxsize=64)
+def _installation_secret(name: str, var_dir: str, env_value: Optional[str]) -> str:
+    # settings are loaded per call in places: var/secrets/ is read once per process
+    return local_secret(name, Path(var_dir), env_value)

@@ -1,13 +1,15 @@
 """A fake of Rasa 3.6's HTTP API on loopback: the two endpoints workers use to speak to a
 conversation, with Rasa's behaviour where it matters.
 
-- `POST /conversations/{id}/tracker/events?token=…` with a list of events (`pause`,
+- `POST /conversations/{id}/tracker/events` with a list of events (`pause`,
   `resume`, ...): appended to the tracker; answers the tracker state.
-- `POST /conversations/{id}/trigger_intent?output_channel=…&token=…` with
+- `POST /conversations/{id}/trigger_intent?output_channel=…` with
   `{"name", "entities"}`: 404 when the intent is not in the domain; otherwise the intent is
   logged and, unless the conversation is paused (Rasa predicts nothing then), the response the
   domain gives that intent is "sent" on the output channel (recorded in `sent`).
-- `?token=` checked like `--auth-token` (401 with Rasa's error body).
+- `Authorization: Bearer <JWT>` checked like the Rasa server connectors/server.py starts
+  (tests/fakes/rasa_auth.py: HS256 with `token` as the secret; 401/403 with Rasa's error
+  body; a `?token=` query string opens nothing).
 
 `fail(status, times)` answers an error instead; every call is recorded in `calls`.
 """
@@ -17,6 +19,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import parse_qs, unquote, urlparse
+
+from tests.fakes import rasa_auth
 
 
 class FakeRasa:
@@ -56,7 +60,7 @@ class FakeRasa:
             def do_POST(self) -> None:  # noqa: N802
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
-                status, body = fake._handle(self.path, raw)
+                status, body = fake._handle(self.path, raw, self.headers)
                 data = json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -96,7 +100,7 @@ class FakeRasa:
                 "events": list(self.events.get(conversation_id, [])) if include_events else None,
                 "slots": {}, "latest_message": {}, "latest_action_name": None}
 
-    def _handle(self, raw_path: str, raw: bytes) -> Tuple[int, Any]:
+    def _handle(self, raw_path: str, raw: bytes, headers: Any = None) -> Tuple[int, Any]:
         parsed = urlparse(raw_path)
         query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
         try:
@@ -104,13 +108,16 @@ class FakeRasa:
         except ValueError:
             body = None
         with self.lock:
-            self.calls.append({"path": parsed.path, "query": query, "json": body})
+            self.calls.append({"path": parsed.path, "query": query, "json": body,
+                               "authorization": (headers or {}).get("Authorization")})
             if self.failures:
                 status = self.failures.pop(0)
                 return self._error(status, "ServerError", "injected failure")
-            if self.token is not None and query.get("token") != self.token:
-                return self._error(401, "NotAuthenticated", "User is not authenticated.")
             match = re.match(r"^/conversations/([^/]+)/(tracker/events|trigger_intent)$", parsed.path)
+            refused = rasa_auth.refusal(headers or {}, self.token,
+                                        unquote(match.group(1)) if match else None)
+            if refused:
+                return refused
             if not match:
                 return self._error(404, "NotFound", "not found")
             conversation_id, endpoint = unquote(match.group(1)), match.group(2)

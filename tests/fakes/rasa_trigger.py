@@ -1,7 +1,8 @@
 """A fake of Rasa's HTTP API endpoint `POST /conversations/{id}/trigger_intent` on 127.0.0.1.
 
-It checks the token the way `rasa run --enable-api --auth-token` does (`?token=`, 401 JSON
-otherwise), refuses intents the domain does not know (400, like Rasa), records every call, and
+It checks `Authorization: Bearer <JWT>` the way the Rasa server connectors/server.py starts
+does (tests/fakes/rasa_auth.py: HS256 signed with `token`; 401/403 JSON otherwise, and a
+`?token=` query string opens nothing), refuses intents the domain does not know (400, like Rasa), records every call, and
 can answer 503 for the next N calls. Rasa's real answer carries the tracker and the bot's
 messages; this one carries the conversation id and the triggered intent.
 """
@@ -14,6 +15,7 @@ from typing import Any, Dict, List, Optional, Set
 from urllib.parse import parse_qs, unquote, urlparse
 
 from helpdesk.launch import free_port
+from tests.fakes import rasa_auth
 
 
 @dataclass
@@ -22,7 +24,8 @@ class TriggeredIntent:
     intent: str
     entities: Dict[str, Any]
     output_channel: Optional[str]
-    token: Optional[str]
+    token: Optional[str]  # a `?token=` query string, if one was sent (none should be)
+    claims: Dict[str, Any] = field(default_factory=dict)  # of the Bearer JWT
     at: float = field(default_factory=time.time)
 
 
@@ -64,7 +67,7 @@ class FakeRasa:
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                status, answer = fake.handle(self.path, body)
+                status, answer = fake.handle(self.path, body, self.headers)
                 data = json.dumps(answer).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -86,15 +89,15 @@ class FakeRasa:
             self._server.server_close()
             self._server = None
 
-    def handle(self, raw_path: str, body: bytes):
+    def handle(self, raw_path: str, body: bytes, headers: Any = None):
         parsed = urlparse(raw_path)
         parts = parsed.path.strip("/").split("/")
         query = {k: v[0] for k, v in parse_qs(parsed.query).items()}
         if len(parts) != 3 or parts[0] != "conversations" or parts[2] != "trigger_intent":
             return 404, {"version": "3.6.21", "status": "failure", "message": "Not found", "code": 404}
-        if self.token and query.get("token") != self.token:
-            return 401, {"version": "3.6.21", "status": "failure", "reason": "NotAuthenticated",
-                         "message": "User is not authenticated.", "code": 401}
+        refused = rasa_auth.refusal(headers or {}, self.token or None, unquote(parts[1]))
+        if refused:
+            return refused
         with self.lock:
             if self.failures > 0:
                 self.failures -= 1
@@ -111,7 +114,8 @@ class FakeRasa:
             return 400, {"status": "failure", "reason": "BadRequest",
                          "message": f"The intent '{intent}' does not exist in the domain.", "code": 400}
         call = TriggeredIntent(unquote(parts[1]), intent, request.get("entities") or {},
-                               query.get("output_channel"), query.get("token"))
+                               query.get("output_channel"), query.get("token"),
+                               rasa_auth.claims_of(headers or {}, self.token) if self.token else {})
         with self.lock:
             self.calls.append(call)
         return 200, {"tracker": {"sender_id": call.conversation_id, "latest_message": {"intent": {"name": intent}}},

@@ -25,7 +25,9 @@ def test_the_intent_with_its_entities_on_the_latest_channel_with_the_token(rasa)
     assert call.conversation_id == "g1203630@g.us-549110000"  # quoted in the path, read back whole
     assert call.intent == "EXTERNAL_ticket_delivered"
     assert call.entities == {"ticket_number": "1042", "priority": "urgente"}
-    assert call.output_channel == "latest" and call.token == "s3cret"
+    assert call.output_channel == "latest"
+    # a Bearer JWT with Rasa's admin role, signed with RASA_AUTH_TOKEN; nothing in the query
+    assert call.token is None and call.claims["user"]["role"] == "admin"
     assert answer["tracker"]["sender_id"] == "g1203630@g.us-549110000"
 
 
@@ -62,9 +64,9 @@ def test_rasa_down_is_unavailable_after_the_retries(monkeypatch):
 def test_a_slow_rasa_times_out(rasa):
     original = rasa.handle
 
-    def slow(path, body):
+    def slow(path, body, headers=None):
         time.sleep(1.0)
-        return original(path, body)
+        return original(path, body, headers)
 
     rasa.handle = slow
     with pytest.raises(RasaUnavailable, match="no answer"):

@@ -16,12 +16,15 @@ import pytest
 import requests
 
 from helpdesk.launch import stack_env
+from helpdesk.rasa_api import signed_api_token
 from tests.conftest import PROJECT, free_port, wait_for_port
 from tests.fakes.gateways import FakeMeta, FakeWaha
 
 # HELPDESK_TEST_MODEL: test another trained model (one trained into a private directory)
 MODEL = Path(os.environ.get("HELPDESK_TEST_MODEL") or PROJECT / "models" / "helpdesk.tar.gz")
-AUTH_TOKEN = "integration-test-token"
+AUTH_TOKEN = "integration-test-token"  # the HTTP API's JWT secret (RASA_AUTH_TOKEN)
+REST_TOKEN = "integration-rest-token"  # the REST channel's (REST_CHANNEL_TOKEN)
+REST_HEADERS = {"Authorization": f"Bearer {REST_TOKEN}"}
 WAHA_KEY = "waha-key"
 WAHA_HMAC = "waha-hmac-secret"
 META_TOKEN = "meta-token"
@@ -65,6 +68,11 @@ def test_config_dir(work: Path) -> Path:
     return target
 
 
+def api_headers() -> Dict[str, str]:
+    """A call to Rasa's HTTP API: a fresh admin JWT signed with AUTH_TOKEN (helpdesk.rasa_api)."""
+    return {"Authorization": f"Bearer {signed_api_token(AUTH_TOKEN)}"}
+
+
 @dataclass
 class Stack:
     rasa_url: str
@@ -80,7 +88,9 @@ class Stack:
         payload: Dict[str, Any] = {"sender": sender, "message": text}
         if metadata is not None:
             payload["metadata"] = metadata
-        answer = requests.post(f"{self.rasa_url}/webhooks/rest/webhook", json=payload, timeout=60, **kwargs)
+        headers = {**REST_HEADERS, **kwargs.pop("headers", {})}
+        answer = requests.post(f"{self.rasa_url}/webhooks/rest/webhook", json=payload, timeout=60,
+                               headers=headers, **kwargs)
         answer.raise_for_status()
         return answer.json()
 
@@ -90,7 +100,7 @@ class Stack:
     def tracker(self, sender: str) -> dict:
         answer = requests.get(
             f"{self.rasa_url}/conversations/{sender}/tracker",
-            params={"token": AUTH_TOKEN},
+            headers=api_headers(),
             timeout=30,
         )
         answer.raise_for_status()
@@ -179,6 +189,7 @@ def stack(redis_url: str, fake_waha: FakeWaha, fake_meta: FakeMeta) -> Iterator[
         work_dir=work,
         model=MODEL,
         auth_token=AUTH_TOKEN,
+        rest_token=REST_TOKEN,
     )
     ingress_port = free_port()
     env["INGRESS_PORT"] = str(ingress_port)
@@ -204,7 +215,7 @@ def stack(redis_url: str, fake_waha: FakeWaha, fake_meta: FakeMeta) -> Iterator[
         # the model is loaded when /status names it
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            status = requests.get(f"{stack.rasa_url}/status", params={"token": AUTH_TOKEN}, timeout=5)
+            status = requests.get(f"{stack.rasa_url}/status", headers=api_headers(), timeout=5)
             if status.ok and status.json().get("model_id"):
                 break
             time.sleep(0.5)

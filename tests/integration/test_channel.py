@@ -4,14 +4,14 @@ import json
 import pytest
 import requests
 
-from tests.integration.conftest import json_lines
+from tests.integration.conftest import REST_HEADERS, json_lines
 
 
 def post_raw(stack, body: bytes, content_type="application/json"):
     return requests.post(
         f"{stack.rasa_url}/webhooks/rest/webhook",
         data=body,
-        headers={"Content-Type": content_type},
+        headers={"Content-Type": content_type, **REST_HEADERS},
         timeout=60,
     )
 
@@ -93,6 +93,7 @@ def test_stream_mode_used_by_the_console(stack, sender):
         f"{stack.rasa_url}/webhooks/rest/webhook",
         params={"stream": "true"},
         json={"sender": sender, "message": "hola"},
+        headers=REST_HEADERS,
         timeout=60,
     )
     assert answer.ok

@@ -3,6 +3,8 @@ import re
 
 import requests
 
+from tests.integration.conftest import api_headers
+
 REFERENCE = re.compile(r"HD-[A-Z0-9]{6}")
 
 
@@ -237,7 +239,7 @@ def test_session_expires_after_a_day_without_carrying_the_form(stack, sender):
         event["timestamp"] -= 25 * 3600
     answer = requests.put(
         f"{stack.rasa_url}/conversations/{sender}/tracker/events",
-        params={"token": "integration-test-token"},
+        headers=api_headers(),
         json=events,
         timeout=30,
     )

@@ -29,7 +29,16 @@ from helpdesk.launch import stack_env
 from tests.conftest import free_port
 from tests.fakes.openai_server import FakeOpenAI, Recorded, Reply
 from tests.integration import conftest as session_stack
-from tests.integration.conftest import AUTH_TOKEN, META_SECRET, MODEL, WAHA_HMAC, Stack, gateway_env
+from tests.integration.conftest import (
+    AUTH_TOKEN,
+    META_SECRET,
+    MODEL,
+    REST_TOKEN,
+    WAHA_HMAC,
+    Stack,
+    api_headers,
+    gateway_env,
+)
 from tests.integration.whatsapp_payloads import meta_delivery, post_meta, post_waha, texts_to, waha_message
 
 REFERENCE = re.compile(r"HD-[A-Z0-9]{6}")
@@ -112,7 +121,8 @@ def llm_stack(llm_redis_url, fake_llm, fake_waha, fake_meta) -> Iterator[Stack]:
     base_env.pop("LLM_EMBEDDING_MODEL", None)  # the index is built with the local embedder
     base_env.pop("LLM_FALLBACKS", None)
     env = stack_env(base_env, redis_url=llm_redis_url, rasa_port=rasa_port,
-                    actions_port=actions_port, work_dir=work, model=MODEL, auth_token=AUTH_TOKEN)
+                    actions_port=actions_port, work_dir=work, model=MODEL, auth_token=AUTH_TOKEN,
+                    rest_token=REST_TOKEN)
     logs = {"actions": work / "actions.log", "rasa": work / "rasa.log"}
     stack = Stack(rasa_url=f"http://127.0.0.1:{rasa_port}", actions_port=actions_port,
                   database_url=env["DATABASE_URL"], redis_url=llm_redis_url, logs=logs, env=env)
@@ -124,8 +134,7 @@ def llm_stack(llm_redis_url, fake_llm, fake_waha, fake_meta) -> Iterator[Stack]:
         session_stack._wait_http(f"{stack.rasa_url}/webhooks/rest/", 240, stack.processes["rasa"], logs["rasa"])
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            status = requests.get(f"{stack.rasa_url}/status", params={"token": AUTH_TOKEN},
-                                  timeout=5)
+            status = requests.get(f"{stack.rasa_url}/status", headers=api_headers(), timeout=5)
             if status.ok and status.json().get("model_id"):
                 break
             time.sleep(0.5)
@@ -154,7 +163,7 @@ def joined(texts: List[str]) -> str:
 
 
 def parse(stack: Stack, text: str) -> Dict[str, Any]:
-    answer = requests.post(f"{stack.rasa_url}/model/parse", params={"token": AUTH_TOKEN},
+    answer = requests.post(f"{stack.rasa_url}/model/parse", headers=api_headers(),
                            json={"text": text}, timeout=30)
     answer.raise_for_status()
     return answer.json()

@@ -8,7 +8,7 @@ import time
 import pytest
 import requests
 
-from tests.integration.conftest import AUTH_TOKEN, META_SECRET, META_VERIFY, WAHA_HMAC
+from tests.integration.conftest import META_SECRET, META_VERIFY, WAHA_HMAC, api_headers
 from tests.integration.whatsapp_payloads import (
     BOT_NUMBER,
     meta_delivery,
@@ -322,7 +322,7 @@ def test_trigger_intent_reaches_whatsapp_through_the_output_channel(stack, fake_
     wait_texts(fake_waha, f"{number}@c.us", 1)
     answer = requests.post(
         f"{stack.rasa_url}/conversations/{number}/trigger_intent",
-        params={"token": AUTH_TOKEN, "output_channel": "latest"},
+        params={"output_channel": "latest"}, headers=api_headers(),
         json={"name": "help"}, timeout=30,
     )
     assert answer.status_code == 200, answer.text

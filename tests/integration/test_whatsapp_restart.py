@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from tests.conftest import free_port
-from tests.integration.conftest import AUTH_TOKEN, WAHA_HMAC, _start, _stop, _wait_http
+from tests.integration.conftest import WAHA_HMAC, _start, _stop, _wait_http, api_headers
 from tests.integration.whatsapp_payloads import post_waha, texts_to, waha_message
 
 
@@ -23,7 +23,7 @@ def _start_rasa(env, log: Path):
     _wait_http(f"{url}/webhooks/waha/", 240, process, log)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        status = requests.get(f"{url}/status", params={"token": AUTH_TOKEN}, timeout=5)
+        status = requests.get(f"{url}/status", headers=api_headers(), timeout=5)
         if status.ok and status.json().get("model_id"):
             return process, url
         time.sleep(0.5)
@@ -55,7 +55,7 @@ def test_sigkill_after_acknowledgement_then_restart_answers_once(stack, fake_wah
         texts = texts_to(fake_waha.requests, f"{number}@c.us")
         assert len(texts) == 1 and "asistente de soporte" in texts[0]
         tracker = requests.get(f"{url}/conversations/{number}/tracker",
-                               params={"token": AUTH_TOKEN}, timeout=10).json()
+                               headers=api_headers(), timeout=10).json()
         user_turns = [e for e in tracker["events"] if e["event"] == "user"]
         assert len(user_turns) == 1
         assert user_turns[0]["message_id"] == event["payload"]["id"]

@@ -27,6 +27,7 @@ from helpdesk import followups, handoff, redis_keys
 from helpdesk.config import followups as followups_config
 from tests.actions.helpers import domain_dict, sdk_tracker
 from tests.conftest import PROJECT, free_port
+from tests.fakes import rasa_auth
 from tests.fakes.rasa_http import FakeRasa
 from tests.workers.zoho_support import BackgroundWorker, run_burst, wait_until
 
@@ -98,20 +99,21 @@ class DialogueRasa(FakeRasa):
         }
 
     # the HTTP API --------------------------------------------------------------------------
-    def _handle(self, raw_path: str, raw: bytes) -> Tuple[int, Any]:
+    def _handle(self, raw_path: str, raw: bytes, headers: Any = None) -> Tuple[int, Any]:
         from urllib.parse import parse_qs, unquote, urlparse
 
         parsed = urlparse(raw_path)
         if not parsed.path.endswith("/trigger_intent"):
-            return super()._handle(raw_path, raw)
+            return super()._handle(raw_path, raw, headers)
         query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
         body = json.loads(raw) if raw else {}
         with self.lock:
             self.calls.append({"path": parsed.path, "query": query, "json": body})
             if self.failures:
                 return self._error(self.failures.pop(0), "ServerError", "injected failure")
-            if query.get("token") != self.token:
-                return self._error(401, "NotAuthenticated", "User is not authenticated.")
+            refused = rasa_auth.refusal(headers or {}, self.token)
+            if refused:
+                return refused
             intent = body.get("name")
             if intent not in self.responses:
                 return self._error(404, "NotFound", f"The intent {intent} does not exist in the domain.")
