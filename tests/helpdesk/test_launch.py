@@ -1,10 +1,20 @@
-"""helpdesk/launch.py: REDIS_* variables from REDIS_URL, and the port check."""
+"""helpdesk/launch.py: REDIS_* variables from REDIS_URL, the port check, and what the Rasa
+server is started with (no secret on its command line, loopback, the REST channel off)."""
 import socket
 
 import pytest
 import redis
 
-from helpdesk.launch import port_in_use, redis_env
+from helpdesk.launch import (
+    banner,
+    command_for,
+    enabled_channels,
+    free_port,
+    port_in_use,
+    redis_env,
+    stack_env,
+)
+from helpdesk.settings import load_settings, rasa_api_secret
 
 
 @pytest.mark.parametrize(
@@ -65,3 +75,68 @@ def test_port_not_in_use_for_a_closed_port():
 def test_port_in_use_for_the_test_redis(redis_url):
     port = int(redis_env(redis_url)["REDIS_PORT"])
     assert port_in_use(port) is True
+
+
+# --- the Rasa server's command line and channels (issue 11) ---------------------------------
+SECRET = "rasa-api-secret-that-must-never-be-on-a-command-line"
+
+
+@pytest.fixture
+def rasa_env(monkeypatch, redis_url):
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("RASA_PORT", str(free_port()))
+    monkeypatch.setenv("RASA_AUTH_TOKEN", SECRET)
+    monkeypatch.setenv("REST_CHANNEL_TOKEN", "rest-" + SECRET)
+    monkeypatch.delenv("RASA_HOST", raising=False)
+    monkeypatch.delenv("REST_CHANNEL_ENABLED", raising=False)
+
+
+def test_the_rasa_command_line_holds_no_secret_and_binds_loopback(rasa_env):
+    command = command_for("rasa", load_settings())
+    assert command[1:3] == ["-m", "connectors.server"]
+    assert not any(SECRET in part for part in command)
+    assert "--auth-token" not in command and "--jwt-secret" not in command
+    assert command[command.index("--interface") + 1] == "127.0.0.1"
+
+
+def test_rasa_host_moves_the_rasa_server(rasa_env, monkeypatch):
+    monkeypatch.setenv("RASA_HOST", "0.0.0.0")
+    command = command_for("rasa", load_settings())
+    assert command[command.index("--interface") + 1] == "0.0.0.0"
+
+
+def test_rasa_shell_answers_only_on_loopback(rasa_env):
+    command = command_for("rasa-shell", load_settings())
+    assert command[command.index("--interface") + 1] == "127.0.0.1"
+    assert not any(SECRET in part for part in command)
+
+
+def test_the_rest_channel_is_off_unless_enabled(monkeypatch):
+    monkeypatch.delenv("REST_CHANNEL_ENABLED", raising=False)
+    assert "connectors.rest.GatedRestInput" not in enabled_channels()
+    monkeypatch.setenv("REST_CHANNEL_ENABLED", "true")
+    assert "connectors.rest.GatedRestInput" in enabled_channels()
+
+
+def test_a_throw_away_stack_has_the_rest_channel_on_with_a_token(tmp_path):
+    env = stack_env({}, redis_url="redis://127.0.0.1:1/0", rasa_port=1, actions_port=2,
+                    work_dir=tmp_path, model=tmp_path / "m.tar.gz", auth_token="t" * 40)
+    assert env["REST_CHANNEL_ENABLED"] == "true"
+    assert env["REST_CHANNEL_TOKEN"] and env["REST_CHANNEL_TOKEN"] != env["RASA_AUTH_TOKEN"]
+
+
+def test_without_rasa_auth_token_the_api_key_is_generated_once(monkeypatch, tmp_path):
+    monkeypatch.delenv("RASA_AUTH_TOKEN", raising=False)
+    first = rasa_api_secret(load_settings())
+    assert len(first) >= 40 and rasa_api_secret(load_settings()) == first
+    path = tmp_path / "var" / "secrets" / "rasa_auth_token"
+    assert path.read_text().strip() == first and oct(path.stat().st_mode & 0o777) == "0o600"
+
+
+def test_the_banner_says_what_listens_where(monkeypatch):
+    monkeypatch.delenv("REST_CHANNEL_ENABLED", raising=False)
+    monkeypatch.setenv("INGRESS_HOST", "0.0.0.0")
+    text = banner(load_settings())
+    assert "Rasa server    http://127.0.0.1:" in text
+    assert "REST channel off: REST_CHANNEL_ENABLED=true" in text
+    assert "ingress        http://0.0.0.0:" in text
