@@ -1,7 +1,8 @@
 """The REST channel (`/webhooks/rest/webhook`) with the project's gate in front of Rasa.
 
-For development and tests: off unless REST_CHANNEL_ENABLED=true (helpdesk/launch.py leaves it
-out of the active credentials), and then every message needs `Authorization: Bearer
+For development and tests: off unless REST_CHANNEL_ENABLED=true (then `POST /webhook` is not
+there at all: 404, nothing reaches Rasa; `/` and `/health` stay for monitoring), and when on
+every message needs `Authorization: Bearer
 <REST_CHANNEL_TOKEN>` (or the generated `var/secrets/rest_channel_token`), compared in
 constant time; without it 401 JSON and nothing reaches Rasa. Whoever holds the token is a
 tester: they may write as any sender and send "/intent" texts (Rasa's intent triggers); the
@@ -41,7 +42,7 @@ import os
 
 from helpdesk.logs import METADATA_KEY, apply_logging_file, correlation, new_correlation_id
 from helpdesk.whatsapp import AsyncOptOutRegistry
-from helpdesk.settings import load_settings, rest_channel_token
+from helpdesk.settings import load_settings, rest_channel_enabled, rest_channel_token
 
 logger = logging.getLogger(__name__)
 
@@ -205,6 +206,10 @@ class GatedRestInput(InputChannel):
         async def health(request: Request) -> HTTPResponse:
             report = await check_all(self.settings)
             return response.json(report, status=200 if report["status"] == "ok" else 503)
+
+        if not rest_channel_enabled():
+            logger.info("REST channel off (REST_CHANNEL_ENABLED=true in .env turns it on)")
+            return hooks
 
         @hooks.route("/webhook", methods=["POST"])
         async def receive(request: Request) -> HTTPResponse:

@@ -151,6 +151,10 @@ def command_for(name: str, settings) -> List[str]:
     if name == "rasa":
         require_free(settings.rasa_port, "Rasa server", "RASA_PORT")
         wait_for_redis(env["REDIS_HOST"], int(env["REDIS_PORT"]))
+        if settings.rasa_auth_token and len(settings.rasa_auth_token.encode()) < 32:
+            print("helpdesk: RASA_AUTH_TOKEN is shorter than 32 bytes, a weak key for the HTTP "
+                  "API's JWTs: set a longer one (or leave it empty to have one generated)",
+                  file=sys.stderr, flush=True)
         # `rasa run`'s arguments, no secret among them: connectors/server.py adds the API's
         # key (a JWT secret) from the environment
         return [
@@ -193,7 +197,6 @@ def command_for(name: str, settings) -> List[str]:
 
 # channels of credentials.yml that need settings: class path -> "configured?"
 CHANNEL_REQUIREMENTS = {
-    "connectors.rest.GatedRestInput": rest_channel_enabled,
     "connectors.waha.WahaInput": lambda: load_waha() is not None,
     "connectors.meta.MetaInput": lambda: load_meta() is not None,
     "connectors.chatwoot.ChatwootInput": lambda: bool(
@@ -244,9 +247,10 @@ def channel_lines(settings) -> List[str]:
 def banner(settings) -> str:
     env = redis_env(settings.redis_url)
     rasa = f"http://{rasa_host()}:{settings.rasa_port}"
-    rest = (f"REST channel {rasa}/webhooks/rest/webhook with REST_CHANNEL_TOKEN,"
-            f" health {rasa}/webhooks/rest/health" if rest_channel_enabled()
+    rest = (f"REST channel {rasa}/webhooks/rest/webhook with REST_CHANNEL_TOKEN"
+            if rest_channel_enabled()
             else "REST channel off: REST_CHANNEL_ENABLED=true in .env for `make shell`")
+    rest += f"; health {rasa}/webhooks/rest/health"
     return "\n".join(
         [
             "WhatsApp Helpdesk is starting:",

@@ -128,6 +128,8 @@ def test_off_by_default_the_route_is_not_there(redis_url, work):
         answer = say(server, bearer(TOKEN))
         assert answer.status_code == 404
         assert server.reached() == []  # not answered, nothing reached Rasa
+        # what monitoring reads stays
+        assert requests.get(server.url.rsplit("/", 1)[0] + "/", timeout=10).status_code == 200
     finally:
         server.stop()
 

@@ -8,7 +8,6 @@ import redis
 from helpdesk.launch import (
     banner,
     command_for,
-    enabled_channels,
     free_port,
     port_in_use,
     redis_env,
@@ -109,13 +108,6 @@ def test_rasa_shell_answers_only_on_loopback(rasa_env):
     command = command_for("rasa-shell", load_settings())
     assert command[command.index("--interface") + 1] == "127.0.0.1"
     assert not any(SECRET in part for part in command)
-
-
-def test_the_rest_channel_is_off_unless_enabled(monkeypatch):
-    monkeypatch.delenv("REST_CHANNEL_ENABLED", raising=False)
-    assert "connectors.rest.GatedRestInput" not in enabled_channels()
-    monkeypatch.setenv("REST_CHANNEL_ENABLED", "true")
-    assert "connectors.rest.GatedRestInput" in enabled_channels()
 
 
 def test_a_throw_away_stack_has_the_rest_channel_on_with_a_token(tmp_path):

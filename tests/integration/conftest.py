@@ -22,7 +22,7 @@ from tests.fakes.gateways import FakeMeta, FakeWaha
 
 # HELPDESK_TEST_MODEL: test another trained model (one trained into a private directory)
 MODEL = Path(os.environ.get("HELPDESK_TEST_MODEL") or PROJECT / "models" / "helpdesk.tar.gz")
-AUTH_TOKEN = "integration-test-token"  # the HTTP API's JWT secret (RASA_AUTH_TOKEN)
+AUTH_TOKEN = "integration-test-token-0123456789abcdef"  # the HTTP API's JWT secret (RASA_AUTH_TOKEN)
 REST_TOKEN = "integration-rest-token"  # the REST channel's (REST_CHANNEL_TOKEN)
 REST_HEADERS = {"Authorization": f"Bearer {REST_TOKEN}"}
 WAHA_KEY = "waha-key"
