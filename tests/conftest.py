@@ -71,5 +71,7 @@ def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Tests never touch the developer's var/ or .env values."""
     monkeypatch.setenv("HELPDESK_VAR_DIR", str(tmp_path / "var"))
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'var' / 'ledger.sqlite3'}")
-    monkeypatch.delenv("RASA_AUTH_TOKEN", raising=False)
+    # the Rasa server's doors: each test says what it wants (a generated key under its var/)
+    for name in ("RASA_AUTH_TOKEN", "RASA_HOST", "REST_CHANNEL_ENABLED", "REST_CHANNEL_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

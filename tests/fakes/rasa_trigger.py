@@ -2,8 +2,8 @@
 
 It checks `Authorization: Bearer <JWT>` the way the Rasa server connectors/server.py starts
 does (tests/fakes/rasa_auth.py: HS256 signed with `token`; 401/403 JSON otherwise, and a
-`?token=` query string opens nothing), refuses intents the domain does not know (400, like Rasa), records every call, and
-can answer 503 for the next N calls. Rasa's real answer carries the tracker and the bot's
+`?token=` query string opens nothing), refuses intents the domain does not know (400, like
+Rasa), records every call, and can answer 503 for the next N calls. Rasa's real answer carries the tracker and the bot's
 messages; this one carries the conversation id and the triggered intent.
 """
 import json

@@ -6,6 +6,7 @@ from helpdesk import handoff, redis_keys
 from helpdesk.chatwoot import mirror as chatwoot_mirror
 from helpdesk.whatsapp import Route
 from tests.fakes.chatwoot import FakeChatwoot
+from tests.fakes import rasa_auth
 from tests.fakes.rasa_http import FakeRasa
 from tests.workers.chatwoot_support import config_dir, run_worker, save_route, use_env
 
@@ -64,7 +65,11 @@ def test_resolved_conversation_goes_back_to_the_bot(env, rasa, redis_client, han
     assert not rasa.paused(CONVERSATION)
     # told on the user's own channel, through the domain's response
     assert rasa.sent == [(CONVERSATION, "waha", BACK)]
-    assert all(call["query"]["token"] == TOKEN for call in rasa.calls)
+    # every call authenticated with a Bearer JWT signed with RASA_AUTH_TOKEN, none in the URL
+    assert all(call["authorization"].startswith("Bearer ") and "token" not in call["query"]
+               for call in rasa.calls)
+    assert all(rasa_auth.claims_of({"Authorization": call["authorization"]}, TOKEN)
+               for call in rasa.calls)
     assert not handoff.is_marked(redis_client, CONVERSATION)
     # the Chatwoot conversation is back in the bot's queue
     assert handed_over["status"] == "pending"
