@@ -20,7 +20,7 @@ WORKERS ?= 2
 help:
 	@echo "make run       set up, train if needed, start the whole bot (Ctrl-C stops it)"
 	@echo "make test      set up, train, run every test"
-	@echo "make shell     talk to the running bot (after make run, in another terminal)"
+	@echo "make shell     talk to the running bot (after make run, in another terminal; REST_CHANNEL_ENABLED=true in .env)"
 	@echo "make rasa-shell  rasa shell (second server on RASA_PORT+1) against the running action server"
 	@echo "make interactive rasa interactive against the running action server"
 	@echo "make train     train the model when data, domain or config changed"
