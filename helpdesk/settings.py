@@ -5,7 +5,7 @@ Every variable is documented in `.env.example`. Anything unset disables that int
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Tuple
 
 from dotenv import load_dotenv
 
@@ -59,6 +59,13 @@ class WahaSettings:
     api_key: Optional[str]
     session: str
     hmac_key: Optional[str]
+    # MEDIA_ALLOWED_HOSTS: hosts besides the gateway that media may come from (no key sent)
+    media_hosts: Tuple[str, ...] = ()
+
+
+def _hosts(name: str) -> Tuple[str, ...]:
+    """A comma-separated list of hosts (checked where it is used: helpdesk/whatsapp)."""
+    return tuple(part.strip() for part in (_env(name) or "").split(",") if part.strip())
 
 
 def load_waha() -> Optional[WahaSettings]:
@@ -70,6 +77,7 @@ def load_waha() -> Optional[WahaSettings]:
         api_key=_env("WAHA_API_KEY"),
         session=_env("WAHA_SESSION", "default"),
         hmac_key=_env("WAHA_WEBHOOK_HMAC_KEY"),
+        media_hosts=_hosts("MEDIA_ALLOWED_HOSTS"),
     )
 
 
@@ -81,6 +89,10 @@ class MetaSettings:
     phone_number_id: str
     graph_url: str
     api_version: str
+    # MEDIA_ALLOWED_HOSTS, as for WAHA (no token sent)
+    media_hosts: Tuple[str, ...] = ()
+    # META_MEDIA_HOSTS: Meta's own download hosts besides the built-in ones (token sent)
+    cdn_hosts: Tuple[str, ...] = ()
 
 
 def load_meta() -> Optional[MetaSettings]:
@@ -98,6 +110,8 @@ def load_meta() -> Optional[MetaSettings]:
         phone_number_id=phone_number_id,
         graph_url=_env("META_GRAPH_URL", "https://graph.facebook.com").rstrip("/"),
         api_version=version,
+        media_hosts=_hosts("MEDIA_ALLOWED_HOSTS"),
+        cdn_hosts=_hosts("META_MEDIA_HOSTS"),
     )
 
 

@@ -175,7 +175,7 @@ class WhatsAppTurn:
             if stored is None:
                 return message.text  # the caption still counts
             metadata.setdefault("media", []).append(stored)
-            if message.media.kind in ("audio", "voice") and not message.text:
+            if stored["kind"] in ("audio", "voice") and not message.text:
                 # LLM (issue 5): transcribed when a transcription model is configured, and
                 # handled as if typed; otherwise the user is asked to write
                 heard = await self._transcribed(message, stored)
@@ -237,18 +237,22 @@ class WhatsAppTurn:
             data, content_type = await asyncio.wait_for(
                 self.fetch_media(message), timeout=limits.media_timeout_seconds
             )
-            mime = (media.mime_type or content_type or "application/octet-stream").split(";")[0]
-            if not limits.media_allowed(mime):
-                raise MediaError(f"type {mime} not accepted")
+            # the type is what the bytes are, not what the sender (or the server) says
+            mime = whatsapp.identify(data, media.mime_type or content_type,
+                                     limits.media_allowed)
+            kind = whatsapp.kind_for(mime, media.kind)
             stored = await asyncio.to_thread(
-                whatsapp.store, data, mime, media.kind, media.filename
+                whatsapp.store, data, mime, kind, media.filename
             )
-            logger.info("media stored", extra={"kind": media.kind, "bytes": stored.size,
+            logger.info("media stored", extra={"kind": kind, "mime_type": mime,
+                                               "bytes": stored.size,
                                                "sha256": stored.sha256[:12]})
             return stored.to_dict()
         except MediaError as error:
+            # the error names a host at most, never a media URL (it can carry a signature)
             logger.warning("media not fetched", extra={"error": str(error)[:200],
-                                                      "status": error.status})
+                                                      "status": error.status,
+                                                      "refused": error.refused})
             await self._notice(message, "media_too_large" if error.too_large
                                else "media_unavailable")
         except asyncio.TimeoutError:

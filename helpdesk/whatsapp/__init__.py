@@ -31,6 +31,8 @@ from helpdesk.whatsapp.inbound import (  # noqa: F401
     finish,
 )
 from helpdesk.whatsapp.media import (  # noqa: F401
+    identify,
+    kind_for,
     store,
 )
 from helpdesk.whatsapp.meta import (  # noqa: F401
@@ -80,7 +82,9 @@ __all__ = [
     "finish",
     "group_conversation_id",
     "group_of",
+    "identify",
     "is_group_jid",
+    "kind_for",
     "load_route",
     "load_route_sync",
     "mention_ids",
