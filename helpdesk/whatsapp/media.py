@@ -8,7 +8,8 @@ bytes (`detect_type`), not from the claimed MIME type or the file name's extensi
 file whose content is not a type the channel accepts is refused (`identify`). The stored
 name is the content's SHA-256 and the extension of the detected type; the sender's file name
 is only display metadata, cleaned by `display_name` (no control or direction characters, no
-path, at most 100 characters) before anything (Chatwoot, an LLM) sees it.
+path, at most 100 characters, the extension of the detected type) before anything
+(Chatwoot, an LLM) sees it.
 
 The signatures are a small table here rather than a library: none is in the environment
 (`filetype`, `python-magic`), python-magic needs the system's libmagic, and the channel takes
@@ -231,6 +232,22 @@ def display_name(filename: Optional[str]) -> Optional[str]:
     return text
 
 
+def _shown_as(filename: Optional[str], mime_type: str) -> Optional[str]:
+    """The display name with an extension that says what the file is: "factura.pdf" that is
+    a JPEG is shown (and handed to Chatwoot) as "factura.jpg", never as something an
+    agent's computer would open with another program."""
+    shown = display_name(filename)
+    if shown is None:
+        return None
+    base = _base(mime_type)
+    if mimetypes.guess_type(shown)[0] == base or base == OCTET_STREAM:
+        return shown
+    stem, dot, suffix = shown.rpartition(".")
+    if not (dot and stem and len(suffix) <= 10):
+        stem = shown
+    return display_name(stem + extension_for(base))
+
+
 # --- storing -----------------------------------------------------------------------------
 
 def store(data: bytes, mime_type: str, kind: str, filename: Optional[str] = None,
@@ -252,4 +269,4 @@ def store(data: bytes, mime_type: str, kind: str, filename: Optional[str] = None
             Path(temporary).unlink(missing_ok=True)
             raise
     return StoredMedia(str(path), digest, len(data), _base(mime_type), kind,
-                       display_name(filename))
+                       _shown_as(filename, mime_type))

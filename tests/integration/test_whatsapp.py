@@ -8,6 +8,7 @@ import time
 import pytest
 import requests
 
+from tests.fakes.gateways import FakeObjectStore
 from tests.integration.conftest import AUTH_TOKEN, META_SECRET, META_VERIFY, WAHA_HMAC
 from tests.integration.whatsapp_payloads import (
     BOT_NUMBER,
@@ -226,7 +227,7 @@ def test_an_image_ends_as_a_ticket_attachment(stack, fake_waha, bot_ledger, numb
 
 def test_an_image_without_text_starts_a_ticket(stack, fake_waha, number):
     path = f"/api/files/default/{number}-b.png"
-    fake_waha.files[path] = (b"\x89PNG fake", "image/png")
+    fake_waha.files[path] = (b"\x89PNG\r\n\x1a\n fake", "image/png")
     waha_say(stack, number, "", media={"url": f"{fake_waha.url}{path}", "mimetype": "image/png"})
     texts = wait_texts(fake_waha, f"{number}@c.us", 2)
     assert texts[0] == "Recibí su archivo; lo adjuntaré al ticket."
@@ -244,6 +245,20 @@ def test_an_expired_media_url_asks_again_and_the_caption_counts(stack, fake_waha
     waha_say(stack, number, "", media=None, hasMedia=True)  # WAHA did not download it
     texts = wait_texts(fake_waha, f"{number}@c.us", 1)
     assert texts == ["No pude descargar el archivo que envió. ¿Podría enviarlo nuevamente?"]
+
+
+def test_a_media_url_on_another_server_is_not_fetched(stack, fake_waha, number):
+    """A forged payload's media.url pointing at another loopback server (an internal
+    address): nothing reaches it, so never the WAHA key; the user is asked for the file
+    again and the caption is answered."""
+    with FakeObjectStore(host="127.0.0.2") as internal:
+        internal.files["/admin/export.jpg"] = (b"\xff\xd8\xff internal", "image/jpeg")
+        media = {"url": f"{internal.url}/admin/export.jpg", "mimetype": "image/jpeg"}
+        waha_say(stack, number, "hola", media=media)
+        texts = wait_texts(fake_waha, f"{number}@c.us", 2)
+        assert texts[0] == "No pude descargar el archivo que envió. ¿Podría enviarlo nuevamente?"
+        assert "asistente de soporte" in texts[1]
+        assert internal.requests == []
 
 
 def test_a_voice_note_without_transcription_asks_to_write(stack, fake_meta, number):
