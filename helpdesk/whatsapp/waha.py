@@ -11,6 +11,7 @@ with the key, or from a host in MEDIA_ALLOWED_HOSTS (WAHA's S3 storage), without
 """
 import asyncio
 import logging
+from urllib.parse import quote
 from typing import Any, Dict, List, Optional, Tuple
 
 import aiohttp
@@ -112,7 +113,8 @@ class WahaClient:
 
     async def number_for_lid(self, lid: str) -> Optional[str]:
         """The phone jid behind an `@lid` id, or None when WAHA does not know it."""
-        path = f"/api/{self.settings.session}/lids/{lid}"
+        # the lid comes from a payload: one path segment, whatever it holds ("../", "?")
+        path = f"/api/{self.settings.session}/lids/{quote(lid, safe='@')}"
         try:
             async with self.sessions.get().get(self._url(path), headers=self._headers(),
                                                allow_redirects=False) as response:

@@ -151,3 +151,18 @@ def test_a_bad_media_allowed_hosts_entry_stops_the_client(waha, entry):
     with pytest.raises(ConfigError) as bad:
         client_for(waha, entry)
     assert "MEDIA_ALLOWED_HOSTS" in str(bad.value)
+
+
+def test_a_lid_from_a_payload_stays_one_path_segment(waha):
+    async def scenario():
+        client = client_for(waha)
+        try:
+            await client.number_for_lid("../../sendText?x=1@lid")
+        finally:
+            await client.close()
+
+    asyncio.run(scenario())
+    [call] = waha.requests
+    prefix = "/api/default/lids/"
+    assert call["path"].startswith(prefix) and "/" not in call["path"][len(prefix):]
+    assert call["path"].endswith("@lid") and call["query"] == {}
