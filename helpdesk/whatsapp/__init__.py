@@ -31,6 +31,7 @@ from helpdesk.whatsapp.inbound import (  # noqa: F401
     finish,
 )
 from helpdesk.whatsapp.media import (  # noqa: F401
+    in_media_dir,
     store,
 )
 from helpdesk.whatsapp.meta import (  # noqa: F401
@@ -80,6 +81,7 @@ __all__ = [
     "finish",
     "group_conversation_id",
     "group_of",
+    "in_media_dir",
     "is_group_jid",
     "load_route",
     "load_route_sync",
