@@ -6,11 +6,17 @@ Reads `.env`, applies defaults, derives REDIS_HOST/PORT/DB/PASSWORD from REDIS_U
 `endpoints.yml`, checks that the port is free (a clear message instead of a traceback), waits
 for Redis where the process needs it, then replaces itself with the real program, so the
 process manager's signals reach it directly.
+
+Secrets go to the programs through their environment (or stdin), never their command line:
+REDIS_URL with the Redis password (helpdesk.settings: the generated one for the project's own
+Redis), and ACTION_SERVER_TOKEN for the action server and the Rasa processes that call it
+(endpoints.yml sends it as `Authorization: Bearer ...`).
 """
 import os
 import shlex
 import shutil
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -19,7 +25,14 @@ from urllib.parse import unquote, urlparse
 
 import yaml
 
-from helpdesk.settings import PROJECT_DIR, load_chatwoot, load_meta, load_settings, load_waha
+from helpdesk.settings import (
+    PROJECT_DIR,
+    action_server_token,
+    load_chatwoot,
+    load_meta,
+    load_settings,
+    load_waha,
+)
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -97,6 +110,52 @@ def stack_env(
     }
 
 
+def redis_server_config(port: int, data_dir: Path, password: str, *, persistent: bool = True) -> str:
+    """redis-server's configuration, read from its stdin (`redis-server -`): the password
+    (`requirepass`) never appears in `ps`."""
+    lines = [
+        "bind 127.0.0.1",
+        f"port {int(port)}",
+        f"dir {_redis_quoted(str(data_dir))}",
+        "appendonly yes" if persistent else "appendonly no",
+        'save ""',
+        "daemonize no",
+    ]
+    if password:
+        lines.append(f"requirepass {_redis_quoted(password)}")
+    return "\n".join(lines) + "\n"
+
+
+def _redis_quoted(value: str) -> str:
+    """A value in redis.conf's double quotes (its escapes: backslash and quote)."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        fail("a Redis password or directory must not contain control characters (REDIS_URL, HELPDESK_VAR_DIR)")
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def spawn_redis(port: int, data_dir: Path, password: str, *, persistent: bool = False,
+                **popen: object) -> subprocess.Popen:
+    """A throw-away redis-server for tests and benchmarks, its password given on stdin."""
+    binary = shutil.which("redis-server")
+    if not binary:
+        fail("redis-server is not installed: run `make setup`")
+    process = subprocess.Popen([binary, "-"], stdin=subprocess.PIPE, **popen)
+    process.stdin.write(redis_server_config(port, data_dir, password, persistent=persistent).encode())
+    process.stdin.close()
+    return process
+
+
+def _exec_with_stdin(command: List[str], text: str) -> None:
+    """Replace this process with `command`, `text` on its stdin (a pipe already filled and
+    closed: a configuration is far below the pipe's buffer)."""
+    read_end, write_end = os.pipe()
+    os.write(write_end, text.encode())
+    os.close(write_end)
+    os.dup2(read_end, 0)
+    os.close(read_end)
+    os.execv(command[0], command)
+
+
 def wait_for_redis(host: str, port: int, seconds: float = 30) -> None:
     if not wait_for_port(port, seconds, host):
         fail(f"Redis did not answer on {host}:{port} within {seconds:.0f} s")
@@ -112,20 +171,14 @@ def command_for(name: str, settings) -> List[str]:
         data_dir = settings.var_dir / "redis"
         data_dir.mkdir(parents=True, exist_ok=True)
         require_free(int(env["REDIS_PORT"]), "Redis server", "REDIS_URL")
-        return [
-            redis_server,
-            "--bind", "127.0.0.1",
-            "--port", env["REDIS_PORT"],
-            "--dir", str(data_dir),
-            "--appendonly", "yes",
-            "--save", "",
-            "--daemonize", "no",
-        ]
+        # the configuration (with the password) comes on stdin: see redis_config()
+        return [redis_server, "-"]
     if name == "actions":
         require_free(settings.actions_port, "action server", "ACTIONS_PORT")
         wait_for_redis(env["REDIS_HOST"], int(env["REDIS_PORT"]))
+        # rasa_sdk's server with the token check (actions/server.py); host: ACTIONS_HOST
         return [
-            str(VENV_BIN / "rasa"), "run", "actions",
+            str(VENV_BIN / "python"), "-m", "actions.server",
             "--actions", "actions",
             "--port", str(settings.actions_port),
             "--logging-config-file", logging_config,
@@ -172,6 +225,26 @@ def command_for(name: str, settings) -> List[str]:
         return [str(VENV_BIN / "python"), "-m", "workers.worker"]
     fail(f"unknown process '{name}' (redis, actions, rasa, ingress, worker)")
     return []
+
+
+def redis_config(settings) -> str:
+    """The configuration `make run`'s own redis-server reads on stdin."""
+    env = redis_env(settings.redis_url)
+    return redis_server_config(int(env["REDIS_PORT"]), settings.var_dir / "redis", env["REDIS_PASSWORD"])
+
+
+# the processes that call the action server (endpoints.yml) or are it
+ACTION_TOKEN_PROCESSES = ("actions", "rasa", "interactive", "rasa-shell")
+
+
+def process_env(name: str, settings) -> Dict[str, str]:
+    """What `name` gets in its environment beyond .env: REDIS_URL with its password (every
+    process reads it through helpdesk.settings), REDIS_* for endpoints.yml, the action
+    server's token for the processes that need it."""
+    variables = {"REDIS_URL": settings.redis_url, **redis_env(settings.redis_url)}
+    if name in ACTION_TOKEN_PROCESSES:
+        variables["ACTION_SERVER_TOKEN"] = action_server_token(settings)
+    return variables
 
 
 # channels of credentials.yml that need settings: class path -> "configured?"
@@ -227,10 +300,12 @@ def banner(settings) -> str:
             "WhatsApp Helpdesk is starting:",
             f"  Rasa server    {rasa}  (REST channel {rasa}/webhooks/rest/webhook,"
             f" health {rasa}/webhooks/rest/health)",
-            f"  action server  http://127.0.0.1:{settings.actions_port}  (health /health)",
+            f"  action server  http://{settings.actions_host}:{settings.actions_port}  (health /health;"
+            " calls need ACTION_SERVER_TOKEN, from .env or var/secrets/)",
             f"  RQ worker      health http://127.0.0.1:{os.environ.get('WORKER_HEALTH_PORT') or '5056'}/health",
             f"  Redis          {env['REDIS_HOST']}:{env['REDIS_PORT']} db {env['REDIS_DB']}"
-            f" (append-only file in {settings.var_dir / 'redis'})",
+            f" (append-only file in {settings.var_dir / 'redis'};"
+            + (" password required)" if env["REDIS_PASSWORD"] else " no password)"),
             f"  ledger         {settings.database_url.split('@')[-1]}",
             "  Rasa HTTP API  "
             + ("token required (RASA_AUTH_TOKEN), all interfaces" if settings.rasa_auth_token
@@ -250,11 +325,12 @@ def main(argv: List[str]) -> None:
         return
     if argv[0] == "env":
         # `eval "$(python -m helpdesk.launch env)"` before running rasa commands by hand
-        variables = {**redis_env(settings.redis_url), "ACTIONS_PORT": str(settings.actions_port)}
+        # (it prints the secrets endpoints.yml needs: for eval, not for a log)
+        variables = {**process_env("rasa", settings), "ACTIONS_PORT": str(settings.actions_port)}
         print("\n".join(f"export {k}={shlex.quote(v)}" for k, v in variables.items()))
         return
     os.chdir(PROJECT_DIR)
-    os.environ.update(redis_env(settings.redis_url))
+    os.environ.update(process_env(argv[0], settings))
     os.environ.setdefault("ACTIONS_PORT", str(settings.actions_port))
     os.environ.setdefault("LOG_LEVEL", settings.log_level)
     # TensorFlow's start-up chatter is not JSON and says nothing an operator needs
@@ -263,6 +339,8 @@ def main(argv: List[str]) -> None:
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
     os.environ.setdefault("HELPDESK_LOGGING_CONFIG", str(PROJECT_DIR / "logging.yml"))
     command = command_for(argv[0], settings)
+    if argv[0] == "redis":
+        _exec_with_stdin(command, redis_config(settings))
     os.execv(command[0], command)
 
 

@@ -2,12 +2,17 @@
 
 Every variable is documented in `.env.example`. Anything unset disables that integration.
 """
+import ipaddress
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Optional, Tuple
+from urllib.parse import quote, urlparse
 
 from dotenv import load_dotenv
+
+from helpdesk.local_secrets import local_secret
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
@@ -32,12 +37,14 @@ class Settings:
     log_level: str
     config_dir: Path
     var_dir: Path
+    # where the action server listens (ACTIONS_HOST); Rasa calls it on 127.0.0.1
+    actions_host: str = "127.0.0.1"
 
 
 def load_settings() -> Settings:
     var_dir = Path(_env("HELPDESK_VAR_DIR", str(PROJECT_DIR / "var")))
     return Settings(
-        redis_url=_env("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        redis_url=with_local_redis_password(_env("REDIS_URL", "redis://127.0.0.1:6379/0"), var_dir),
         database_url=_env("DATABASE_URL", f"sqlite:///{var_dir / 'ledger.sqlite3'}"),
         rasa_port=int(_env("RASA_PORT", "5005")),
         actions_port=int(_env("ACTIONS_PORT", "5055")),
@@ -45,7 +52,50 @@ def load_settings() -> Settings:
         log_level=_env("LOG_LEVEL", "INFO").upper(),
         config_dir=Path(_env("HELPDESK_CONFIG_DIR", str(PROJECT_DIR / "config"))),
         var_dir=var_dir,
+        actions_host=_env("ACTIONS_HOST", "127.0.0.1"),
     )
+
+
+# --- secrets every process of this installation shares ---------------------------------
+# (helpdesk/local_secrets.py: from .env when set, else generated once into var/secrets/)
+
+
+def action_server_token(settings: Settings) -> str:
+    """The shared secret Rasa sends the action server (`Authorization: Bearer ...`)."""
+    return _generated("action_server_token", str(settings.var_dir), _env("ACTION_SERVER_TOKEN"))
+
+
+def is_own_redis(redis_url: str) -> bool:
+    """A Redis on this machine (loopback), without a password in REDIS_URL: the one `make run`
+    starts (helpdesk/launch.py `redis`), which then gets the generated password."""
+    parsed = urlparse(redis_url)
+    if parsed.scheme != "redis" or parsed.password:
+        return False
+    host = parsed.hostname or "127.0.0.1"
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def with_local_redis_password(redis_url: str, var_dir: Path) -> str:
+    """REDIS_URL, with the installation's generated Redis password when it names the project's
+    own Redis without one (`is_own_redis`); an operator's password is kept as it is."""
+    if not is_own_redis(redis_url):
+        return redis_url
+    parsed = urlparse(redis_url)
+    password = _generated("redis_password", str(var_dir), None)
+    user = quote(parsed.username or "", safe="")
+    address = parsed.netloc.rsplit("@", 1)[-1] or "127.0.0.1:6379"
+    return parsed._replace(netloc=f"{user}:{quote(password, safe='')}@{address}").geturl()
+
+
+@lru_cache(maxsize=64)
+def _generated(name: str, var_dir: str, env_value: Optional[str]) -> str:
+    # settings are loaded per call in places: read var/secrets/ once per process
+    return local_secret(name, Path(var_dir), env_value)
 
 
 # --- external systems ---------------------------------------------------------------

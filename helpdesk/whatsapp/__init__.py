@@ -33,6 +33,7 @@ from helpdesk.whatsapp.inbound import (  # noqa: F401
 from helpdesk.whatsapp.media import (  # noqa: F401
     identify,
     kind_for,
+    in_media_dir,
     store,
 )
 from helpdesk.whatsapp.meta import (  # noqa: F401
@@ -83,6 +84,7 @@ __all__ = [
     "group_conversation_id",
     "group_of",
     "identify",
+    "in_media_dir",
     "is_group_jid",
     "kind_for",
     "load_route",

@@ -276,3 +276,17 @@ def store(data: bytes, mime_type: str, kind: str, filename: Optional[str] = None
             raise
     return StoredMedia(str(path), digest, len(data), _base(mime_type), kind,
                        _shown_as(filename, mime_type))
+
+
+def in_media_dir(path: object, directory: Optional[Path] = None) -> bool:
+    """True when `path` names something inside the media directory once resolved (`..` and
+    symlinks followed): the only files an action attaches or a worker uploads. A path from a
+    tracker or a ledger row is not trusted: a forged action call could name `.env`."""
+    if not isinstance(path, str) or not path or "\x00" in path:
+        return False
+    try:
+        root = os.path.realpath(directory or media_dir())
+        real = os.path.realpath(path)
+    except (OSError, ValueError):
+        return False
+    return real != root and os.path.commonpath([real, root]) == root
