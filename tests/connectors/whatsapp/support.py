@@ -168,7 +168,7 @@ def waha_payload(sender: str = USER, body: Optional[str] = "hola", *,
     chat = group or jid
     mid = message_id or f"false_{chat}_{uuid.uuid4().hex[:20].upper()}"
     payload: Dict[str, Any] = {
-        "id": mid, "timestamp": 1667561485, "from": chat, "fromMe": False, "source": "app",
+        "id": mid, "timestamp": int(time.time()), "from": chat, "fromMe": False, "source": "app",
         "to": f"{BOT_NUMBER}@c.us", "body": body,
         "participant": (participant or jid) if group else None,
         "hasMedia": False, "media": None, "ack": 1, "ackName": "SERVER", "location": None,
@@ -183,7 +183,7 @@ def waha_payload(sender: str = USER, body: Optional[str] = "hola", *,
 def meta_message(kind: str, content: Any = None, *, sender: Optional[str] = USER,
                  message_id: Optional[str] = None, **extra: Any) -> Dict[str, Any]:
     message: Dict[str, Any] = {"id": message_id or f"wamid.{uuid.uuid4().hex[:24]}",
-                               "timestamp": "1749416383", "type": kind}
+                               "timestamp": str(int(time.time())), "type": kind}
     if sender is not None:
         message["from"] = sender
     if content is not None:
