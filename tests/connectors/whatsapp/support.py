@@ -397,7 +397,9 @@ def post_declared(port: int, path: str, length: int, timeout: float = 10) -> Dic
 
 
 def oversized_bodies_are_refused_before_buffering(port: int, pid: int, path: str,
-                                                  valid: Callable[[], Any]) -> Dict[str, Any]:
+                                                  valid: Callable[[], Any],
+                                                  marker: bytes = b"body too large"
+                                                  ) -> Dict[str, Any]:
     """The 120 MB checks shared by the webhook tests on each server: a chunked 120 MB body
     and a large Content-Length get 413 quickly, the server's memory does not grow by the
     body, and the next valid webhook (`valid()`, returning its status) still works."""
@@ -411,7 +413,7 @@ def oversized_bodies_are_refused_before_buffering(port: int, pid: int, path: str
                 "rss_after_mb": round(after, 1)}
     assert chunked["status"] == 413, measured
     assert chunked["sent"] <= 8 * MB and chunked["seconds"] < 10, measured
-    assert b"body too large" in chunked["answer"], measured
+    assert marker in chunked["answer"], measured  # the channel's answer, not Sanic's
     assert declared["status"] == 413 and declared["seconds"] < 5, measured
     assert after - before < 30, measured  # not the ~100 MB Sanic would have buffered
     assert valid() == 200

@@ -213,3 +213,25 @@ def test_a_120_mb_body_is_refused_before_it_is_buffered(channel_env, redis_clien
         server.terminate()
         server.wait(30)
         log.close()
+
+
+# --- identifiers --------------------------------------------------------------------------
+
+def test_a_number_in_other_digits_is_the_same_user_for_opt_out_and_rate_limit(channel_env,
+                                                                             redis_client):
+    """'５４９…' (full-width) and '٥٤٩…' (Arabic-Indic) are '549…': the same conversation in the
+    inbound log, the same rate-limit counter, and an opt-out by one is an opt-out of all."""
+    full_width = USER.translate(str.maketrans("0123456789", "０１２３４５６７８９"))
+    arabic = USER.translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))
+    for sender in (USER, full_width, arabic):
+        assert _receive(*_pair(waha_event(waha_payload(f"{sender}@c.us", "hola"))))[1][
+            "accepted"] == 1
+    recorded = [inbound.InboundMessage.from_json(e[1][b"m"])
+                for e in redis_client.xrange(inbound.STREAM)]
+    assert {(m.conversation_id, m.chat_id) for m in recorded} == {(USER, f"{USER}@c.us")}
+    assert int(redis_client.get(redis_keys.rate_counter(USER))) == 3
+    assert _receive(*_pair(waha_event(waha_payload(f"{arabic}@c.us", "BAJA"))))[1][
+        "accepted"] == 1
+    redis_client.sadd(redis_keys.opted_out_set(), USER)  # what the opt-out turn records
+    assert _receive(*_pair(waha_event(waha_payload(f"{full_width}@c.us", "hola"))))[1] == {
+        "status": "ok", "opted_out": 1, "ignored": 0}
