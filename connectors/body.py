@@ -25,7 +25,7 @@ async def read_body(request: Request, limit: int) -> Optional[bytes]:
     # what is left of an oversized body is refused, not drained, after the answer
     stream.request_max_size = limit
     declared = request.headers.get("content-length")
-    if declared is not None and declared.strip().isdigit() and int(declared) > limit:
+    if declared is not None and declared.strip().isdecimal() and int(declared) > limit:
         return None
     try:
         await request.receive_body()
