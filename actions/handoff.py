@@ -30,7 +30,7 @@ from actions.common import (
     reset_ticket_slots,
 )
 from helpdesk import handoff
-from helpdesk.config import chatwoot_options
+from helpdesk.config import chatwoot_config
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class ActionRequestHuman(Action):
     @staticmethod
     async def _hand_over(tracker: Tracker, reason: str, correlation_id: Any) -> str:
         try:
-            options = chatwoot_options()
+            options = chatwoot_config()
             who = reporter(tracker)
             slots = handoff.slots_for_summary({
                 name: tracker.get_slot(name) for name in handoff.SUMMARY_FIELDS

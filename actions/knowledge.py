@@ -18,8 +18,6 @@ in its metadata) for later steps to cite.
 """
 import asyncio
 import logging
-from functools import lru_cache
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Text
 
 from rasa_sdk import Action, Tracker
@@ -28,29 +26,18 @@ from rasa_sdk.types import DomainDict
 
 from actions.common import bind_correlation, latest_text
 from helpdesk.errors import ConfigError
-from helpdesk.settings import load_settings
 from knowledge.answers import GroundedAnswerer, LlmAnswer, default_answerer, quoted_passage, read_llm_answer
 from knowledge.index import KnowledgeIndexError
 from knowledge.lemmas import AnalyzerUnavailable
 from knowledge.retrieval import Passage, shared_knowledge_base
-from helpdesk.config import KnowledgeSettings, load_knowledge_settings
+from helpdesk.config import KnowledgeConfig, knowledge_config
 
 logger = logging.getLogger(__name__)
 
 _UNSET: Any = object()
 
 
-@lru_cache(maxsize=None)
-def _settings_from(path: Path) -> KnowledgeSettings:
-    return load_knowledge_settings(path)
-
-
-def knowledge_settings() -> KnowledgeSettings:
-    """config/knowledge.yml of the configured config directory, read once per process."""
-    return _settings_from(load_settings().config_dir / "knowledge.yml")
-
-
-def search_knowledge(question: str, settings: KnowledgeSettings) -> List[Passage]:
+def search_knowledge(question: str, settings: KnowledgeConfig) -> List[Passage]:
     """The passages for a question (blocking: spaCy, numpy, FAISS; run it in a thread)."""
     return shared_knowledge_base(settings).search(question)
 
@@ -84,7 +71,7 @@ class ActionAnswerHowto(Action):
         in_form = bool(tracker.active_loop.get("name"))
         question = latest_text(tracker).strip()
         try:
-            settings = knowledge_settings()
+            settings = knowledge_config()
             passages = await asyncio.to_thread(search_knowledge, question, settings) if question else []
         except (KnowledgeIndexError, AnalyzerUnavailable, ConfigError) as error:
             logger.error("knowledge base unavailable: %s", error)
@@ -124,7 +111,7 @@ class ActionAnswerHowto(Action):
         return []
 
     async def _llm_answer(
-        self, question: str, passages: List[Passage], settings: KnowledgeSettings, conversation_id: str
+        self, question: str, passages: List[Passage], settings: KnowledgeConfig, conversation_id: str
     ) -> Any:
         """LlmAnswer, False (not covered) or None (no LLM answer: quote the passage)."""
         answerer = self.answerer

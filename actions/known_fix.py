@@ -14,9 +14,6 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Text
 
 import redis
@@ -27,7 +24,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions.common import FORM_NAME, bind_correlation, latest_intent
-from actions.knowledge import knowledge_settings, search_knowledge, source_articles
+from actions.knowledge import search_knowledge, source_articles
 from actions.ticket_extras import (
     KNOWN_FIX,
     KNOWN_FIX_DECLINED,
@@ -36,46 +33,12 @@ from actions.ticket_extras import (
     current_known_fix,
 )
 from helpdesk import redis_keys
-from helpdesk.config import read_yaml
-from helpdesk.errors import ConfigError
+from helpdesk.config import knowledge_config, known_fix_config
 from helpdesk.settings import load_settings
 from knowledge.answers import quoted_passage
 from knowledge.retrieval import Passage
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class KnownFixSettings:
-    enabled: bool
-    min_relevance: float
-    min_dense: float
-    skip_urgent: bool
-
-
-def load_known_fix_settings(path: Path) -> KnownFixSettings:
-    data = read_yaml(path)
-    where = str(path)
-    enabled, skip_urgent = data.get("enabled", True), data.get("skip_urgent", True)
-    if not isinstance(enabled, bool) or not isinstance(skip_urgent, bool):
-        raise ConfigError(f"{where}: 'enabled' and 'skip_urgent' must be true or false")
-    thresholds = {}
-    for key, default in (("min_relevance", 0.7), ("min_dense", 0.5)):
-        value = data.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-            raise ConfigError(f"{where}: '{key}' must be a number from 0 to 1, got {value!r}")
-        thresholds[key] = float(value)
-    return KnownFixSettings(enabled=enabled, skip_urgent=skip_urgent, **thresholds)
-
-
-@lru_cache(maxsize=None)
-def _settings_from(path: Path) -> KnownFixSettings:
-    return load_known_fix_settings(path)
-
-
-def known_fix_settings() -> KnownFixSettings:
-    """config/known_fixes.yml of the configured config directory, read once per process."""
-    return _settings_from(load_settings().config_dir / "known_fixes.yml")
 
 
 # description -> its best passage (None: nothing found); the form asks several times a turn
@@ -88,7 +51,7 @@ async def _best_passage(description: str) -> Optional[Passage]:
         _best.move_to_end(description)
         return _best[description]
     try:
-        settings = knowledge_settings()
+        settings = knowledge_config()
         passages = await asyncio.to_thread(search_knowledge, description, settings)
     except Exception as error:  # noqa: BLE001 - no index, no suggestion; the form goes on
         logger.warning("known fixes: knowledge search failed (%s); nothing suggested", error)
@@ -108,7 +71,7 @@ async def best_fix(description: str) -> Optional[Passage]:
     best = await _best_passage(description)
     if best is None:
         return None
-    settings = known_fix_settings()
+    settings = known_fix_config()
     if best.relevance < settings.min_relevance or best.dense < settings.min_dense:
         logger.debug("known fixes: no strong match", extra={
             "relevance": round(best.relevance, 3), "dense": round(best.dense, 3)})
@@ -125,7 +88,7 @@ async def form_needs_step(tracker: Tracker, urgent: bool) -> bool:
     state = current_known_fix(tracker)
     if state in (KNOWN_FIX_SOLVED, KNOWN_FIX_DECLINED):
         return True
-    if state is not None or (urgent and known_fix_settings().skip_urgent):
+    if state is not None or (urgent and known_fix_config().skip_urgent):
         return False
     description = tracker.get_slot("description")
     return bool(description) and await best_fix(str(description)) is not None
@@ -170,7 +133,7 @@ class ActionAskKnownFix(Action):
         if passage is None:
             # the index went away since the form chose to ask: pass the step
             return [SlotSet(KNOWN_FIX, KNOWN_FIX_NO_MATCH), FollowupAction(FORM_NAME)]
-        quoted = quoted_passage(passage, knowledge_settings().answer)
+        quoted = quoted_passage(passage, knowledge_config().answer)
         logger.info("known fix suggested", extra={"article": passage.path,
                                                   "relevance": round(passage.relevance, 3)})
         dispatcher.utter_message(response="utter_known_fix", title=quoted.title,

@@ -10,12 +10,10 @@ here too, so the first unsure message does not wait for them.
 import logging
 from typing import Dict, List
 
-from actions.known_fix import known_fix_settings
-from actions.llm_settings import dialogue_llm_settings
 from actions.nlu_fallback import TRAINING_DIR, _examples_from
 from helpdesk import llm
 from helpdesk.errors import ConfigError
-from helpdesk.config import llm_config
+from helpdesk.config import dialogue_llm_config, known_fix_config, llm_config
 from helpdesk.llm import KINDS, provider_chain, providers_for
 from helpdesk.settings import load_llm
 
@@ -25,8 +23,8 @@ logger = logging.getLogger(__name__)
 def llm_configuration() -> Dict[str, List[str]]:
     """{"providers": [labels], "<kind>": [labels serving it]} (raises ConfigError)."""
     labels = llm.check_configuration()
-    dialogue_llm_settings()
-    known_fix_settings()
+    dialogue_llm_config()
+    known_fix_config()
     chain = provider_chain(load_llm(), llm_config().default_base_url)
     return {"providers": labels, **{kind: [p.label for p in providers_for(chain, kind)]
                                     for kind in KINDS}}

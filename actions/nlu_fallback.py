@@ -34,8 +34,8 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions.common import bind_correlation, latest_intent, latest_text
-from actions.llm_settings import dialogue_llm_settings
 from helpdesk import llm
+from helpdesk.config import dialogue_llm_config
 from helpdesk.settings import PROJECT_DIR
 
 logger = logging.getLogger(__name__)
@@ -145,7 +145,7 @@ class ActionNluFallback(Action):
         if latest_intent(tracker) != NLU_FALLBACK or not text or text.startswith("/"):
             return []  # nothing the NLU was unsure about (a payload is never unsure)
         examples = await training_examples()
-        intents = offered_intents(domain, examples, dialogue_llm_settings().never_chosen)
+        intents = offered_intents(domain, examples, dialogue_llm_config().never_chosen)
         entities = _names(domain.get("entities", []))
         choice = await llm.choose_intent(text, intents, entities, tracker.sender_id)
         if choice is None:

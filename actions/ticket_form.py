@@ -23,7 +23,7 @@ from actions.common import (
 from actions import known_fix
 from actions.ticket_extras import KNOWN_FIX, KNOWN_FIX_SOLVED, current_known_fix
 from actions.vision import screenshot_slot_events
-from helpdesk.config import NO_STORE
+from helpdesk.config import NO_STORE, known_fix_config
 from helpdesk.tickets import NORMAL, PRIORITIES, URGENT, decide_priority, priority_label
 from helpdesk.text import fold, word_count
 from helpdesk.tickets import cut_text
@@ -52,7 +52,7 @@ class ValidateTicketForm(FormValidationAction):
         slots = ["store", "system", "description"]
         # known fixes (issue 5, actions/known_fix.py): a strong knowledge match is suggested
         # before the confirmation; solved by it, the form ends here without a ticket
-        if known_fix.known_fix_settings().enabled and await known_fix.form_needs_step(
+        if known_fix_config().enabled and await known_fix.form_needs_step(
                 tracker, urgent=current_priority(tracker) == URGENT):
             slots.append(KNOWN_FIX)
             if current_known_fix(tracker) == KNOWN_FIX_SOLVED:

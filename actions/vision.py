@@ -21,11 +21,10 @@ from rasa_sdk import Tracker
 from rasa_sdk.events import SlotSet
 
 from actions.common import get_catalog, message_media
-from actions.llm_settings import dialogue_llm_settings
 from actions.ticket_extras import ERROR_MESSAGES, current_error_messages
 from helpdesk import llm
 from helpdesk.config import Catalog
-from helpdesk.config import llm_config
+from helpdesk.config import dialogue_llm_config, llm_config
 from helpdesk.text import word_count
 from helpdesk.tickets import cut_text
 
@@ -62,7 +61,7 @@ def read_file(path: str, max_bytes: int) -> Optional[bytes]:
 async def read_images(tracker: Tracker) -> List[Dict[str, Any]]:
     """What the vision model read from each image of the latest message (those it could)."""
     images = [m for m in message_media(tracker) if is_image(m)]
-    limit = dialogue_llm_settings().max_images_per_message
+    limit = dialogue_llm_config().max_images_per_message
     if not images or limit == 0:
         return []
     catalog = get_catalog()

@@ -41,7 +41,7 @@ from knowledge.embedder import make_embedder  # noqa: E402
 from knowledge.index import articles_digest, build_index, read_index, write_index  # noqa: E402
 from knowledge.lemmas import analyzer  # noqa: E402
 from knowledge.retrieval import KnowledgeBase  # noqa: E402
-from helpdesk.config import KnowledgeSettings, RetrievalSettings, load_knowledge_settings  # noqa: E402
+from helpdesk.config import KnowledgeConfig, RetrievalConfig, load_knowledge_config  # noqa: E402
 
 QUESTIONS = PROJECT / "bench/retrieval/questions.yml"
 WORK = PROJECT / "var/bench-retrieval"
@@ -82,7 +82,7 @@ def section_outcomes(kb: KnowledgeBase, questions: Sequence[Question]) -> Dict[s
             "total": len(questions), "misses": misses}
 
 
-def methods(base: RetrievalSettings) -> Dict[str, RetrievalSettings]:
+def methods(base: RetrievalConfig) -> Dict[str, RetrievalConfig]:
     """The retrieval variants compared, all on the same index and candidate pool."""
     return {
         "lexical (BM25 on lemmas)": replace(base, fusion="blend", lexical_weight=1.0, dense_weight=0.0),
@@ -217,7 +217,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=10, help="rounds over the questions for latency")
     args = parser.parse_args()
 
-    settings: KnowledgeSettings = load_knowledge_settings(PROJECT / "config/knowledge.yml")
+    settings: KnowledgeConfig = load_knowledge_config(PROJECT / "config/knowledge.yml")
     questions, unrelated = load_questions()
     section_questions = load_section_questions()
     shutil.rmtree(WORK, ignore_errors=True)

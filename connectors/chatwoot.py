@@ -42,8 +42,8 @@ from sanic.response import HTTPResponse
 
 from connectors.body import read_body
 from helpdesk import handoff, redis_keys
+from helpdesk.config import ChatwootConfig, chatwoot_config
 from helpdesk.errors import ConfigError
-from helpdesk.config import ChatwootOptions, chatwoot_options
 from helpdesk.chatwoot import SOURCE_PREFIX, ChatwootDirectory, redis_client
 from helpdesk.whatsapp import digits, group_of
 from helpdesk.logs import correlation, correlation_id_var, new_correlation_id
@@ -88,7 +88,7 @@ def signature_valid(secret: str, body: bytes, signature: Optional[str], timestam
 class ChatwootWebhook:
     """The webhook's decisions, apart from Sanic: `check` (no I/O) then `handle` (Redis)."""
 
-    def __init__(self, settings: Optional[ChatwootSettings], options: ChatwootOptions,
+    def __init__(self, settings: Optional[ChatwootSettings], options: ChatwootConfig,
                  client: Any) -> None:
         self.settings = settings
         self.options = options
@@ -247,7 +247,7 @@ class ChatwootInput(InputChannel):
 
     def webhook(self) -> ChatwootWebhook:
         if self._webhook is None:
-            self._webhook = ChatwootWebhook(load_chatwoot(), chatwoot_options(), redis_client())
+            self._webhook = ChatwootWebhook(load_chatwoot(), chatwoot_config(), redis_client())
         return self._webhook
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:

@@ -22,20 +22,16 @@ import hashlib
 import logging
 import math
 import time
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
-from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from helpdesk import queues, redis_keys
-from helpdesk.config import read_yaml
+from helpdesk.config import FollowupConfig, followup_config
 from helpdesk.settings import load_settings
-from helpdesk.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-FILE_NAME = "followups.yml"
 QUEUE = queues.FOLLOWUPS
 STEP_JOB = queues.FOLLOWUP_STEP
 CLOSE_JOB = queues.CLOSE_THREAD
@@ -51,81 +47,6 @@ FINAL = "followup_final"
 
 EXTERNAL_PREFIX = "EXTERNAL: "  # Rasa's text of a triggered intent
 _LOCK_SECONDS = 10
-
-
-# --- configuration ---------------------------------------------------------------------------
-@dataclass(frozen=True)
-class FollowupOptions:
-    reask_delay: float
-    max_reasks: int
-    escalate: bool
-    thread_timeout: float
-    retry_intervals: Tuple[int, ...]
-    job_timeout: int
-    rasa_connect_timeout: float
-    rasa_read_timeout: float
-
-    @property
-    def steps(self) -> int:
-        """Scheduled steps after the question: the reminders, then the escalation if any."""
-        return self.max_reasks + (1 if self.escalate else 0)
-
-
-def _section(data: Dict[str, Any], name: str, path: Path) -> Dict[str, Any]:
-    value = data.get(name) or {}
-    if not isinstance(value, dict):
-        raise ConfigError(f"{path}: '{name}' must be a mapping")
-    return value
-
-
-def _number(section: Dict[str, Any], key: str, default: float, minimum: float, where: str) -> float:
-    value = section.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
-        raise ConfigError(f"{where}.{key} must be a number >= {minimum}, got {value!r}")
-    return float(value)
-
-
-def _whole(section: Dict[str, Any], key: str, default: int, minimum: int, where: str) -> int:
-    value = section.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{where}.{key} must be a whole number >= {minimum}, got {value!r}")
-    return value
-
-
-def load_options(path: Path) -> FollowupOptions:
-    """Read `config/followups.yml`; a missing key takes its default, a wrong one raises
-    ConfigError naming the field."""
-    data = read_yaml(path)
-    reask, thread = _section(data, "reask", path), _section(data, "thread", path)
-    jobs, rasa = _section(data, "jobs", path), _section(data, "rasa", path)
-    escalate = reask.get("escalate", True)
-    if not isinstance(escalate, bool):
-        raise ConfigError(f"{path}: reask.escalate must be true or false, got {escalate!r}")
-    intervals = jobs.get("retry_intervals", [30, 120, 300])
-    if not isinstance(intervals, list) or not all(
-        isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in intervals
-    ):
-        raise ConfigError(f"{path}: jobs.retry_intervals must be a list of whole seconds")
-    return FollowupOptions(
-        reask_delay=_number(reask, "delay_seconds", 1800, 0.1, f"{path}: reask"),
-        max_reasks=_whole(reask, "max_reasks", 3, 0, f"{path}: reask"),
-        escalate=escalate,
-        thread_timeout=_number(thread, "timeout_seconds", 86400, 0.1, f"{path}: thread"),
-        retry_intervals=tuple(intervals),
-        job_timeout=_whole(jobs, "job_timeout_seconds", 120, 1, f"{path}: jobs"),
-        rasa_connect_timeout=_number(rasa, "connect_timeout_seconds", 3, 0.01, f"{path}: rasa"),
-        rasa_read_timeout=_number(rasa, "read_timeout_seconds", 30, 0.01, f"{path}: rasa"),
-    )
-
-
-@lru_cache(maxsize=None)
-def _options_at(path: str) -> FollowupOptions:
-    return load_options(Path(path))
-
-
-def followup_options() -> FollowupOptions:
-    """The options of the configured `config/` directory (HELPDESK_CONFIG_DIR), read once."""
-    return _options_at(str(load_settings().config_dir / FILE_NAME))
 
 
 @lru_cache(maxsize=4)
@@ -282,7 +203,7 @@ def _drop_job(client: Any, job_id: Optional[str]) -> bool:
 
 
 def _enqueue(client: Any, delay: float, func: str, args: tuple, job_id: str,
-             options: FollowupOptions, correlation_id: Optional[str], description: str) -> str:
+             options: FollowupConfig, correlation_id: Optional[str], description: str) -> str:
     from rq import Queue, Retry
 
     intervals = list(options.retry_intervals)
@@ -302,20 +223,20 @@ def _enqueue(client: Any, delay: float, func: str, args: tuple, job_id: str,
     return job.id
 
 
-def _state_ttl(options: FollowupOptions) -> int:
+def _state_ttl(options: FollowupConfig) -> int:
     return int(max(options.thread_timeout, options.reask_delay * (options.steps + 1))) + 24 * 3600
 
 
 def after_turn(client: Any, conversation_id: str, anchor: Optional[str], waiting: bool, *,
                correlation_id: Optional[str] = None,
-               options: Optional[FollowupOptions] = None) -> str:
+               options: Optional[FollowupConfig] = None) -> str:
     """After a user turn: cancel what was pending; when the form waits for an answer (and
     the anchor, the user's message id, is known), schedule the first reminder and the close.
 
     Returns "scheduled", "cancelled" (something was pending) or "idle". Raises what Redis
     raises, TimeoutError when the conversation's lock is held too long.
     """
-    options = options or followup_options()
+    options = options or followup_config()
     key = redis_keys.followup_state(conversation_id)
     with _ConversationLock(client, conversation_id):
         state = _state(client, conversation_id)
@@ -361,10 +282,10 @@ def is_current(client: Any, conversation_id: str, anchor: str) -> bool:
 
 def schedule_step(client: Any, conversation_id: str, anchor: str, step: int, *,
                   correlation_id: Optional[str] = None,
-                  options: Optional[FollowupOptions] = None) -> Optional[str]:
+                  options: Optional[FollowupConfig] = None) -> Optional[str]:
     """The next step of the chain (a job calls it after its own step): scheduled only while
     the anchor is still the conversation's. Returns the job id, or None."""
-    options = options or followup_options()
+    options = options or followup_config()
     if step > options.steps:
         return None
     with _ConversationLock(client, conversation_id):

@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from helpdesk import chatwoot
 from helpdesk import queues, redis_keys
-from helpdesk.config import chatwoot_options
+from helpdesk.config import chatwoot_config
 from helpdesk.rasa_api import resume_conversation
 from helpdesk.settings import support_escalation_chat
 from helpdesk.whatsapp import digits, group_of, is_group_jid, send_text
@@ -165,7 +165,7 @@ def hand_over(conversation_id: str, *, reason: str, reporter_name: Optional[str]
     "support_chat" (the bot stays on: nobody would hand it back). Otherwise "recorded".
     Raises what Redis or the WhatsApp sender raise.
     """
-    options = chatwoot_options()
+    options = chatwoot_config()
     texts = options.handoff_texts
     if chatwoot.enabled():
         note = handoff_note(texts, reason=reason, reporter_name=reporter_name,

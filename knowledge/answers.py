@@ -22,7 +22,7 @@ from typing import Any, Awaitable, Callable, List, Optional, Sequence
 
 from knowledge.quote import passage_for_chat
 from knowledge.retrieval import Passage
-from helpdesk.config import AnswerSettings
+from helpdesk.config import AnswerConfig
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class LlmAnswer:
     titles: List[str]
 
 
-def quoted_passage(passage: Passage, settings: AnswerSettings) -> QuotedPassage:
+def quoted_passage(passage: Passage, settings: AnswerConfig) -> QuotedPassage:
     return QuotedPassage(
         title=passage.title,
         passage=passage_for_chat(passage.heading, passage.text, settings.max_chars, settings.trimmed_marker),
@@ -53,13 +53,13 @@ def quoted_passage(passage: Passage, settings: AnswerSettings) -> QuotedPassage:
     )
 
 
-def format_sources(titles: Sequence[str], settings: AnswerSettings) -> str:
+def format_sources(titles: Sequence[str], settings: AnswerConfig) -> str:
     """"«Título», «Otro»" (the format is in config/knowledge.yml); repeated titles once."""
     unique = list(dict.fromkeys(t for t in titles if t))
     return settings.sources_separator.join(settings.source_format.format(title=t) for t in unique)
 
 
-def read_llm_answer(result: Any, passages: Sequence[Passage], settings: AnswerSettings) -> Optional[Any]:
+def read_llm_answer(result: Any, passages: Sequence[Passage], settings: AnswerConfig) -> Optional[Any]:
     """Interpret what the answerer returned: `LlmAnswer` for a covered answer, False when
     the passages do not cover the question, None when there is no usable LLM answer.
 

@@ -16,7 +16,7 @@ from knowledge.chunking import ArticleError
 from knowledge.embedder import make_embedder
 from knowledge.index import KnowledgeIndexError, build_index
 from knowledge.lemmas import AnalyzerUnavailable
-from helpdesk.config import load_knowledge_settings
+from helpdesk.config import load_knowledge_config
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -26,7 +26,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--out", type=Path, help="index directory (default: from the settings)")
     args = parser.parse_args(argv)
     try:
-        settings = load_knowledge_settings(args.config)
+        settings = load_knowledge_config(args.config)
         report = build_index(settings, make_embedder(settings), index_dir=args.out, articles_dir=args.articles)
     except (ConfigError, ArticleError, AnalyzerUnavailable, KnowledgeIndexError) as error:
         print(f"knowledge index not built: {error}", file=sys.stderr)

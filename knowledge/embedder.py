@@ -25,7 +25,7 @@ import numpy as np
 
 from helpdesk.errors import ConfigError
 from knowledge.lemmas import Analyzer, analyzer
-from helpdesk.config import EmbedderSettings, KnowledgeSettings
+from helpdesk.config import EmbedderConfig, KnowledgeConfig
 
 HASHED_VERSION = "hashed-lemma-char/1"
 
@@ -59,7 +59,7 @@ def _bucket(feature: str, dimension: int) -> Tuple[int, float]:
 class HashedEmbedder:
     """Signed feature hashing of lemmas, lemma pairs and character n-grams."""
 
-    def __init__(self, settings: EmbedderSettings, text_analyzer: Analyzer) -> None:
+    def __init__(self, settings: EmbedderConfig, text_analyzer: Analyzer) -> None:
         self.settings = settings
         self.dimension = settings.dimension
         self._analyzer = text_analyzer
@@ -112,7 +112,7 @@ class HashedEmbedder:
         return normalise_rows(rows)
 
 
-EmbedderFactory = Callable[[KnowledgeSettings], Embedder]
+EmbedderFactory = Callable[[KnowledgeConfig], Embedder]
 _FACTORIES: Dict[str, EmbedderFactory] = {}
 
 
@@ -121,14 +121,14 @@ def register_embedder(kind: str, factory: EmbedderFactory) -> None:
     _FACTORIES[kind] = factory
 
 
-def _hashed(settings: KnowledgeSettings) -> Embedder:
+def _hashed(settings: KnowledgeConfig) -> Embedder:
     return HashedEmbedder(settings.embedder, analyzer(settings.spacy_model))
 
 
 register_embedder("hashed", _hashed)
 
 
-def make_embedder(settings: KnowledgeSettings) -> Embedder:
+def make_embedder(settings: KnowledgeConfig) -> Embedder:
     """The embedder `config/knowledge.yml` names."""
     factory = _FACTORIES.get(settings.embedder.kind)
     if factory is None:

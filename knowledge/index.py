@@ -32,7 +32,7 @@ from knowledge.chunking import Chunk, article_files, chunk_articles
 from knowledge.embedder import Embedder, embed_in_batches
 from knowledge.lemmas import Analyzer, analyzer
 from knowledge.lexical import LexicalIndex
-from helpdesk.config import KnowledgeSettings, LexicalSettings
+from helpdesk.config import KnowledgeConfig, LexicalConfig
 
 FORMAT = "helpdesk-knowledge-index/2"
 META = "meta.json"
@@ -106,7 +106,7 @@ def write_index(
     chunks: Sequence[Chunk],
     embedder: Embedder,
     text_analyzer: Analyzer,
-    lexical_settings: LexicalSettings,
+    lexical_settings: LexicalConfig,
     index_dir: Path,
     source: Dict[str, Any],
     parameters: Dict[str, Any],
@@ -182,7 +182,7 @@ def _replace_directory(target: Path, files: Dict[str, bytes]) -> None:
 
 
 def build_index(
-    settings: KnowledgeSettings,
+    settings: KnowledgeConfig,
     embedder: Embedder,
     index_dir: Optional[Path] = None,
     articles_dir: Optional[Path] = None,

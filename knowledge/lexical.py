@@ -17,7 +17,7 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
-from helpdesk.config import LexicalSettings
+from helpdesk.config import LexicalConfig
 
 
 @dataclass
@@ -34,7 +34,7 @@ class LexicalIndex:
         self.unknown_idf = _idf(self.chunk_count, 0)
 
     @classmethod
-    def build(cls, documents: Sequence[Sequence[str]], settings: LexicalSettings) -> "LexicalIndex":
+    def build(cls, documents: Sequence[Sequence[str]], settings: LexicalConfig) -> "LexicalIndex":
         """`documents`: the terms (lemmas) of each chunk, in chunk order."""
         count = len(documents)
         lengths = np.array([len(d) for d in documents], dtype=np.float64)

@@ -31,7 +31,7 @@ from knowledge.chunking import Chunk
 from knowledge.embedder import Embedder, identities_match, make_embedder
 from knowledge.index import IndexMismatchError, LoadedIndex, read_index
 from knowledge.lemmas import Analyzer, analyzer
-from helpdesk.config import KnowledgeSettings, RetrievalSettings, load_knowledge_settings
+from helpdesk.config import KnowledgeConfig, RetrievalConfig, load_knowledge_config
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class KnowledgeBase:
         index: LoadedIndex,
         embedder: Embedder,
         text_analyzer: Analyzer,
-        settings: RetrievalSettings,
+        settings: RetrievalConfig,
     ) -> None:
         meta = index.meta
         if not identities_match(meta.get("analyzer") or {}, text_analyzer.identity):
@@ -91,13 +91,13 @@ class KnowledgeBase:
     @classmethod
     def load(
         cls,
-        settings: Optional[KnowledgeSettings] = None,
+        settings: Optional[KnowledgeConfig] = None,
         embedder: Optional[Embedder] = None,
         index_dir: Optional[Path] = None,
     ) -> "KnowledgeBase":
         """The index of `settings` (config/knowledge.yml by default), checked against the
         embedder that will embed the questions."""
-        settings = settings or load_knowledge_settings()
+        settings = settings or load_knowledge_config()
         index = read_index(Path(index_dir or settings.index_dir))
         knowledge_base = cls(
             index,
@@ -236,7 +236,7 @@ class KnowledgeBase:
         cosine = np.clip(self.index.heading_vectors[heading_numbers] @ query, 0.0, 1.0)
         return (s.lexical_weight * overlap + s.dense_weight * cosine) / (s.lexical_weight + s.dense_weight)
 
-    def with_settings(self, settings: RetrievalSettings) -> "KnowledgeBase":
+    def with_settings(self, settings: RetrievalConfig) -> "KnowledgeBase":
         """The same loaded index searched with other retrieval settings (evaluation)."""
         clone = object.__new__(KnowledgeBase)
         clone.__dict__.update(self.__dict__)
@@ -244,16 +244,16 @@ class KnowledgeBase:
         return clone
 
 
-_shared: Dict[KnowledgeSettings, KnowledgeBase] = {}
+_shared: Dict[KnowledgeConfig, KnowledgeBase] = {}
 _shared_lock = threading.Lock()
 
 
-def shared_knowledge_base(settings: Optional[KnowledgeSettings] = None) -> KnowledgeBase:
+def shared_knowledge_base(settings: Optional[KnowledgeConfig] = None) -> KnowledgeBase:
     """The process-wide knowledge base of `settings`, loaded on first use.
 
     A failed load is not remembered: once `make knowledge` has built the index, the next
     question loads it without a restart. A rebuilt index is picked up by a restart."""
-    settings = settings or load_knowledge_settings()
+    settings = settings or load_knowledge_config()
     with _shared_lock:
         if settings not in _shared:
             _shared[settings] = KnowledgeBase.load(settings)

@@ -35,7 +35,7 @@ from helpdesk.chatwoot import (
     ChatwootRejected,
     ChatwootUnavailable,
 )
-from helpdesk.config import ChatwootOptions, chatwoot_options
+from helpdesk.config import ChatwootConfig, chatwoot_config
 from helpdesk.chatwoot import (
     SOURCE_PREFIX,
     ChatwootDirectory,
@@ -72,7 +72,7 @@ def drain_outbox(conversation_id: str) -> int:
     if settings is None:
         logger.warning("chatwoot outbox not written: Chatwoot is not configured")
         return 0
-    options = chatwoot_options()
+    options = chatwoot_config()
     client = redis_client()
     writer = MirrorWriter(conversation_id, ChatwootClient(settings, options),
                           ChatwootDirectory(client, options), options,
@@ -104,7 +104,7 @@ class MirrorWriter:
     """Carries out one outbox entry against Chatwoot."""
 
     def __init__(self, conversation_id: str, chatwoot: ChatwootClient, directory: ChatwootDirectory,
-                 options: ChatwootOptions, breaker: CircuitBreaker) -> None:
+                 options: ChatwootConfig, breaker: CircuitBreaker) -> None:
         self.conversation_id = conversation_id
         self.chatwoot = chatwoot
         self.directory = directory
@@ -255,7 +255,7 @@ def resume_conversation(conversation_id: str) -> str:
     # only the resume job speaks to Rasa: the mirror jobs never load its client
     from helpdesk.rasa_api import RasaRejected, trigger_intent
 
-    options = chatwoot_options()
+    options = chatwoot_config()
     client = redis_client()
     if not handoff.is_marked(client, conversation_id):
         logger.info("resume skipped: the conversation is not with a person",
@@ -298,7 +298,7 @@ def main(argv: List[str]) -> int:
     if not argv or argv[0] not in ("waiting", "kick", "dead"):
         print(USAGE, file=sys.stderr)
         return 2
-    outbox = ChatwootOutbox(redis_client(), chatwoot_options())
+    outbox = ChatwootOutbox(redis_client(), chatwoot_config())
     as_json = "--json" in argv
     if argv[0] == "kick":
         for item in outbox.waiting():

@@ -20,7 +20,7 @@ from typing import Any, Dict, Optional
 from rq import get_current_job
 
 from helpdesk import followups, handoff
-from helpdesk.followups import FollowupOptions
+from helpdesk.config import FollowupConfig, followup_config
 from helpdesk.logs import mask_phone
 from helpdesk.whatsapp import OptOutRegistry
 from helpdesk.rasa_api import RasaRejected, trigger_intent
@@ -39,7 +39,7 @@ def _correlation_id() -> Optional[str]:
 
 
 def _trigger(conversation_id: str, intent: str, entities: Dict[str, Any],
-             options: FollowupOptions) -> Optional[Dict[str, Any]]:
+             options: FollowupConfig) -> Optional[Dict[str, Any]]:
     """The intent on the conversation through Rasa's HTTP API; Rasa's answer, or None when
     Rasa refused it for good. RasaUnavailable propagates (RQ retries the job)."""
     try:
@@ -71,7 +71,7 @@ def followup_step(conversation_id: str, anchor: str, step: int) -> str:
     """Ask again (steps 1..max_reasks) or escalate (the step after). Returns what happened:
     "asked" (next step scheduled or none left), "answered" (the form stopped waiting),
     "escalated", "stale", "with_person", "opted_out", "rejected"."""
-    options = followups.followup_options()
+    options = followup_config()
     client = followups.redis_client()
     skipped = _skip(client, conversation_id, anchor)
     if skipped:
@@ -104,7 +104,7 @@ def close_thread(conversation_id: str, anchor: str) -> str:
     """The final message to a thread left silent with its form unfinished. Returns "closed"
     (Rasa ran the close; the action decides whether anything was left open), "stale",
     "with_person" or "rejected"."""
-    options = followups.followup_options()
+    options = followup_config()
     client = followups.redis_client()
     skipped = _skip(client, conversation_id, anchor)
     if skipped:

@@ -21,7 +21,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import requests
 
-from helpdesk.config import ChatwootOptions
+from helpdesk.config import ChatwootConfig
 from helpdesk.settings import ChatwootSettings
 from helpdesk.text import only_digits
 
@@ -78,7 +78,7 @@ def _error_text(body: Any) -> str:
 
 
 class ChatwootClient:
-    def __init__(self, settings: ChatwootSettings, options: ChatwootOptions,
+    def __init__(self, settings: ChatwootSettings, options: ChatwootConfig,
                  session: Optional[requests.Session] = None) -> None:
         self.settings = settings
         self.options = options

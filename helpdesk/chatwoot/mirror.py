@@ -25,7 +25,7 @@ import redis
 
 from helpdesk import redis_keys
 from helpdesk.chatwoot.client import ChatwootClient, e164
-from helpdesk.config import ChatwootOptions, chatwoot_options
+from helpdesk.config import ChatwootConfig, chatwoot_config
 from helpdesk.chatwoot.outbox import ChatwootOutbox
 from helpdesk.whatsapp import ROUTE_TTL_SECONDS, digits, group_of, load_route_sync
 from helpdesk.settings import load_chatwoot, load_settings
@@ -51,7 +51,7 @@ def enabled() -> bool:
 
 
 def _outbox() -> ChatwootOutbox:
-    return ChatwootOutbox(redis_client(), chatwoot_options())
+    return ChatwootOutbox(redis_client(), chatwoot_config())
 
 
 # public API -------------------------------------------------------------------------------
@@ -92,7 +92,7 @@ def open_handoff(conversation_id: str, note: str, correlation_id: Optional[str] 
     private note. Returns the entry id, None without Chatwoot."""
     if not enabled():
         return None
-    options = chatwoot_options()
+    options = chatwoot_config()
     entry = {"kind": "handoff", "status": options.handoff_status,
              "labels": list(options.handoff_labels), "team_id": options.handoff_team_id, "note": note}
     return _outbox().append(conversation_id, entry, correlation_id)
@@ -115,7 +115,7 @@ def _attachment(value: Dict[str, Any]) -> Dict[str, Any]:
 class ChatwootDirectory:
     """WhatsApp conversation <-> Chatwoot contact and conversation, kept in Redis."""
 
-    def __init__(self, client: redis.Redis, options: Optional[ChatwootOptions] = None) -> None:
+    def __init__(self, client: redis.Redis, options: Optional[ChatwootConfig] = None) -> None:
         self.client = client
         self.options = options
 

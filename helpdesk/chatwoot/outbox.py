@@ -26,7 +26,7 @@ import redis
 from rq import Queue, Retry
 
 from helpdesk import queues, redis_keys
-from helpdesk.config import ChatwootOptions
+from helpdesk.config import ChatwootConfig
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ class PermanentFailure(Exception):
 
 
 class ChatwootOutbox:
-    def __init__(self, client: redis.Redis, options: ChatwootOptions) -> None:
+    def __init__(self, client: redis.Redis, options: ChatwootConfig) -> None:
         self.client = client
         self.options = options
 

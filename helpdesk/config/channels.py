@@ -4,7 +4,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
-from helpdesk.config.business import read_yaml, require_key
+from helpdesk.config.reader import read_yaml, require_key
 from helpdesk.errors import ConfigError
 from helpdesk.text import fold
 from helpdesk.settings import load_settings

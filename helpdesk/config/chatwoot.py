@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
-from helpdesk.config.business import read_yaml
+from helpdesk.config.reader import read_yaml
 from helpdesk.errors import ConfigError
 from helpdesk.settings import load_settings
 
@@ -16,7 +16,7 @@ STATUSES = ("open", "pending", "resolved", "snoozed")
 
 
 @dataclass(frozen=True)
-class ChatwootOptions:
+class ChatwootConfig:
     connect_timeout: float
     read_timeout: float
     retry_intervals: Tuple[int, ...]
@@ -112,7 +112,7 @@ class _Section:
         return {str(k): str(v) for k, v in value.items() if v is not None}
 
 
-def load_options(path: Path) -> ChatwootOptions:
+def load_chatwoot_config(path: Path) -> ChatwootConfig:
     data = read_yaml(path)
     http = _Section(data, "http", path)
     delivery = _Section(data, "delivery", path)
@@ -158,7 +158,7 @@ def load_options(path: Path) -> ChatwootOptions:
     priority_labels = tickets.data.get("priority_labels") or {}
     if not isinstance(priority_labels, dict):
         raise ConfigError(f"{path}: tickets.priority_labels must be a mapping")
-    return ChatwootOptions(
+    return ChatwootConfig(
         connect_timeout=float(http.number("connect_timeout_seconds", 3, 0.01)),
         read_timeout=float(http.number("read_timeout_seconds", 10, 0.01)),
         retry_intervals=tuple(intervals),
@@ -191,10 +191,10 @@ def load_options(path: Path) -> ChatwootOptions:
 
 
 @lru_cache(maxsize=None)
-def _options_at(path: str) -> ChatwootOptions:
-    return load_options(Path(path))
+def _config_at(path: str) -> ChatwootConfig:
+    return load_chatwoot_config(Path(path))
 
 
-def chatwoot_options() -> ChatwootOptions:
-    """The options of the configured `config/` directory, read once per process."""
-    return _options_at(str(load_settings().config_dir / FILE_NAME))
+def chatwoot_config() -> ChatwootConfig:
+    """The configuration of the configured `config/` directory, read once per process."""
+    return _config_at(str(load_settings().config_dir / FILE_NAME))

@@ -1,10 +1,11 @@
 """The knowledge base's settings from `config/knowledge.yml`, checked on load so a broken
 value is a `ConfigError` naming the file and the field, not a wrong answer later."""
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-from helpdesk.config.business import read_yaml
+from helpdesk.config.reader import BETWEEN, number, read_yaml, section
 from helpdesk.errors import ConfigError
 from helpdesk.settings import PROJECT_DIR, load_settings
 
@@ -12,12 +13,12 @@ FUSIONS = ("blend", "rrf")
 
 
 @dataclass(frozen=True)
-class ChunkingSettings:
+class ChunkingConfig:
     max_chars: int
 
 
 @dataclass(frozen=True)
-class EmbedderSettings:
+class EmbedderConfig:
     kind: str
     dimension: int
     char_ngram_min: int
@@ -28,13 +29,13 @@ class EmbedderSettings:
 
 
 @dataclass(frozen=True)
-class LexicalSettings:
+class LexicalConfig:
     k1: float
     b: float
 
 
 @dataclass(frozen=True)
-class RetrievalSettings:
+class RetrievalConfig:
     fusion: str
     lexical_weight: float
     dense_weight: float
@@ -47,7 +48,7 @@ class RetrievalSettings:
 
 
 @dataclass(frozen=True)
-class AnswerSettings:
+class AnswerConfig:
     max_chars: int
     trimmed_marker: str
     llm_passages: int
@@ -56,40 +57,19 @@ class AnswerSettings:
 
 
 @dataclass(frozen=True)
-class KnowledgeSettings:
+class KnowledgeConfig:
     articles_dir: Path
     index_dir: Path
     spacy_model: Path
-    chunking: ChunkingSettings
-    embedder: EmbedderSettings
-    lexical: LexicalSettings
-    retrieval: RetrievalSettings
-    answer: AnswerSettings
+    chunking: ChunkingConfig
+    embedder: EmbedderConfig
+    lexical: LexicalConfig
+    retrieval: RetrievalConfig
+    answer: AnswerConfig
 
     def index_parameters(self) -> Dict[str, Any]:
         """What an index depends on besides its articles: recorded in it, checked on load."""
         return {"chunking": asdict(self.chunking), "lexical": asdict(self.lexical)}
-
-
-def _section(data: Dict[str, Any], key: str, where: str) -> Dict[str, Any]:
-    value = data.get(key)
-    if not isinstance(value, dict):
-        raise ConfigError(f"{where}: '{key}' must be a mapping")
-    return value
-
-
-def _number(data: Dict[str, Any], key: str, where: str, kind: type = float,
-            minimum: Optional[float] = None, maximum: Optional[float] = None) -> Any:
-    if key not in data:
-        raise ConfigError(f"{where}: missing '{key}'")
-    value = data[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (
-        kind is int and not isinstance(value, int)
-    ):
-        raise ConfigError(f"{where}: '{key}' must be {kind.__name__}, got {value!r}")
-    if minimum is not None and value < minimum or maximum is not None and value > maximum:
-        raise ConfigError(f"{where}: '{key}' must be between {minimum} and {maximum}, got {value!r}")
-    return kind(value)
 
 
 def _text(data: Dict[str, Any], key: str, where: str) -> str:
@@ -104,27 +84,34 @@ def _path(data: Dict[str, Any], key: str, where: str) -> Path:
     return path if path.is_absolute() else PROJECT_DIR / path
 
 
-def load_knowledge_settings(path: Optional[Path] = None) -> KnowledgeSettings:
+def load_knowledge_config(path: Optional[Path] = None) -> KnowledgeConfig:
     """Read `knowledge.yml` from the configured config directory (or `path`)."""
     path = path or load_settings().config_dir / "knowledge.yml"
     data = read_yaml(path)
     where = str(path)
-    chunking = _section(data, "chunking", where)
-    embedder = _section(data, "embedder", where)
-    lexical = _section(data, "lexical", where)
-    retrieval = _section(data, "retrieval", where)
-    answer = _section(data, "answer", where)
+    chunking = section(data, "chunking", where, optional=False)
+    embedder = section(data, "embedder", where, optional=False)
+    lexical = section(data, "lexical", where, optional=False)
+    retrieval = section(data, "retrieval", where, optional=False)
+    answer = section(data, "answer", where, optional=False)
+    at_embedder, at_retrieval = f"{where}: embedder", f"{where}: retrieval"
 
-    embedder_settings = EmbedderSettings(
+    embedder_config = EmbedderConfig(
         kind=_text(embedder, "kind", f"{where}: embedder"),
-        dimension=_number(embedder, "dimension", f"{where}: embedder", int, 16, 1 << 16),
-        char_ngram_min=_number(embedder, "char_ngram_min", f"{where}: embedder", int, 1, 10),
-        char_ngram_max=_number(embedder, "char_ngram_max", f"{where}: embedder", int, 1, 10),
-        lemma_weight=_number(embedder, "lemma_weight", f"{where}: embedder", float, 0, 10),
-        bigram_weight=_number(embedder, "bigram_weight", f"{where}: embedder", float, 0, 10),
-        char_weight=_number(embedder, "char_weight", f"{where}: embedder", float, 0, 10),
+        dimension=number(embedder, "dimension", at_embedder, whole=True,
+                         minimum=16, maximum=1 << 16, style=BETWEEN),
+        char_ngram_min=number(embedder, "char_ngram_min", at_embedder, whole=True,
+                              minimum=1, maximum=10, style=BETWEEN),
+        char_ngram_max=number(embedder, "char_ngram_max", at_embedder, whole=True,
+                              minimum=1, maximum=10, style=BETWEEN),
+        lemma_weight=number(embedder, "lemma_weight", at_embedder,
+                            minimum=0, maximum=10, style=BETWEEN),
+        bigram_weight=number(embedder, "bigram_weight", at_embedder,
+                             minimum=0, maximum=10, style=BETWEEN),
+        char_weight=number(embedder, "char_weight", at_embedder,
+                           minimum=0, maximum=10, style=BETWEEN),
     )
-    if embedder_settings.char_ngram_min > embedder_settings.char_ngram_max:
+    if embedder_config.char_ngram_min > embedder_config.char_ngram_max:
         raise ConfigError(f"{where}: embedder: 'char_ngram_min' is larger than 'char_ngram_max'")
 
     fusion = _text(retrieval, "fusion", f"{where}: retrieval")
@@ -143,34 +130,55 @@ def load_knowledge_settings(path: Optional[Path] = None) -> KnowledgeSettings:
     if all(isinstance(w, (int, float)) and not isinstance(w, bool) for w in weights) and sum(weights) <= 0:
         raise ConfigError(f"{where}: retrieval: 'lexical_weight' and 'dense_weight' cannot both be 0")
 
-    return KnowledgeSettings(
+    return KnowledgeConfig(
         articles_dir=_path(data, "articles_dir", where),
         index_dir=_path(data, "index_dir", where),
         spacy_model=_path(data, "spacy_model", where),
-        chunking=ChunkingSettings(
-            max_chars=_number(chunking, "max_chars", f"{where}: chunking", int, 200, 100_000)
+        chunking=ChunkingConfig(
+            max_chars=number(chunking, "max_chars", f"{where}: chunking", whole=True,
+                             minimum=200, maximum=100_000, style=BETWEEN)
         ),
-        embedder=embedder_settings,
-        lexical=LexicalSettings(
-            k1=_number(lexical, "k1", f"{where}: lexical", float, 0, 10),
-            b=_number(lexical, "b", f"{where}: lexical", float, 0, 1),
+        embedder=embedder_config,
+        lexical=LexicalConfig(
+            k1=number(lexical, "k1", f"{where}: lexical", minimum=0, maximum=10, style=BETWEEN),
+            b=number(lexical, "b", f"{where}: lexical", minimum=0, maximum=1, style=BETWEEN),
         ),
-        retrieval=RetrievalSettings(
+        retrieval=RetrievalConfig(
             fusion=fusion,
-            lexical_weight=_number(retrieval, "lexical_weight", f"{where}: retrieval", float, 0, 1),
-            dense_weight=_number(retrieval, "dense_weight", f"{where}: retrieval", float, 0, 1),
-            rrf_k=_number(retrieval, "rrf_k", f"{where}: retrieval", int, 1, 10_000),
-            candidates=_number(retrieval, "candidates", f"{where}: retrieval", int, 1, 10_000),
-            top_k=_number(retrieval, "top_k", f"{where}: retrieval", int, 1, 100),
-            min_score=_number(retrieval, "min_score", f"{where}: retrieval", float, 0, 1),
-            heading_weight=_number(retrieval, "heading_weight", f"{where}: retrieval", float, 0, 10),
-            faiss_threads=_number(retrieval, "faiss_threads", f"{where}: retrieval", int, 0, 256),
+            lexical_weight=number(retrieval, "lexical_weight", at_retrieval,
+                                  minimum=0, maximum=1, style=BETWEEN),
+            dense_weight=number(retrieval, "dense_weight", at_retrieval,
+                                minimum=0, maximum=1, style=BETWEEN),
+            rrf_k=number(retrieval, "rrf_k", at_retrieval, whole=True,
+                         minimum=1, maximum=10_000, style=BETWEEN),
+            candidates=number(retrieval, "candidates", at_retrieval, whole=True,
+                              minimum=1, maximum=10_000, style=BETWEEN),
+            top_k=number(retrieval, "top_k", at_retrieval, whole=True,
+                         minimum=1, maximum=100, style=BETWEEN),
+            min_score=number(retrieval, "min_score", at_retrieval,
+                             minimum=0, maximum=1, style=BETWEEN),
+            heading_weight=number(retrieval, "heading_weight", at_retrieval,
+                                  minimum=0, maximum=10, style=BETWEEN),
+            faiss_threads=number(retrieval, "faiss_threads", at_retrieval, whole=True,
+                                 minimum=0, maximum=256, style=BETWEEN),
         ),
-        answer=AnswerSettings(
-            max_chars=_number(answer, "max_chars", answer_where, int, 50, 4000),
+        answer=AnswerConfig(
+            max_chars=number(answer, "max_chars", answer_where, whole=True,
+                             minimum=50, maximum=4000, style=BETWEEN),
             trimmed_marker=marker,
-            llm_passages=_number(answer, "llm_passages", answer_where, int, 1, 20),
+            llm_passages=number(answer, "llm_passages", answer_where, whole=True,
+                                minimum=1, maximum=20, style=BETWEEN),
             source_format=source_format,
             sources_separator=separator,
         ),
     )
+
+
+@lru_cache(maxsize=None)
+def _config_at(path: Path) -> KnowledgeConfig:
+    return load_knowledge_config(path)
+
+
+def knowledge_config() -> KnowledgeConfig:
+    """config/knowledge.yml of the configured config directory, read once per process."""
+    return _config_at(load_settings().config_dir / "knowledge.yml")

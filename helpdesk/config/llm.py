@@ -1,13 +1,19 @@
 """`config/llm.yml`: timeouts, retries, budgets, prices, cache lifetimes and per-use limits of
 the LLM client. Designers and operators tune these without touching code; a broken file
 raises `ConfigError` naming the file and the field.
+
+Two keys are read apart, by `dialogue_llm_config` for the action server's LLM steps (the
+client's `LlmConfig` ignores them):
+
+    nlu_fallback.never_chosen          intents the LLM is never offered
+    screenshot.max_images_per_message  images of one message sent to the vision model
 """
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
-from helpdesk.config.business import read_yaml
+from helpdesk.config.reader import NumberStyle, number, read_yaml, section
 from helpdesk.errors import ConfigError
 from helpdesk.settings import load_settings
 
@@ -16,7 +22,7 @@ STRUCTURED_MODES = ("json_schema", "json_object", "none")
 
 
 @dataclass(frozen=True)
-class UseSettings:
+class UseConfig:
     timeout_seconds: float
     deadline_seconds: float
     max_output_tokens: Optional[int]
@@ -35,7 +41,7 @@ class Price:
 
 
 @dataclass(frozen=True)
-class Budgets:
+class BudgetConfig:
     conversation_tokens: int
     conversation_window_hours: float
     max_context_tokens: int
@@ -45,20 +51,20 @@ class Budgets:
 
 
 @dataclass(frozen=True)
-class NluFallbackSettings:
+class NluFallbackConfig:
     min_confidence: float
     examples_per_intent: int
     require_entities_in_text: bool
 
 
 @dataclass(frozen=True)
-class KnowledgeSettings:
+class LlmKnowledgeConfig:
     max_passages: int
     max_passage_chars: int
 
 
 @dataclass(frozen=True)
-class ScreenshotSettings:
+class ScreenshotConfig:
     max_image_bytes: int
     mime_types: Tuple[str, ...]
     detail: str
@@ -66,14 +72,14 @@ class ScreenshotSettings:
 
 
 @dataclass(frozen=True)
-class TranscriptionSettings:
+class TranscriptionConfig:
     language: Optional[str]
     max_audio_bytes: int
     assumed_audio_bytes_per_second: float
 
 
 @dataclass(frozen=True)
-class EmbeddingSettings:
+class EmbeddingConfig:
     batch_size: int
     dimensions: Optional[int]
 
@@ -87,16 +93,16 @@ class LlmConfig:
     backoff_max_seconds: float
     structured_output: str
     structured_output_by_model: Dict[str, str]
-    uses: Dict[str, UseSettings]
-    budgets: Budgets
+    uses: Dict[str, UseConfig]
+    budgets: BudgetConfig
     prices: Dict[str, Price]
-    nlu_fallback: NluFallbackSettings
-    knowledge: KnowledgeSettings
-    screenshot: ScreenshotSettings
-    transcription: TranscriptionSettings
-    embedding: EmbeddingSettings
+    nlu_fallback: NluFallbackConfig
+    knowledge: LlmKnowledgeConfig
+    screenshot: ScreenshotConfig
+    transcription: TranscriptionConfig
+    embedding: EmbeddingConfig
 
-    def use(self, name: str) -> UseSettings:
+    def use(self, name: str) -> UseConfig:
         return self.uses[name]
 
     def price_for(self, model: str) -> Price:
@@ -118,66 +124,41 @@ class LlmConfig:
 # --- checked reading ------------------------------------------------------------------
 
 
-def _section(data: Dict[str, Any], key: str, where: str) -> Dict[str, Any]:
-    value = data.get(key) or {}
-    if not isinstance(value, dict):
-        raise ConfigError(f"{where}: '{key}' must be a mapping")
-    return value
-
-
-def _number(data: Dict[str, Any], key: str, where: str, default: Any = None, *,
-            integer: bool = False, minimum: float = 0, maximum: Optional[float] = None,
-            optional: bool = False) -> Any:
-    value = data.get(key, default)
-    if value is None:
-        if optional:
-            return None
-        raise ConfigError(f"{where}: missing '{key}'")
-    kinds = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds):
-        kind = "a whole number" if integer else "a number"
-        raise ConfigError(f"{where}: '{key}' must be {kind}, got {value!r}")
-    if value < minimum or (maximum is not None and value > maximum):
-        bounds = f"at least {minimum}" + (f" and at most {maximum}" if maximum is not None else "")
-        raise ConfigError(f"{where}: '{key}' must be {bounds}, got {value!r}")
-    return value
-
-
 def _mode(value: Any, where: str) -> str:
     if value not in STRUCTURED_MODES:
         raise ConfigError(f"{where}: must be one of {', '.join(STRUCTURED_MODES)}, got {value!r}")
     return value
 
 
-def _uses(data: Dict[str, Any], where: str) -> Dict[str, UseSettings]:
-    section = _section(data, "uses", where)
-    unknown = set(section) - set(USES)
+def _uses(data: Dict[str, Any], where: str) -> Dict[str, UseConfig]:
+    entries = section(data, "uses", where)
+    unknown = set(entries) - set(USES)
     if unknown:
         raise ConfigError(f"{where}: uses.{sorted(unknown)[0]} is not a use ({', '.join(USES)})")
     uses = {}
     for name in USES:
-        entry = section.get(name) or {}
+        entry = entries.get(name) or {}
         if not isinstance(entry, dict):
             raise ConfigError(f"{where}: uses.{name} must be a mapping")
         at = f"{where}: uses.{name}"
-        timeout = _number(entry, "timeout_seconds", at, 10, minimum=0.001)
-        deadline = _number(entry, "deadline_seconds", at, timeout * 2, minimum=0.001)
+        timeout = number(entry, "timeout_seconds", at, 10, minimum=0.001)
+        deadline = number(entry, "deadline_seconds", at, timeout * 2, minimum=0.001)
         if deadline < timeout:
             raise ConfigError(f"{at}: 'deadline_seconds' must not be below 'timeout_seconds'")
-        uses[name] = UseSettings(
+        uses[name] = UseConfig(
             timeout_seconds=float(timeout),
             deadline_seconds=float(deadline),
-            max_output_tokens=_number(entry, "max_output_tokens", at, integer=True, minimum=1,
+            max_output_tokens=number(entry, "max_output_tokens", at, whole=True, minimum=1,
                                       optional=True),
-            temperature=_number(entry, "temperature", at, maximum=2, optional=True),
-            cache_ttl_seconds=_number(entry, "cache_ttl_seconds", at, 0, integer=True),
+            temperature=number(entry, "temperature", at, maximum=2, optional=True),
+            cache_ttl_seconds=number(entry, "cache_ttl_seconds", at, 0, whole=True),
         )
     return uses
 
 
 def _prices(data: Dict[str, Any], where: str) -> Dict[str, Price]:
     prices = {}
-    for model, entry in _section(data, "prices", where).items():
+    for model, entry in section(data, "prices", where).items():
         at = f"{where}: prices.{model}"
         if not isinstance(entry, dict):
             raise ConfigError(f"{at}: expected a mapping with input/output or per_audio_minute")
@@ -185,10 +166,10 @@ def _prices(data: Dict[str, Any], where: str) -> Dict[str, Price]:
         if unknown:
             raise ConfigError(f"{at}: unknown field '{sorted(unknown)[0]}'")
         prices[str(model)] = Price(
-            input=float(_number(entry, "input", at, 0)),
-            output=float(_number(entry, "output", at, 0)),
-            cached_input=_number(entry, "cached_input", at, optional=True),
-            per_audio_minute=_number(entry, "per_audio_minute", at, optional=True),
+            input=float(number(entry, "input", at, 0)),
+            output=float(number(entry, "output", at, 0)),
+            cached_input=number(entry, "cached_input", at, optional=True),
+            per_audio_minute=number(entry, "per_audio_minute", at, optional=True),
         )
     return prices
 
@@ -196,18 +177,18 @@ def _prices(data: Dict[str, Any], where: str) -> Dict[str, Price]:
 def load_llm_config(path: Path) -> LlmConfig:
     data = read_yaml(path)
     where = str(path)
-    request = _section(data, "request", where)
+    request = section(data, "request", where)
     at = f"{where}: request"
     by_model = request.get("structured_output_by_model") or {}
     if not isinstance(by_model, dict):
         raise ConfigError(f"{at}: 'structured_output_by_model' must be a mapping")
-    budgets = _section(data, "budgets", where)
+    budgets = section(data, "budgets", where)
     bat = f"{where}: budgets"
-    nlu = _section(data, "nlu_fallback", where)
+    nlu = section(data, "nlu_fallback", where)
     nat = f"{where}: nlu_fallback"
-    knowledge = _section(data, "knowledge", where)
+    knowledge = section(data, "knowledge", where)
     kat = f"{where}: knowledge"
-    screenshot = _section(data, "screenshot", where)
+    screenshot = section(data, "screenshot", where)
     sat = f"{where}: screenshot"
     mime_types = screenshot.get("mime_types") or ["image/jpeg", "image/png", "image/webp"]
     if not isinstance(mime_types, list) or not all(isinstance(m, str) for m in mime_types):
@@ -215,12 +196,12 @@ def load_llm_config(path: Path) -> LlmConfig:
     detail = screenshot.get("detail", "auto")
     if detail not in ("low", "high", "auto"):
         raise ConfigError(f"{sat}: 'detail' must be low, high or auto, got {detail!r}")
-    transcription = _section(data, "transcription", where)
+    transcription = section(data, "transcription", where)
     tat = f"{where}: transcription"
     language = transcription.get("language", "es")
     if language is not None and not isinstance(language, str):
         raise ConfigError(f"{tat}: 'language' must be a language code such as es")
-    embedding = _section(data, "embedding", where)
+    embedding = section(data, "embedding", where)
     eat = f"{where}: embedding"
     require_entities = nlu.get("require_entities_in_text", True)
     if not isinstance(require_entities, bool):
@@ -230,11 +211,11 @@ def load_llm_config(path: Path) -> LlmConfig:
         raise ConfigError(f"{where}: 'default_base_url' must be an http(s) URL")
     config = LlmConfig(
         default_base_url=base_url.rstrip("/"),
-        connect_timeout_seconds=float(_number(request, "connect_timeout_seconds", at, 3,
+        connect_timeout_seconds=float(number(request, "connect_timeout_seconds", at, 3,
                                               minimum=0.001)),
-        retries=_number(request, "retries", at, 1, integer=True, maximum=10),
-        backoff_initial_seconds=float(_number(request, "backoff_initial_seconds", at, 0.5)),
-        backoff_max_seconds=float(_number(request, "backoff_max_seconds", at, 4)),
+        retries=number(request, "retries", at, 1, whole=True, maximum=10),
+        backoff_initial_seconds=float(number(request, "backoff_initial_seconds", at, 0.5)),
+        backoff_max_seconds=float(number(request, "backoff_max_seconds", at, 4)),
         structured_output=_mode(request.get("structured_output", "json_object"),
                                 f"{at}.structured_output"),
         structured_output_by_model={
@@ -242,47 +223,47 @@ def load_llm_config(path: Path) -> LlmConfig:
             for model, mode in by_model.items()
         },
         uses=_uses(data, where),
-        budgets=Budgets(
-            conversation_tokens=_number(budgets, "conversation_tokens", bat, 4000, integer=True),
-            conversation_window_hours=float(_number(budgets, "conversation_window_hours", bat,
+        budgets=BudgetConfig(
+            conversation_tokens=number(budgets, "conversation_tokens", bat, 4000, whole=True),
+            conversation_window_hours=float(number(budgets, "conversation_window_hours", bat,
                                                     24, minimum=0.001)),
-            max_context_tokens=_number(budgets, "max_context_tokens", bat, 8000, integer=True,
+            max_context_tokens=number(budgets, "max_context_tokens", bat, 8000, whole=True,
                                        minimum=1),
-            monthly_usd=float(_number(budgets, "monthly_usd", bat, 500)),
-            monthly_warning_fraction=float(_number(budgets, "monthly_warning_fraction", bat, 0.8,
+            monthly_usd=float(number(budgets, "monthly_usd", bat, 500)),
+            monthly_warning_fraction=float(number(budgets, "monthly_warning_fraction", bat, 0.8,
                                                    maximum=1)),
-            ticket_cost_alert_usd=float(_number(budgets, "ticket_cost_alert_usd", bat, 0.10)),
+            ticket_cost_alert_usd=float(number(budgets, "ticket_cost_alert_usd", bat, 0.10)),
         ),
         prices=_prices(data, where),
-        nlu_fallback=NluFallbackSettings(
-            min_confidence=float(_number(nlu, "min_confidence", nat, 0.6, maximum=1)),
-            examples_per_intent=_number(nlu, "examples_per_intent", nat, 5, integer=True),
+        nlu_fallback=NluFallbackConfig(
+            min_confidence=float(number(nlu, "min_confidence", nat, 0.6, maximum=1)),
+            examples_per_intent=number(nlu, "examples_per_intent", nat, 5, whole=True),
             require_entities_in_text=require_entities,
         ),
-        knowledge=KnowledgeSettings(
-            max_passages=_number(knowledge, "max_passages", kat, 5, integer=True, minimum=1),
-            max_passage_chars=_number(knowledge, "max_passage_chars", kat, 1500, integer=True,
+        knowledge=LlmKnowledgeConfig(
+            max_passages=number(knowledge, "max_passages", kat, 5, whole=True, minimum=1),
+            max_passage_chars=number(knowledge, "max_passage_chars", kat, 1500, whole=True,
                                       minimum=50),
         ),
-        screenshot=ScreenshotSettings(
-            max_image_bytes=_number(screenshot, "max_image_bytes", sat, 10_000_000, integer=True,
+        screenshot=ScreenshotConfig(
+            max_image_bytes=number(screenshot, "max_image_bytes", sat, 10_000_000, whole=True,
                                     minimum=1),
             mime_types=tuple(m.lower() for m in mime_types),
             detail=detail,
-            image_token_estimate=_number(screenshot, "image_token_estimate", sat, 1100,
-                                         integer=True),
+            image_token_estimate=number(screenshot, "image_token_estimate", sat, 1100,
+                                         whole=True),
         ),
-        transcription=TranscriptionSettings(
+        transcription=TranscriptionConfig(
             language=language or None,
-            max_audio_bytes=_number(transcription, "max_audio_bytes", tat, 25_000_000,
-                                    integer=True, minimum=1),
-            assumed_audio_bytes_per_second=float(_number(
+            max_audio_bytes=number(transcription, "max_audio_bytes", tat, 25_000_000,
+                                    whole=True, minimum=1),
+            assumed_audio_bytes_per_second=float(number(
                 transcription, "assumed_audio_bytes_per_second", tat, 2000, minimum=1)),
         ),
-        embedding=EmbeddingSettings(
-            batch_size=_number(embedding, "batch_size", eat, 64, integer=True, minimum=1,
+        embedding=EmbeddingConfig(
+            batch_size=number(embedding, "batch_size", eat, 64, whole=True, minimum=1,
                                maximum=2048),
-            dimensions=_number(embedding, "dimensions", eat, integer=True, minimum=1,
+            dimensions=number(embedding, "dimensions", eat, whole=True, minimum=1,
                                optional=True),
         ),
     )
@@ -296,3 +277,42 @@ def load_llm_config(path: Path) -> LlmConfig:
 def llm_config() -> LlmConfig:
     """The process's `config/llm.yml` (HELPDESK_CONFIG_DIR), read once."""
     return load_llm_config(load_settings().config_dir / "llm.yml")
+
+
+# --- what the dialogue's LLM steps read beyond the client's own settings ---------------------
+
+
+# "screenshot.max_images_per_message must be a whole number (0 or more), got -1"
+_AT_LEAST_DOTTED = NumberStyle(field="{where}.{key}", wrong="{kind} ({minimum} or more)",
+                               limits="{kind} ({minimum} or more)", null_is_missing=False)
+
+
+@dataclass(frozen=True)
+class DialogueLlmConfig:
+    never_chosen: Tuple[str, ...]
+    max_images_per_message: int
+
+
+def load_dialogue_llm_config(path: Path) -> DialogueLlmConfig:
+    data = read_yaml(path)
+    where = str(path)
+    nlu = data.get("nlu_fallback") or {}
+    screenshot = data.get("screenshot") or {}
+    if not isinstance(nlu, dict) or not isinstance(screenshot, dict):
+        raise ConfigError(f"{where}: 'nlu_fallback' and 'screenshot' must be mappings")
+    never = nlu.get("never_chosen", [])
+    if not isinstance(never, list) or not all(isinstance(i, str) and i for i in never):
+        raise ConfigError(f"{where}: nlu_fallback.never_chosen must be a list of intent names")
+    images = number(screenshot, "max_images_per_message", f"{where}: screenshot", 3, whole=True,
+                    style=_AT_LEAST_DOTTED)
+    return DialogueLlmConfig(never_chosen=tuple(never), max_images_per_message=images)
+
+
+@lru_cache(maxsize=None)
+def _dialogue_config_at(path: Path) -> DialogueLlmConfig:
+    return load_dialogue_llm_config(path)
+
+
+def dialogue_llm_config() -> DialogueLlmConfig:
+    """config/llm.yml of the configured config directory, read once per process."""
+    return _dialogue_config_at(load_settings().config_dir / "llm.yml")

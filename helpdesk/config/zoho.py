@@ -1,14 +1,14 @@
 """`config/zoho.yml`: the numbers and texts of Zoho Desk delivery, checked on load.
 
-Read by the Zoho client, the delivery jobs and the submit action. A broken file raises
-`ConfigError` naming the file and the field.
+Read by the Zoho client, the delivery jobs, the submit action and the status look-up. A broken
+file raises `ConfigError` naming the file and the field.
 """
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Dict, Tuple
 
-from helpdesk.config.business import read_yaml, require_key
+from helpdesk.config.reader import AT_LEAST, number, read_yaml, require_key
 from helpdesk.errors import ConfigError
 from helpdesk.settings import load_settings
 
@@ -101,6 +101,14 @@ class AnnouncePolicy(RetryPolicy):
 
 
 @dataclass(frozen=True)
+class LookupPolicy:
+    """The status question's call to Zoho while a user waits."""
+
+    connect_timeout: float
+    read_timeout: float
+
+
+@dataclass(frozen=True)
 class StatusPolling:
     interval_seconds: float
     batch_size: int
@@ -123,6 +131,7 @@ class ZohoConfig:
     circuit: CircuitPolicy
     additions: AdditionPolicy
     announcements: AnnouncePolicy
+    lookup: LookupPolicy
     status_polling: StatusPolling
     reconcile: ReconcilePolicy
     human_notices: Dict[str, str]
@@ -130,15 +139,6 @@ class ZohoConfig:
 
 def _nth(values: Tuple[float, ...], attempt: int) -> float:
     return float(values[min(max(attempt, 1), len(values)) - 1])
-
-
-def _number(data: Dict[str, Any], key: str, where: str, minimum: float = 0) -> float:
-    if key not in data:
-        raise ConfigError(f"{where}: missing '{key}'")
-    value = data[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
-        raise ConfigError(f"{where}: '{key}' must be a number >= {minimum}, got {value!r}")
-    return float(value)
 
 
 def _count(data: Dict[str, Any], key: str, where: str, minimum: int = 1) -> int:
@@ -179,6 +179,7 @@ def load_zoho_config(path: Path) -> ZohoConfig:
     circuit = require_key(data, "circuit", dict, where)
     additions = require_key(data, "additions", dict, where)
     announcements = require_key(data, "announcements", dict, where)
+    lookup = require_key(data, "lookup", dict, where)
     polling = require_key(data, "status_polling", dict, where)
     reconcile = require_key(data, "reconcile", dict, where)
 
@@ -211,16 +212,16 @@ def load_zoho_config(path: Path) -> ZohoConfig:
     policy = DeliveryPolicy(
         max_attempts=_count(delivery, "max_attempts", w),
         retry_intervals=_intervals(delivery, "retry_intervals", w),
-        retry_jitter=_number(delivery, "retry_jitter", w),
-        max_pending_seconds=_number(delivery, "max_pending_seconds", w, 1),
-        search_settle_seconds=_number(delivery, "search_settle_seconds", w),
+        retry_jitter=number(delivery, "retry_jitter", w, style=AT_LEAST),
+        max_pending_seconds=number(delivery, "max_pending_seconds", w, minimum=1, style=AT_LEAST),
+        search_settle_seconds=number(delivery, "search_settle_seconds", w, style=AT_LEAST),
         job_timeout=_count(delivery, "job_timeout", w, 5),
-        connect_timeout=_number(delivery, "connect_timeout", w, 0.1),
-        read_timeout=_number(delivery, "read_timeout", w, 0.1),
-        upload_timeout=_number(delivery, "upload_timeout", w, 0.1),
-        token_refresh_margin=_number(delivery, "token_refresh_margin", w),
+        connect_timeout=number(delivery, "connect_timeout", w, minimum=0.1, style=AT_LEAST),
+        read_timeout=number(delivery, "read_timeout", w, minimum=0.1, style=AT_LEAST),
+        upload_timeout=number(delivery, "upload_timeout", w, minimum=0.1, style=AT_LEAST),
+        token_refresh_margin=number(delivery, "token_refresh_margin", w, style=AT_LEAST),
         token_refresh_limit=_count(delivery, "token_refresh_limit", w),
-        token_refresh_window=_number(delivery, "token_refresh_window", w, 1),
+        token_refresh_window=number(delivery, "token_refresh_window", w, minimum=1, style=AT_LEAST),
         rate_limited_backoff=_intervals(delivery, "rate_limited_backoff", w),
         quota_reset_timezone=timezone_name,
         contact_cache_seconds=_count(delivery, "contact_cache_seconds", w, 0),
@@ -228,41 +229,46 @@ def load_zoho_config(path: Path) -> ZohoConfig:
 
     w = f"{where}: submit"
     wait = SubmitWait(
-        wait_seconds=_number(submit, "wait_seconds", w),
-        poll_seconds=_number(submit, "poll_seconds", w, 0.01),
+        wait_seconds=number(submit, "wait_seconds", w, style=AT_LEAST),
+        poll_seconds=number(submit, "poll_seconds", w, minimum=0.01, style=AT_LEAST),
     )
     w = f"{where}: circuit"
     breaker = CircuitPolicy(
         failure_threshold=_count(circuit, "failure_threshold", w),
-        recovery_seconds=_number(circuit, "recovery_seconds", w, 0.1),
-        auth_recovery_seconds=_number(circuit, "auth_recovery_seconds", w, 0.1),
+        recovery_seconds=number(circuit, "recovery_seconds", w, minimum=0.1, style=AT_LEAST),
+        auth_recovery_seconds=number(circuit, "auth_recovery_seconds", w, minimum=0.1, style=AT_LEAST),
     )
     w = f"{where}: additions"
     addition = AdditionPolicy(
         max_attempts=_count(additions, "max_attempts", w),
         retry_intervals=_intervals(additions, "retry_intervals", w),
-        wait_for_delivery_seconds=_number(additions, "wait_for_delivery_seconds", w),
-        max_wait_seconds=_number(additions, "max_wait_seconds", w, 1),
+        wait_for_delivery_seconds=number(additions, "wait_for_delivery_seconds", w, style=AT_LEAST),
+        max_wait_seconds=number(additions, "max_wait_seconds", w, minimum=1, style=AT_LEAST),
     )
     w = f"{where}: announcements"
     announce = AnnouncePolicy(
         max_attempts=_count(announcements, "max_attempts", w),
         retry_intervals=_intervals(announcements, "retry_intervals", w),
-        connect_timeout=_number(announcements, "connect_timeout", w, 0.1),
-        read_timeout=_number(announcements, "read_timeout", w, 0.1),
+        connect_timeout=number(announcements, "connect_timeout", w, minimum=0.1, style=AT_LEAST),
+        read_timeout=number(announcements, "read_timeout", w, minimum=0.1, style=AT_LEAST),
+    )
+    w = f"{where}: lookup"
+    status_lookup = LookupPolicy(
+        connect_timeout=number(lookup, "connect_timeout", w, minimum=0.1, style=AT_LEAST),
+        read_timeout=number(lookup, "read_timeout", w, minimum=0.1, style=AT_LEAST),
     )
     w = f"{where}: status_polling"
     status = StatusPolling(
-        interval_seconds=_number(polling, "interval_seconds", w),
+        interval_seconds=number(polling, "interval_seconds", w, style=AT_LEAST),
         batch_size=_count(polling, "batch_size", w),
-        max_age_days=_number(polling, "max_age_days", w),
+        max_age_days=number(polling, "max_age_days", w, style=AT_LEAST),
         labels=_texts(polling, "labels", w),
     )
     w = f"{where}: reconcile"
     rec = ReconcilePolicy(
-        interval_seconds=_number(reconcile, "interval_seconds", w),
-        grace_seconds=_number(reconcile, "grace_seconds", w),
-        announce_after_seconds=_number(reconcile, "announce_after_seconds", w),
+        interval_seconds=number(reconcile, "interval_seconds", w, style=AT_LEAST),
+        grace_seconds=number(reconcile, "grace_seconds", w, style=AT_LEAST),
+        announce_after_seconds=number(reconcile, "announce_after_seconds", w, style=AT_LEAST),
     )
     notices = _texts(data, "human_notices", where)
     missing = [kind for kind in NOTICE_KINDS if kind not in notices]
@@ -275,6 +281,7 @@ def load_zoho_config(path: Path) -> ZohoConfig:
         circuit=breaker,
         additions=addition,
         announcements=announce,
+        lookup=status_lookup,
         status_polling=status,
         reconcile=rec,
         human_notices=notices,

@@ -19,10 +19,6 @@ from helpdesk.zoho.client import ZohoClient
 from helpdesk.zoho.errors import ZohoError, ZohoNotFound, ZohoTransient
 from helpdesk.config import ZohoConfig, zoho_config
 
-LOOKUP_CONNECT_TIMEOUT = 2.0  # a user is waiting for the answer
-LOOKUP_READ_TIMEOUT = 4.0
-
-
 @dataclass(frozen=True)
 class LiveStatus:
     status: str  # Zoho's status name
@@ -43,8 +39,9 @@ def lookup_status(
         return None
     config = config or zoho_config()
     connection = client or redis.Redis.from_url(load_settings().redis_url, socket_timeout=2, socket_connect_timeout=2)
-    policy = replace(config.delivery, connect_timeout=LOOKUP_CONNECT_TIMEOUT,
-                     read_timeout=min(config.delivery.read_timeout, LOOKUP_READ_TIMEOUT))
+    # a user is waiting for the answer: config/zoho.yml `lookup`, not delivery's timeouts
+    policy = replace(config.delivery, connect_timeout=config.lookup.connect_timeout,
+                     read_timeout=min(config.delivery.read_timeout, config.lookup.read_timeout))
     breaker = CircuitBreaker(connection, "zoho", failure_threshold=config.circuit.failure_threshold,
                              recovery_seconds=config.circuit.recovery_seconds,
                              probe_seconds=config.delivery.job_timeout)

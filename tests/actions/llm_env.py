@@ -11,8 +11,9 @@ import yaml
 from rasa_sdk import Action, Tracker
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions import knowledge, known_fix, llm_settings
+from actions import known_fix
 from helpdesk import llm
+from helpdesk.config import knowledge as knowledge_file, known_fixes as known_fixes_file, llm as llm_file
 from helpdesk.config import llm_config
 from knowledge.retrieval import forget_shared_knowledge_bases
 from tests.actions.helpers import PROJECT, Conversation, domain_dict
@@ -25,10 +26,10 @@ TRANSCRIBE_MODEL = "whisper-1"
 
 def forget_config_caches() -> None:
     llm_config.cache_clear()
-    llm_settings._settings_from.cache_clear()
-    known_fix._settings_from.cache_clear()
+    llm_file._dialogue_config_at.cache_clear()
+    known_fixes_file._config_at.cache_clear()
     known_fix._best.clear()
-    knowledge._settings_from.cache_clear()
+    knowledge_file._config_at.cache_clear()
     forget_shared_knowledge_bases()
 
 

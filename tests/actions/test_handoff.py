@@ -8,7 +8,7 @@ from rq import Queue
 
 from actions.handoff import ActionRequestHuman
 from helpdesk import handoff, redis_keys
-from helpdesk.config import chatwoot_options
+from helpdesk.config import chatwoot_config
 from helpdesk.chatwoot import ChatwootOutbox
 from tests.actions.helpers import (
     SENDER,
@@ -43,7 +43,7 @@ def without_chatwoot(monkeypatch, redis_url, redis_client):
 
 
 def handoff_entries(redis_client):
-    return [e for e in ChatwootOutbox(redis_client, chatwoot_options()).pending(SENDER) if e["kind"] == "handoff"]
+    return [e for e in ChatwootOutbox(redis_client, chatwoot_config()).pending(SENDER) if e["kind"] == "handoff"]
 
 
 def in_form() -> Conversation:

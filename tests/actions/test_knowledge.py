@@ -13,6 +13,7 @@ import yaml
 
 import actions.knowledge
 from actions.knowledge import ActionAnswerHowto
+from helpdesk.config import knowledge as knowledge_file
 from knowledge.retrieval import forget_shared_knowledge_bases
 from tests.actions.helpers import PROJECT, Conversation, form_turn, message, rendered, responses, run
 from tests.knowledge.support import articles_index, project_settings  # noqa: F401
@@ -41,10 +42,10 @@ def _fresh_knowledge(monkeypatch):
     """The action caches its settings and the loaded index per process; no LLM configured."""
     for name in ("LLM_BASE_URL", "LLM_MODEL", "LLM_API_KEY", "LLM_FALLBACKS"):
         monkeypatch.delenv(name, raising=False)
-    actions.knowledge._settings_from.cache_clear()
+    knowledge_file._config_at.cache_clear()
     forget_shared_knowledge_bases()
     yield
-    actions.knowledge._settings_from.cache_clear()
+    knowledge_file._config_at.cache_clear()
     forget_shared_knowledge_bases()
 
 

@@ -11,7 +11,7 @@ from rq import Queue
 
 from helpdesk import handoff, redis_keys
 from helpdesk.chatwoot import ChatwootClient
-from helpdesk.config import load_options
+from helpdesk.config import load_chatwoot_config
 from helpdesk.chatwoot import ChatwootDirectory
 from helpdesk.whatsapp import Route
 from helpdesk.settings import ChatwootSettings
@@ -59,7 +59,7 @@ def signed_server(fake, redis_url):
 @pytest.fixture
 def world(fake, redis_client):
     """A direct and a group conversation, mirrored in Chatwoot, with their WhatsApp routes."""
-    options = load_options(PROJECT / "config" / "chatwoot.yml")
+    options = load_chatwoot_config(PROJECT / "config" / "chatwoot.yml")
     settings = ChatwootSettings(url=fake.url, api_token=fake.token, account_id=str(fake.account_id),
                                 inbox_id=str(fake.inbox_id), webhook_token=TOKEN, webhook_secret=None)
     client = ChatwootClient(settings, options)
@@ -112,7 +112,7 @@ def test_malformed_and_oversized_bodies(server):
 
 
 def test_webhook_refuses_everything_when_no_authentication_is_configured(fake, redis_client):
-    options = load_options(PROJECT / "config" / "chatwoot.yml")
+    options = load_chatwoot_config(PROJECT / "config" / "chatwoot.yml")
     open_settings = ChatwootSettings(url=fake.url, api_token="t", account_id="1", inbox_id="5",
                                      webhook_token=None, webhook_secret=None)
     webhook = ChatwootWebhook(open_settings, options, redis_client)
@@ -137,7 +137,7 @@ def test_without_a_token_or_secret_the_channel_refuses_to_start(fake, monkeypatc
     assert "HELPDESK_INSECURE_WEBHOOKS=true" in line
     monkeypatch.setenv("HELPDESK_INSECURE_WEBHOOKS", "true")
     assert ChatwootInput.from_credentials(None) is not None
-    options = load_options(PROJECT / "config" / "chatwoot.yml")
+    options = load_chatwoot_config(PROJECT / "config" / "chatwoot.yml")
     open_settings = ChatwootSettings(url=fake.url, api_token="t", account_id="1", inbox_id="5",
                                      webhook_token=None, webhook_secret=None)
     assert ChatwootWebhook(open_settings, options, redis_client).check(b"{}", None, {}) is None

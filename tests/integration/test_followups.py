@@ -20,6 +20,7 @@ from rq import Queue
 from rq.registry import ScheduledJobRegistry
 
 from helpdesk import followups
+from helpdesk.config import followups as followups_config
 from tests.conftest import PROJECT, free_port
 from tests.integration.conftest import WAHA_HMAC
 from tests.integration.whatsapp_payloads import post_waha, texts_to, waha_message
@@ -187,7 +188,7 @@ def test_a_silent_thread_is_closed_with_the_final_message(stack, fake_waha, numb
     anchor = followups.pending(client, number)["anchor"]
     for name in ("REDIS_URL", "RASA_PORT", "RASA_AUTH_TOKEN", "HELPDESK_CONFIG_DIR"):
         monkeypatch.setenv(name, stack.env[name])
-    followups._options_at.cache_clear()
+    followups_config._config_at.cache_clear()
     followups._redis.cache_clear()
 
     assert close_thread(number, anchor) == "closed"  # the job RQ runs at thread.timeout_seconds

@@ -9,7 +9,7 @@ import pytest
 from knowledge.embedder import make_embedder
 from knowledge.index import build_index
 from knowledge.retrieval import KnowledgeBase
-from helpdesk.config import KnowledgeSettings, load_knowledge_settings
+from helpdesk.config import KnowledgeConfig, load_knowledge_config
 
 PROJECT = Path(__file__).resolve().parents[2]
 # the session's index; the fixture is imported into several test modules, which would each
@@ -17,9 +17,9 @@ PROJECT = Path(__file__).resolve().parents[2]
 _index_dir: Optional[Path] = None
 
 
-def project_settings(**changes) -> KnowledgeSettings:
+def project_settings(**changes) -> KnowledgeConfig:
     """config/knowledge.yml of the project (not of HELPDESK_CONFIG_DIR), with changes."""
-    settings = load_knowledge_settings(PROJECT / "config" / "knowledge.yml")
+    settings = load_knowledge_config(PROJECT / "config" / "knowledge.yml")
     return replace(settings, **changes) if changes else settings
 
 

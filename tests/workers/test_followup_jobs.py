@@ -24,7 +24,7 @@ from rq.registry import ScheduledJobRegistry
 import actions.common
 from actions.followups import ActionFollowupClose, ActionFollowupEscalate, ActionFollowupReask
 from helpdesk import followups, handoff, redis_keys
-from helpdesk.errors import ConfigError
+from helpdesk.config import followups as followups_config
 from tests.actions.helpers import domain_dict, sdk_tracker
 from tests.conftest import PROJECT, free_port
 from tests.fakes.rasa_http import FakeRasa
@@ -164,12 +164,12 @@ def write_config(tmp_path: Path, **sections: Dict[str, Any]) -> Path:
     for section, values in sections.items():
         data.setdefault(section, {}).update(values)
     (target / "followups.yml").write_text(yaml.safe_dump(data), encoding="utf-8")
-    followups._options_at.cache_clear()
+    followups_config._config_at.cache_clear()
     return target
 
 
 def forget_caches() -> None:
-    followups._options_at.cache_clear()
+    followups_config._config_at.cache_clear()
     followups._redis.cache_clear()
     if actions.common.get_ledger.cache_info().currsize:
         actions.common.get_ledger().engine.dispose()
@@ -468,29 +468,3 @@ def test_the_close_after_an_answered_thread_sends_nothing(env, rasa, redis_clien
     assert close_thread(CONVERSATION, "wamid.A") == "closed"
     assert rasa.said_to(CONVERSATION) == ["utter_ask_store"]
     assert followups.pending(redis_client, CONVERSATION) == {}
-
-
-# --- config/followups.yml --------------------------------------------------------------------------
-def test_the_shipped_config_says_the_specs_numbers():
-    options = followups.load_options(PROJECT / "config" / "followups.yml")
-    assert (options.reask_delay, options.max_reasks, options.escalate, options.thread_timeout) == (
-        1800, 3, True, 86400)
-    assert options.steps == 4
-
-
-def test_missing_keys_take_defaults_and_wrong_ones_are_named(tmp_path):
-    path = tmp_path / "followups.yml"
-    path.write_text("reask: {}\n", encoding="utf-8")
-    options = followups.load_options(path)
-    assert (options.reask_delay, options.max_reasks, options.thread_timeout) == (1800, 3, 86400)
-    assert options.retry_intervals == (30, 120, 300)
-
-    for text, field in [("reask: {delay_seconds: soon}", "reask.delay_seconds"),
-                        ("reask: {max_reasks: 1.5}", "reask.max_reasks"),
-                        ("reask: {escalate: 'yes'}", "reask.escalate"),
-                        ("thread: {timeout_seconds: -1}", "thread.timeout_seconds"),
-                        ("jobs: {retry_intervals: 30}", "jobs.retry_intervals"),
-                        ("thread: 5", "'thread' must be a mapping")]:
-        path.write_text(text, encoding="utf-8")
-        with pytest.raises(ConfigError, match=field.replace(".", r"\.").replace("'", "'")):
-            followups.load_options(path)

@@ -1,9 +1,9 @@
-"""The Chatwoot client against the fake Chatwoot over real HTTP, and config/chatwoot.yml."""
+"""The Chatwoot client against the fake Chatwoot over real HTTP (config/chatwoot.yml:
+tests/helpdesk/config/test_chatwoot.py)."""
 import time
 from dataclasses import replace
 
 import pytest
-import yaml
 
 from helpdesk.chatwoot import (
     ChatwootAuthError,
@@ -13,13 +13,12 @@ from helpdesk.chatwoot import (
     ChatwootUnavailable,
     e164,
 )
-from helpdesk.config import load_options
-from helpdesk.errors import ConfigError
+from helpdesk.config import load_chatwoot_config
 from helpdesk.settings import ChatwootSettings
 from tests.conftest import PROJECT, free_port
 from tests.fakes.chatwoot import FakeChatwoot
 
-OPTIONS = load_options(PROJECT / "config" / "chatwoot.yml")
+OPTIONS = load_chatwoot_config(PROJECT / "config" / "chatwoot.yml")
 
 
 @pytest.fixture
@@ -191,41 +190,3 @@ def test_nothing_listening_is_unavailable_and_not_ambiguous(fake):
 
 
 # config/chatwoot.yml ---------------------------------------------------------------------------
-def test_project_config_loads():
-    assert OPTIONS.handoff_labels == ("escalated",)
-    assert OPTIONS.status_while_bot == "pending" and OPTIONS.status_after_resume == "pending"
-    assert OPTIONS.retry_intervals == (10, 30, 60, 120, 300, 300, 300, 300, 300, 300)
-    assert OPTIONS.handoff_texts["escalation_message"] == (
-        "@{human_support} Se requiere intervención manual para el incidente reportado por @{user}")
-
-
-@pytest.mark.parametrize("section, key, value, message", [
-    ("delivery", "retry_intervals", [], "delivery.retry_intervals"),
-    ("http", "read_timeout_seconds", "diez", "http.read_timeout_seconds"),
-    ("handoff", "status", "closed", "handoff.status"),
-    ("handoff", "note_title", None, "handoff: missing 'note_title'"),
-    ("handoff", "labels", "escalated", "handoff.labels"),
-    ("webhook", "relay_text", "", "webhook.relay_text"),
-])
-def test_broken_config_names_the_field(tmp_path, section, key, value, message):
-    data = yaml.safe_load((PROJECT / "config" / "chatwoot.yml").read_text(encoding="utf-8"))
-    if value is None:
-        del data[section][key]
-    else:
-        data[section][key] = value
-    path = tmp_path / "chatwoot.yml"
-    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-
-    with pytest.raises(ConfigError) as error:
-        load_options(path)
-    assert message in str(error.value) and str(path) in str(error.value)
-
-
-def test_numbers_have_defaults(tmp_path):
-    data = yaml.safe_load((PROJECT / "config" / "chatwoot.yml").read_text(encoding="utf-8"))
-    del data["http"], data["delivery"]
-    path = tmp_path / "chatwoot.yml"
-    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-
-    options = load_options(path)
-    assert (options.connect_timeout, options.read_timeout, options.job_timeout) == (3.0, 10.0, 300)

@@ -11,12 +11,12 @@ import pytest
 from rq import Queue
 
 from helpdesk import redis_keys
-from helpdesk.config import load_options
+from helpdesk.config import load_chatwoot_config
 from helpdesk.chatwoot import ChatwootOutbox, PermanentFailure
 from tests.conftest import PROJECT
 
 CONVERSATION = "5491122334455"
-OPTIONS = load_options(PROJECT / "config" / "chatwoot.yml")
+OPTIONS = load_chatwoot_config(PROJECT / "config" / "chatwoot.yml")
 
 
 @pytest.fixture
@@ -122,9 +122,9 @@ def test_refused_entries_are_set_aside_and_the_rest_goes_on(outbox):
 DRAINER = """
 import sys, time, redis
 from pathlib import Path
-from helpdesk.config.chatwoot import load_options
+from helpdesk.config.chatwoot import load_chatwoot_config
 from helpdesk.chatwoot.outbox import ChatwootOutbox
-outbox = ChatwootOutbox(redis.Redis.from_url(sys.argv[1]), load_options(Path("config/chatwoot.yml")))
+outbox = ChatwootOutbox(redis.Redis.from_url(sys.argv[1]), load_chatwoot_config(Path("config/chatwoot.yml")))
 def write_slowly(entry, attempts):
     print("writing", flush=True)
     time.sleep(60)

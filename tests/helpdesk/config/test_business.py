@@ -1,16 +1,13 @@
-"""Business config (helpdesk/config/business.py): the shipped config/, look-ups, and broken files."""
+"""The catalog (helpdesk/config/business.py): the shipped config/ combined, the store and system
+look-ups, and every file it reads named when broken."""
 import shutil
-from pathlib import Path
 
 import pytest
-import yaml
 
 from helpdesk.config import business
-from helpdesk.config import NO_STORE, Catalog, Store, load_catalog
+from helpdesk.config import NO_STORE, Catalog, load_catalog
 from helpdesk.errors import ConfigError
-
-PROJECT = Path(__file__).resolve().parents[3]
-CONFIG = PROJECT / "config"
+from tests.helpdesk.config.support import CONFIG, catalog_error
 
 
 # the shipped config ------------------------------------------------------------------
@@ -28,18 +25,6 @@ def test_shipped_config_loads(catalog):
     # phrases are stored folded (no accents)
     assert "sistema caido" in catalog.priority.urgent_phrases
     assert "no es urgente" in catalog.priority.not_urgent_phrases
-
-
-def test_shipped_dialogue_settings(catalog):
-    dialogue = catalog.dialogue
-    assert dialogue.store_max_attempts == 2
-    assert dialogue.prefill_description_min_words == 2
-    assert dialogue.description_max_chars == 4000
-    assert dialogue.reference_prefix == "HD-"
-    assert dialogue.max_message_chars == 4000
-    assert dialogue.max_body_bytes == 65536
-    assert dialogue.recent_tickets == 3
-    assert set(dialogue.state_labels) == {"pending_delivery", "delivered", "failed"}
 
 
 def test_process_catalog_reads_the_configured_directory(monkeypatch, tmp_path):
@@ -102,13 +87,6 @@ def test_find_store_unknown_or_not_a_store(catalog, text):
     assert catalog.find_store(text) is None
 
 
-def test_store_display_and_by_number(catalog):
-    store = catalog.store_by_number(42)
-    assert store == Store(number=42, name="Avenida", aliases=("la avenida",))
-    assert store.display == "Tienda 42 (Avenida)"
-    assert catalog.store_by_number(99) is None
-
-
 @pytest.mark.parametrize(
     "text, number",
     [
@@ -125,8 +103,8 @@ def test_store_display_and_by_number(catalog):
         ("", None),
     ],
 )
-def test_store_number_mentioned(text, number):
-    assert Catalog.store_number_mentioned(text) == number
+def test_store_number_mentioned(catalog, text, number):
+    assert catalog.store_number_mentioned(text) == number
 
 
 @pytest.mark.parametrize(
@@ -205,27 +183,6 @@ def test_department_for(catalog):
 
 
 # broken config -----------------------------------------------------------------------
-@pytest.fixture
-def config_copy(tmp_path) -> Path:
-    target = tmp_path / "config"
-    shutil.copytree(CONFIG, target)
-    return target
-
-
-def _load(path: Path):
-    return yaml.safe_load(path.read_text(encoding="utf-8"))
-
-
-def _dump(path: Path, data) -> None:
-    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
-
-
-def _error(config_dir: Path) -> str:
-    with pytest.raises(ConfigError) as info:
-        load_catalog(config_dir)
-    return str(info.value)
-
-
 def test_the_copy_itself_loads(config_copy):
     assert len(load_catalog(config_copy).stores) == len(load_catalog(CONFIG).stores)
 
@@ -235,154 +192,6 @@ def test_the_copy_itself_loads(config_copy):
 )
 def test_missing_file(config_copy, name):
     (config_copy / name).unlink()
-    message = _error(config_copy)
+    message = catalog_error(config_copy)
     assert str(config_copy / name) in message
     assert "file not found" in message
-
-
-def test_invalid_yaml(config_copy):
-    path = config_copy / "stores.yml"
-    path.write_text("stores:\n  - {number: 1, name: Centro\n", encoding="utf-8")
-    message = _error(config_copy)
-    assert str(path) in message
-    assert "not valid YAML" in message
-
-
-@pytest.mark.parametrize("content", ["- urgente\n- sistema caido\n", "just text\n", ""])
-def test_top_level_not_a_mapping(config_copy, content):
-    path = config_copy / "priority.yml"
-    path.write_text(content, encoding="utf-8")
-    message = _error(config_copy)
-    assert str(path) in message
-    assert "expected a mapping at the top level" in message
-
-
-def test_duplicate_store_number(config_copy):
-    path = config_copy / "stores.yml"
-    data = _load(path)
-    data["stores"].append({"number": 42, "name": "Nueva", "aliases": []})
-    _dump(path, data)
-    message = _error(config_copy)
-    assert str(path) in message
-    assert f"stores[{len(data['stores']) - 1}]" in message
-    assert "store number 42 appears twice" in message
-
-
-def test_alias_shared_by_two_stores(config_copy):
-    path = config_copy / "stores.yml"
-    data = _load(path)
-    norte = next(i for i, s in enumerate(data["stores"]) if s["number"] == 2)
-    data["stores"][norte]["aliases"] = ["matriz"]  # already an alias of store 1
-    _dump(path, data)
-    message = _error(config_copy)
-    assert str(path) in message
-    assert f"stores[{norte}]" in message
-    assert "'matriz' is also used by store 1" in message
-
-
-def test_alias_equal_to_another_store_name_after_folding(config_copy):
-    path = config_copy / "stores.yml"
-    data = _load(path)
-    pilar = next(i for i, s in enumerate(data["stores"]) if s["number"] == 50)
-    data["stores"][pilar]["aliases"] = ["guemes"]  # "Güemes" is store 40
-    _dump(path, data)
-    message = _error(config_copy)
-    assert str(path) in message
-    assert "'guemes' is also used by store 40" in message
-
-
-def test_store_number_of_the_wrong_type(config_copy):
-    path = config_copy / "stores.yml"
-    data = _load(path)
-    data["stores"][0]["number"] = "uno"
-    _dump(path, data)
-    message = _error(config_copy)
-    assert str(path) in message
-    assert "'number' must be int, got 'uno'" in message
-
-
-def test_system_with_an_unknown_department(config_copy):
-    path = config_copy / "systems.yml"
-    data = _load(path)
-    data["systems"][0]["department"] = "finanzas"
-    _dump(path, data)
-    message = _error(config_copy)
-    assert str(path) in message
-    assert "systems[0]" in message
-    assert "department 'finanzas' is not in departments.yml" in message
-    assert "payments" in message  # the known keys are listed
-
-
-def test_missing_otro_system(config_copy):
-    path = config_copy / "systems.yml"
-    data = _load(path)
-    data["systems"] = [s for s in data["systems"] if s["name"] != "otro"]
-    _dump(path, data)
-    message = _error(config_copy)
-    assert str(path) in message
-    assert "'otro' is required" in message
-
-
-def test_synonym_shared_by_two_systems(config_copy):
-    path = config_copy / "systems.yml"
-    data = _load(path)
-    # impresora fiscal (systems[1]) also claims terminal de pago's (systems[2]) "posnet":
-    # the later entry is the one reported
-    data["systems"][1]["synonyms"].append("Posnet")
-    _dump(path, data)
-    message = _error(config_copy)
-    assert str(path) in message
-    assert "systems[2]" in message
-    assert "synonym 'posnet' also belongs to 'impresora fiscal'" in message
-
-
-def test_priority_labels_missing(config_copy):
-    path = config_copy / "priority.yml"
-    data = _load(path)
-    del data["labels"]
-    _dump(path, data)
-    message = _error(config_copy)
-    assert str(path) in message
-    assert "missing 'labels'" in message
-
-
-def test_priority_label_for_normal_missing(config_copy):
-    path = config_copy / "priority.yml"
-    data = _load(path)
-    data["labels"] = {"urgent": "urgente"}
-    _dump(path, data)
-    message = _error(config_copy)
-    assert str(path) in message
-    assert "labels.normal must be text" in message
-
-
-def test_priority_without_urgent_phrases(config_copy):
-    path = config_copy / "priority.yml"
-    data = _load(path)
-    data["urgent_phrases"] = []
-    _dump(path, data)
-    message = _error(config_copy)
-    assert str(path) in message
-    assert "'urgent_phrases' is empty" in message
-
-
-@pytest.mark.parametrize("value, shown", [("two", "'two'"), (True, "True"), (2.5, "2.5")])
-def test_dialogue_setting_of_the_wrong_type(config_copy, value, shown):
-    path = config_copy / "dialogue.yml"
-    data = _load(path)
-    data["ticket"]["store_max_attempts"] = value
-    _dump(path, data)
-    message = _error(config_copy)
-    assert str(path) in message
-    assert "ticket" in message
-    assert f"'store_max_attempts' must be int, got {shown}" in message
-
-
-def test_dialogue_setting_missing(config_copy):
-    path = config_copy / "dialogue.yml"
-    data = _load(path)
-    del data["status"]["recent_tickets"]
-    _dump(path, data)
-    message = _error(config_copy)
-    assert str(path) in message
-    assert "status: missing 'recent_tickets'" in message

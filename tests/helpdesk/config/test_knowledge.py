@@ -3,7 +3,7 @@ import pytest
 import yaml
 
 from helpdesk.errors import ConfigError
-from helpdesk.config import load_knowledge_settings
+from helpdesk.config import load_knowledge_config
 from tests.knowledge.support import PROJECT
 
 
@@ -16,7 +16,7 @@ def write(tmp_path, change):
 
 
 def test_the_project_settings_load():
-    settings = load_knowledge_settings(PROJECT / "config/knowledge.yml")
+    settings = load_knowledge_config(PROJECT / "config/knowledge.yml")
     assert settings.index_dir == PROJECT / "build/knowledge"
     assert settings.articles_dir == PROJECT / "knowledge/articles"
     assert settings.retrieval.fusion in ("blend", "rrf")
@@ -26,7 +26,7 @@ def test_the_project_settings_load():
 def test_the_config_directory_setting_is_followed(tmp_path, monkeypatch):
     write(tmp_path, lambda d: d.update(index_dir=str(tmp_path / "elsewhere")))
     monkeypatch.setenv("HELPDESK_CONFIG_DIR", str(tmp_path))
-    assert load_knowledge_settings().index_dir == tmp_path / "elsewhere"
+    assert load_knowledge_config().index_dir == tmp_path / "elsewhere"
 
 
 @pytest.mark.parametrize("change, message", [
@@ -43,10 +43,10 @@ def test_the_config_directory_setting_is_followed(tmp_path, monkeypatch):
 def test_a_wrong_value_is_a_config_error(tmp_path, change, message):
     path = write(tmp_path, change)
     with pytest.raises(ConfigError, match="knowledge.yml") as raised:
-        load_knowledge_settings(path)
+        load_knowledge_config(path)
     assert message in str(raised.value)
 
 
 def test_a_missing_file_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="file not found"):
-        load_knowledge_settings(tmp_path / "knowledge.yml")
+        load_knowledge_config(tmp_path / "knowledge.yml")

@@ -1,10 +1,10 @@
-"""config/llm.yml (helpdesk/config/llm.py): the project's file has the spec's numbers, a
-broken value is named with the file and the field, an empty file takes the defaults."""
+"""config/llm.yml (helpdesk/config/llm.py): the spec's numbers, defaults for an empty file, a
+broken file named with its field, and the keys the dialogue's LLM steps read apart."""
 from pathlib import Path
 
 import pytest
 
-from helpdesk.config import load_llm_config
+from helpdesk.config import load_dialogue_llm_config, load_llm_config
 from helpdesk.errors import ConfigError
 
 PROJECT = Path(__file__).resolve().parents[3]
@@ -48,3 +48,33 @@ def test_an_empty_llm_config_takes_the_defaults(tmp_path):
     config = load_llm_config(path)
     assert config.budgets.conversation_tokens == 4000 and config.budgets.monthly_usd == 500
     assert config.price_for("anything").input == 0  # no price table: nothing is priced
+
+
+def test_the_dialogue_steps_keys():
+    config = load_dialogue_llm_config(PROJECT / "config" / "llm.yml")
+    assert config.max_images_per_message >= 0
+    assert all(isinstance(intent, str) and intent for intent in config.never_chosen)
+
+
+@pytest.mark.parametrize("content, message", [
+    ("screenshot: {max_images_per_message: -1}\n",
+     "screenshot.max_images_per_message must be a whole number (0 or more), got -1"),
+    ("screenshot: {max_images_per_message: 1.5}\n",
+     "screenshot.max_images_per_message must be a whole number (0 or more), got 1.5"),
+    ("nlu_fallback: {never_chosen: greet}\n",
+     "nlu_fallback.never_chosen must be a list of intent names"),
+    ("screenshot: [1]\n", "'nlu_fallback' and 'screenshot' must be mappings"),
+])
+def test_broken_dialogue_steps_keys_are_named(tmp_path, content, message):
+    path = tmp_path / "llm.yml"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(ConfigError) as error:
+        load_dialogue_llm_config(path)
+    assert str(error.value) == f"{path}: {message}"
+
+
+def test_the_dialogue_steps_defaults(tmp_path):
+    path = tmp_path / "llm.yml"
+    path.write_text("{}\n", encoding="utf-8")
+    config = load_dialogue_llm_config(path)
+    assert (config.never_chosen, config.max_images_per_message) == ((), 3)

@@ -20,6 +20,8 @@ def test_the_shipped_file_has_the_specs_numbers():
     assert (config.circuit.failure_threshold, config.circuit.recovery_seconds) == (5, 60)
     assert config.ticket.priorities == {"urgent": "High", "normal": "Medium"}
     assert config.status_polling.labels["On Hold"] == "en espera"
+    # the status question's call while a user waits
+    assert (config.lookup.connect_timeout, config.lookup.read_timeout) == (2.0, 4.0)
 
 
 def test_rqs_retry_gives_the_nth_retry_the_nth_interval(redis_client):
@@ -45,6 +47,8 @@ def test_rqs_retry_gives_the_nth_retry_the_nth_interval(redis_client):
         ("ticket", "public_comments", "no", "'public_comments' must be true or false"),
         ("ticket", "detail_labels", {"shoe_size": "Talle"}, "unknown detail_labels"),
         ("ticket", "priorities", {"urgent": "High"}, "'priorities.normal' is missing"),
+        ("lookup", "read_timeout", 0, "'read_timeout' must be a number >= 0.1, got 0"),
+        ("lookup", "connect_timeout", None, "'connect_timeout' must be a number >= 0.1, got None"),
     ],
 )
 def test_a_broken_value_names_the_file_and_the_field(tmp_path: Path, section, key, value, message):

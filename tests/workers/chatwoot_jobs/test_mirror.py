@@ -8,7 +8,7 @@ from rq import Queue
 
 from helpdesk.chatwoot import mirror as chatwoot_mirror
 from helpdesk.chatwoot import ChatwootOutbox
-from helpdesk.config import chatwoot_options
+from helpdesk.config import chatwoot_config
 from helpdesk.whatsapp import Route
 from helpdesk.tickets import Ledger
 from helpdesk.tickets import build_ticket, ticket_id_for
@@ -44,7 +44,7 @@ def mirror(count, start=0, conversation=CONVERSATION):
 
 
 def outbox_left(redis_client, conversation=CONVERSATION):
-    return ChatwootOutbox(redis_client, chatwoot_options()).pending(conversation)
+    return ChatwootOutbox(redis_client, chatwoot_config()).pending(conversation)
 
 
 @pytest.mark.parametrize("count", [10, 30], ids=["10-messages", "30-messages-more-than-a-jobs-retries"])
@@ -159,7 +159,7 @@ def test_a_message_chatwoot_refuses_goes_to_dead_letters_and_the_rest_follows(fa
 
     conversation = fake.conversation_of(PHONE)
     assert fake.contents(conversation["id"]) == expected(3)[1:]
-    dead = ChatwootOutbox(redis_client, chatwoot_options()).dead_letters()
+    dead = ChatwootOutbox(redis_client, chatwoot_config()).dead_letters()
     assert [(d["conversation_id"], d["entry"]["text"]) for d in dead] == [(CONVERSATION, "mensaje 0")]
     assert "422" in dead[0]["error"]
 
@@ -268,7 +268,7 @@ def test_note_of_a_ticket_missing_from_the_ledger_is_a_dead_letter(fake, env, re
     run_worker(env)
 
     assert fake.contents(fake.conversation_of(PHONE)["id"]) == expected(1)
-    dead = ChatwootOutbox(redis_client, chatwoot_options()).dead_letters()
+    dead = ChatwootOutbox(redis_client, chatwoot_config()).dead_letters()
     assert [d["entry"]["kind"] for d in dead] == ["ticket"]
 
 

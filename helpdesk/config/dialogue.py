@@ -1,0 +1,67 @@
+"""`config/dialogue.yml`: what the ticket form, the channels and the status question read
+(attempts, description limits, subject and reference texts, correction words, status
+labels), checked on load."""
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Tuple
+
+from helpdesk.config.reader import read_yaml, require_key
+from helpdesk.text import fold
+
+
+@dataclass(frozen=True)
+class DialogueConfig:
+    store_max_attempts: int
+    prefill_description_min_words: int
+    vague_words: Tuple[str, ...]
+    description_max_chars: int
+    cut_marker: str
+    subject_store: str
+    subject_without_system: str
+    reference_prefix: str
+    field_labels: Dict[str, str]
+    list_separator: str
+    last_separator: str
+    correction_words: Dict[str, Tuple[str, ...]]
+    max_message_chars: int
+    max_body_bytes: int
+    recent_tickets: int
+    add_files_within_minutes: float
+    state_labels: Dict[str, str]
+
+
+def load_dialogue(path: Path) -> DialogueConfig:
+    data = read_yaml(path)
+    ticket = require_key(data, "ticket", dict, str(path))
+    channel = require_key(data, "channel", dict, str(path))
+    status = require_key(data, "status", dict, str(path))
+    return DialogueConfig(
+        store_max_attempts=require_key(ticket, "store_max_attempts", int, f"{path}: ticket"),
+        prefill_description_min_words=require_key(
+            ticket, "prefill_description_min_words", int, f"{path}: ticket"
+        ),
+        vague_words=tuple(fold(str(w)) for w in ticket.get("vague_words") or []),
+        description_max_chars=require_key(ticket, "description_max_chars", int, f"{path}: ticket"),
+        cut_marker=require_key(ticket, "cut_marker", str, f"{path}: ticket"),
+        subject_store=require_key(ticket, "subject_store", str, f"{path}: ticket"),
+        subject_without_system=require_key(ticket, "subject_without_system", str, f"{path}: ticket"),
+        reference_prefix=require_key(ticket, "reference_prefix", str, f"{path}: ticket"),
+        field_labels={
+            str(k): str(v)
+            for k, v in require_key(ticket, "field_labels", dict, f"{path}: ticket").items()
+        },
+        list_separator=require_key(ticket, "list_separator", str, f"{path}: ticket"),
+        last_separator=require_key(ticket, "last_separator", str, f"{path}: ticket"),
+        correction_words={
+            str(k): tuple(fold(str(w)) for w in (v or []))
+            for k, v in require_key(ticket, "correction_words", dict, f"{path}: ticket").items()
+        },
+        max_message_chars=require_key(channel, "max_message_chars", int, f"{path}: channel"),
+        max_body_bytes=require_key(channel, "max_body_bytes", int, f"{path}: channel"),
+        recent_tickets=require_key(status, "recent_tickets", int, f"{path}: status"),
+        add_files_within_minutes=float(status.get("add_files_within_minutes", 0) or 0),
+        state_labels={
+            str(k): str(v)
+            for k, v in require_key(status, "state_labels", dict, f"{path}: status").items()
+        },
+    )
