@@ -13,11 +13,14 @@ server keeps serving the same routes too, so either works.
 import importlib
 import logging
 import os
+import sys
 from typing import Any, List
 
 from sanic import Sanic, response
 from sanic.request import Request
 
+from helpdesk.config import channel_config
+from helpdesk.errors import ConfigError
 from helpdesk.launch import enabled_channels
 from helpdesk.logs import apply_logging_file, configure_logging
 from helpdesk.settings import load_settings
@@ -39,6 +42,9 @@ def channels() -> List[Any]:
 
 def build_app() -> Sanic:
     app = Sanic("helpdesk_ingress", configure_logging=False)
+    # this app serves only webhooks: no body is ever larger than the channels' limit (the
+    # webhook routes also read theirs with it, connectors/body.py)
+    app.config.REQUEST_MAX_SIZE = channel_config().max_body_bytes
     served = channels()
     for channel in served:
         # no message handler: this process records messages, the Rasa server runs the turns
@@ -67,7 +73,11 @@ def main() -> None:
     path = os.environ.get("HELPDESK_LOGGING_CONFIG")
     if path:
         apply_logging_file(path)
-    app = build_app()
+    try:
+        app = build_app()
+    except ConfigError as error:  # a channel without its secret, say: one line, no traceback
+        print(f"helpdesk: {error}", file=sys.stderr, flush=True)
+        sys.exit(1)
     port = int(os.environ.get("INGRESS_PORT") or 5007)
     host = os.environ.get("INGRESS_HOST") or "0.0.0.0"
     logger.info("webhook ingress listening", extra={"port": port})

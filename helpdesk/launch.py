@@ -28,10 +28,13 @@ import yaml
 from helpdesk.settings import (
     PROJECT_DIR,
     action_server_token,
+    insecure_webhooks,
     load_chatwoot,
     load_meta,
     load_settings,
     load_waha,
+    unsigned_webhooks,
+    unsigned_webhooks_message,
 )
 
 VENV_BIN = Path(sys.executable).parent
@@ -184,6 +187,7 @@ def command_for(name: str, settings) -> List[str]:
             "--logging-config-file", logging_config,
         ]
     if name == "rasa":
+        check_webhook_secrets()
         require_free(settings.rasa_port, "Rasa server", "RASA_PORT")
         wait_for_redis(env["REDIS_HOST"], int(env["REDIS_PORT"]))
         command = [
@@ -216,6 +220,7 @@ def command_for(name: str, settings) -> List[str]:
             "--model", os.environ.get("RASA_MODEL") or "models",
         ]
     if name == "ingress":
+        check_webhook_secrets()
         port = int(os.environ.get("INGRESS_PORT") or 5007)
         require_free(port, "webhook ingress", "INGRESS_PORT")
         wait_for_redis(env["REDIS_HOST"], int(env["REDIS_PORT"]))
@@ -251,10 +256,18 @@ def process_env(name: str, settings) -> Dict[str, str]:
 CHANNEL_REQUIREMENTS = {
     "connectors.waha.WahaInput": lambda: load_waha() is not None,
     "connectors.meta.MetaInput": lambda: load_meta() is not None,
-    "connectors.chatwoot.ChatwootInput": lambda: bool(
-        load_chatwoot() and (load_chatwoot().webhook_token or load_chatwoot().webhook_secret)
-    ),
+    # configured without a webhook token or secret it refuses to start (check_webhook_secrets)
+    "connectors.chatwoot.ChatwootInput": lambda: load_chatwoot() is not None,
 }
+
+
+def check_webhook_secrets() -> None:
+    """Before a process that serves webhooks starts: a configured channel without its secret
+    stops it with one line, unless HELPDESK_INSECURE_WEBHOOKS=true (then the channel logs a
+    warning once as it starts: connectors/whatsapp/webhook.py `require_secret`)."""
+    unsigned = unsigned_webhooks()
+    if unsigned and not insecure_webhooks():
+        fail(unsigned_webhooks_message(unsigned))
 
 
 def enabled_channels(source: Path = PROJECT_DIR / "credentials.yml") -> dict:

@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 from urllib.parse import quote, urlparse
 
 from dotenv import load_dotenv
@@ -242,3 +242,44 @@ def load_llm() -> Optional[LlmSettings]:
 
 def support_escalation_chat() -> Optional[str]:
     return _env("SUPPORT_ESCALATION_CHAT")
+
+
+# --- webhook secrets ----------------------------------------------------------------
+# A channel that receives webhooks refuses to start without its secret; this development
+# setting lets it start and accept unsigned deliveries instead (with a warning).
+INSECURE_WEBHOOKS = "HELPDESK_INSECURE_WEBHOOKS"
+WEBHOOK_SECRETS = {
+    "WAHA": "WAHA_WEBHOOK_HMAC_KEY",
+    "Meta": "META_APP_SECRET",
+    "Chatwoot": "CHATWOOT_WEBHOOK_TOKEN or CHATWOOT_WEBHOOK_SECRET",
+}
+
+
+def insecure_webhooks() -> bool:
+    return (_env(INSECURE_WEBHOOKS) or "").lower() in ("1", "true", "yes", "on")
+
+
+def unsigned_webhooks() -> List[str]:
+    """The configured channels (WEBHOOK_SECRETS' names) whose webhook secret is unset."""
+    waha, meta, chatwoot = load_waha(), load_meta(), load_chatwoot()
+    found = []
+    if waha and not waha.hmac_key:
+        found.append("WAHA")
+    if meta and not meta.app_secret:
+        found.append("Meta")
+    if chatwoot and not (chatwoot.webhook_token or chatwoot.webhook_secret):
+        found.append("Chatwoot")
+    return found
+
+
+def unsigned_webhooks_message(channels: List[str]) -> str:
+    """One line for the operator: which channels, which variables, the development setting."""
+    names = " and ".join(channels)
+    variables = " and ".join(WEBHOOK_SECRETS[c] for c in channels)
+    if insecure_webhooks():
+        return (f"{names} webhook{'s' if len(channels) > 1 else ''} accept unsigned deliveries "
+                f"because {INSECURE_WEBHOOKS}=true: for development only; set {variables} "
+                "in .env before going live")
+    return (f"refusing to start: the {names} webhook{'s have' if len(channels) > 1 else ' has'} "
+            f"no secret, so anyone could post to {'them' if len(channels) > 1 else 'it'}. "
+            f"Set {variables} in .env (or {INSECURE_WEBHOOKS}=true for development only)")

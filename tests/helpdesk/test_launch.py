@@ -197,3 +197,62 @@ def test_make_runs_redis_requires_its_password_and_the_worker_has_it(tmp_path):
             _stop(worker)
         _stop(server)
         log.close()
+
+
+# --- webhook secrets ----------------------------------------------------------------------
+
+WEBHOOK_ENV = ("WAHA_", "META_", "CHATWOOT_", "HELPDESK_INSECURE_WEBHOOKS")
+WAHA = {"WAHA_BASE_URL": "http://127.0.0.1:9"}
+META = {"META_ACCESS_TOKEN": "t", "META_PHONE_NUMBER_ID": "1"}
+CHATWOOT = {"CHATWOOT_URL": "http://127.0.0.1:9", "CHATWOOT_API_TOKEN": "t",
+            "CHATWOOT_ACCOUNT_ID": "1", "CHATWOOT_INBOX_ID": "2"}
+
+
+def _launch(process: str, extra: dict) -> "subprocess.CompletedProcess":
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import PROJECT
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(WEBHOOK_ENV)}
+    env.update({"PYTHONPATH": str(PROJECT), **extra})
+    return subprocess.run([sys.executable, "-m", "helpdesk.launch", process], cwd=PROJECT,
+                          env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("process", ["rasa", "ingress"])
+@pytest.mark.parametrize("configured, named", [
+    (WAHA, ["WAHA_WEBHOOK_HMAC_KEY"]),
+    (META, ["META_APP_SECRET"]),
+    (CHATWOOT, ["CHATWOOT_WEBHOOK_TOKEN or CHATWOOT_WEBHOOK_SECRET"]),
+    ({**WAHA, **META}, ["WAHA_WEBHOOK_HMAC_KEY", "META_APP_SECRET"]),
+])
+def test_a_channel_without_its_webhook_secret_refuses_to_start_in_one_line(process, configured,
+                                                                          named):
+    result = _launch(process, configured)
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert all(variable in lines[0] for variable in named), lines[0]
+    assert "HELPDESK_INSECURE_WEBHOOKS=true" in lines[0] and "refusing to start" in lines[0]
+
+
+def test_the_development_setting_or_the_secrets_let_them_start(monkeypatch):
+    from helpdesk import launch
+
+    for name, value in {**WAHA, **META, **CHATWOOT}.items():
+        monkeypatch.setenv(name, value)
+    for name in ("WAHA_WEBHOOK_HMAC_KEY", "META_APP_SECRET", "CHATWOOT_WEBHOOK_TOKEN",
+                 "CHATWOOT_WEBHOOK_SECRET", "HELPDESK_INSECURE_WEBHOOKS"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(SystemExit):
+        launch.check_webhook_secrets()
+    monkeypatch.setenv("HELPDESK_INSECURE_WEBHOOKS", "true")
+    launch.check_webhook_secrets()
+    monkeypatch.delenv("HELPDESK_INSECURE_WEBHOOKS")
+    for name in ("WAHA_WEBHOOK_HMAC_KEY", "META_APP_SECRET", "CHATWOOT_WEBHOOK_SECRET"):
+        monkeypatch.setenv(name, "s")
+    launch.check_webhook_secrets()
+    # Chatwoot configured is a channel that runs (and so must have its secret)
+    assert "connectors.chatwoot.ChatwootInput" in launch.enabled_channels()

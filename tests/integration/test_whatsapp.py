@@ -275,7 +275,7 @@ def test_a_voice_note_without_transcription_asks_to_write(stack, fake_meta, numb
 
 
 def test_unsupported_type_gets_a_polite_answer(stack, fake_meta, number):
-    sticker_free = {"from": number, "id": f"wamid.U{number}", "timestamp": "1",
+    sticker_free = {"from": number, "id": f"wamid.U{number}", "timestamp": str(int(time.time())),
                     "type": "unsupported", "errors": [{"code": 131051}]}
     assert post_meta(stack.rasa_url, meta_delivery([sticker_free]), META_SECRET).status_code == 200
     fake_meta.wait_for(lambda seen: any(
@@ -294,7 +294,7 @@ def test_button_replies_map_to_payloads(stack, fake_meta, fake_waha, number):
     buttons = interactive["interactive"]["action"]["buttons"]
     assert [b["reply"]["id"] for b in buttons] == ["/report_incident", "/ask_ticket_status",
                                                    "/request_human"]
-    tap = {"from": number, "id": f"wamid.B{number}", "timestamp": "1", "type": "interactive",
+    tap = {"from": number, "id": f"wamid.B{number}", "timestamp": str(int(time.time())), "type": "interactive",
            "interactive": {"type": "button_reply",
                            "button_reply": {"id": "/report_incident", "title": "Reportar incidencia"}}}
     fake_meta.clear()

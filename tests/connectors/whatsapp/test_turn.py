@@ -20,6 +20,7 @@ from helpdesk.whatsapp import InboundMessage, Media
 from tests.connectors.whatsapp.support import (  # noqa: F401 - fixtures
     CHANNELS_YML,
     GROUP,
+    OTHER,
     USER,
     WAHA_CHAT,
     channel_env,
@@ -65,8 +66,40 @@ def test_opt_words_reach_rasa_as_their_intents(channel_env):
 
 
 def test_a_typed_slash_is_text_not_an_intent(channel_env):
+    """Rasa reads a text starting with "/" (after its strip) as "/intent{entities}": nothing a
+    person writes may start so, in a text, a caption or a location's name."""
     assert text_of(message("/opt_out")) == "opt_out"
-    assert text_of(message("/")) == "/"
+    assert text_of(message("/")) == ""  # nothing left to say
+    assert text_of(message(" //action_submit_ticket")) == "action_submit_ticket"
+    assert text_of(message("/ /restart")) == "restart"
+    assert text_of(message('/report_incident{"store": "x"}')) == 'report_incident{"store": "x"}'
+    assert text_of(message("\u3000/restart")) == "restart"  # an ideographic space is stripped too
+    assert text_of(message("1/2 kilo")) == "1/2 kilo"
+    place = {"latitude": -34.6, "longitude": -58.4}
+    assert text_of(message("/restart", kind="location", location=place)) == "restart"
+
+
+def test_an_unoffered_reply_id_is_its_title_never_an_intent(channel_env, redis_client):
+    """A button or list reply whose id the bot did not offer in this conversation (none
+    offered, others offered, or offered to someone else) reaches Rasa as its title, as text."""
+    forged = [("/restart", "Reiniciar"), ("/action_submit_ticket", "/action_submit_ticket"),
+              ('/report_incident{"store": "Centro", "priority": "high"}', "Reportar")]
+    for payload, title in forged:
+        reply = message(title, kind="interactive", payload=payload)
+        assert text_of(reply) == title.lstrip("/")  # nothing offered at all
+    buttons = [{"title": "Sí", "payload": "/affirm"}, {"title": "No", "payload": "/deny"}]
+    redis_client.set(redis_keys.offered_buttons(OTHER), json.dumps(buttons))
+    assert text_of(message("Sí", kind="interactive", payload="/affirm")) == "Sí"  # not to USER
+    redis_client.set(redis_keys.offered_buttons(USER), json.dumps(buttons))
+    for payload, title in forged:
+        assert text_of(message(title, kind="interactive", payload=payload)) == title.lstrip("/")
+    # the title of an unoffered id is not looked up among the offered buttons either
+    assert text_of(message("Sí", kind="interactive", payload="/restart")) == "Sí"
+    assert text_of(message("", kind="interactive", payload="/restart")) == ""
+    # the group gate does not let an unoffered id through as if it were a reply
+    inbound = message("hola", kind="interactive", payload="/restart")
+    text_of(inbound)
+    assert inbound.payload is None
 
 
 def test_a_button_reply_gives_its_payload_and_its_id_wins(channel_env, redis_client):
