@@ -9,7 +9,7 @@ from rasa_sdk.events import SlotSet
 from helpdesk.config import Catalog, catalog
 from helpdesk.tickets import Ledger
 from helpdesk.logs import METADATA_KEY, correlation_id_var
-from helpdesk.whatsapp import AsyncOptOutRegistry
+from helpdesk.whatsapp import AsyncOptOutRegistry, in_media_dir
 from helpdesk.settings import load_settings
 
 logger = logging.getLogger(__name__)
@@ -126,15 +126,38 @@ def first_value(value: Any) -> Optional[str]:
     return str(value) if value not in (None, "") else None
 
 
+def media_paths(paths: Any, where: str, **context: Any) -> List[str]:
+    """The paths that resolve inside the media directory; any other (a forged call's `.env`,
+    `/proc/self/environ`, `../`, a symlink out) is dropped and logged without the path, with
+    `where` it came from and `context` (ticket_id, conversation_id)."""
+    kept, refused = [], 0
+    for path in paths if isinstance(paths, list) else []:
+        if in_media_dir(path):
+            kept.append(path)
+        else:
+            refused += 1
+    if refused:
+        logger.warning("attachment refused: not a file of the media directory",
+                       extra={"source": where, "refused": refused, **context})
+    return kept
+
+
 def message_media(tracker: Tracker) -> List[Dict[str, Any]]:
-    """Files the channel stored for the latest user message (metadata "media")."""
+    """Files the channel stored for the latest user message (metadata "media"), those inside
+    the media directory only."""
     metadata = (tracker.latest_message or {}).get("metadata") or {}
     media = metadata.get("media")
-    return [m for m in media if isinstance(m, dict) and m.get("path")] if isinstance(media, list) else []
+    listed = [m for m in media if isinstance(m, dict) and m.get("path")] if isinstance(media, list) else []
+    allowed = set(media_paths([m["path"] for m in listed], "message metadata",
+                              conversation_id=tracker.sender_id))
+    return [m for m in listed if m["path"] in allowed]
 
 
 def attachments_with_latest(tracker: Tracker) -> Optional[List[str]]:
-    """The `attachments` slot plus the latest message's files; None when nothing is new."""
-    current = list(tracker.get_slot("attachments") or [])
+    """The `attachments` slot plus the latest message's files; None when nothing is new.
+    A slot path outside the media directory is dropped (the slot is then rewritten)."""
+    slot = tracker.get_slot("attachments") or []
+    current = media_paths(slot, "attachments slot", conversation_id=tracker.sender_id)
     new = [m["path"] for m in message_media(tracker) if m["path"] not in current]
-    return current + new if new else None
+    changed = new or len(current) != (len(slot) if isinstance(slot, list) else 0)
+    return current + new if changed else None

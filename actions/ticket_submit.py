@@ -17,6 +17,7 @@ from actions.common import (
     get_catalog,
     get_ledger,
     first_value,
+    media_paths,
     reporter,
     reset_ticket_slots,
     user_texts_since,
@@ -78,9 +79,10 @@ class ActionSubmitTicket(Action):
             return reset_ticket_slots()
         persons = tracker.get_slot("person") or []
         who = reporter(tracker)
+        ticket_id = ticket_id_for(tracker.sender_id, started["timestamp"])
         ticket = build_ticket(
             catalog,
-            ticket_id=ticket_id_for(tracker.sender_id, started["timestamp"]),
+            ticket_id=ticket_id,
             conversation_id=tracker.sender_id,
             store=tracker.get_slot("store"),
             system=tracker.get_slot("system"),
@@ -93,7 +95,9 @@ class ActionSubmitTicket(Action):
             channel=who["channel"],
             affected_person=first_value([p for p in persons if not str(p).startswith("@")]),
             mentioned_users=[p for p in persons if str(p).startswith("@")],
-            attachments=list(tracker.get_slot("attachments") or []),
+            # only files of the media directory: the slot may come from a forged call
+            attachments=media_paths(tracker.get_slot("attachments") or [], "attachments slot",
+                                    ticket_id=ticket_id, conversation_id=tracker.sender_id),
             correlation_id=correlation_id,
         )
         # error messages read from screenshots (actions/vision.py) go with the ticket

@@ -27,7 +27,7 @@ import asyncio
 import json
 import os
 import platform
-import shutil
+import secrets
 import signal
 import subprocess
 import sys
@@ -46,7 +46,7 @@ from bench import harness, stats  # noqa: E402
 from bench.harness import (  # noqa: E402
     WAHA_API_KEY, WAHA_CYCLE, WAHA_HMAC_KEY, Expected, FakeWaha, event_for, learn, post,
 )
-from helpdesk.launch import free_port, stack_env, wait_for_port  # noqa: E402
+from helpdesk.launch import free_port, spawn_redis, stack_env, wait_for_port  # noqa: E402
 
 OUTPUT = BENCH / "results" / "channels.json"
 BUDGET_ACK_P99_MS = 25.0
@@ -129,12 +129,11 @@ async def load(fake: FakeWaha, webhook: str, expected: Expected, conversations: 
 
 
 def start_ours(work: Path, cleanup: harness.Cleanup, fake: FakeWaha) -> harness.Bot:
-    redis_server = shutil.which("redis-server")
     redis_port = free_port()
     (work / "redis").mkdir()
-    cleanup.process("redis", subprocess.Popen(
-        [redis_server, "--bind", "127.0.0.1", "--port", str(redis_port), "--dir",
-         str(work / "redis"), "--save", "", "--appendonly", "no"],
+    redis_password = secrets.token_urlsafe(16)  # as make run's own Redis has one
+    cleanup.process("redis", spawn_redis(
+        redis_port, work / "redis", redis_password,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     ))
     if not wait_for_port(redis_port, 10):
@@ -143,7 +142,7 @@ def start_ours(work: Path, cleanup: harness.Cleanup, fake: FakeWaha) -> harness.
     env = harness.quiet_env(stack_env(
         {**os.environ, "WAHA_BASE_URL": f"http://127.0.0.1:{fake.port}", "WAHA_API_KEY": WAHA_API_KEY,
          "WAHA_WEBHOOK_HMAC_KEY": WAHA_HMAC_KEY, "WAHA_SESSION": "default"},
-        redis_url=f"redis://127.0.0.1:{redis_port}/0", rasa_port=rasa_port,
+        redis_url=f"redis://:{redis_password}@127.0.0.1:{redis_port}/0", rasa_port=rasa_port,
         actions_port=actions_port, work_dir=work, model=harness.MODEL,
         auth_token=harness.AUTH_TOKEN,
     ))

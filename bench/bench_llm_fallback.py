@@ -28,6 +28,7 @@ import asyncio
 import json
 import os
 import platform
+import secrets
 import shutil
 import signal
 import subprocess
@@ -45,7 +46,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent))  # the project: bench.harness, helpdesk, tests.fakes
 
 from bench import harness, stats  # noqa: E402
-from helpdesk.launch import free_port, stack_env, wait_for_port  # noqa: E402
+from helpdesk.launch import free_port, spawn_redis, stack_env, wait_for_port  # noqa: E402
 from tests.fakes.openai_server import FakeOpenAI, Recorded, Reply  # noqa: E402
 
 OUTPUT = BENCH / "results" / "llm_fallback.json"
@@ -102,9 +103,9 @@ def start_stack(work: Path, cleanup: harness.Cleanup, waha: harness.FakeWaha, ll
                 model: Path, max_turns: Optional[int]) -> harness.Bot:
     redis_port = free_port()
     (work / "redis").mkdir()
-    cleanup.process("redis", subprocess.Popen(
-        [shutil.which("redis-server"), "--bind", "127.0.0.1", "--port", str(redis_port),
-         "--dir", str(work / "redis"), "--save", "", "--appendonly", "no"],
+    redis_password = secrets.token_urlsafe(16)  # as make run's own Redis has one
+    cleanup.process("redis", spawn_redis(
+        redis_port, work / "redis", redis_password,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
     if not wait_for_port(redis_port, 10):
         raise harness.StartupError("the benchmark's Redis did not start")
@@ -115,7 +116,7 @@ def start_stack(work: Path, cleanup: harness.Cleanup, waha: harness.FakeWaha, ll
          "WAHA_API_KEY": harness.WAHA_API_KEY, "WAHA_WEBHOOK_HMAC_KEY": harness.WAHA_HMAC_KEY,
          "WAHA_SESSION": "default", "HELPDESK_CONFIG_DIR": str(config_dir(work, max_turns)),
          "LLM_BASE_URL": llm.fake.base_url, "LLM_API_KEY": "sk-bench", "LLM_MODEL": "gpt-4o-mini"},
-        redis_url=f"redis://127.0.0.1:{redis_port}/0", rasa_port=rasa_port,
+        redis_url=f"redis://:{redis_password}@127.0.0.1:{redis_port}/0", rasa_port=rasa_port,
         actions_port=actions_port, work_dir=work, model=model, auth_token=harness.AUTH_TOKEN))
     env["INGRESS_PORT"] = str(ingress_port)
     logs = {name: work / f"{name}.log" for name in ("actions", "rasa", "ingress")}

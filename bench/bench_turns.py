@@ -31,6 +31,7 @@ import asyncio
 import json
 import os
 import platform
+import secrets
 import shutil
 import signal
 import sqlite3
@@ -50,7 +51,7 @@ from bench.harness import (  # noqa: E402
     raise_on_sigterm, rss_of, run_conversations, run_one_at_a_time, shorten, start_baseline,
     summary, train_baseline, wait_baseline, wait_ours,
 )
-from helpdesk.launch import free_port, stack_env, wait_for_port  # noqa: E402
+from helpdesk.launch import free_port, spawn_redis, stack_env, wait_for_port  # noqa: E402
 
 DEFAULT_OUTPUT = PROJECT / "bench" / "results" / "turns.json"
 
@@ -91,14 +92,15 @@ def start_ours(work: Path, cleanup: Cleanup) -> Bot:
     redis_port = free_port()
     redis_dir = work / "redis"
     redis_dir.mkdir()
-    cleanup.process("redis", subprocess.Popen(
-        [redis_server, "--bind", LOOPBACK, "--port", str(redis_port), "--dir", str(redis_dir),
-         "--save", "", "--appendonly", "no"],
+    # with a password, as make run's own Redis has (given on stdin, not in ps)
+    redis_password = secrets.token_urlsafe(16)
+    cleanup.process("redis", spawn_redis(
+        redis_port, redis_dir, redis_password,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     ))
     if not wait_for_port(redis_port, 10):
         raise StartupError("the benchmark's Redis did not start")
-    redis_url = f"redis://{LOOPBACK}:{redis_port}/0"
+    redis_url = f"redis://:{redis_password}@{LOOPBACK}:{redis_port}/0"
     rasa_port, actions_port = free_port(), free_port()
     env = quiet_env(stack_env(
         dict(os.environ), redis_url=redis_url, rasa_port=rasa_port, actions_port=actions_port,

@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import platform
+import secrets
 import shutil
 import signal
 import subprocess
@@ -42,7 +43,7 @@ import yaml  # noqa: E402
 from rq import Worker  # noqa: E402
 
 from helpdesk.config import load_catalog  # noqa: E402
-from helpdesk.launch import free_port, wait_for_port  # noqa: E402
+from helpdesk.launch import free_port, spawn_redis, wait_for_port  # noqa: E402
 from helpdesk.tickets import DELIVERED, Ledger  # noqa: E402
 from helpdesk.tickets import build_ticket, ticket_id_for  # noqa: E402
 from helpdesk.config import load_zoho_config  # noqa: E402
@@ -61,14 +62,12 @@ class Bench:
     def __init__(self, work: Path) -> None:
         self.work = work
         self.redis_port = free_port()
-        self.redis_process = subprocess.Popen(
-            [shutil.which("redis-server") or "redis-server", "--bind", "127.0.0.1", "--port", str(self.redis_port),
-             "--dir", str(work), "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
+        redis_password = secrets.token_urlsafe(16)  # as make run's own Redis has one
+        self.redis_process = spawn_redis(self.redis_port, work, redis_password,
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if not wait_for_port(self.redis_port, 10):
             raise SystemExit("redis-server did not start")
-        self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
+        self.redis_url = f"redis://:{redis_password}@127.0.0.1:{self.redis_port}/0"
         self.redis = redis.Redis.from_url(self.redis_url)
         self.zoho: Optional[FakeZoho] = None
         self.workers: List[subprocess.Popen] = []

@@ -4,8 +4,11 @@ Set this URL (with the token) as the API inbox's callback URL in Chatwoot. Chatw
 add headers to its webhooks, so the token travels in the query string; it is compared in
 constant time. When `CHATWOOT_WEBHOOK_SECRET` is set (Chatwoot 4.13+ signs inbox webhooks),
 `X-Chatwoot-Signature: sha256=<hex>` must be HMAC-SHA256(secret, "<X-Chatwoot-Timestamp>.<raw
-body>") and the timestamp recent. One of the two must be set; with neither, every call gets
-503 (an open webhook would let anyone write to users).
+body>") and the timestamp recent. One of the two must be set: with Chatwoot configured and
+neither, the channel refuses to start (helpdesk/launch.py, `from_credentials`) unless
+HELPDESK_INSECURE_WEBHOOKS=true (development), which lets unauthenticated calls in with a
+warning at start; a call that reaches it unconfigured anyway gets 503. The body is read with
+`webhook.max_body_bytes` before it is buffered (a streaming route, connectors/body.py).
 
 What it does:
 - `message_created`, outgoing, not private, written by a person (sender type "user") and not
@@ -37,12 +40,19 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
+from connectors.body import read_body
 from helpdesk import handoff, redis_keys
 from helpdesk.config import ChatwootConfig, chatwoot_config
+from helpdesk.errors import ConfigError
 from helpdesk.chatwoot import SOURCE_PREFIX, ChatwootDirectory, redis_client
 from helpdesk.whatsapp import digits, group_of
 from helpdesk.logs import correlation, correlation_id_var, new_correlation_id
-from helpdesk.settings import ChatwootSettings, load_chatwoot
+from helpdesk.settings import (
+    ChatwootSettings,
+    insecure_webhooks,
+    load_chatwoot,
+    unsigned_webhooks_message,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +100,8 @@ class ChatwootWebhook:
         settings = self.settings
         if settings is None:
             return Verdict(503, "Chatwoot is not configured")
-        if not settings.webhook_token and not settings.webhook_secret:
+        if not settings.webhook_token and not settings.webhook_secret \
+                and not insecure_webhooks():
             logger.error("chatwoot webhook refused: set CHATWOOT_WEBHOOK_TOKEN or CHATWOOT_WEBHOOK_SECRET")
             return Verdict(503, "webhook authentication is not configured")
         if len(body) > self.options.webhook_max_body_bytes:
@@ -224,6 +235,11 @@ class ChatwootInput(InputChannel):
 
     @classmethod
     def from_credentials(cls, credentials: Optional[Dict[Text, Any]]) -> "InputChannel":
+        settings = load_chatwoot()
+        if settings is not None and not (settings.webhook_token or settings.webhook_secret):
+            if not insecure_webhooks():
+                raise ConfigError(unsigned_webhooks_message(["Chatwoot"]))
+            logger.warning(unsigned_webhooks_message(["Chatwoot"]))
         return cls()
 
     def __init__(self) -> None:
@@ -241,12 +257,17 @@ class ChatwootInput(InputChannel):
         async def alive(request: Request) -> HTTPResponse:
             return response.json({"status": "ok"})
 
-        @hooks.route("/webhook", methods=["POST"])
+        # a streaming route: the body is read with the limit, never buffered whole first
+        @hooks.route("/webhook", methods=["POST"], stream=True)
         async def receive(request: Request) -> HTTPResponse:
             with correlation(new_correlation_id()):
                 webhook = self.webhook()
-                body = request.body or b""
-                refusal = webhook.check(body, request.args.get("token"), request.headers)
+                limit = webhook.options.webhook_max_body_bytes
+                body = await read_body(request, limit)
+                if body is None:
+                    refusal: Optional[Verdict] = Verdict(413, f"body larger than {limit} bytes")
+                else:
+                    refusal = webhook.check(body, request.args.get("token"), request.headers)
                 if refusal is None:
                     payload = webhook.parse(body)
                     refusal = Verdict(400, "body is not a JSON object") if payload is None else None

@@ -18,11 +18,14 @@ and queues hand-backs, Redis only), so it needs no message handler from the Rasa
 import importlib
 import logging
 import os
+import sys
 from typing import Any, List
 
 from sanic import Sanic, response
 from sanic.request import Request
 
+from helpdesk.config import channel_config, chatwoot_config
+from helpdesk.errors import ConfigError
 from helpdesk.launch import enabled_channels
 from helpdesk.logs import apply_logging_file, configure_logging
 from helpdesk.settings import load_settings
@@ -48,6 +51,12 @@ def channels() -> List[Any]:
 def build_app() -> Sanic:
     app = Sanic("helpdesk_ingress", configure_logging=False)
     served = channels()
+    # this app serves only webhooks: no body is ever larger than the largest of their limits
+    # (each webhook route also reads its body with its own limit, connectors/body.py)
+    limits = [channel_config().max_body_bytes]
+    if any(c.name() == "chatwoot" for c in served):
+        limits.append(chatwoot_config().webhook_max_body_bytes)
+    app.config.REQUEST_MAX_SIZE = max(limits)
     for channel in served:
         # no message handler: this process records messages, the Rasa server runs the turns
         app.blueprint(channel.blueprint(None), url_prefix=f"/webhooks/{channel.url_prefix()}")
@@ -75,7 +84,11 @@ def main() -> None:
     path = os.environ.get("HELPDESK_LOGGING_CONFIG")
     if path:
         apply_logging_file(path)
-    app = build_app()
+    try:
+        app = build_app()
+    except ConfigError as error:  # a channel without its secret, say: one line, no traceback
+        print(f"helpdesk: {error}", file=sys.stderr, flush=True)
+        sys.exit(1)
     port = int(os.environ.get("INGRESS_PORT") or 5007)
     host = os.environ.get("INGRESS_HOST") or "0.0.0.0"
     logger.info("webhook ingress listening", extra={"port": port})

@@ -4,7 +4,10 @@
 - GET: Meta's verification handshake (`hub.mode=subscribe` and the verify token give 200
   with the challenge as plain text; anything else 403).
 - POST: `X-Hub-Signature-256` (HMAC-SHA256 of the raw bytes with the app secret) is
-  required when `META_APP_SECRET` is set. Every entry, change and message of a delivery is
+  required: without `META_APP_SECRET` the channel refuses to start, unless
+  HELPDESK_INSECURE_WEBHOOKS=true (development) lets unsigned deliveries in. `from` must be a
+  phone number (ASCII digits made of any script's, at most 15), `from_user_id` a plain id, the
+  message id at most `webhook.max_id_chars`, `timestamp` usable; otherwise skipped and logged. Every entry, change and message of a delivery is
   handled (Meta batches); a broken message is skipped and logged, the others still count.
   Statuses are ignored except `failed`, logged with its error code (131047 on a proactive
   message sends the re-engagement template). Interactive replies give Rasa their id, not
@@ -12,7 +15,6 @@
 """
 import json
 import logging
-import time
 from typing import Any, Dict, List, Optional, Text, Tuple
 
 from rasa.core.channels.channel import InputChannel
@@ -22,20 +24,29 @@ from sanic.response import HTTPResponse
 
 from connectors.whatsapp.format import meta_interactive, numbered_options
 from connectors.whatsapp.output import Sender
-from connectors.whatsapp.webhook import Parsed, WhatsAppInput, signature_matches
+from connectors.whatsapp.webhook import (
+    Parsed,
+    WhatsAppInput,
+    provider_timestamp,
+    require_secret,
+    signature_matches,
+)
 from helpdesk import redis_keys
 from helpdesk.errors import ConfigError
 from helpdesk.logs import mask_phone
-from helpdesk.settings import MetaSettings, load_meta
+from helpdesk.settings import MetaSettings, insecure_webhooks, load_meta
 from helpdesk.whatsapp import (
     REENGAGEMENT_CODE,
+    BadId,
     GatewayError,
     InboundMessage,
     Media,
     MetaClient,
     Route,
-    digits,
     direct_conversation_id,
+    message_id as checked_message_id,
+    phone_number,
+    user_id,
 )
 
 logger = logging.getLogger(__name__)
@@ -99,6 +110,7 @@ class MetaInput(WhatsAppInput):
             raise ConfigError(
                 "the Meta channel needs META_ACCESS_TOKEN and META_PHONE_NUMBER_ID (see .env.example)"
             )
+        require_secret("Meta", settings.app_secret)
         return cls(settings)
 
     def make_sender(self) -> Sender:
@@ -107,7 +119,7 @@ class MetaInput(WhatsAppInput):
 
     def verify(self, request: Request, body: bytes) -> bool:
         if not self.meta.app_secret:
-            return True
+            return insecure_webhooks()  # development only: refused to start otherwise
         return signature_matches(self.meta.app_secret, body,
                                  request.headers.get("X-Hub-Signature-256"), "sha256",
                                  prefix="sha256=")
@@ -171,6 +183,9 @@ class MetaInput(WhatsAppInput):
         for raw in _list(value.get("messages")):
             try:
                 message = self._message(raw, names)
+            except BadId as error:
+                parsed.skipped.append(("bad id", str(error)))
+                continue
             except (KeyError, TypeError, ValueError, AttributeError) as error:
                 parsed.skipped.append(("malformed message", repr(error)[:200]))
                 continue
@@ -184,15 +199,18 @@ class MetaInput(WhatsAppInput):
         sender = raw.get("from") or raw.get("from_user_id")
         if not isinstance(message_id, str) or not message_id or not sender:
             return "missing id or sender"
-        sender = str(sender)
         if kind in IGNORED_TYPES:
             return f"{kind} message"
-        phone = digits(raw["from"]) if raw.get("from") else None
+        # ids in their one spelling (ASCII digits), or BadId for one no gateway sends
+        message_id = checked_message_id(message_id, self.config.max_id_chars)
+        phone = phone_number(raw["from"]) if raw.get("from") else None
+        name = names.get(sender) or names.get(raw.get("from"))
+        sender = phone or user_id(sender)
+        timestamp = provider_timestamp(raw.get("timestamp"))
         message = InboundMessage(
             channel=self.name(), message_id=message_id,
-            conversation_id=direct_conversation_id(sender), chat_id=phone or sender,
-            kind="text", phone=phone, name=names.get(sender) or names.get(raw.get("from")),
-            timestamp=float(raw.get("timestamp") or 0) or time.time(),
+            conversation_id=direct_conversation_id(sender), chat_id=sender,
+            kind="text", phone=phone, name=name, timestamp=timestamp or 0.0,
         )
         if kind == "text":
             message.text = str((raw.get("text") or {}).get("body") or "").strip()
@@ -228,6 +246,8 @@ class MetaInput(WhatsAppInput):
             logger.info("unsupported Meta message type", extra={"type": kind})
         if message.kind == "text":
             message.opt_word = self.config.opt_word(message.text)
+        if timestamp is None:  # Meta always sends one: without it the age is unknown
+            return "no usable timestamp"
         return message
 
     async def on_failed_statuses(self, statuses: List[Dict[str, Any]]) -> None:

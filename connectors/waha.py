@@ -5,10 +5,13 @@ Inbound events per docs/whatsapp-wire-formats.md (A1-A5): only `message` and `me
 events from other people reach Rasa. Own messages (`fromMe`, and the self-sent group quirk
 where `participant` is our own id), status broadcasts, newsletters, call stubs with no text,
 other sessions and every other event type are answered 200 and skipped. `X-Webhook-Hmac`
-(hex HMAC-SHA512 of the raw body) is required when `WAHA_WEBHOOK_HMAC_KEY` is set.
+(hex HMAC-SHA512 of the raw body with `WAHA_WEBHOOK_HMAC_KEY`) is required: without the key the
+channel refuses to start, unless HELPDESK_INSECURE_WEBHOOKS=true (development) lets unsigned
+deliveries in. Chat and participant ids are checked and spelt one way (`chat_jid`: ASCII
+digits, a phone number at most 15 of them); a message with an id no gateway sends, or without
+a usable `payload.timestamp`, is skipped and logged.
 """
 import logging
-import time
 from typing import Any, Dict, Optional, Text, Tuple
 
 from rasa.core.channels.channel import InputChannel
@@ -16,20 +19,31 @@ from sanic.request import Request
 
 from connectors.whatsapp.format import numbered_options
 from connectors.whatsapp.output import Sender
-from connectors.whatsapp.webhook import Parsed, WhatsAppInput, mentions_of, signature_matches, strip_mentions
+from connectors.whatsapp.webhook import (
+    Parsed,
+    WhatsAppInput,
+    mentions_of,
+    provider_timestamp,
+    require_secret,
+    signature_matches,
+    strip_mentions,
+)
 from helpdesk import redis_keys
 from helpdesk.errors import ConfigError
-from helpdesk.settings import WahaSettings, load_waha
+from helpdesk.settings import WahaSettings, insecure_webhooks, load_waha
 from helpdesk.whatsapp import (
+    BadId,
     GatewayError,
     InboundMessage,
     Media,
     Route,
     WahaClient,
+    chat_jid,
     digits,
     direct_conversation_id,
     group_conversation_id,
     is_group_jid,
+    message_id as checked_message_id,
 )
 
 logger = logging.getLogger(__name__)
@@ -94,6 +108,7 @@ class WahaInput(WhatsAppInput):
         settings = load_waha()
         if settings is None:
             raise ConfigError("the WAHA channel needs WAHA_BASE_URL (see .env.example)")
+        require_secret("WAHA", settings.hmac_key)
         return cls(settings)
 
     def make_sender(self) -> Sender:
@@ -102,7 +117,7 @@ class WahaInput(WhatsAppInput):
 
     def verify(self, request: Request, body: bytes) -> bool:
         if not self.waha.hmac_key:
-            return True
+            return insecure_webhooks()  # development only: refused to start otherwise
         algorithm = (request.headers.get("X-Webhook-Hmac-Algorithm") or "sha512").lower()
         if algorithm != "sha512":
             return False
@@ -131,6 +146,9 @@ class WahaInput(WhatsAppInput):
         me = payload.get("me") if isinstance(payload.get("me"), dict) else {}
         try:
             message = await self._message(data, me)
+        except BadId as error:
+            parsed.skipped.append(("bad id", str(error)))
+            return parsed
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             parsed.skipped.append(("malformed message", repr(error)[:200]))
             return parsed
@@ -151,6 +169,12 @@ class WahaInput(WhatsAppInput):
         if sender == "status@broadcast" or sender.endswith("@newsletter") \
                 or sender.endswith("@broadcast"):
             return "broadcast or newsletter"
+        # ids in their one spelling (ASCII digits), or BadId for one no gateway sends
+        message_id = checked_message_id(message_id, self.config.max_id_chars)
+        sender = chat_jid(sender)
+        timestamp = provider_timestamp(data.get("timestamp"))
+        if timestamp is None:
+            return "no usable timestamp"
         own_ids = [i for i in (me.get("id"), me.get("lid"), me.get("jid")) if isinstance(i, str)]
         own_numbers = {digits(i) for i in own_ids}
         body = data.get("body") or ""
@@ -167,6 +191,7 @@ class WahaInput(WhatsAppInput):
             participant = data.get("participant") or data.get("author") or raw.get("author")
             if not isinstance(participant, str) or not participant:
                 return "group message without participant"
+            participant = chat_jid(participant)
             if digits(participant) in own_numbers:
                 return "own message (group quirk)"
             person = await self._number_for(participant)
@@ -194,7 +219,7 @@ class WahaInput(WhatsAppInput):
             mentions_bot=mentions_of(body, own_ids),
             lid=(participant or sender) if (participant or sender).endswith("@lid") and not phone
             else None,
-            timestamp=float(data.get("timestamp") or 0) or time.time(),
+            timestamp=timestamp,
         )
         if message.mentions_bot:
             message.text = strip_mentions(message.text, own_ids)

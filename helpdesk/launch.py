@@ -7,14 +7,20 @@ Reads `.env`, applies defaults, derives REDIS_HOST/PORT/DB/PASSWORD from REDIS_U
 for Redis where the process needs it, then replaces itself with the real program, so the
 process manager's signals reach it directly.
 
-The Rasa server is `python -m connectors.server` (Rasa's `rasa run` in-process): the HTTP
-API's key comes from the environment, not the command line. Every process gets
-RASA_AUTH_TOKEN in its environment (from .env, or generated into var/secrets/).
+Secrets go to the programs through their environment (or stdin), never their command line:
+REDIS_URL with the Redis password (helpdesk.settings: the generated one for the project's own
+Redis), and ACTION_SERVER_TOKEN for the action server and the Rasa processes that call it
+(endpoints.yml sends it as `Authorization: Bearer ...`).
+
+The Rasa server is `python -m connectors.server` (Rasa's `rasa run` in-process), so the
+HTTP API's key (RASA_AUTH_TOKEN, or the generated one) reaches it the same way, and every
+process gets it in its environment to call the API with (helpdesk/rasa_api.py).
 """
 import os
 import shlex
 import shutil
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -25,6 +31,8 @@ import yaml
 
 from helpdesk.settings import (
     PROJECT_DIR,
+    action_server_token,
+    insecure_webhooks,
     load_chatwoot,
     load_meta,
     load_settings,
@@ -32,6 +40,8 @@ from helpdesk.settings import (
     rasa_api_secret,
     rasa_host,
     rest_channel_enabled,
+    unsigned_webhooks,
+    unsigned_webhooks_message,
 )
 
 VENV_BIN = Path(sys.executable).parent
@@ -115,6 +125,52 @@ def stack_env(
     }
 
 
+def redis_server_config(port: int, data_dir: Path, password: str, *, persistent: bool = True) -> str:
+    """redis-server's configuration, read from its stdin (`redis-server -`): the password
+    (`requirepass`) never appears in `ps`."""
+    lines = [
+        "bind 127.0.0.1",
+        f"port {int(port)}",
+        f"dir {_redis_quoted(str(data_dir))}",
+        "appendonly yes" if persistent else "appendonly no",
+        'save ""',
+        "daemonize no",
+    ]
+    if password:
+        lines.append(f"requirepass {_redis_quoted(password)}")
+    return "\n".join(lines) + "\n"
+
+
+def _redis_quoted(value: str) -> str:
+    """A value in redis.conf's double quotes (its escapes: backslash and quote)."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        fail("a Redis password or directory must not contain control characters (REDIS_URL, HELPDESK_VAR_DIR)")
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def spawn_redis(port: int, data_dir: Path, password: str, *, persistent: bool = False,
+                **popen: object) -> subprocess.Popen:
+    """A throw-away redis-server for tests and benchmarks, its password given on stdin."""
+    binary = shutil.which("redis-server")
+    if not binary:
+        fail("redis-server is not installed: run `make setup`")
+    process = subprocess.Popen([binary, "-"], stdin=subprocess.PIPE, **popen)
+    process.stdin.write(redis_server_config(port, data_dir, password, persistent=persistent).encode())
+    process.stdin.close()
+    return process
+
+
+def _exec_with_stdin(command: List[str], text: str) -> None:
+    """Replace this process with `command`, `text` on its stdin (a pipe already filled and
+    closed: a configuration is far below the pipe's buffer)."""
+    read_end, write_end = os.pipe()
+    os.write(write_end, text.encode())
+    os.close(write_end)
+    os.dup2(read_end, 0)
+    os.close(read_end)
+    os.execv(command[0], command)
+
+
 def wait_for_redis(host: str, port: int, seconds: float = 30) -> None:
     if not wait_for_port(port, seconds, host):
         fail(f"Redis did not answer on {host}:{port} within {seconds:.0f} s")
@@ -130,25 +186,20 @@ def command_for(name: str, settings) -> List[str]:
         data_dir = settings.var_dir / "redis"
         data_dir.mkdir(parents=True, exist_ok=True)
         require_free(int(env["REDIS_PORT"]), "Redis server", "REDIS_URL")
-        return [
-            redis_server,
-            "--bind", "127.0.0.1",
-            "--port", env["REDIS_PORT"],
-            "--dir", str(data_dir),
-            "--appendonly", "yes",
-            "--save", "",
-            "--daemonize", "no",
-        ]
+        # the configuration (with the password) comes on stdin: see redis_config()
+        return [redis_server, "-"]
     if name == "actions":
         require_free(settings.actions_port, "action server", "ACTIONS_PORT")
         wait_for_redis(env["REDIS_HOST"], int(env["REDIS_PORT"]))
+        # rasa_sdk's server with the token check (actions/server.py); host: ACTIONS_HOST
         return [
-            str(VENV_BIN / "rasa"), "run", "actions",
+            str(VENV_BIN / "python"), "-m", "actions.server",
             "--actions", "actions",
             "--port", str(settings.actions_port),
             "--logging-config-file", logging_config,
         ]
     if name == "rasa":
+        check_webhook_secrets()
         require_free(settings.rasa_port, "Rasa server", "RASA_PORT")
         wait_for_redis(env["REDIS_HOST"], int(env["REDIS_PORT"]))
         if settings.rasa_auth_token and len(settings.rasa_auth_token.encode()) < 32:
@@ -184,6 +235,7 @@ def command_for(name: str, settings) -> List[str]:
         # has no such option and binds every interface while it runs)
         return command + (["--interface", "127.0.0.1"] if tool == "shell" else [])
     if name == "ingress":
+        check_webhook_secrets()
         port = int(os.environ.get("INGRESS_PORT") or 5007)
         require_free(port, "webhook ingress", "INGRESS_PORT")
         wait_for_redis(env["REDIS_HOST"], int(env["REDIS_PORT"]))
@@ -195,14 +247,45 @@ def command_for(name: str, settings) -> List[str]:
     return []
 
 
+def redis_config(settings) -> str:
+    """The configuration `make run`'s own redis-server reads on stdin."""
+    env = redis_env(settings.redis_url)
+    return redis_server_config(int(env["REDIS_PORT"]), settings.var_dir / "redis", env["REDIS_PASSWORD"])
+
+
+# the processes that call the action server (endpoints.yml) or are it
+ACTION_TOKEN_PROCESSES = ("actions", "rasa", "interactive", "rasa-shell")
+
+
+def process_env(name: str, settings) -> Dict[str, str]:
+    """What `name` gets in its environment beyond .env: REDIS_URL with its password (every
+    process reads it through helpdesk.settings), REDIS_* for endpoints.yml, the action
+    server's token for the processes that need it."""
+    variables = {"REDIS_URL": settings.redis_url, **redis_env(settings.redis_url)}
+    # the HTTP API's key for the Rasa server and its clients (workers, actions, shell): .env's,
+    # or this installation's generated one
+    variables["RASA_AUTH_TOKEN"] = rasa_api_secret(settings)
+    if name in ACTION_TOKEN_PROCESSES:
+        variables["ACTION_SERVER_TOKEN"] = action_server_token(settings)
+    return variables
+
+
 # channels of credentials.yml that need settings: class path -> "configured?"
 CHANNEL_REQUIREMENTS = {
     "connectors.waha.WahaInput": lambda: load_waha() is not None,
     "connectors.meta.MetaInput": lambda: load_meta() is not None,
-    "connectors.chatwoot.ChatwootInput": lambda: bool(
-        load_chatwoot() and (load_chatwoot().webhook_token or load_chatwoot().webhook_secret)
-    ),
+    # configured without a webhook token or secret it refuses to start (check_webhook_secrets)
+    "connectors.chatwoot.ChatwootInput": lambda: load_chatwoot() is not None,
 }
+
+
+def check_webhook_secrets() -> None:
+    """Before a process that serves webhooks starts: a configured channel without its secret
+    stops it with one line, unless HELPDESK_INSECURE_WEBHOOKS=true (then the channel logs a
+    warning once as it starts: connectors/whatsapp/webhook.py `require_secret`)."""
+    unsigned = unsigned_webhooks()
+    if unsigned and not insecure_webhooks():
+        fail(unsigned_webhooks_message(unsigned))
 
 
 def enabled_channels(source: Path = PROJECT_DIR / "credentials.yml") -> dict:
@@ -255,10 +338,12 @@ def banner(settings) -> str:
         [
             "WhatsApp Helpdesk is starting:",
             f"  Rasa server    {rasa}  ({rest})",
-            f"  action server  http://127.0.0.1:{settings.actions_port}  (health /health)",
+            f"  action server  http://{settings.actions_host}:{settings.actions_port}  (health /health;"
+            " calls need ACTION_SERVER_TOKEN, from .env or var/secrets/)",
             f"  RQ worker      health http://127.0.0.1:{os.environ.get('WORKER_HEALTH_PORT') or '5056'}/health",
             f"  Redis          {env['REDIS_HOST']}:{env['REDIS_PORT']} db {env['REDIS_DB']}"
-            f" (append-only file in {settings.var_dir / 'redis'})",
+            f" (append-only file in {settings.var_dir / 'redis'};"
+            + (" password required)" if env["REDIS_PASSWORD"] else " no password)"),
             f"  ledger         {settings.database_url.split('@')[-1]}",
             f"  Rasa HTTP API  {rasa}  (Authorization: Bearer JWT signed with RASA_AUTH_TOKEN"
             + (")" if settings.rasa_auth_token else ", generated in var/secrets/)"),
@@ -277,14 +362,12 @@ def main(argv: List[str]) -> None:
         return
     if argv[0] == "env":
         # `eval "$(python -m helpdesk.launch env)"` before running rasa commands by hand
-        variables = {**redis_env(settings.redis_url), "ACTIONS_PORT": str(settings.actions_port)}
+        # (it prints the secrets endpoints.yml needs: for eval, not for a log)
+        variables = {**process_env("rasa", settings), "ACTIONS_PORT": str(settings.actions_port)}
         print("\n".join(f"export {k}={shlex.quote(v)}" for k, v in variables.items()))
         return
     os.chdir(PROJECT_DIR)
-    os.environ.update(redis_env(settings.redis_url))
-    # the HTTP API's key for the Rasa server and its clients (workers, actions): .env's, or
-    # this installation's generated one; an environment is readable by its owner only
-    os.environ["RASA_AUTH_TOKEN"] = rasa_api_secret(settings)
+    os.environ.update(process_env(argv[0], settings))
     os.environ.setdefault("ACTIONS_PORT", str(settings.actions_port))
     os.environ.setdefault("LOG_LEVEL", settings.log_level)
     # TensorFlow's start-up chatter is not JSON and says nothing an operator needs
@@ -293,6 +376,8 @@ def main(argv: List[str]) -> None:
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
     os.environ.setdefault("HELPDESK_LOGGING_CONFIG", str(PROJECT_DIR / "logging.yml"))
     command = command_for(argv[0], settings)
+    if argv[0] == "redis":
+        _exec_with_stdin(command, redis_config(settings))
     os.execv(command[0], command)
 
 

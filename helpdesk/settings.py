@@ -2,11 +2,13 @@
 
 Every variable is documented in `.env.example`. Anything unset disables that integration.
 """
+import ipaddress
 import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional, Tuple
+from urllib.parse import quote, urlparse
 
 from dotenv import load_dotenv
 
@@ -35,12 +37,14 @@ class Settings:
     log_level: str
     config_dir: Path
     var_dir: Path
+    # where the action server listens (ACTIONS_HOST); Rasa calls it on 127.0.0.1
+    actions_host: str = "127.0.0.1"
 
 
 def load_settings() -> Settings:
     var_dir = Path(_env("HELPDESK_VAR_DIR", str(PROJECT_DIR / "var")))
     return Settings(
-        redis_url=_env("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        redis_url=with_local_redis_password(_env("REDIS_URL", "redis://127.0.0.1:6379/0"), var_dir),
         database_url=_env("DATABASE_URL", f"sqlite:///{var_dir / 'ledger.sqlite3'}"),
         rasa_port=int(_env("RASA_PORT", "5005")),
         actions_port=int(_env("ACTIONS_PORT", "5055")),
@@ -48,7 +52,50 @@ def load_settings() -> Settings:
         log_level=_env("LOG_LEVEL", "INFO").upper(),
         config_dir=Path(_env("HELPDESK_CONFIG_DIR", str(PROJECT_DIR / "config"))),
         var_dir=var_dir,
+        actions_host=_env("ACTIONS_HOST", "127.0.0.1"),
     )
+
+
+# --- secrets every process of this installation shares ---------------------------------
+# (helpdesk/local_secrets.py: from .env when set, else generated once into var/secrets/)
+
+
+def action_server_token(settings: Settings) -> str:
+    """The shared secret Rasa sends the action server (`Authorization: Bearer ...`)."""
+    return _generated("action_server_token", str(settings.var_dir), _env("ACTION_SERVER_TOKEN"))
+
+
+def is_own_redis(redis_url: str) -> bool:
+    """A Redis on this machine (loopback), without a password in REDIS_URL: the one `make run`
+    starts (helpdesk/launch.py `redis`), which then gets the generated password."""
+    parsed = urlparse(redis_url)
+    if parsed.scheme != "redis" or parsed.password:
+        return False
+    host = parsed.hostname or "127.0.0.1"
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def with_local_redis_password(redis_url: str, var_dir: Path) -> str:
+    """REDIS_URL, with the installation's generated Redis password when it names the project's
+    own Redis without one (`is_own_redis`); an operator's password is kept as it is."""
+    if not is_own_redis(redis_url):
+        return redis_url
+    parsed = urlparse(redis_url)
+    password = _generated("redis_password", str(var_dir), None)
+    user = quote(parsed.username or "", safe="")
+    address = parsed.netloc.rsplit("@", 1)[-1] or "127.0.0.1:6379"
+    return parsed._replace(netloc=f"{user}:{quote(password, safe='')}@{address}").geturl()
+
+
+@lru_cache(maxsize=64)
+def _generated(name: str, var_dir: str, env_value: Optional[str]) -> str:
+    # settings are loaded per call in places: read var/secrets/ once per process
+    return local_secret(name, Path(var_dir), env_value)
 
 
 # --- external systems ---------------------------------------------------------------
@@ -62,6 +109,13 @@ class WahaSettings:
     api_key: Optional[str]
     session: str
     hmac_key: Optional[str]
+    # MEDIA_ALLOWED_HOSTS: hosts besides the gateway that media may come from (no key sent)
+    media_hosts: Tuple[str, ...] = ()
+
+
+def _hosts(name: str) -> Tuple[str, ...]:
+    """A comma-separated list of hosts (checked where it is used: helpdesk/whatsapp)."""
+    return tuple(part.strip() for part in (_env(name) or "").split(",") if part.strip())
 
 
 def load_waha() -> Optional[WahaSettings]:
@@ -73,6 +127,7 @@ def load_waha() -> Optional[WahaSettings]:
         api_key=_env("WAHA_API_KEY"),
         session=_env("WAHA_SESSION", "default"),
         hmac_key=_env("WAHA_WEBHOOK_HMAC_KEY"),
+        media_hosts=_hosts("MEDIA_ALLOWED_HOSTS"),
     )
 
 
@@ -84,6 +139,10 @@ class MetaSettings:
     phone_number_id: str
     graph_url: str
     api_version: str
+    # MEDIA_ALLOWED_HOSTS, as for WAHA (no token sent)
+    media_hosts: Tuple[str, ...] = ()
+    # META_MEDIA_HOSTS: Meta's own download hosts besides the built-in ones (token sent)
+    cdn_hosts: Tuple[str, ...] = ()
 
 
 def load_meta() -> Optional[MetaSettings]:
@@ -101,6 +160,8 @@ def load_meta() -> Optional[MetaSettings]:
         phone_number_id=phone_number_id,
         graph_url=_env("META_GRAPH_URL", "https://graph.facebook.com").rstrip("/"),
         api_version=version,
+        media_hosts=_hosts("MEDIA_ALLOWED_HOSTS"),
+        cdn_hosts=_hosts("META_MEDIA_HOSTS"),
     )
 
 
@@ -183,6 +244,47 @@ def support_escalation_chat() -> Optional[str]:
     return _env("SUPPORT_ESCALATION_CHAT")
 
 
+# --- webhook secrets ----------------------------------------------------------------
+# A channel that receives webhooks refuses to start without its secret; this development
+# setting lets it start and accept unsigned deliveries instead (with a warning).
+INSECURE_WEBHOOKS = "HELPDESK_INSECURE_WEBHOOKS"
+WEBHOOK_SECRETS = {
+    "WAHA": "WAHA_WEBHOOK_HMAC_KEY",
+    "Meta": "META_APP_SECRET",
+    "Chatwoot": "CHATWOOT_WEBHOOK_TOKEN or CHATWOOT_WEBHOOK_SECRET",
+}
+
+
+def insecure_webhooks() -> bool:
+    return (_env(INSECURE_WEBHOOKS) or "").lower() in ("1", "true", "yes", "on")
+
+
+def unsigned_webhooks() -> List[str]:
+    """The configured channels (WEBHOOK_SECRETS' names) whose webhook secret is unset."""
+    waha, meta, chatwoot = load_waha(), load_meta(), load_chatwoot()
+    found = []
+    if waha and not waha.hmac_key:
+        found.append("WAHA")
+    if meta and not meta.app_secret:
+        found.append("Meta")
+    if chatwoot and not (chatwoot.webhook_token or chatwoot.webhook_secret):
+        found.append("Chatwoot")
+    return found
+
+
+def unsigned_webhooks_message(channels: List[str]) -> str:
+    """One line for the operator: which channels, which variables, the development setting."""
+    names = " and ".join(channels)
+    variables = " and ".join(WEBHOOK_SECRETS[c] for c in channels)
+    if insecure_webhooks():
+        return (f"{names} webhook{'s' if len(channels) > 1 else ''} accept unsigned deliveries "
+                f"because {INSECURE_WEBHOOKS}=true: for development only; set {variables} "
+                "in .env before going live")
+    return (f"refusing to start: the {names} webhook{'s have' if len(channels) > 1 else ' has'} "
+            f"no secret, so anyone could post to {'them' if len(channels) > 1 else 'it'}. "
+            f"Set {variables} in .env (or {INSECURE_WEBHOOKS}=true for development only)")
+
+
 # --- the Rasa server's doors -----------------------------------------------------------
 # Secrets from .env when set, else generated once into var/secrets/ (helpdesk/local_secrets.py),
 # so the HTTP API and the REST channel are never open, even on loopback.
@@ -198,7 +300,7 @@ def rasa_api_secret(settings: Settings) -> str:
     """The key of Rasa's HTTP API: RASA_AUTH_TOKEN, or the generated `rasa_auth_token`. The
     Rasa server checks HS256 JWTs signed with it (`Authorization: Bearer`, helpdesk/rasa_api.py
     mints them); it is never sent itself, nor accepted as `?token=`."""
-    return _installation_secret("rasa_auth_token", str(settings.var_dir), settings.rasa_auth_token)
+    return _generated("rasa_auth_token", str(settings.var_dir), settings.rasa_auth_token)
 
 
 def rest_channel_enabled() -> bool:
@@ -210,10 +312,4 @@ def rest_channel_enabled() -> bool:
 def rest_channel_token(settings: Settings) -> str:
     """The REST channel's token (`Authorization: Bearer`): REST_CHANNEL_TOKEN, or the
     generated `rest_channel_token`."""
-    return _installation_secret("rest_channel_token", str(settings.var_dir), _env("REST_CHANNEL_TOKEN"))
-
-
-@lru_cache(maxsize=64)
-def _installation_secret(name: str, var_dir: str, env_value: Optional[str]) -> str:
-    # settings are loaded per call in places: var/secrets/ is read once per process
-    return local_secret(name, Path(var_dir), env_value)
+    return _generated("rest_channel_token", str(settings.var_dir), _env("REST_CHANNEL_TOKEN"))

@@ -22,6 +22,19 @@ def fold(text: str) -> str:
     return _SPACES.sub(" ", folded).strip()
 
 
+def ascii_digits(text: str) -> str:
+    """Every decimal digit of any script as its ASCII digit, everything else kept:
+    full-width "５４９" and Arabic-Indic "٥٤٩" become "549", so a number has one spelling
+    wherever a key or an id is built from it."""
+    return "".join(str(unicodedata.decimal(char)) if char.isdecimal() else char for char in text)
+
+
+def only_digits(text: str) -> str:
+    """The decimal digits of the text (any script) as ASCII digits, nothing else:
+    "+54 9 11 2233-4455" and "＋５４ ９ １１…" both give "5491122334455"."""
+    return "".join(str(unicodedata.decimal(char)) for char in text if char.isdecimal())
+
+
 def contains_phrase(folded_text: str, folded_phrase: str) -> bool:
     """Whole-word containment of an already folded phrase in already folded text."""
     if not folded_phrase:

@@ -1,5 +1,6 @@
 """Shared fixtures: a real Redis for the session, a fresh ledger per test, the catalog."""
 import os
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -9,29 +10,27 @@ from typing import Iterator
 import pytest
 import redis
 
-from helpdesk.launch import free_port, wait_for_port  # noqa: F401 - shared with tests
+from helpdesk.launch import free_port, spawn_redis, wait_for_port  # noqa: F401 - shared with tests
 
 PROJECT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
-    """A real redis-server on a free loopback port, for this test session only."""
-    binary = shutil.which("redis-server")
-    if not binary:
+    """A real redis-server on a free loopback port, for this test session only. It requires a
+    password, as `make run`'s own Redis does, so every process the tests start proves it gets
+    the password through REDIS_URL (the password is given on stdin, never in argv)."""
+    if not shutil.which("redis-server"):
         pytest.fail("redis-server is not installed: run `make setup`")
     port = free_port()
+    password = secrets.token_urlsafe(16)
     data_dir = tempfile.mkdtemp(prefix="helpdesk-test-redis-")
-    process = subprocess.Popen(
-        [binary, "--bind", "127.0.0.1", "--port", str(port), "--dir", data_dir,
-         "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    process = spawn_redis(port, Path(data_dir), password,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         if not wait_for_port(port, 10):
             pytest.fail("the test Redis did not start")
-        yield f"redis://127.0.0.1:{port}/0"
+        yield f"redis://:{password}@127.0.0.1:{port}/0"
     finally:
         process.terminate()
         process.wait(10)

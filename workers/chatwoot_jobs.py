@@ -45,7 +45,7 @@ from helpdesk.chatwoot import (
 )
 from helpdesk.chatwoot import ChatwootOutbox, PermanentFailure
 from helpdesk.circuit import CircuitBreaker
-from helpdesk.whatsapp import ROUTE_TTL_SECONDS, load_route_sync
+from helpdesk.whatsapp import ROUTE_TTL_SECONDS, in_media_dir, load_route_sync
 from helpdesk.settings import load_chatwoot, load_settings
 
 logger = logging.getLogger(__name__)
@@ -170,6 +170,11 @@ class MirrorWriter:
         """The text and the attachments still on disk; a gone file becomes a line of text."""
         text, files = entry.get("text") or "", []
         for attachment in entry.get("attachments") or []:
+            if not in_media_dir(attachment["path"]):
+                # only files the channel stored go to Chatwoot, whatever the entry says
+                logger.warning("attachment refused: not a file of the media directory",
+                               extra={"conversation_id": self.conversation_id, "entry_id": entry.get("id")})
+                continue
             if os.path.isfile(attachment["path"]):
                 files.append(attachment)
             else:

@@ -32,6 +32,7 @@ from helpdesk import chatwoot
 from helpdesk.circuit import CircuitOpen
 from helpdesk.errors import ConfigError
 from helpdesk.tickets import notify_humans
+from helpdesk.whatsapp import in_media_dir
 from helpdesk.tickets import (
     ANNOUNCE_WORKER,
     DELIVERED,
@@ -416,6 +417,12 @@ def _add_comment(ctx: Context, record: TicketRecord, text: str, addition_id: Opt
 
 
 def _add_attachment(ctx: Context, record: TicketRecord, path: str, meta: Dict[str, Any], job: Any) -> str:
+    if not in_media_dir(path):
+        # the actions accept only files of the media directory; a ledger row from before that
+        # check (or written by a forged call) must not make us upload `.env` to Zoho
+        logger.warning("attachment refused: not a file of the media directory",
+                       extra={"ticket_id": record.id, "source": "ledger"})
+        return "attachment refused (not in the media directory)"
     name = os.path.basename(path)
     size = os.path.getsize(path)
     if meta.get("attachment_sent_at"):

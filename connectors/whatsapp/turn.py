@@ -10,6 +10,7 @@ fetched, voice notes, unsupported types, the rate limit) are sent from here too.
 import asyncio
 import json
 import logging
+import re
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Dict, List, Optional, Set, Tuple
@@ -32,6 +33,16 @@ logger = logging.getLogger(__name__)
 # what Rasa receives for a file or location sent without text (an intent of the domain)
 SHARE_FILE = "/share_file"
 OPT_INTENTS = {"out": "/opt_out", "in": "/opt_in"}
+# Rasa reads a text that starts with "/" (after its own strip) as "/intent{entities}"
+_COMMAND_PREFIX = re.compile(r"^[\s/]+")
+
+
+def plain(text: str) -> str:
+    """What a person wrote, as text Rasa cannot read as an intent: the leading slashes (and
+    the white space around them) dropped, so "/restart" is "restart" and " //x" is "x"."""
+    if not text or not text.lstrip().startswith("/"):
+        return text
+    return _COMMAND_PREFIX.sub("", text)
 
 
 class WhatsAppTurn:
@@ -159,43 +170,70 @@ class WhatsAppTurn:
         return metadata
 
     async def _text_of(self, message: InboundMessage, metadata: Dict[str, Any]) -> str:
-        """The text Rasa gets for one message; media and locations go to the metadata."""
+        """The text Rasa gets for one message; media and locations go to the metadata.
+
+        Only the bot's own payloads (opt words, a shared file, a button it offered in this
+        conversation) reach Rasa as intents; everything a person wrote, captions, button
+        titles, transcriptions and reply ids it never offered are plain text (`plain`)."""
         if message.opt_word:
             return OPT_INTENTS[message.opt_word]
         if message.kind == "unsupported":
             await self._notice(message, "unsupported")
             return ""
         if message.payload:
-            return message.payload
+            offered = await self._offered_payload(message, message.payload)
+            if offered:
+                return offered
+            # not a reply to buttons the bot offered here: the title is what the user chose
+            logger.info("reply id not offered in this conversation; read as its title",
+                        extra={"conversation_id": message.conversation_id,
+                               "payload_chars": len(message.payload)})
+            message.payload = None
+            return plain(message.text)
         if message.kind == "location":
             metadata["location"] = message.location
-            return message.text or SHARE_FILE
+            return plain(message.text) or SHARE_FILE
         if message.kind == "media" and message.media:
             stored = await self._download(message)
             if stored is None:
-                return message.text  # the caption still counts
+                return plain(message.text)  # the caption still counts
             metadata.setdefault("media", []).append(stored)
-            if message.media.kind in ("audio", "voice") and not message.text:
+            if stored["kind"] in ("audio", "voice") and not message.text:
                 # LLM (issue 5): transcribed when a transcription model is configured, and
                 # handled as if typed; otherwise the user is asked to write
                 heard = await self._transcribed(message, stored)
                 if heard:
-                    return heard
+                    return plain(heard)
                 await self._notice(message, "voice_needs_text")
                 return ""
-            return message.text or SHARE_FILE
+            return plain(message.text) or SHARE_FILE
         text = message.text
-        if text and not text.startswith("/"):
-            buttons_json = await self.shared.redis.get(redis_keys.offered_buttons(
-                message.conversation_id))
-            if buttons_json:
-                payload = payload_for_reply(text, json.loads(buttons_json))
-                if payload:
-                    return payload
-        elif text.startswith("/"):
-            # users cannot inject intents: a typed "/…" is text, not a payload
-            text = text.lstrip("/") or text
-        return text
+        if text and not text.lstrip().startswith("/"):
+            # a typed answer to offered buttons ("2", a title) gives that button's payload
+            offered = await self._offered_payload(message, text)
+            if offered:
+                return offered
+        # users cannot inject intents: a typed "/…" is text, not a payload
+        return plain(text)
+
+    async def _offered_payload(self, message: InboundMessage, reply: str) -> Optional[str]:
+        """The payload of the button `reply` designates (its id, number or title) among the
+        buttons the bot last offered in this conversation, or None."""
+        buttons_json = await self.shared.redis.get(redis_keys.offered_buttons(
+            message.conversation_id))
+        if not buttons_json:
+            return None
+        try:
+            buttons = json.loads(buttons_json)
+        except ValueError:
+            return None
+        if message.payload and reply == message.payload:
+            # an interactive reply carries the id we sent: it must be one of them, exactly
+            for button in buttons if isinstance(buttons, list) else []:
+                if isinstance(button, dict) and str(button.get("payload") or "") == reply:
+                    return reply
+            return None
+        return payload_for_reply(reply, buttons)
 
     async def _transcribed(self, message: InboundMessage, stored: Dict[str, Any]) -> Optional[str]:
         """The text of a stored voice note (`helpdesk.llm.transcribe`), or None without a
@@ -237,18 +275,23 @@ class WhatsAppTurn:
             data, content_type = await asyncio.wait_for(
                 self.fetch_media(message), timeout=limits.media_timeout_seconds
             )
-            mime = (media.mime_type or content_type or "application/octet-stream").split(";")[0]
-            if not limits.media_allowed(mime):
-                raise MediaError(f"type {mime} not accepted")
+            # the type is what the bytes are, not what the sender (or the server) says; in a
+            # thread, as a 16 MB text file takes a tenth of a second to check
+            mime = await asyncio.to_thread(whatsapp.identify, data,
+                                           media.mime_type or content_type, limits.media_allowed)
+            kind = whatsapp.kind_for(mime, media.kind)
             stored = await asyncio.to_thread(
-                whatsapp.store, data, mime, media.kind, media.filename
+                whatsapp.store, data, mime, kind, media.filename
             )
-            logger.info("media stored", extra={"kind": media.kind, "bytes": stored.size,
+            logger.info("media stored", extra={"kind": kind, "mime_type": mime,
+                                               "bytes": stored.size,
                                                "sha256": stored.sha256[:12]})
             return stored.to_dict()
         except MediaError as error:
+            # the error names a host at most, never a media URL (it can carry a signature)
             logger.warning("media not fetched", extra={"error": str(error)[:200],
-                                                      "status": error.status})
+                                                      "status": error.status,
+                                                      "refused": error.refused})
             await self._notice(message, "media_too_large" if error.too_large
                                else "media_unavailable")
         except asyncio.TimeoutError:

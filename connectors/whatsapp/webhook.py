@@ -1,9 +1,15 @@
 """The webhook of the WAHA and Meta connectors, and the per-process parts they share.
 
-The webhook (POST /webhooks/<name>/webhook) refuses oversized bodies (413), checks the
-signature on the raw bytes before parsing (401), refuses malformed JSON (400), parses every
-message of the delivery (a broken one is skipped and logged; the others still count) and
-records each in the inbound log, then answers 200. The turn runs later, in this process's
+The webhook (POST /webhooks/<name>/webhook) refuses oversized bodies (413) before they are
+buffered (a streaming route read by connectors/body.py), checks the signature on the raw bytes
+before parsing (401), refuses malformed JSON (400), parses every message of the delivery (a
+broken one, or one with an id no gateway sends, is skipped and logged; the others still count),
+skips messages outside the replay window (a provider timestamp older than the dedupe window
+minus `webhook.replay_margin_seconds`, or further ahead than `webhook.max_clock_skew_seconds`:
+logged with the message id and age, never recorded, answered 200 like every skip so the gateway
+does not redeliver them) and records each of the others in the inbound log, then answers 200.
+A channel without its webhook secret does not start (`require_secret`) unless
+HELPDESK_INSECURE_WEBHOOKS=true, which lets unsigned deliveries in with a warning at start. The turn runs later, in this process's
 inbound consumer (connectors/whatsapp/turn.py): route saved, media fetched, the group gate,
 then Rasa.
 """
@@ -11,7 +17,9 @@ import asyncio
 import hmac
 import json
 import logging
+import math
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Dict, List, Optional, Set, Tuple
 
@@ -22,13 +30,20 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 
 from connectors import rasa_tuning
+from connectors.body import read_body
 from connectors.whatsapp.consumer import InboundConsumer
 from connectors.whatsapp.output import Delivery, Sender, WhatsAppOutput
 from connectors.whatsapp.turn import WhatsAppTurn
 from helpdesk import whatsapp
 from helpdesk.config import ChannelConfig, channel_config
+from helpdesk.errors import ConfigError
 from helpdesk.logs import apply_logging_file, mask_phone, new_correlation_id
-from helpdesk.settings import load_settings
+from helpdesk.settings import (
+    WEBHOOK_SECRETS,
+    insecure_webhooks,
+    load_settings,
+    unsigned_webhooks_message,
+)
 from helpdesk.whatsapp import InboundLog, InboundMessage, digits
 
 logger = logging.getLogger(__name__)
@@ -156,16 +171,19 @@ class WhatsAppInput(WhatsAppTurn, InputChannel):
 
         self.extra_routes(hooks)
 
-        @hooks.route("/webhook", methods=["POST"])
+        # a streaming route: the body is read by `receive` with the limit, never buffered whole
+        @hooks.route("/webhook", methods=["POST"], stream=True)
         async def receive(request: Request) -> HTTPResponse:
             return await self.receive(request)
 
         return hooks
 
     async def receive(self, request: Request) -> HTTPResponse:
-        body = request.body or b""
-        if len(body) > self.config.max_body_bytes:
-            logger.info("webhook body too large", extra={"bytes": len(body)})
+        body = await read_body(request, self.config.max_body_bytes)
+        if body is None:
+            logger.warning("webhook body too large", extra={
+                "channel": self.name(), "limit": self.config.max_body_bytes,
+                "content_length": request.headers.get("content-length")})
             return response.json({"error": "body too large"}, status=413)
         if not self.verify(request, body):
             logger.warning("webhook signature missing or wrong", extra={"channel": self.name()})
@@ -177,6 +195,7 @@ class WhatsAppInput(WhatsAppTurn, InputChannel):
         if not isinstance(payload, dict):
             return response.json({"error": "body must be a JSON object"}, status=400)
         parsed = await self.parse(payload)
+        self._replay_window(parsed)
         for reason, detail in parsed.skipped:
             logger.info("webhook item ignored", extra={"reason": reason, "detail": detail})
         outcomes: Dict[str, int] = {}
@@ -200,6 +219,57 @@ class WhatsAppInput(WhatsAppTurn, InputChannel):
         if parsed.failed_statuses:
             self._background(self.on_failed_statuses(parsed.failed_statuses))
         return response.json({"status": "ok", **outcomes, "ignored": len(parsed.skipped)})
+
+    def _replay_window(self, parsed: Parsed, now: Optional[float] = None) -> None:
+        """Move the messages whose provider timestamp is outside the replay window to the
+        skipped ones. Older than the dedupe window minus the margin, the message's dedupe key
+        may be gone, so a replayed body would count as new; far in the future, the clock of
+        whoever sent it is not the gateway's."""
+        now = time.time() if now is None else now
+        kept = []
+        for message in parsed.messages:
+            age = now - message.timestamp
+            if age > self.config.replay_window_seconds:
+                reason = "older than the replay window"
+            elif -age > self.config.max_clock_skew_seconds:
+                reason = "timestamp in the future"
+            else:
+                kept.append(message)
+                continue
+            logger.warning("webhook message outside the replay window; not recorded", extra={
+                "channel": self.name(), "message_id": message.message_id,
+                "age_seconds": round(age), "reason": reason})
+            parsed.skipped.append((reason, message.message_id))
+        parsed.messages = kept
+
+
+def provider_timestamp(value: Any) -> Optional[float]:
+    """A provider's message timestamp (Unix seconds, a number or a numeric string: WAHA
+    payload.timestamp, Meta messages[].timestamp), or None when it is missing or unusable."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if math.isfinite(seconds) and seconds > 0 else None
+
+
+_warned_unsigned: Set[str] = set()
+
+
+def require_secret(channel: str, secret: Optional[str]) -> None:
+    """At a channel's start: without its webhook secret it does not start (ConfigError, one
+    line naming the variable), unless HELPDESK_INSECURE_WEBHOOKS=true, which lets it accept
+    unsigned deliveries and says so once per process. `channel` is a WEBHOOK_SECRETS name."""
+    assert channel in WEBHOOK_SECRETS
+    if secret:
+        return
+    if not insecure_webhooks():
+        raise ConfigError(unsigned_webhooks_message([channel]))
+    if channel not in _warned_unsigned:
+        _warned_unsigned.add(channel)
+        logger.warning(unsigned_webhooks_message([channel]))
 
 
 def signature_matches(secret: str, body: bytes, given: Optional[str], digest: str,
@@ -230,4 +300,4 @@ def strip_mentions(text: str, ids: List[str]) -> str:
 
 
 __all__ = ["WhatsAppInput", "Parsed", "signature_matches", "mentions_of", "strip_mentions",
-           "mask_phone"]
+           "mask_phone", "provider_timestamp", "require_secret"]

@@ -23,6 +23,7 @@ import requests
 
 from helpdesk.config import ChatwootConfig
 from helpdesk.settings import ChatwootSettings
+from helpdesk.text import only_digits
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ def e164(number: Optional[str]) -> Optional[str]:
     """'5491122334455' / '+54 9 11 2233-4455' -> '+5491122334455'; None when not a number."""
     if not number or not re.fullmatch(r"[\d\s()+.-]+", number):
         return None
-    value = "+" + re.sub(r"\D", "", number)
+    value = "+" + only_digits(number)  # ASCII digits whatever script they came in
     return value if _E164.match(value) else None
 
 

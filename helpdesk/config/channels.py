@@ -14,6 +14,9 @@ from helpdesk.settings import load_settings
 class ChannelConfig:
     max_body_bytes: int
     dedupe_ttl_seconds: int
+    replay_margin_seconds: int
+    max_clock_skew_seconds: int
+    max_id_chars: int
     max_concurrent_turns: int
     reclaim_idle_seconds: float
     max_message_chars: int
@@ -39,6 +42,11 @@ class ChannelConfig:
     typing: bool
     reengagement_template: Optional[Dict[str, str]]
     texts: Dict[str, str]
+
+    @property
+    def replay_window_seconds(self) -> int:
+        """How old a message's provider timestamp may be and still be recorded."""
+        return self.dedupe_ttl_seconds - self.replay_margin_seconds
 
     def media_allowed(self, mime_type: Optional[str]) -> bool:
         mime = (mime_type or "").lower()
@@ -94,9 +102,19 @@ def load_channel_config(path: Path) -> ChannelConfig:
             raise ConfigError(f"{where}: {part}.{key} must not be negative")
         return kind(value)
 
+    dedupe_ttl = number("webhook", "dedupe_ttl_seconds")
+    margin = number("webhook", "replay_margin_seconds")
+    if margin >= dedupe_ttl:
+        raise ConfigError(f"{where}: webhook.replay_margin_seconds must be smaller than "
+                          "webhook.dedupe_ttl_seconds")
+    if number("webhook", "max_id_chars") < 1:
+        raise ConfigError(f"{where}: webhook.max_id_chars must be at least 1")
     return ChannelConfig(
         max_body_bytes=number("webhook", "max_body_bytes"),
-        dedupe_ttl_seconds=number("webhook", "dedupe_ttl_seconds"),
+        dedupe_ttl_seconds=dedupe_ttl,
+        replay_margin_seconds=margin,
+        max_clock_skew_seconds=number("webhook", "max_clock_skew_seconds"),
+        max_id_chars=number("webhook", "max_id_chars"),
         max_concurrent_turns=max(1, number("inbound", "max_concurrent_turns")),
         reclaim_idle_seconds=number("inbound", "reclaim_idle_seconds", float),
         max_message_chars=number("inbound", "max_message_chars"),

@@ -4,8 +4,11 @@ inbound log (inbound.py), the per-chat outbox (outbox.py), opt-outs (optout.py),
 (media.py) and sending a text from anywhere (send.py). Other code imports from this package only.
 """
 from helpdesk.whatsapp.conversations import (  # noqa: F401
+    MAX_ID_CHARS,
     ROUTE_TTL_SECONDS,
+    BadId,
     Route,
+    chat_jid,
     digits,
     direct_conversation_id,
     group_conversation_id,
@@ -13,7 +16,10 @@ from helpdesk.whatsapp.conversations import (  # noqa: F401
     is_group_jid,
     load_route,
     load_route_sync,
+    message_id,
+    phone_number,
     save_route,
+    user_id,
 )
 from helpdesk.whatsapp.gateway import (  # noqa: F401
     GatewayError,
@@ -31,6 +37,9 @@ from helpdesk.whatsapp.inbound import (  # noqa: F401
     finish,
 )
 from helpdesk.whatsapp.media import (  # noqa: F401
+    identify,
+    kind_for,
+    in_media_dir,
     store,
 )
 from helpdesk.whatsapp.meta import (  # noqa: F401
@@ -58,6 +67,8 @@ __all__ = [
     "ACCEPTED",
     "AsyncOptOutRegistry",
     "AsyncOutbox",
+    "BadId",
+    "MAX_ID_CHARS",
     "GROUP",
     "GatewayError",
     "InboundLog",
@@ -74,17 +85,24 @@ __all__ = [
     "STREAM",
     "WahaClient",
     "async_send_text",
+    "chat_jid",
     "digits",
     "direct_conversation_id",
     "ensure_group",
     "finish",
     "group_conversation_id",
     "group_of",
+    "identify",
+    "in_media_dir",
     "is_group_jid",
+    "kind_for",
     "load_route",
     "load_route_sync",
     "mention_ids",
+    "message_id",
+    "phone_number",
     "save_route",
     "send_text",
     "store",
+    "user_id",
 ]

@@ -15,16 +15,75 @@ from dataclasses import asdict, dataclass
 from typing import Dict, Optional
 
 from helpdesk import redis_keys
+from helpdesk.text import ascii_digits, only_digits
 
 _SUFFIXES = ("@c.us", "@s.whatsapp.net", "@lid", "@g.us")
 _GROUP_ID = re.compile(r"^g(\d+)-(.+)$")
 ROUTE_TTL_SECONDS = 90 * 24 * 3600  # the spec's data retention
+# the longest identifiers a gateway really sends: a phone number has at most 15 digits
+# (E.164); a WhatsApp group id ("120363419669512474", 18) or @lid number (14-15) fewer than
+# 20 per part; a provider message id or a Meta business-scoped user id a few dozen characters
+MAX_PHONE_DIGITS = 15
+MAX_JID_PART_DIGITS = 20
+MAX_ID_CHARS = 128
+_USER_ID = re.compile(r"^[A-Za-z0-9._-]+$")
+_GROUP_USER = re.compile(r"^\d+(-\d+)?$")
+
+
+class BadId(ValueError):
+    """An identifier no gateway sends: too long, empty, or not of a known shape."""
 
 
 def digits(jid: str) -> str:
-    """'5491122334455@c.us' / '549…:20@s.whatsapp.net' / '+54 9 11…' -> '5491122334455'."""
+    """'5491122334455@c.us' / '549…:20@s.whatsapp.net' / '+54 9 11…' -> '5491122334455'.
+    Digits of any script count as their ASCII digit ('５４９…', '٥٤٩…' -> '549…')."""
     user = jid.split("@", 1)[0].split(":", 1)[0]
-    return re.sub(r"\D", "", user)
+    return only_digits(user)
+
+
+def phone_number(raw: str) -> str:
+    """A phone number (any spelling, any script's digits) as ASCII digits; BadId when it has
+    none or more than E.164 allows."""
+    number = digits(str(raw))
+    if not number or len(number) > MAX_PHONE_DIGITS:
+        raise BadId(f"not a phone number ({len(number)} digits)")
+    return number
+
+
+def chat_jid(jid: str) -> str:
+    """A WAHA chat or participant id in its one spelling, or BadId: `<digits>@c.us` (a phone
+    number), `<digits>@lid`, `<digits>@g.us` or `<digits>-<digits>@g.us`,
+    `<digits>[:device]@s.whatsapp.net` (the device dropped); digits of any script made ASCII."""
+    if not isinstance(jid, str) or jid.count("@") != 1 or len(jid) > MAX_ID_CHARS:
+        raise BadId("not a chat id")
+    user, suffix = ascii_digits(jid).split("@")
+    if suffix == "c.us":
+        return f"{phone_number(user)}@c.us"
+    if suffix == "s.whatsapp.net":
+        return f"{phone_number(user.split(':', 1)[0])}@s.whatsapp.net"
+    if suffix == "lid" and user.isascii() and user.isdigit() and len(user) <= MAX_JID_PART_DIGITS:
+        return f"{user}@lid"
+    if suffix == "g.us" and _GROUP_USER.match(user) and user.isascii() and all(
+            len(part) <= MAX_JID_PART_DIGITS for part in user.split("-")):
+        return f"{user}@g.us"
+    raise BadId("not a chat id of a known shape")
+
+
+def user_id(raw: str) -> str:
+    """A Meta business-scoped user id ("US.13491208655302741918"), digits made ASCII, or BadId."""
+    value = ascii_digits(str(raw))
+    if len(value) > MAX_ID_CHARS or not _USER_ID.match(value) or not value.isascii():
+        raise BadId("not a user id")
+    return value
+
+
+def message_id(raw: object, max_chars: int = MAX_ID_CHARS) -> str:
+    """A provider message id as it is (the dedupe key is built from it), or BadId."""
+    if not isinstance(raw, str) or not raw:
+        raise BadId("missing message id")
+    if len(raw) > max_chars:
+        raise BadId(f"message id of {len(raw)} characters")
+    return raw
 
 
 def is_group_jid(jid: Optional[str]) -> bool:

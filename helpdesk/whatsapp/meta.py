@@ -3,6 +3,13 @@
 Async (aiohttp): it runs in the Rasa server's event loop. Bearer token and a timeout on every
 call. Graph errors become `GatewayError`s: rate limits (130429, 131056) and 5xx are
 transient, 131047 (the 24-hour window is closed) asks for a template, the rest is permanent.
+No call follows a redirect by itself (the token would go along).
+
+Media is Meta's two-step fetch (docs/whatsapp-wire-formats.md B5): the Graph API gives a URL
+for a media id, and that URL needs the Bearer token too. The token goes only to the Graph
+host (META_GRAPH_URL) and Meta's download hosts (`META_DOWNLOAD_HOSTS`, extended by
+META_MEDIA_HOSTS); a URL on a host in MEDIA_ALLOWED_HOSTS is fetched without it, and any
+other is not fetched.
 """
 import asyncio
 import logging
@@ -10,13 +17,25 @@ from typing import Any, Dict, Optional, Tuple
 
 import aiohttp
 
-from helpdesk.whatsapp.gateway import GatewayError, MediaError, SessionHolder, read_limited, transient_status
+from helpdesk.whatsapp.gateway import (
+    GatewayError,
+    MediaError,
+    MediaHosts,
+    SessionHolder,
+    fetch_media,
+    parse_origin,
+    parse_origins,
+    transient_status,
+)
 from helpdesk.settings import MetaSettings
 
 logger = logging.getLogger(__name__)
 
 TRANSIENT_CODES = {130429, 131056, 131000, 1, 2, 4, 80007}
 REENGAGEMENT_CODE = 131047
+# where the URL the Graph API gives for a media id points (B5: lookaside.fbsbx.com); the
+# operator adds hosts with META_MEDIA_HOSTS should Meta answer with another
+META_DOWNLOAD_HOSTS = ("https://lookaside.fbsbx.com",)
 
 
 def error_from_graph(status: int, body: Any) -> GatewayError:
@@ -37,6 +56,13 @@ class MetaClient:
     def __init__(self, settings: MetaSettings, timeout_seconds: float = 10) -> None:
         self.settings = settings
         self.sessions = SessionHolder(timeout_seconds)
+        # refuses a bad host entry when the channel starts (ConfigError)
+        self.media_hosts = MediaHosts(
+            keyed=frozenset({parse_origin(settings.graph_url, "META_GRAPH_URL", base_url=True)})
+            | parse_origins(META_DOWNLOAD_HOSTS, "META_DOWNLOAD_HOSTS")
+            | parse_origins(settings.cdn_hosts, "META_MEDIA_HOSTS"),
+            extra=parse_origins(settings.media_hosts, "MEDIA_ALLOWED_HOSTS"),
+        )
 
     @property
     def _base(self) -> str:
@@ -48,7 +74,8 @@ class MetaClient:
     async def _post_messages(self, body: Dict[str, Any]) -> Any:
         url = f"{self._base}/{self.settings.phone_number_id}/messages"
         try:
-            async with self.sessions.get().post(url, json=body, headers=self._headers()) as response:
+            async with self.sessions.get().post(url, json=body, headers=self._headers(),
+                                                allow_redirects=False) as response:
                 try:
                     answer = await response.json(content_type=None)
                 except ValueError:
@@ -94,12 +121,17 @@ class MetaClient:
 
     async def download(self, media_id: str, max_bytes: int) -> Tuple[bytes, Optional[str]]:
         """Meta's two-step fetch: the media's URL (valid minutes), then the bytes."""
+        if not (isinstance(media_id, str) and media_id.isascii() and media_id.isdigit()
+                and len(media_id) <= 32):
+            # Meta's media ids are digits; anything else would change the Graph URL's path
+            raise MediaError("media id is not a Meta media id", refused=True)
         session = self.sessions.get()
         try:
             async with session.get(
                 f"{self._base}/{media_id}",
                 params={"phone_number_id": self.settings.phone_number_id},
                 headers=self._headers(),
+                allow_redirects=False,
             ) as response:
                 try:
                     info = await response.json(content_type=None)
@@ -114,17 +146,12 @@ class MetaClient:
             size = info.get("file_size")
             if size is not None and str(size).isdigit() and int(size) > max_bytes:
                 raise MediaError(f"file of {size} bytes is over {max_bytes}", too_large=True)
-            async with session.get(info["url"], headers=self._headers()) as response:
-                if response.status != 200:
-                    raise MediaError(
-                        f"media download answered {response.status}",
-                        status=response.status,
-                        transient=transient_status(response.status),
-                    )
-                data = await read_limited(response, max_bytes)
-                return data, info.get("mime_type") or response.headers.get("Content-Type")
         except (aiohttp.ClientError, asyncio.TimeoutError) as error:
-            raise MediaError(f"media unreachable: {error!r}", transient=True) from error
+            raise MediaError(f"media {media_id} lookup unreachable: {type(error).__name__}",
+                             transient=True) from error
+        data, content_type = await fetch_media(session, info["url"], self.media_hosts,
+                                               self._headers(), max_bytes, what="media download")
+        return data, info.get("mime_type") or content_type
 
     async def close(self) -> None:
         await self.sessions.close()

@@ -2,15 +2,29 @@
 
 Async (aiohttp): it runs in the Rasa server's event loop. Every call carries `X-Api-Key`
 when a key is set and has a timeout; WAHA answers 201 to sends. Errors become
-`GatewayError`s that say whether a retry can help.
+`GatewayError`s that say whether a retry can help. No call follows a redirect by itself
+(aiohttp would carry `X-Api-Key` to wherever it points): an API answer of 3xx is an error,
+and media redirects are followed by hand on the same host only (gateway.fetch_media).
+
+Media (`media.url` in the payload) comes only from WAHA_BASE_URL's scheme, host and port,
+with the key, or from a host in MEDIA_ALLOWED_HOSTS (WAHA's S3 storage), without it.
 """
 import asyncio
 import logging
+from urllib.parse import quote
 from typing import Any, Dict, List, Optional, Tuple
 
 import aiohttp
 
-from helpdesk.whatsapp.gateway import GatewayError, MediaError, SessionHolder, read_limited, transient_status
+from helpdesk.whatsapp.gateway import (
+    GatewayError,
+    MediaHosts,
+    SessionHolder,
+    fetch_media,
+    parse_origin,
+    parse_origins,
+    transient_status,
+)
 from helpdesk.settings import WahaSettings
 
 logger = logging.getLogger(__name__)
@@ -20,6 +34,11 @@ class WahaClient:
     def __init__(self, settings: WahaSettings, timeout_seconds: float = 10) -> None:
         self.settings = settings
         self.sessions = SessionHolder(timeout_seconds)
+        # refuses a bad MEDIA_ALLOWED_HOSTS entry when the channel starts (ConfigError)
+        self.media_hosts = MediaHosts(
+            keyed=frozenset({parse_origin(settings.base_url, "WAHA_BASE_URL", base_url=True)}),
+            extra=parse_origins(settings.media_hosts, "MEDIA_ALLOWED_HOSTS"),
+        )
 
     def _headers(self) -> Dict[str, str]:
         headers = {"Accept": "application/json"}
@@ -34,7 +53,7 @@ class WahaClient:
         body = {"session": self.settings.session, **body}
         try:
             async with self.sessions.get().post(
-                self._url(path), json=body, headers=self._headers()
+                self._url(path), json=body, headers=self._headers(), allow_redirects=False
             ) as response:
                 text = await response.text()
                 if response.status >= 300:
@@ -84,25 +103,21 @@ class WahaClient:
         await self._post("/api/startTyping" if on else "/api/stopTyping", {"chatId": chat_id})
 
     async def download(self, url: str, max_bytes: int) -> Tuple[bytes, Optional[str]]:
-        """A media file by its `media.url`, verbatim (WAHA deletes it after 180 s)."""
-        try:
-            async with self.sessions.get().get(url, headers=self._headers()) as response:
-                if response.status >= 300:
-                    raise MediaError(
-                        f"media answered {response.status}",
-                        status=response.status,
-                        transient=transient_status(response.status),
-                    )
-                content_type = (response.headers.get("Content-Type") or "").split(";")[0]
-                return await read_limited(response, max_bytes), content_type or None
-        except (aiohttp.ClientError, asyncio.TimeoutError) as error:
-            raise MediaError(f"media unreachable: {error!r}", transient=True) from error
+        """A media file by its `media.url` (WAHA deletes it after 180 s), used as given but
+        only from WAHA's own host (with the key) or an allowed one (without)."""
+        return await fetch_media(self.sessions.get(), url, self.media_hosts, self._key(),
+                                 max_bytes)
+
+    def _key(self) -> Dict[str, str]:
+        return {"X-Api-Key": self.settings.api_key} if self.settings.api_key else {}
 
     async def number_for_lid(self, lid: str) -> Optional[str]:
         """The phone jid behind an `@lid` id, or None when WAHA does not know it."""
-        path = f"/api/{self.settings.session}/lids/{lid}"
+        # the lid comes from a payload: one path segment, whatever it holds ("../", "?")
+        path = f"/api/{self.settings.session}/lids/{quote(lid, safe='@')}"
         try:
-            async with self.sessions.get().get(self._url(path), headers=self._headers()) as response:
+            async with self.sessions.get().get(self._url(path), headers=self._headers(),
+                                               allow_redirects=False) as response:
                 if response.status != 200:
                     return None
                 data = await response.json(content_type=None)

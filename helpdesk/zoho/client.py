@@ -32,6 +32,7 @@ from helpdesk import redis_keys
 from helpdesk.config import DeliveryPolicy
 from helpdesk.logs import mask_phone
 from helpdesk.settings import ZohoSettings
+from helpdesk.text import only_digits
 from helpdesk.zoho.errors import (ZohoAuthError, ZohoNotFound, ZohoPermanent,
                                   ZohoQuotaExceeded, ZohoRateLimited, ZohoTransient, answer_json,
                                   retry_after_of)
@@ -185,7 +186,7 @@ class ZohoClient:
 
     def ensure_contact(self, phone_digits: str, name: Optional[str], last_name_template: str) -> str:
         """The reporter's contact id by phone: remembered, searched, or created."""
-        key = redis_keys.zoho_contact("".join(ch for ch in phone_digits if ch.isdigit()))
+        key = redis_keys.zoho_contact(only_digits(phone_digits))  # one key per number, any script
         remembered = self.redis.get(key)
         if remembered:
             return remembered.decode()

@@ -4,11 +4,12 @@ from typing import Any, Dict, List, Optional
 
 from helpdesk.config import TicketShape
 from helpdesk.errors import ConfigError
+from helpdesk.text import only_digits
 
 
 def zoho_phone(digits: str) -> str:
     """Numbers are stored in Zoho as E.164 ('+5491122334455') so the exact search finds them."""
-    return "+" + "".join(ch for ch in digits if ch.isdigit())
+    return "+" + only_digits(digits)  # ASCII digits whatever script they came in
 
 
 # --- the ticket as Zoho wants it -----------------------------------------------------------

@@ -348,3 +348,27 @@ def rendered(dispatcher_message: Dict[str, Any], slots: Optional[Dict[str, Any]]
 
 
 _MESSAGE_KEYS = {"text", "buttons", "elements", "custom", "template", "response", "image", "attachment"}
+
+
+def paths_outside_media(var_dir: Path) -> List[str]:
+    """Paths a forged call could put in `attachments` or `metadata.media`, none of them a file
+    of the media directory (`var_dir/media`): the project's `.env`, the process environment,
+    `../` out of the media directory, a symlink inside it pointing out, the directory itself,
+    a relative path and a NUL byte. Creates the files and the symlink."""
+    media = var_dir / "media"
+    (media / "ab").mkdir(parents=True, exist_ok=True)
+    secret = var_dir.parent / "secret.txt"
+    secret.write_text("SECRET=1\n")
+    link = media / "ab" / "innocent.jpg"
+    if not link.is_symlink():
+        link.symlink_to(secret)
+    return [
+        str(PROJECT / ".env"),
+        "/proc/self/environ",
+        str(media / ".." / ".." / "secret.txt"),
+        str(media / "ab" / ".." / ".." / ".." / ".env"),
+        str(link),
+        str(media),
+        ".env",
+        str(media / "ab" / "x.jpg\x00.png"),
+    ]

@@ -9,6 +9,7 @@ import actions.common
 from actions.ticket_submit import ActionResetTicket, ActionSubmitTicket
 from helpdesk.tickets import PENDING_DELIVERY, Ledger
 from helpdesk.tickets import ticket_id_for
+from helpdesk.settings import load_settings
 from tests.actions.helpers import (
     FORM,
     FRESH_TICKET_SLOTS,
@@ -17,6 +18,7 @@ from tests.actions.helpers import (
     Conversation,
     form_turn,
     message,
+    paths_outside_media,
     rendered,
     responses,
     run,
@@ -94,6 +96,27 @@ def test_submit_records_one_pending_ticket_with_every_field(ana, bot_ledger, dom
         f"He registrado el ticket {record.reference} con prioridad urgente."
     )
     assert slot_events(events) == FRESH_TICKET_SLOTS
+
+
+def test_attachments_outside_the_media_directory_are_dropped_and_the_ticket_goes_through(
+        ana, bot_ledger, domain, caplog):
+    """A forged `attachments` slot naming `.env`, /proc/self/environ, `../` tricks or a symlink
+    out of the media directory: the ticket is recorded with the channel's own file only, and
+    the skip is logged with the ticket id (never the path)."""
+    media = load_settings().var_dir / "media"
+    good = str(media / "cd" / "cdef.jpg")
+    hostile = paths_outside_media(load_settings().var_dir)
+    confirmed(ana)
+    ana.slot("attachments", [*hostile, good, 42])
+
+    events, dispatcher = run(ActionSubmitTicket(), ana.tracker(), domain)
+
+    [record] = bot_ledger.recent_for(SENDER, 10)
+    assert record.attachments == [good]
+    assert message(dispatcher, "utter_ticket_recorded")["reference"] == record.reference
+    [refusal] = [r for r in caplog.records if r.getMessage().startswith("attachment refused")]
+    assert refusal.ticket_id == record.id and refusal.refused == len(hostile) + 1
+    assert all(path not in str(refusal.__dict__) for path in hostile)
 
 
 def test_reporter_phone_falls_back_to_the_sender_id_and_channel_to_metadata(bot_ledger, domain):

@@ -120,6 +120,45 @@ def test_webhook_refuses_everything_when_no_authentication_is_configured(fake, r
     assert ChatwootWebhook(None, options, redis_client).check(b"{}", TOKEN, {}).status == 503
 
 
+def test_without_a_token_or_secret_the_channel_refuses_to_start(fake, monkeypatch, redis_client):
+    """Chatwoot configured, its webhook open: the channel does not start (one line naming the
+    variables) unless the development setting lets unauthenticated calls in."""
+    from connectors.chatwoot import ChatwootInput
+    from helpdesk.errors import ConfigError
+
+    for name, value in fake.env().items():
+        monkeypatch.setenv(name, value)
+    for name in ("CHATWOOT_WEBHOOK_TOKEN", "CHATWOOT_WEBHOOK_SECRET", "HELPDESK_INSECURE_WEBHOOKS"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ConfigError) as refused:
+        ChatwootInput.from_credentials(None)
+    line = str(refused.value)
+    assert "\n" not in line and "Chatwoot" in line and "CHATWOOT_WEBHOOK_TOKEN" in line
+    assert "HELPDESK_INSECURE_WEBHOOKS=true" in line
+    monkeypatch.setenv("HELPDESK_INSECURE_WEBHOOKS", "true")
+    assert ChatwootInput.from_credentials(None) is not None
+    options = load_chatwoot_config(PROJECT / "config" / "chatwoot.yml")
+    open_settings = ChatwootSettings(url=fake.url, api_token="t", account_id="1", inbox_id="5",
+                                     webhook_token=None, webhook_secret=None)
+    assert ChatwootWebhook(open_settings, options, redis_client).check(b"{}", None, {}) is None
+
+
+def test_a_120_mb_body_is_refused_before_it_is_buffered(fake, redis_url, redis_client):
+    from urllib.parse import urlparse
+
+    from tests.connectors.whatsapp.support import oversized_bodies_are_refused_before_buffering
+
+    process, url = _serve(fake, redis_url, None)
+    try:
+        where = urlparse(url)
+        measured = oversized_bodies_are_refused_before_buffering(
+            where.port, process.pid, where.path,
+            lambda: post(url, {"event": "webwidget_triggered"})[0], marker=b"body larger than")
+        print("measured", measured)
+    finally:
+        stop(process)
+
+
 def test_signature_algorithm():
     body = b'{"event":"message_created"}'
     now = 1_777_000_000

@@ -1,14 +1,16 @@
-"""The webhook ingress (connectors/ingress.py) serves the Chatwoot agent webhook too, so a
-deployment exposes only the ingress: `python -m connectors.ingress` as `make run` starts it,
-on a free loopback port with the session's Redis and the fake Chatwoot, relays an agent's reply
-to the user's WhatsApp outbox and refuses a wrong token, with no Rasa server anywhere."""
+"""The webhook ingress (connectors/ingress.py) as `make run` starts it, a process of its own on
+a free loopback port with the test Redis: oversized bodies refused before they are buffered
+(its memory read from /proc), a WhatsApp channel without its webhook secret refusing to
+start, in one line, unless the development setting lets unsigned deliveries in, and the
+Chatwoot agent webhook served there too (with the fake Chatwoot), so a deployment exposes only
+the ingress."""
 import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Dict, Iterator
 
 import pytest
 import requests
@@ -20,24 +22,134 @@ from helpdesk.settings import ChatwootSettings
 from helpdesk.whatsapp import Route
 from tests.conftest import PROJECT, free_port, wait_for_port
 from tests.fakes.chatwoot import FakeChatwoot
+from tests.connectors.whatsapp.support import (
+    USER,
+    WAHA_HMAC_KEY,
+    oversized_bodies_are_refused_before_buffering,
+    waha_event,
+    waha_payload,
+    waha_signed,
+)
 from tests.workers.chatwoot_support import save_route
+from helpdesk.whatsapp import inbound
 
+PATH = "/webhooks/waha/webhook"
+
+
+def ingress_env(redis_url: str, port: int, **extra: str) -> Dict[str, str]:
+    env = {name: value for name, value in os.environ.items()
+           if not name.startswith(("WAHA_", "META_", "CHATWOOT_", "HELPDESK_INSECURE"))}
+    env.update({"REDIS_URL": redis_url, "INGRESS_PORT": str(port), "INGRESS_HOST": "127.0.0.1",
+                "WAHA_BASE_URL": "http://127.0.0.1:9", "WAHA_API_KEY": "k",
+                "PYTHONPATH": str(PROJECT), "LOG_LEVEL": "INFO"})
+    env.update(extra)
+    return env
+
+
+class Ingress:
+    def __init__(self, env: Dict[str, str], log: Path) -> None:
+        self.port = int(env["INGRESS_PORT"])
+        self.log = log
+        self.output = open(log, "wb")
+        self.process = subprocess.Popen([sys.executable, "-m", "connectors.ingress"], cwd=PROJECT,
+                                        env=env, stdout=self.output, stderr=subprocess.STDOUT)
+
+    def wait(self) -> None:
+        assert wait_for_port(self.port, 60), self.log.read_text()[-3000:]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(30)
+        self.output.close()
+
+
+@pytest.fixture
+def ingress(redis_url: str, redis_client, tmp_path: Path) -> Iterator[Ingress]:
+    server = Ingress(ingress_env(redis_url, free_port(), WAHA_WEBHOOK_HMAC_KEY=WAHA_HMAC_KEY),
+                     tmp_path / "ingress.log")
+    try:
+        server.wait()
+        yield server
+    finally:
+        server.stop()
+
+
+def post_signed(port: int) -> requests.Response:
+    body = json.dumps(waha_event(waha_payload(USER, "hola"))).encode()
+    return requests.post(f"http://127.0.0.1:{port}{PATH}", data=body, headers=waha_signed(body),
+                         timeout=30)
+
+
+def test_a_120_mb_body_is_refused_before_it_is_buffered(ingress, redis_client):
+    measured = oversized_bodies_are_refused_before_buffering(
+        ingress.port, ingress.process.pid, PATH, lambda: post_signed(ingress.port).status_code)
+    print("measured", measured)
+    assert redis_client.xlen(inbound.STREAM) == 2  # the two valid webhooks, nothing else
+
+
+def test_every_route_of_the_ingress_has_the_webhook_limit(monkeypatch):
+    """Sanic's own limit (checked against Content-Length before reading, and while reading
+    a chunked body) is the webhooks' limit here, not its 100 MB default."""
+    from connectors.ingress import build_app
+    from helpdesk.config import channel_config
+
+    for name in ("WAHA_BASE_URL", "META_ACCESS_TOKEN", "CHATWOOT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    assert build_app().config.REQUEST_MAX_SIZE == channel_config().max_body_bytes
+
+
+def test_without_the_hmac_key_the_ingress_refuses_to_start_in_one_line(redis_url, tmp_path):
+    env = ingress_env(redis_url, free_port())
+    for command in (["-m", "connectors.ingress"], ["-m", "helpdesk.launch", "ingress"]):
+        started = time.monotonic()
+        result = subprocess.run([sys.executable, *command], cwd=PROJECT, env=env,
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 1, result.stderr[-2000:]
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1, result.stderr[-2000:]
+        assert "WAHA" in lines[0] and "WAHA_WEBHOOK_HMAC_KEY" in lines[0]
+        assert "HELPDESK_INSECURE_WEBHOOKS=true" in lines[0]
+        assert time.monotonic() - started < 60
+        assert not wait_for_port(int(env["INGRESS_PORT"]), 0.2)
+
+
+def test_with_the_development_setting_unsigned_webhooks_are_accepted_with_a_warning(
+        redis_url, redis_client, tmp_path):
+    server = Ingress(ingress_env(redis_url, free_port(), HELPDESK_INSECURE_WEBHOOKS="true"),
+                     tmp_path / "ingress.log")
+    try:
+        server.wait()
+        for _ in range(2):
+            body = json.dumps(waha_event(waha_payload(USER, "hola"))).encode()
+            answer = requests.post(f"http://127.0.0.1:{server.port}{PATH}", data=body,
+                                   headers={"Content-Type": "application/json"}, timeout=30)
+            assert answer.status_code == 200 and answer.json()["accepted"] == 1
+    finally:
+        server.stop()
+    warnings = [line for line in server.log.read_text().splitlines()
+                if "WAHA_WEBHOOK_HMAC_KEY" in line]
+    assert len(warnings) == 1 and "unsigned" in warnings[0], server.log.read_text()[-3000:]
+
+
+# --- the Chatwoot agent webhook on the ingress ---------------------------------------------
 CHATWOOT_TOKEN = "ingress-chatwoot-token-0123456789"
 DIRECT = "5491122334455"
 
 
 @pytest.fixture(scope="module")
-def fake() -> Iterator[FakeChatwoot]:
+def fake_chatwoot() -> Iterator[FakeChatwoot]:
     with FakeChatwoot() as server:
         yield server
 
 
 @pytest.fixture(scope="module")
-def ingress(fake, redis_url, tmp_path_factory) -> Iterator[str]:
+def chatwoot_ingress(fake_chatwoot, redis_url, tmp_path_factory) -> Iterator[str]:
+    fake = fake_chatwoot
     work = tmp_path_factory.mktemp("ingress")
     port = free_port()
     env = {name: value for name, value in os.environ.items()
-           if not name.startswith(("WAHA_", "META_", "CHATWOOT_", "REST_CHANNEL_"))}
+           if not name.startswith(("WAHA_", "META_", "CHATWOOT_", "REST_CHANNEL_", "HELPDESK_INSECURE"))}
     env.update({**fake.env(), "CHATWOOT_WEBHOOK_TOKEN": CHATWOOT_TOKEN, "REDIS_URL": redis_url,
                 "INGRESS_PORT": str(port), "INGRESS_HOST": "127.0.0.1",
                 "HELPDESK_VAR_DIR": str(work / "var"), "PYTHONPATH": str(PROJECT),
@@ -58,7 +170,8 @@ def ingress(fake, redis_url, tmp_path_factory) -> Iterator[str]:
         log.close()
 
 
-def test_the_ingress_serves_the_chatwoot_webhook(ingress, fake, redis_client):
+def test_the_ingress_serves_the_chatwoot_webhook(chatwoot_ingress, fake_chatwoot, redis_client):
+    ingress, fake = chatwoot_ingress, fake_chatwoot
     options = load_chatwoot_config(PROJECT / "config" / "chatwoot.yml")
     settings = ChatwootSettings(url=fake.url, api_token=fake.token, account_id=str(fake.account_id),
                                 inbox_id=str(fake.inbox_id), webhook_token=CHATWOOT_TOKEN,

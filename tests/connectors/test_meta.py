@@ -11,7 +11,9 @@ import pytest
 from sanic.compat import Header
 from sanic.request import Request
 
+import connectors.whatsapp.webhook as webhook
 from connectors.meta import MetaInput
+from helpdesk.errors import ConfigError
 from helpdesk.whatsapp import Route
 from tests.connectors.whatsapp.support import (  # noqa: F401 - fixtures
     META_PHONE_ID,
@@ -157,7 +159,11 @@ def test_a_malformed_status_error_or_contact_does_not_lose_the_messages(channel_
 # --- message types ------------------------------------------------------------------------
 
 def test_text(channel_env):
-    message = one(meta_text("  Does it come in another color?  ", message_id="wamid.T"))
+    raw = meta_text("  Does it come in another color?  ", message_id="wamid.T")
+    raw["timestamp"] = "1749416383"
+    value = meta_value([raw])
+    parsed = parse(meta_delivery(value))
+    message = parsed.messages[0]
     assert message.channel == "whatsapp" and message.message_id == "wamid.T"
     assert message.kind == "text" and message.text == "Does it come in another color?"
     assert message.conversation_id == USER and message.chat_id == USER
@@ -309,9 +315,73 @@ def test_wrong_missing_or_unprefixed_signatures_are_refused(channel_env):
     assert not _verify({}, body)
 
 
-def test_without_an_app_secret_every_delivery_is_accepted(channel_env):
+def test_without_an_app_secret_nothing_is_accepted_unless_the_development_setting_says_so(
+        channel_env, monkeypatch):
     body = b'{"object":"whatsapp_business_account"}'
+    assert not _verify({}, body, secret=None)
+    monkeypatch.setenv("HELPDESK_INSECURE_WEBHOOKS", "true")
     assert _verify({}, body, secret=None)
+
+
+def test_without_an_app_secret_the_channel_refuses_to_start(channel_env, monkeypatch, caplog):
+    monkeypatch.setenv("META_ACCESS_TOKEN", "t")
+    monkeypatch.setenv("META_PHONE_NUMBER_ID", META_PHONE_ID)
+    with pytest.raises(ConfigError) as refused:
+        MetaInput.from_credentials(None)
+    line = str(refused.value)
+    assert "\n" not in line and "Meta" in line and "META_APP_SECRET" in line
+    assert "HELPDESK_INSECURE_WEBHOOKS=true" in line
+    monkeypatch.setenv("HELPDESK_INSECURE_WEBHOOKS", "true")
+    webhook._warned_unsigned.clear()
+
+    async def started():
+        await close_channel(MetaInput.from_credentials(None))
+
+    with caplog.at_level(logging.WARNING):
+        run(started())
+    assert [r for r in caplog.records if "META_APP_SECRET" in r.getMessage()]
+    monkeypatch.setenv("META_APP_SECRET", SECRET)
+    monkeypatch.delenv("HELPDESK_INSECURE_WEBHOOKS")
+
+    async def signed():
+        channel = MetaInput.from_credentials(None)
+        await close_channel(channel)
+        return channel.meta.app_secret
+
+    assert run(signed()) == SECRET
+
+
+# --- identifiers ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("digits", ["０１２３４５６７８９", "٠١٢٣٤٥٦٧٨٩", "۰۱۲۳۴۵۶۷۸۹"])
+def test_digits_of_any_script_give_the_same_conversation(channel_env, digits):
+    """Full-width, Arabic-Indic and Persian digits: the same conversation, chat id and phone as
+    ASCII ones, so one opt-out and one rate-limit key."""
+    spelling = USER.translate(str.maketrans("0123456789", digits))
+    message = one(meta_text("hola", sender=spelling))
+    assert message.conversation_id == USER and message.chat_id == USER and message.phone == USER
+    wa_id = one(meta_text("hola", sender="+" + spelling))
+    assert wa_id.conversation_id == USER
+
+
+@pytest.mark.parametrize("raw", [
+    meta_text("hola", sender="5" * 16),  # more digits than E.164 allows
+    meta_text("hola", sender="5" * 5000),
+    meta_text("hola", message_id="wamid." + "A" * 200),
+    dict(meta_text("hola", sender=None), from_user_id="US." + "1" * 300),
+    dict(meta_text("hola", sender=None), from_user_id="US.1/../../x"),
+])
+def test_ids_longer_than_any_real_one_are_skipped_and_the_rest_kept(channel_env, raw):
+    parsed = parse(meta_delivery(meta_value([raw, meta_text("sigo", message_id="wamid.ok")],
+                                            contacts=[])))
+    assert [m.message_id for m in parsed.messages] == ["wamid.ok"]
+    assert [reason for reason, _ in parsed.skipped] == ["bad id"]
+
+
+def test_a_message_without_a_timestamp_is_skipped(channel_env):
+    raw = meta_text("hola")
+    del raw["timestamp"]
+    assert skipped_only(raw) == ["no usable timestamp"]
 
 
 def test_phone_number_id_in_the_fixture_matches_the_settings():

@@ -5,12 +5,16 @@ tests/connectors/whatsapp/test_webhook.py."""
 import hashlib
 import hmac
 import json
+import logging
 from typing import Any, Dict, Optional
 
 import pytest
 
+import connectors.whatsapp.webhook as webhook
 from connectors.waha import WahaInput
 from helpdesk import redis_keys
+from helpdesk.errors import ConfigError
+from helpdesk.whatsapp import inbound
 from tests.connectors.whatsapp.support import (  # noqa: F401 - fixtures
     BOT_LID,
     BOT_NUMBER,
@@ -77,7 +81,7 @@ def test_text_message_from_a_direct_chat(channel_env):
     assert not message.is_group and message.participant is None
     assert not message.mentions_bot and message.opt_word is None
     assert message.lid is None and message.media is None
-    assert message.timestamp == 1667561485
+    assert message.timestamp == payload["timestamp"]
 
 
 def test_message_any_from_someone_else_counts_and_own_is_skipped(channel_env):
@@ -139,9 +143,12 @@ def test_message_without_payload_or_id_is_skipped(channel_env):
     assert reasons(parse(waha_event(waha_payload(USER, "x", id=None)))) == ["missing id or from"]
 
 
-def test_malformed_timestamp_is_skipped_not_raised(channel_env):
-    parsed = parse(waha_event(waha_payload(USER, "hola", timestamp="ayer")))
-    assert parsed.messages == [] and reasons(parsed) == ["malformed message"]
+def test_malformed_or_missing_timestamp_is_skipped_not_raised(channel_env):
+    """Without a usable timestamp the message's age is unknown, so the replay window could not
+    hold: skipped and logged (WAHA always sends payload.timestamp)."""
+    for timestamp in ("ayer", None, 0, "nan", True):
+        parsed = parse(waha_event(waha_payload(USER, "hola", timestamp=timestamp)))
+        assert parsed.messages == [] and reasons(parsed) == ["no usable timestamp"]
 
 
 # --- media, location, contacts ---------------------------------------------------------------
@@ -391,10 +398,91 @@ def test_hmac_correct_wrong_missing_and_wrong_algorithm(channel_env):
     assert not _verify(sha256, body)
 
 
-def test_without_a_key_every_delivery_is_accepted(channel_env):
+def test_without_a_key_nothing_is_accepted_unless_the_development_setting_says_so(
+        channel_env, monkeypatch):
     body = b'{"event":"message"}'
+    assert not _verify({}, body, key=None)
+    assert not _verify({"X-Webhook-Hmac": "0" * 128}, body, key=None)
+    monkeypatch.setenv("HELPDESK_INSECURE_WEBHOOKS", "true")
     assert _verify({}, body, key=None)
     assert _verify({"X-Webhook-Hmac": "0" * 128}, body, key=None)
+
+
+def test_without_a_key_the_channel_refuses_to_start(channel_env, monkeypatch, caplog):
+    """An unsigned webhook with the secret unset: the channel does not start, and says in one
+    line which variable to set; with the development setting it starts and warns once."""
+    monkeypatch.setenv("WAHA_BASE_URL", "http://127.0.0.1:9")
+    with pytest.raises(ConfigError) as refused:
+        WahaInput.from_credentials(None)
+    line = str(refused.value)
+    assert "\n" not in line and "WAHA" in line and "WAHA_WEBHOOK_HMAC_KEY" in line
+    assert "HELPDESK_INSECURE_WEBHOOKS=true" in line
+
+    monkeypatch.setenv("HELPDESK_INSECURE_WEBHOOKS", "true")
+    webhook._warned_unsigned.clear()
+
+    async def started():
+        channels = [WahaInput.from_credentials(None) for _ in range(2)]
+        for channel in channels:
+            await close_channel(channel)
+
+    with caplog.at_level(logging.WARNING):
+        run(started())
+    warnings = [r for r in caplog.records if "WAHA_WEBHOOK_HMAC_KEY" in r.getMessage()]
+    assert len(warnings) == 1 and "unsigned" in warnings[0].getMessage()
+
+
+# --- identifiers ---------------------------------------------------------------------------
+
+FULL_WIDTH = USER.translate(str.maketrans("0123456789", "０１２３４５６７８９"))
+ARABIC_INDIC = USER.translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))
+
+
+@pytest.mark.parametrize("spelling", [FULL_WIDTH, ARABIC_INDIC])
+def test_digits_of_any_script_give_the_same_conversation(channel_env, spelling):
+    """'５４９…' and '٥٤٩…' are the same person as '549…': one conversation, one chat id, so
+    one opt-out and one rate-limit key (both are keyed by the conversation id)."""
+    plain_message = only(parse(waha_event(waha_payload(USER, "hola"))))
+    message = only(parse(waha_event(waha_payload(f"{spelling}@c.us", "hola"))))
+    assert message.conversation_id == plain_message.conversation_id == USER
+    assert message.chat_id == f"{USER}@c.us" and message.phone == USER
+    in_group = only(parse(waha_event(waha_payload(
+        f"{spelling}@c.us", "hola", group=GROUP.translate(
+            str.maketrans("0123456789", "０１２３４５６７８９"))))))
+    assert in_group.conversation_id == f"g{GROUP.split('@')[0]}-{USER}"
+    assert in_group.chat_id == GROUP and in_group.participant == f"{USER}@c.us"
+
+
+@pytest.mark.parametrize("payload, reason", [
+    (dict(sender="5" * 16 + "@c.us"), "bad id"),  # more digits than E.164 allows
+    (dict(sender=USER, group="1" * 21 + "@g.us"), "bad id"),
+    (dict(sender=USER, group=GROUP, participant="5" * 40 + "@c.us"), "bad id"),
+    (dict(sender="abc@c.us"), "bad id"),
+    (dict(sender=f"{USER}@example.com"), "bad id"),
+    (dict(sender=USER, message_id="false_" + "A" * 200), "bad id"),
+])
+def test_ids_longer_than_any_real_one_are_skipped(channel_env, payload, reason):
+    sender = payload.pop("sender")
+    parsed = parse(waha_event(waha_payload(sender, "hola", **payload)))
+    assert parsed.messages == [] and reasons(parsed) == [reason]
+
+
+def test_an_over_long_id_is_answered_and_logged_not_recorded(channel_env, redis_client, caplog):
+    event = waha_event(waha_payload(USER, "hola", message_id="false_" + "A" * 500))
+    body = json.dumps(event).encode()
+
+    async def scenario():
+        channel = fresh(WahaInput, waha_settings(hmac_key=WAHA_HMAC_KEY))
+        try:
+            answer = await channel.receive(webhook_request(waha_signed(body), body))
+            return answer.status, json.loads(answer.body)
+        finally:
+            await close_channel(channel)
+
+    with caplog.at_level(logging.INFO):
+        assert run(scenario()) == (200, {"status": "ok", "ignored": 1})
+    assert redis_client.xlen(inbound.STREAM) == 0
+    assert any(getattr(r, "reason", None) == "bad id" for r in caplog.records)
 
 
 # --- the sender: buttons and files ---------------------------------------------------------

@@ -1,6 +1,9 @@
 """Fake WhatsApp gateways on loopback: WAHA and Meta's Graph API, as documented in
 docs/whatsapp-wire-formats.md. They record what they receive, serve media files, and fail
 on demand (down, 5xx, Meta error codes), so the connectors are tested over real HTTP.
+`FakeObjectStore` is a file host with no key of its own (WAHA's S3 storage gives presigned
+links to one), or any other server a forged media URL might point at; every fake can answer
+a path with a redirect (`redirects`), as a proxy or a hostile server would.
 """
 import asyncio
 import json
@@ -14,8 +17,9 @@ from urllib.parse import parse_qs, urlparse
 class FakeServer:
     """A threaded HTTP server on 127.0.0.1 with recorded requests and injectable failures."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
         self.requests: List[Dict[str, Any]] = []
+        self.redirects: Dict[str, Tuple[int, str]] = {}  # path: (3xx status, Location)
         self.lock = threading.Lock()
         self.fail_next: List[Tuple[int, Any]] = []  # (status, body) for the next calls
         self.down = False  # every send answers 503
@@ -39,7 +43,21 @@ class FakeServer:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _redirected(self, body: Any) -> bool:
+                found = server.redirects.get(urlparse(self.path).path)
+                if found is None:
+                    return False
+                entry = server.record(self, body)
+                entry["redirected"] = True
+                self.send_response(found[0])
+                self.send_header("Location", found[1])
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return True
+
             def do_GET(self) -> None:
+                if self._redirected(None):
+                    return
                 status, body, content_type = server.handle_get(self)
                 self._respond(status, body, content_type)
 
@@ -50,13 +68,15 @@ class FakeServer:
                     body = json.loads(raw) if raw else None
                 except ValueError:
                     body = None
+                if self._redirected(body):
+                    return
                 status, answer = server.handle_post(self, body)
                 self._respond(status, answer)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = ThreadingHTTPServer((host, 0), Handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"http://{host}:{self.port}"
         # a short poll interval: stopping the server takes 0.05 s instead of 0.5 s
         self.thread = threading.Thread(target=self.httpd.serve_forever,
                                        kwargs={"poll_interval": 0.05}, daemon=True)
@@ -115,6 +135,7 @@ class FakeServer:
     def clear(self) -> None:
         with self.lock:
             self.requests.clear()
+            self.redirects.clear()
             self.fail_next.clear()
             self.down = False
             self.delay_seconds = 0.0
@@ -138,8 +159,8 @@ class FakeWaha(FakeServer):
     """WAHA's API: sendText/sendImage/sendFile/sendSeen/typing answer 201; files served at
     /api/files/<name> with X-Api-Key; lids resolved from `self.lids`."""
 
-    def __init__(self, api_key: str = "waha-key") -> None:
-        super().__init__()
+    def __init__(self, api_key: str = "waha-key", host: str = "127.0.0.1") -> None:
+        super().__init__(host)
         self.api_key = api_key
         self.lids: Dict[str, str] = {}
         self.sent_count = 0
@@ -183,13 +204,23 @@ class FakeWaha(FakeServer):
 
 
 class FakeMeta(FakeServer):
-    """Graph API: POST /<version>/<phone id>/messages, media lookup and download."""
+    """Graph API: POST /<version>/<phone id>/messages, media lookup and download.
 
-    def __init__(self, token: str = "meta-token", phone_number_id: str = "106540352242922") -> None:
-        super().__init__()
+    A media lookup answers with a download URL on `download_url` (this server unless set:
+    Meta's is lookaside.fbsbx.com, another host than the Graph API's), where a FakeMeta with
+    the same files serves `/download/<id>` to the Bearer token."""
+
+    def __init__(self, token: str = "meta-token", phone_number_id: str = "106540352242922",
+                 host: str = "127.0.0.1") -> None:
+        super().__init__(host)
         self.token = token
         self.phone_number_id = phone_number_id
         self.sent_count = 0
+        self.download_url: Optional[str] = None
+
+    def clear(self) -> None:
+        super().clear()
+        self.download_url = None
 
     def messages(self) -> List[Dict[str, Any]]:
         return [r["body"] for r in self.requests
@@ -213,7 +244,8 @@ class FakeMeta(FakeServer):
         found = self.files.get(f"/download/{media_id}")
         if not found:
             return 400, _graph_error(100, "Unsupported get request"), "application/json"
-        return 200, {"messaging_product": "whatsapp", "url": f"{self.url}/download/{media_id}",
+        base = self.download_url or self.url
+        return 200, {"messaging_product": "whatsapp", "url": f"{base}/download/{media_id}",
                      "mime_type": found[1], "sha256": "x", "file_size": str(len(found[0])),
                      "id": media_id}, "application/json"
 
@@ -236,6 +268,23 @@ class FakeMeta(FakeServer):
         to = (body or {}).get("to")
         return 200, {"messaging_product": "whatsapp", "contacts": [{"input": to, "wa_id": to}],
                      "messages": [{"id": f"wamid.SENT{number:06d}"}]}
+
+
+class FakeObjectStore(FakeServer):
+    """A file host that asks for no key: an S3 bucket's presigned GET (the signature is in the
+    query, `X-Amz-Signature`, and S3 needs nothing else), or any server a URL points at.
+    It serves `files` by path to anyone and records every request with its headers."""
+
+    def handle_get(self, handler: BaseHTTPRequestHandler) -> Tuple[int, Any, str]:
+        self.record(handler, None)
+        found = self.files.get(urlparse(handler.path).path)
+        if not found:
+            return 404, b"<Error><Code>NoSuchKey</Code></Error>", "application/xml"
+        return 200, found[0], found[1]
+
+    def handle_post(self, handler: BaseHTTPRequestHandler, body: Any) -> Tuple[int, Any]:
+        self.record(handler, body)
+        return 200, {"received": True}
 
 
 def _graph_error(code: int, message: str) -> Dict[str, Any]:

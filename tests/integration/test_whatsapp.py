@@ -8,6 +8,7 @@ import time
 import pytest
 import requests
 
+from tests.fakes.gateways import FakeObjectStore
 from tests.integration.conftest import META_SECRET, META_VERIFY, WAHA_HMAC, api_headers
 from tests.integration.whatsapp_payloads import (
     BOT_NUMBER,
@@ -226,7 +227,7 @@ def test_an_image_ends_as_a_ticket_attachment(stack, fake_waha, bot_ledger, numb
 
 def test_an_image_without_text_starts_a_ticket(stack, fake_waha, number):
     path = f"/api/files/default/{number}-b.png"
-    fake_waha.files[path] = (b"\x89PNG fake", "image/png")
+    fake_waha.files[path] = (b"\x89PNG\r\n\x1a\n fake", "image/png")
     waha_say(stack, number, "", media={"url": f"{fake_waha.url}{path}", "mimetype": "image/png"})
     texts = wait_texts(fake_waha, f"{number}@c.us", 2)
     assert texts[0] == "Recibí su archivo; lo adjuntaré al ticket."
@@ -246,6 +247,20 @@ def test_an_expired_media_url_asks_again_and_the_caption_counts(stack, fake_waha
     assert texts == ["No pude descargar el archivo que envió. ¿Podría enviarlo nuevamente?"]
 
 
+def test_a_media_url_on_another_server_is_not_fetched(stack, fake_waha, number):
+    """A forged payload's media.url pointing at another loopback server (an internal
+    address): nothing reaches it, so never the WAHA key; the user is asked for the file
+    again and the caption is answered."""
+    with FakeObjectStore(host="127.0.0.2") as internal:
+        internal.files["/admin/export.jpg"] = (b"\xff\xd8\xff internal", "image/jpeg")
+        media = {"url": f"{internal.url}/admin/export.jpg", "mimetype": "image/jpeg"}
+        waha_say(stack, number, "hola", media=media)
+        texts = wait_texts(fake_waha, f"{number}@c.us", 2)
+        assert texts[0] == "No pude descargar el archivo que envió. ¿Podría enviarlo nuevamente?"
+        assert "asistente de soporte" in texts[1]
+        assert internal.requests == []
+
+
 def test_a_voice_note_without_transcription_asks_to_write(stack, fake_meta, number):
     fake_meta.files["/download/778899"] = (b"OggS fake opus", "audio/ogg")
     voice = {"from": number, "id": f"wamid.V{number}", "timestamp": str(int(time.time())),
@@ -260,7 +275,7 @@ def test_a_voice_note_without_transcription_asks_to_write(stack, fake_meta, numb
 
 
 def test_unsupported_type_gets_a_polite_answer(stack, fake_meta, number):
-    sticker_free = {"from": number, "id": f"wamid.U{number}", "timestamp": "1",
+    sticker_free = {"from": number, "id": f"wamid.U{number}", "timestamp": str(int(time.time())),
                     "type": "unsupported", "errors": [{"code": 131051}]}
     assert post_meta(stack.rasa_url, meta_delivery([sticker_free]), META_SECRET).status_code == 200
     fake_meta.wait_for(lambda seen: any(
@@ -279,7 +294,7 @@ def test_button_replies_map_to_payloads(stack, fake_meta, fake_waha, number):
     buttons = interactive["interactive"]["action"]["buttons"]
     assert [b["reply"]["id"] for b in buttons] == ["/report_incident", "/ask_ticket_status",
                                                    "/request_human"]
-    tap = {"from": number, "id": f"wamid.B{number}", "timestamp": "1", "type": "interactive",
+    tap = {"from": number, "id": f"wamid.B{number}", "timestamp": str(int(time.time())), "type": "interactive",
            "interactive": {"type": "button_reply",
                            "button_reply": {"id": "/report_incident", "title": "Reportar incidencia"}}}
     fake_meta.clear()

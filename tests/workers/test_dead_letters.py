@@ -67,11 +67,13 @@ def test_requeue_all_and_failed_jobs(world):
     third = world.submit(started=3.0)
     world.enqueue(third)
     run_burst(world.env)
-    enqueue_addition(world.redis, third.id, zoho_config(), attachment_path=str(world.tmp / "late.jpg"))
+    late = world.tmp / "var" / "media" / "la" / "late.jpg"  # where the channel stores files
+    enqueue_addition(world.redis, third.id, zoho_config(), attachment_path=str(late))
     run_burst(world.env)  # the file is not there yet: the addition fails
     jobs = json.loads(dead_letters(world, "list", "--json").stdout)["jobs"]
     assert [j["function"] for j in jobs] == ["workers.zoho_jobs.add_to_ticket"]
-    (world.tmp / "late.jpg").write_bytes(b"\xff\xd8\xff" + b"0" * 100)
+    late.parent.mkdir(parents=True)
+    late.write_bytes(b"\xff\xd8\xff" + b"0" * 100)
 
     done = dead_letters(world, "requeue-all")
     assert done.returncode == 0, done.stderr

@@ -168,7 +168,7 @@ def waha_payload(sender: str = USER, body: Optional[str] = "hola", *,
     chat = group or jid
     mid = message_id or f"false_{chat}_{uuid.uuid4().hex[:20].upper()}"
     payload: Dict[str, Any] = {
-        "id": mid, "timestamp": 1667561485, "from": chat, "fromMe": False, "source": "app",
+        "id": mid, "timestamp": int(time.time()), "from": chat, "fromMe": False, "source": "app",
         "to": f"{BOT_NUMBER}@c.us", "body": body,
         "participant": (participant or jid) if group else None,
         "hasMedia": False, "media": None, "ack": 1, "ackName": "SERVER", "location": None,
@@ -183,7 +183,7 @@ def waha_payload(sender: str = USER, body: Optional[str] = "hola", *,
 def meta_message(kind: str, content: Any = None, *, sender: Optional[str] = USER,
                  message_id: Optional[str] = None, **extra: Any) -> Dict[str, Any]:
     message: Dict[str, Any] = {"id": message_id or f"wamid.{uuid.uuid4().hex[:24]}",
-                               "timestamp": "1749416383", "type": kind}
+                               "timestamp": str(int(time.time())), "type": kind}
     if sender is not None:
         message["from"] = sender
     if content is not None:
@@ -327,3 +327,94 @@ def send_buttons(redis_url, fake_waha, fake_meta, channel: str, buttons):
             return json.loads(await rig.redis.get(redis_keys.offered_buttons(USER)))
 
     return run(scenario())
+
+
+# --- oversized bodies against a real server (the webhook and ingress tests) ---------------
+
+MB = 1024 * 1024
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def _status_of(answer: bytes) -> int:
+    return int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/1.1 ") else 0
+
+
+def post_chunked(port: int, path: str, total: int, chunk: int = MB, timeout: float = 60
+                 ) -> Dict[str, Any]:
+    """POST `total` bytes with Transfer-Encoding: chunked, generated as they are sent (the test
+    never holds them), stopping as soon as the server answers. The status, the bytes sent
+    before the answer and the seconds it took."""
+    import select
+    import socket
+
+    started = time.monotonic()
+    piece = b"x" * chunk
+    sent, answer = 0, b""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json"
+                     "\r\nTransfer-Encoding: chunked\r\n\r\n".encode())
+        try:
+            while sent < total and time.monotonic() - started < timeout:
+                readable, _, _ = select.select([sock], [], [], 0)
+                if readable:
+                    break
+                sock.sendall(f"{chunk:x}\r\n".encode() + piece + b"\r\n")
+                sent += chunk
+            if sent >= total:
+                sock.sendall(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server closed the connection after answering
+        try:
+            answer = sock.recv(65536)
+        except (ConnectionResetError, socket.timeout):
+            pass
+    return {"status": _status_of(answer), "sent": sent, "seconds": time.monotonic() - started,
+            "answer": answer}
+
+
+def post_declared(port: int, path: str, length: int, timeout: float = 10) -> Dict[str, Any]:
+    """Headers declaring a `length`-byte body and no body at all: a server that answers
+    before reading the body answers at once; one that buffers it waits until the timeout."""
+    import socket
+
+    started = time.monotonic()
+    answer = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json"
+                     f"\r\nContent-Length: {length}\r\n\r\n".encode() + b'{"event": ')
+        try:
+            answer = sock.recv(65536)
+        except socket.timeout:
+            pass
+    return {"status": _status_of(answer), "seconds": time.monotonic() - started}
+
+
+def oversized_bodies_are_refused_before_buffering(port: int, pid: int, path: str,
+                                                  valid: Callable[[], Any],
+                                                  marker: bytes = b"body too large"
+                                                  ) -> Dict[str, Any]:
+    """The 120 MB checks shared by the webhook tests on each server: a chunked 120 MB body
+    and a large Content-Length get 413 quickly, the server's memory does not grow by the
+    body, and the next valid webhook (`valid()`, returning its status) still works."""
+    assert valid() == 200  # warm: the first request allocates what every request needs
+    before = rss_mb(pid)
+    chunked = post_chunked(port, path, 120 * MB)
+    declared = post_declared(port, path, 64 * MB)  # under Sanic's own 100 MB limit
+    after = rss_mb(pid)
+    measured = {"chunked": {k: v for k, v in chunked.items() if k != "answer"},
+                "declared": declared, "rss_before_mb": round(before, 1),
+                "rss_after_mb": round(after, 1)}
+    assert chunked["status"] == 413, measured
+    assert chunked["sent"] <= 8 * MB and chunked["seconds"] < 10, measured
+    assert marker in chunked["answer"], measured  # the channel's answer, not Sanic's
+    assert declared["status"] == 413 and declared["seconds"] < 5, measured
+    assert after - before < 30, measured  # not the ~100 MB Sanic would have buffered
+    assert valid() == 200
+    return measured

@@ -1,24 +1,35 @@
 """Parts of the turn (connectors/whatsapp/turn.py) that need no Rasa agent, through the WAHA
 channel with the test Redis behind it: the text Rasa gets for a message (opt words, button
-replies, typed "/…", locations), the metadata, and the group gate before a model is loaded.
-The whole turn, with Rasa, runs in tests/integration/test_whatsapp.py."""
+replies, typed "/…", locations, media fetched from the fake WAHA or refused), the metadata,
+and the group gate before a model is loaded. The whole turn, with Rasa, runs in
+tests/integration/test_whatsapp.py."""
 import asyncio
 import json
-from typing import Any, Dict, Optional
+import logging
+from pathlib import Path
+from typing import Any, Dict, Iterator, Optional
+
+import pytest
 
 from connectors.waha import WahaInput
 from connectors.whatsapp.turn import OPT_INTENTS, SHARE_FILE
 from helpdesk import redis_keys
 from helpdesk.logs import METADATA_KEY
-from helpdesk.whatsapp import InboundMessage
+from helpdesk.config import load_channel_config
+from helpdesk.whatsapp import InboundMessage, Media
 from tests.connectors.whatsapp.support import (  # noqa: F401 - fixtures
+    CHANNELS_YML,
     GROUP,
+    OTHER,
     USER,
+    WAHA_CHAT,
     channel_env,
+    fake_waha,
     fresh,
     run,
     waha_settings,
 )
+from tests.fakes.gateways import FakeObjectStore
 
 GROUP_CONVERSATION = f"g{GROUP.split('@')[0]}-{USER}"
 
@@ -30,14 +41,15 @@ def message(text: str = "hola", **fields: Any) -> InboundMessage:
     return InboundMessage(**values)
 
 
-def with_channel(work):
+def with_channel(work, waha_url: Optional[str] = None):
     """Run `work(channel)` (plain or async) on a fresh WAHA channel, in one loop, and close it."""
     async def scenario():
-        channel = fresh(WahaInput, waha_settings())
+        channel = fresh(WahaInput, waha_settings(waha_url) if waha_url else waha_settings())
         try:
             result = work(channel)
             return await result if asyncio.iscoroutine(result) else result
         finally:
+            await channel.client.close()
             await channel.shared.redis.close()
 
     return run(scenario())
@@ -54,8 +66,40 @@ def test_opt_words_reach_rasa_as_their_intents(channel_env):
 
 
 def test_a_typed_slash_is_text_not_an_intent(channel_env):
+    """Rasa reads a text starting with "/" (after its strip) as "/intent{entities}": nothing a
+    person writes may start so, in a text, a caption or a location's name."""
     assert text_of(message("/opt_out")) == "opt_out"
-    assert text_of(message("/")) == "/"
+    assert text_of(message("/")) == ""  # nothing left to say
+    assert text_of(message(" //action_submit_ticket")) == "action_submit_ticket"
+    assert text_of(message("/ /restart")) == "restart"
+    assert text_of(message('/report_incident{"store": "x"}')) == 'report_incident{"store": "x"}'
+    assert text_of(message("\u3000/restart")) == "restart"  # an ideographic space is stripped too
+    assert text_of(message("1/2 kilo")) == "1/2 kilo"
+    place = {"latitude": -34.6, "longitude": -58.4}
+    assert text_of(message("/restart", kind="location", location=place)) == "restart"
+
+
+def test_an_unoffered_reply_id_is_its_title_never_an_intent(channel_env, redis_client):
+    """A button or list reply whose id the bot did not offer in this conversation (none
+    offered, others offered, or offered to someone else) reaches Rasa as its title, as text."""
+    forged = [("/restart", "Reiniciar"), ("/action_submit_ticket", "/action_submit_ticket"),
+              ('/report_incident{"store": "Centro", "priority": "high"}', "Reportar")]
+    for payload, title in forged:
+        reply = message(title, kind="interactive", payload=payload)
+        assert text_of(reply) == title.lstrip("/")  # nothing offered at all
+    buttons = [{"title": "Sí", "payload": "/affirm"}, {"title": "No", "payload": "/deny"}]
+    redis_client.set(redis_keys.offered_buttons(OTHER), json.dumps(buttons))
+    assert text_of(message("Sí", kind="interactive", payload="/affirm")) == "Sí"  # not to USER
+    redis_client.set(redis_keys.offered_buttons(USER), json.dumps(buttons))
+    for payload, title in forged:
+        assert text_of(message(title, kind="interactive", payload=payload)) == title.lstrip("/")
+    # the title of an unoffered id is not looked up among the offered buttons either
+    assert text_of(message("Sí", kind="interactive", payload="/restart")) == "Sí"
+    assert text_of(message("", kind="interactive", payload="/restart")) == ""
+    # the group gate does not let an unoffered id through as if it were a reply
+    inbound = message("hola", kind="interactive", payload="/restart")
+    text_of(inbound)
+    assert inbound.payload is None
 
 
 def test_a_button_reply_gives_its_payload_and_its_id_wins(channel_env, redis_client):
@@ -96,3 +140,92 @@ def test_the_group_gate_before_the_model_is_loaded(channel_env):
     assert gate("hola", mentions_bot=True) is True
     assert gate("Sí", payload="/affirm") is True
     assert gate("BAJA", opt_word="out") is True
+
+
+# --- media ---------------------------------------------------------------------------------
+
+JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00" + b"\x00" * 32
+HTML = b"<!DOCTYPE html><html><script>fetch('/steal')</script></html>"
+UNAVAILABLE = load_channel_config(CHANNELS_YML).text("media_unavailable")
+
+
+@pytest.fixture
+def media_env(channel_env, monkeypatch, tmp_path) -> Iterator[Path]:
+    """Media stored under a fresh var/ for the test."""
+    monkeypatch.setenv("HELPDESK_VAR_DIR", str(tmp_path))
+    yield tmp_path / "media"
+
+
+@pytest.fixture
+def other_host() -> Iterator[FakeObjectStore]:
+    """Another loopback address than the fake WAHA's: what a forged media.url points at."""
+    with FakeObjectStore(host="127.0.0.2") as server:
+        yield server
+
+
+def media_message(url: str, mime: Optional[str], text: str = "",
+                  filename: Optional[str] = None, kind: str = "image") -> InboundMessage:
+    return message(text, kind="media",
+                   media=Media(kind=kind, mime_type=mime, url=url, filename=filename))
+
+
+def text_of_media(fake_waha, inbound: InboundMessage, metadata: Dict[str, Any]) -> str:
+    return with_channel(lambda channel: channel._text_of(inbound, metadata),
+                        waha_url=fake_waha.url)
+
+
+def test_media_on_another_host_is_not_fetched_the_user_is_told_and_the_caption_counts(
+        media_env, fake_waha, other_host, caplog):
+    other_host.files["/bucket/foto.jpg"] = (JPEG, "image/jpeg")
+    url = f"{other_host.url}/bucket/foto.jpg?X-Amz-Signature=s3cr3t"
+    metadata: Dict[str, Any] = {}
+    with caplog.at_level(logging.INFO):
+        text = text_of_media(fake_waha, media_message(url, "image/jpeg", "no imprime"),
+                             metadata)
+    assert text == "no imprime" and "media" not in metadata
+    assert other_host.requests == []  # nothing at all reached it, so never the key
+    assert fake_waha.texts(WAHA_CHAT) == [UNAVAILABLE]
+    skipped = [r for r in caplog.records if r.getMessage() == "media not fetched"]
+    assert len(skipped) == 1 and "127.0.0.2" in skipped[0].error
+    assert "s3cr3t" not in caplog.text and "/bucket/foto.jpg" not in caplog.text
+    assert not media_env.exists()
+
+
+def test_a_redirect_to_another_host_is_not_followed_in_the_turn(media_env, fake_waha,
+                                                                 other_host):
+    other_host.files["/foto.jpg"] = (JPEG, "image/jpeg")
+    fake_waha.redirects["/api/files/default/x.jpg"] = (302, f"{other_host.url}/foto.jpg")
+    text = text_of_media(fake_waha, media_message(f"{fake_waha.url}/api/files/default/x.jpg",
+                                                  "image/jpeg", "mire"), {})
+    assert text == "mire"
+    assert other_host.requests == []
+    assert fake_waha.texts(WAHA_CHAT) == [UNAVAILABLE]
+
+
+def test_a_mislabelled_file_is_refused_and_the_caption_still_counts(media_env, fake_waha,
+                                                                    caplog):
+    fake_waha.files["/api/files/default/x.jpg"] = (HTML, "image/jpeg")
+    metadata: Dict[str, Any] = {}
+    with caplog.at_level(logging.INFO):
+        text = text_of_media(fake_waha, media_message(
+            f"{fake_waha.url}/api/files/default/x.jpg", "image/jpeg", "la foto"), metadata)
+    assert text == "la foto" and "media" not in metadata
+    assert fake_waha.texts(WAHA_CHAT) == [UNAVAILABLE]
+    skipped = [r for r in caplog.records if r.getMessage() == "media not fetched"]
+    assert "text/html" in skipped[0].error and skipped[0].refused
+    assert not media_env.exists()
+
+
+def test_a_real_jpeg_with_a_wrong_claimed_type_is_stored_as_a_jpeg(media_env, fake_waha):
+    fake_waha.files["/api/files/default/doc.pdf"] = (JPEG, "application/pdf")
+    metadata: Dict[str, Any] = {}
+    inbound = media_message(f"{fake_waha.url}/api/files/default/doc.pdf", "application/pdf",
+                            filename="../../.env", kind="document")
+    assert text_of_media(fake_waha, inbound, metadata) == SHARE_FILE
+    [stored] = metadata["media"]
+    assert stored["mime_type"] == "image/jpeg" and stored["kind"] == "image"
+    assert Path(stored["path"]).parent.parent == media_env
+    assert Path(stored["path"]).name == f"{stored['sha256']}.jpg"
+    assert stored["filename"] == "env.jpg"  # the sender's name, cleaned, display only
+    assert Path(stored["path"]).read_bytes() == JPEG
+    assert fake_waha.texts(WAHA_CHAT) == []

@@ -24,6 +24,9 @@ def test_the_project_file_loads():
     assert config.opt_word("BAJA") == "out" and config.opt_word("Alta") == "in"
     assert config.opt_word("Cancelar suscripción") == "out"
     assert config.opt_word("hola") is None
+    # the replay window: what the dedupe window still remembers, less the margin
+    assert config.replay_window_seconds == config.dedupe_ttl_seconds - 3600 > 0
+    assert config.max_clock_skew_seconds == 300 and config.max_id_chars == 128
 
 
 def test_texts_are_formal_spanish_on_one_line():
@@ -91,6 +94,9 @@ def _drop(section: str, key: str = "") -> Callable[[Dict[str, Any]], None]:
     (_set("meta", "reengagement_template", {"language": "es"}),
      ["meta.reengagement_template"]),
     (_set("optout", "out_words", "baja"), ["out_words"]),
+    (_set("webhook", "replay_margin_seconds", 604800), ["webhook.replay_margin_seconds"]),
+    (_drop("webhook", "max_clock_skew_seconds"), ["webhook.max_clock_skew_seconds"]),
+    (_set("webhook", "max_id_chars", 0), ["webhook.max_id_chars"]),
 ])
 def test_bad_values_name_the_field(tmp_path, change, names):
     with pytest.raises(ConfigError) as error:

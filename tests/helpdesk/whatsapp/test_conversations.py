@@ -4,8 +4,11 @@ import pytest
 
 from helpdesk import redis_keys
 from helpdesk.whatsapp import (
+    MAX_ID_CHARS,
     ROUTE_TTL_SECONDS,
+    BadId,
     Route,
+    chat_jid,
     digits,
     direct_conversation_id,
     group_conversation_id,
@@ -13,7 +16,10 @@ from helpdesk.whatsapp import (
     is_group_jid,
     load_route,
     load_route_sync,
+    message_id,
+    phone_number,
     save_route,
+    user_id,
 )
 from tests.connectors.whatsapp.support import redis_for, run
 
@@ -29,9 +35,52 @@ GROUP = "120363419669512474@g.us"
     ("5491122334455", "5491122334455"),
     ("US.13491208655302741918", "13491208655302741918"),
     ("", ""),
+    ("５４９１１２２３３４４５５@c.us", "5491122334455"),  # full-width
+    ("٥٤٩١١٢٢٣٣٤٤٥٥@c.us", "5491122334455"),  # Arabic-Indic
 ])
 def test_digits(jid, expected):
     assert digits(jid) == expected
+
+
+@pytest.mark.parametrize("jid, expected", [
+    ("5491122334455@c.us", "5491122334455@c.us"),
+    ("５４９１１２２３３４４５５@c.us", "5491122334455@c.us"),
+    ("٥٤٩١١٢٢٣٣٤٤٥٥@c.us", "5491122334455@c.us"),
+    ("5491122334455:20@s.whatsapp.net", "5491122334455@s.whatsapp.net"),
+    ("72318944542853@lid", "72318944542853@lid"),
+    (GROUP, GROUP),
+    ("５４９１１２２３３４４５５-1600000000@g.us", "5491122334455-1600000000@g.us"),
+])
+def test_chat_jid_spells_an_id_one_way(jid, expected):
+    assert chat_jid(jid) == expected
+
+
+@pytest.mark.parametrize("jid", [
+    "1" * 16 + "@c.us", "1" * 21 + "@lid", "1" * 21 + "@g.us", "1-" + "2" * 21 + "@g.us",
+    "abc@c.us", "5491122334455", "5491122334455@c.us@c.us", "5491122334455@example.com",
+    "@c.us", "²³@lid", "1-2-3@g.us", "5" * 200 + "@c.us", None, 42,
+])
+def test_chat_jid_refuses_what_no_gateway_sends(jid):
+    with pytest.raises(BadId):
+        chat_jid(jid)
+
+
+def test_phone_numbers_user_ids_and_message_ids():
+    assert phone_number("+54 9 11 2233-4455") == phone_number("＋５４ ９ １１ ２２３３-４４５５") \
+        == "5491122334455"
+    for bad in ("", "abc", "1" * 16):
+        with pytest.raises(BadId):
+            phone_number(bad)
+    assert user_id("US.13491208655302741918") == "US.13491208655302741918"
+    assert user_id("US.１３４９") == "US.1349"
+    for bad in ("US." + "1" * 200, "US.1/../x", "US 1", "US.1\u202e"):
+        with pytest.raises(BadId):
+            user_id(bad)
+    assert message_id("wamid.abc") == "wamid.abc"
+    for bad in ("", None, 5, "x" * (MAX_ID_CHARS + 1)):
+        with pytest.raises(BadId):
+            message_id(bad)
+    assert message_id("x" * 200, max_chars=200) == "x" * 200
 
 
 def test_is_group_jid():

@@ -12,6 +12,7 @@ from helpdesk.config import chatwoot_config
 from helpdesk.whatsapp import Route
 from helpdesk.tickets import Ledger
 from helpdesk.tickets import build_ticket, ticket_id_for
+from tests.actions.helpers import paths_outside_media
 from tests.fakes.chatwoot import FakeChatwoot
 from tests.workers.chatwoot_support import config_dir, run_worker, save_route, start_worker, use_env
 
@@ -191,13 +192,15 @@ def test_deleted_chatwoot_conversation_is_made_again(fake, env):
 
 
 def test_attachments_are_uploaded_and_a_vanished_file_is_named(fake, env, tmp_path):
-    photo = tmp_path / "pantalla.png"
+    media = tmp_path / "var" / "media" / "pa"  # where the channel stores files
+    media.mkdir(parents=True)
+    photo = media / "pantalla.png"
     photo.write_bytes(b"\x89PNG\r\n\x1a\nfake")
     chatwoot_mirror.mirror_message(CONVERSATION, "incoming", "la caja muestra esto",
                                    attachments=[{"path": str(photo), "mime_type": "image/png",
                                                  "filename": "pantalla.png", "sha256": "x", "size": 12}])
     chatwoot_mirror.mirror_message(CONVERSATION, "incoming", "",
-                                   attachments=[{"path": str(tmp_path / "borrado.pdf"), "filename": "borrado.pdf"}])
+                                   attachments=[{"path": str(media / "borrado.pdf"), "filename": "borrado.pdf"}])
 
     run_worker(env)
 
@@ -208,6 +211,22 @@ def test_attachments_are_uploaded_and_a_vanished_file_is_named(fake, env, tmp_pa
     upload = fake.calls_to("POST", r"/messages$")[0]
     assert upload.files == [("pantalla.png", b"\x89PNG\r\n\x1a\nfake", "image/png")]
     assert upload.form["message_type"] == "incoming"
+
+
+def test_a_file_outside_the_media_directory_is_never_uploaded(fake, env, tmp_path):
+    """Only files the channel stored go to Chatwoot: `.env`, /proc/self/environ, `../` or a
+    symlink out of the media directory are dropped (logged), the message still goes."""
+    hostile = paths_outside_media(tmp_path / "var")
+    chatwoot_mirror.mirror_message(CONVERSATION, "incoming", "mirá esto",
+                                   attachments=[{"path": path, "filename": "x.png"} for path in hostile])
+
+    finished = run_worker(env)
+
+    conversation = fake.conversation_of(PHONE)
+    [message] = fake.messages[conversation["id"]]
+    assert message["content"] == "mirá esto" and not message.get("attachments")
+    assert all(not call.files for call in fake.calls_to("POST", r"/messages$"))
+    assert finished.stderr.count('"msg": "attachment refused') == len(hostile)
 
 
 # ticket note, labels and custom attributes -----------------------------------------------------

@@ -5,11 +5,16 @@ from pathlib import Path
 from helpdesk.tickets import DELIVERED
 from helpdesk.config import zoho_config
 from helpdesk.zoho import enqueue_addition
+from tests.actions.helpers import paths_outside_media
 from tests.workers.zoho_support import background_workers, run_burst, wait_until, world  # noqa: F401
 
 
 def photo(tmp: Path, name: str = "error caja.jpg", size: int = 30_000) -> Path:
-    path = tmp / name
+    """A file the channel stored: under the media directory (`var/media/`, the world's
+    HELPDESK_VAR_DIR), the only place uploads come from."""
+    folder = tmp / "var" / "media" / "ab"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
     path.write_bytes(b"\xff\xd8\xff\xe0" + bytes(i % 251 for i in range(size)))
     return path
 
@@ -96,8 +101,31 @@ def test_a_comment_whose_answer_was_lost_is_not_posted_twice(world):
 
 def test_a_file_that_is_gone_tells_a_human(world):
     record = delivered(world)
-    enqueue_addition(world.redis, record.id, zoho_config(), attachment_path=str(world.tmp / "borrada.jpg"))
+    enqueue_addition(world.redis, record.id, zoho_config(), attachment_path=str(world.tmp / "var" / "media" / "ab" / "borrada.jpg"))
     run_burst(world.env)
     [notice] = world.ledger.human_notices()
     assert notice["kind"] == "addition_failed" and "borrada.jpg" in notice["text"]
     assert world.zoho.attachments == {}
+
+
+def test_a_path_outside_the_media_directory_is_never_uploaded(world):
+    """A ledger row naming `.env`, /proc/self/environ, `../` or a symlink out of the media
+    directory (an old row, a forged call before the actions checked): nothing of it reaches
+    Zoho, the ticket's own file does, and the skip is logged with the ticket id."""
+    hostile = paths_outside_media(world.tmp / "var")
+    good = photo(world.tmp)
+    record = world.submit(attachments=[*hostile, str(good)])
+    world.enqueue(record)
+    enqueue_addition(world.redis, record.id, zoho_config(), attachment_path=str(world.tmp / "secret.txt"))
+
+    finished = run_burst(world.env)
+
+    record = world.ledger.get(record.id)
+    assert record.state == DELIVERED
+    uploaded = world.zoho.attachments[record.zoho_ticket_id]
+    assert [a["name"] for a in uploaded] == ["error caja.jpg"]
+    assert all(b"SECRET" not in data for data in world.zoho.attachment_bytes.values())
+    refusals = [line for line in finished.stderr.splitlines() if '"msg": "attachment refused' in line]
+    assert len(refusals) == len(hostile) + 1 and all(record.id in line for line in refusals)
+    assert not any("secret.txt" in line or ".env" in line for line in refusals)
+    assert world.ledger.human_notices() == []
