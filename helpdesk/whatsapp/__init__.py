@@ -49,6 +49,7 @@ from helpdesk.whatsapp.meta import (  # noqa: F401
 from helpdesk.whatsapp.optout import (  # noqa: F401
     AsyncOptOutRegistry,
     OptOutRegistry,
+    restore_opt_outs,
 )
 from helpdesk.whatsapp.outbox import (  # noqa: F401
     AsyncOutbox,
@@ -101,6 +102,7 @@ __all__ = [
     "mention_ids",
     "message_id",
     "phone_number",
+    "restore_opt_outs",
     "save_route",
     "send_text",
     "store",
