@@ -40,6 +40,7 @@ from helpdesk.whatsapp.media import (  # noqa: F401
     identify,
     kind_for,
     in_media_dir,
+    media_dir,
     store,
 )
 from helpdesk.whatsapp.meta import (  # noqa: F401
@@ -99,6 +100,7 @@ __all__ = [
     "kind_for",
     "load_route",
     "load_route_sync",
+    "media_dir",
     "mention_ids",
     "message_id",
     "phone_number",
