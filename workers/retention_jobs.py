@@ -7,12 +7,13 @@ time slot, with a run marker per slot, and it schedules its successor when it en
 one pass with the clock given (tests pass their own):
 
 - tracker events: Rasa's Redis tracker store keeps each conversation whole, as JSON, under
-  `<key_prefix>:tracker:<sender>` (endpoints.yml `key_prefix`), its expiry (`record_exp`)
-  renewed on every save, so an active user's history never expires. Each tracker is read with
-  SCAN in batches; events older than the limit are dropped and the tracker rewritten (its
-  expiry kept), a tracker with none left is deleted. The rewrite is a WATCHed transaction and a
-  conversation in a turn (Rasa's lock key present) is left for the next run: Rasa's save merges
-  what it holds with what is stored, so a turn in flight keeps its events.
+  `<key_prefix>:tracker:<sender>` (endpoints.yml tracker_store `key_prefix`), its expiry
+  (`record_exp`) renewed on every save, so an active user's history never expires. Each
+  tracker is read with SCAN in batches; events older than the limit are dropped and the
+  tracker rewritten (its expiry kept), a tracker with none left is deleted. The rewrite is a
+  WATCHed transaction and a conversation in a turn (a live ticket in Rasa's lock,
+  `<lock_store key_prefix>:lock:<sender>`) is left for the next run: Rasa's save merges what it
+  holds with what is stored, so a turn in flight would bring old events back.
 - the ledger: personal fields of finished tickets blanked (helpdesk.tickets.PERSONAL_FIELDS;
   id, reference, subject, Zoho number and states stay, so the bot still answers an old
   ticket's status), old notices and handoff rows deleted.
@@ -121,13 +122,14 @@ def run_retention() -> Dict[str, int]:
 
 
 def apply_retention(client: redis.Redis, ledger: Ledger, config: RetentionConfig, now: float,
-                    media: Path, key_prefix: Optional[str] = None) -> Dict[str, int]:
+                    media: Path, rasa_prefixes: Optional[Tuple[str, str]] = None) -> Dict[str, int]:
     """One pass with the clock at `now`: everything older than the limit goes (module
     docstring). Counts of what it did."""
     cutoff = now - config.seconds
     batch = config.batch_size
     counts: Dict[str, int] = {}
-    counts.update(prune_trackers(client, cutoff, batch, key_prefix or tracker_key_prefix()))
+    trackers, locks = rasa_prefixes or rasa_key_prefixes()
+    counts.update(prune_trackers(client, cutoff, batch, trackers, locks))
     counts["tickets_redacted"] = len(ledger.redact_before(cutoff, batch))
     counts["notices_deleted"] = ledger.delete_notices_before(cutoff)
     counts["handoffs_deleted"] = ledger.delete_handoffs_before(cutoff)
@@ -141,24 +143,43 @@ def apply_retention(client: redis.Redis, ledger: Ledger, config: RetentionConfig
 
 
 # --- trackers ------------------------------------------------------------------------------------
-def tracker_key_prefix(endpoints: Path = PROJECT_DIR / "endpoints.yml") -> str:
-    """endpoints.yml's tracker_store key_prefix ("tracker"), as Rasa's Redis stores use it."""
+def rasa_key_prefixes(endpoints: Path = PROJECT_DIR / "endpoints.yml") -> Tuple[str, str]:
+    """Where Rasa's Redis stores keep trackers and locks ("tracker:tracker:", "lock:lock:"),
+    from endpoints.yml's key_prefix of each store, the way Rasa builds them."""
     data = yaml.safe_load(endpoints.read_text(encoding="utf-8")) or {}
-    prefix = str((data.get("tracker_store") or {}).get("key_prefix") or "")
-    return f"{prefix}:" if prefix.isalnum() else ""
+
+    def prefix(store: str, own: str) -> str:
+        configured = str((data.get(store) or {}).get("key_prefix") or "")
+        return f"{configured}:{own}" if configured.isalnum() else own
+
+    return prefix("tracker_store", RASA_TRACKER), prefix("lock_store", RASA_LOCK)
+
+
+def _in_a_turn(client: redis.Redis, lock_key: str) -> bool:
+    """Rasa's lock holds a ticket that has not expired (a crashed server's lock, whose tickets
+    all expired, does not count)."""
+    raw = client.get(lock_key)
+    if raw is None:
+        return False
+    try:
+        # Rasa's TicketLock.dumps: each ticket is itself a JSON string
+        tickets = [json.loads(t) if isinstance(t, str) else t for t in json.loads(raw).get("tickets") or []]
+        return any(float(ticket["expires"]) > time.time() for ticket in tickets)
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return True  # unreadable: leave the conversation alone
 
 
 def _keys(client: redis.Redis, pattern: str, batch: int) -> Iterator[bytes]:
     yield from client.scan_iter(match=pattern, count=batch)
 
 
-def prune_trackers(client: redis.Redis, cutoff: float, batch: int, key_prefix: str) -> Dict[str, int]:
-    """Drop tracker events older than `cutoff`; delete trackers left empty."""
+def prune_trackers(client: redis.Redis, cutoff: float, batch: int, trackers: str, locks: str) -> Dict[str, int]:
+    """Drop tracker events older than `cutoff`; delete trackers left empty. `trackers` and
+    `locks`: Rasa's key prefixes (`rasa_key_prefixes`)."""
     counts = {"trackers_trimmed": 0, "trackers_deleted": 0, "tracker_events_deleted": 0, "trackers_busy": 0}
-    trackers = key_prefix + RASA_TRACKER
     for key in _keys(client, trackers + "*", batch):
         sender = key.decode()[len(trackers):]
-        if client.exists(key_prefix + RASA_LOCK + sender):
+        if _in_a_turn(client, locks + sender):
             counts["trackers_busy"] += 1  # in a turn now: the next run
             continue
         outcome, dropped = _prune_tracker(client, key, cutoff)

@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
+from rasa.core.lock_store import RedisLockStore
 from rasa.core.tracker_store import RedisTrackerStore
 from rasa.shared.core.domain import Domain
 from rasa.shared.core.events import ActionExecuted, SessionStarted, SlotSet, UserUttered
@@ -24,7 +25,7 @@ from helpdesk.tickets import DELIVERED, Ledger, Ticket, reference_for, ticket_id
 from helpdesk.whatsapp import OptOutRegistry, store
 from tests.conftest import PROJECT
 from workers import retention_jobs
-from workers.retention_jobs import apply_retention, schedule_retention, tracker_key_prefix
+from workers.retention_jobs import apply_retention, rasa_key_prefixes, schedule_retention
 
 DAY = 86400
 NOW = 1_800_000_000.0  # the test's clock: 2027-01-15
@@ -58,29 +59,44 @@ def conversation(sender, *timestamps):
     return DialogueStateTracker.from_events(sender, events, slots=DOMAIN.slots)
 
 
+@pytest.fixture
+def lock_store(redis_url, redis_client):
+    """Rasa's Redis lock store as endpoints.yml configures it."""
+    url = urlparse(redis_url)
+    store = RedisLockStore(host=url.hostname, port=url.port, db=0, password=url.password, key_prefix="lock")
+    yield store
+    store.red.close()
+
+
 def run_pass(redis_client, ledger, media, now=NOW, config=CONFIG):
     return apply_retention(redis_client, ledger, config, now, media)
 
 
-def test_the_prefix_is_endpoints_yml_s():
-    assert tracker_key_prefix() == "tracker:"
-    assert tracker_key_prefix(PROJECT / "endpoints.yml") == "tracker:"
+def test_rasa_s_keys_as_endpoints_yml_configures_them(tmp_path):
+    assert rasa_key_prefixes() == ("tracker:tracker:", "lock:lock:")
+    assert rasa_key_prefixes(PROJECT / "endpoints.yml") == ("tracker:tracker:", "lock:lock:")
+    bare = tmp_path / "endpoints.yml"
+    bare.write_text("tracker_store:\n  type: redis\n", encoding="utf-8")
+    assert rasa_key_prefixes(bare) == ("tracker:", "lock:")  # Rasa's defaults
 
 
-def test_tracker_events_older_than_the_limit_go_and_younger_ones_stay(tracker_store, redis_client,
+def test_tracker_events_older_than_the_limit_go_and_younger_ones_stay(tracker_store, lock_store, redis_client,
                                                                       ledger, tmp_path):
     asyncio.run(tracker_store.save(conversation("mixed", OLD - DAY, OLD, YOUNG, NOW - 60)))
     asyncio.run(tracker_store.save(conversation("idle", OLD - 5 * DAY, OLD)))
     asyncio.run(tracker_store.save(conversation("active", YOUNG, NOW - 60)))
     asyncio.run(tracker_store.save(conversation("in-a-turn", OLD)))
-    redis_client.set("tracker:lock:in-a-turn", "{}")  # Rasa's lock store holds it: a turn is running
+    ticket = lock_store.issue_ticket("in-a-turn", 60)  # a turn is running
+    asyncio.run(tracker_store.save(conversation("crashed-in-a-turn", OLD)))
+    lock_store.issue_ticket("crashed-in-a-turn", -60)  # a dead server's lock: its ticket expired
+    assert redis_client.exists("lock:lock:in-a-turn", "lock:lock:crashed-in-a-turn") == 2
     young_before = redis_client.get("tracker:tracker:active")
     ttl_before = redis_client.ttl("tracker:tracker:mixed")
 
     counts = run_pass(redis_client, ledger, tmp_path / "media")
 
-    assert (counts["trackers_trimmed"], counts["trackers_deleted"], counts["trackers_busy"]) == (1, 1, 1)
-    assert counts["tracker_events_deleted"] == 10 + 10  # two old sessions of each
+    assert (counts["trackers_trimmed"], counts["trackers_deleted"], counts["trackers_busy"]) == (1, 2, 1)
+    assert counts["tracker_events_deleted"] == 10 + 10 + 5  # two old sessions of each, and one
     # Rasa reads the trimmed tracker: the two young sessions, whole and in order
     mixed = asyncio.run(tracker_store.retrieve_full_tracker("mixed"))
     assert [e.timestamp for e in mixed.events] == [YOUNG] * 3 + [YOUNG + 1, YOUNG + 2] + [NOW - 60] * 3 + [
@@ -89,11 +105,13 @@ def test_tracker_events_older_than_the_limit_go_and_younger_ones_stay(tracker_st
     assert 0 < redis_client.ttl("tracker:tracker:mixed") <= ttl_before  # its expiry kept
     # a conversation with nothing younger is gone; one with nothing older untouched
     assert asyncio.run(tracker_store.retrieve_full_tracker("idle")) is None
+    assert asyncio.run(tracker_store.retrieve_full_tracker("crashed-in-a-turn")) is None
     assert redis_client.get("tracker:tracker:active") == young_before
     assert len(asyncio.run(tracker_store.retrieve_full_tracker("in-a-turn")).events) == 5
 
     # the turn ended: the next run takes it; a second pass over the rest finds nothing to do
-    redis_client.delete("tracker:lock:in-a-turn")
+    lock_store.cleanup("in-a-turn", ticket)
+    assert not redis_client.exists("lock:lock:in-a-turn")
     again = run_pass(redis_client, ledger, tmp_path / "media")
     assert (again["trackers_trimmed"], again["trackers_deleted"], again["trackers_busy"]) == (0, 1, 0)
 
