@@ -46,12 +46,13 @@ _optout: Dict[int, AsyncOptOutRegistry] = {}
 
 
 def get_optout_registry() -> AsyncOptOutRegistry:
-    """One client per event loop (tests run several loops in one process)."""
+    """One client per event loop (tests run several loops in one process); opt-outs are written
+    to the ledger too, so they survive a Redis loss."""
     import asyncio
 
     key = id(asyncio.get_running_loop())
     if key not in _optout:
-        _optout[key] = AsyncOptOutRegistry.from_url(load_settings().redis_url)
+        _optout[key] = AsyncOptOutRegistry.from_url(load_settings().redis_url, get_ledger())
     return _optout[key]
 
 

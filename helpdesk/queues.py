@@ -22,9 +22,12 @@ POLL_TICKET_STATUSES = "workers.zoho_periodic.poll_ticket_statuses"
 # chatwoot: the mirror's outbox and the hand-back to the bot (workers/chatwoot_jobs.py)
 DRAIN_CHATWOOT_OUTBOX = "workers.chatwoot_jobs.drain_outbox"
 RESUME_CONVERSATION = "workers.chatwoot_jobs.resume_conversation"
+# default, periodic: deleting what is older than config/retention.yml (workers/retention_jobs.py)
+RUN_RETENTION = "workers.retention_jobs.run_retention"
 # followups (workers/followup_jobs.py)
 FOLLOWUP_STEP = "workers.followup_jobs.followup_step"
 CLOSE_THREAD = "workers.followup_jobs.close_thread"
 
 JOBS = (DELIVER_TICKET, ADD_TO_TICKET, ANNOUNCE_DELIVERED, ANNOUNCE_STATUS, RECONCILE_DELIVERIES,
-        POLL_TICKET_STATUSES, DRAIN_CHATWOOT_OUTBOX, RESUME_CONVERSATION, FOLLOWUP_STEP, CLOSE_THREAD)
+        POLL_TICKET_STATUSES, DRAIN_CHATWOOT_OUTBOX, RESUME_CONVERSATION, FOLLOWUP_STEP, CLOSE_THREAD,
+        RUN_RETENTION)

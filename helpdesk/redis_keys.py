@@ -8,6 +8,11 @@ def opted_out_set() -> str:
     return f"{PREFIX}:opted_out"
 
 
+def opted_out_restored() -> str:
+    """Marker: the opted-out set holds the ledger's opt-outs (missing after a Redis loss)."""
+    return f"{PREFIX}:opted_out:restored"
+
+
 def handoff_requested(conversation_id: str) -> str:
     return f"{PREFIX}:handoff:{conversation_id}"
 

@@ -62,7 +62,7 @@ def announce_status(ticket_id: str, status: str) -> str:
 
 
 def _opted_out(ctx: Context, conversation_id: str) -> bool:
-    return OptOutRegistry(ctx.redis).is_opted_out(conversation_id)
+    return OptOutRegistry(ctx.redis, ctx.ledger).is_opted_out(conversation_id)
 
 
 def _speak(ctx: Context, conversation_id: str, intent: str, entities: dict) -> None:

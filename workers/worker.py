@@ -23,6 +23,7 @@ from helpdesk import queues
 import workers.announcements  # noqa: F401 - imported once here for every work horse
 import workers.zoho_jobs  # noqa: F401
 from workers.job_control import RunAgain
+from workers.retention_jobs import restore_opt_outs_at_start, schedule_retention
 from workers.zoho_periodic import start_periodic_jobs
 from workers.zoho_resources import Context, context
 
@@ -64,8 +65,9 @@ def whatsapp_notice_sender(chat: str) -> Callable[[Dict[str, Any]], None]:
 
 def prepare(connection: redis.Redis, burst: bool) -> None:
     """Per-process start-up: imports and the ledger opened once (a job would pay ~0.5 s
-    otherwise), the periodic jobs scheduled, the support team's chat registered. A broken
-    Zoho config is logged and leaves the other queues working."""
+    otherwise), the periodic jobs scheduled (Zoho's and retention), opt-outs restored from the
+    ledger after a Redis loss, the support team's chat registered. A broken Zoho config is
+    logged and leaves the other queues working."""
     chat = support_escalation_chat()
     if chat:
         register_human_sender(whatsapp_notice_sender(chat))
@@ -75,6 +77,12 @@ def prepare(connection: redis.Redis, burst: bool) -> None:
             start_periodic_jobs(connection)
     except Exception:
         logger.exception("Zoho jobs not prepared; the other queues still run")
+    try:
+        restore_opt_outs_at_start(connection)
+        if not burst:
+            schedule_retention(connection)
+    except Exception:
+        logger.exception("retention not scheduled; the other queues still run")
 
 
 def serve_health(connection: redis.Redis, port: int) -> ThreadingHTTPServer:

@@ -2,9 +2,9 @@
 
 stores.py, systems.py, departments.py, priority.py and dialogue.py read the business data that
 business.py combines into the `Catalog` (with its look-ups); channels.py, chatwoot.py, zoho.py,
-llm.py, knowledge.py, known_fixes.py and followups.py read the file of the same name. reader.py
-holds what they share: `read_yaml`, `require_key`, `section` and the one checked `number`.
-Other code imports from this package only.
+llm.py, knowledge.py, known_fixes.py, followups.py and retention.py read the file of the same
+name. reader.py holds what they share: `read_yaml`, `require_key`, `section` and the one
+checked `number`. Other code imports from this package only.
 """
 from helpdesk.config.reader import (  # noqa: F401
     NumberStyle,
@@ -65,6 +65,11 @@ from helpdesk.config.llm import (  # noqa: F401
     load_dialogue_llm_config,
     load_llm_config,
 )
+from helpdesk.config.retention import (  # noqa: F401
+    RetentionConfig,
+    load_retention_config,
+    retention_config,
+)
 from helpdesk.config.zoho import (  # noqa: F401
     DeliveryPolicy,
     RetryPolicy,
@@ -97,6 +102,7 @@ __all__ = [
     "NO_STORE",
     "Price",
     "PriorityRules",
+    "RetentionConfig",
     "RetrievalConfig",
     "RetryPolicy",
     "Store",
@@ -112,6 +118,7 @@ __all__ = [
     "knowledge_config",
     "known_fix_config",
     "llm_config",
+    "retention_config",
     "load_catalog",
     "load_channel_config",
     "load_chatwoot_config",
@@ -120,6 +127,7 @@ __all__ = [
     "load_knowledge_config",
     "load_known_fix_config",
     "load_llm_config",
+    "load_retention_config",
     "load_zoho_config",
     "zoho_config",
 ]

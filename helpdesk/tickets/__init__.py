@@ -14,6 +14,7 @@ from helpdesk.tickets.ledger import (  # noqa: F401
     InvalidTransition,
     Ledger,
     PENDING_DELIVERY,
+    PERSONAL_FIELDS,
     TicketRecord,
     tickets_table,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "Ledger",
     "NORMAL",
     "PENDING_DELIVERY",
+    "PERSONAL_FIELDS",
     "PRIORITIES",
     "TICKET_NAMESPACE",
     "Ticket",

@@ -8,8 +8,10 @@ thread (`asyncio.to_thread`).
 Delivery bookkeeping lives on the ticket row too: `create_sent_at` (a create may have reached
 Zoho: search before creating again), `announce` (who tells the user the Zoho number: the
 submit turn or a worker), the last Zoho status seen, and why a dead letter failed. Notices for
-the support team are rows of `human_notices`. Columns added after a database was created are
-added to it when the ledger opens.
+the support team are rows of `human_notices`, opt-outs rows of `opt_outs`. Retention blanks
+an old ticket's personal fields (`redact_before`) and deletes old notices and handoff rows.
+Tables and columns added after a database was created are added to it when the ledger opens
+(`create_all`, `add_missing_columns`).
 """
 import json
 import logging
@@ -28,6 +30,7 @@ from sqlalchemy import (
     Table,
     Text,
     create_engine,
+    delete,
     event,
     inspect,
     insert,
@@ -96,7 +99,20 @@ tickets_table = Table(
     Column("field_errors", Text),
     Column("announce", String(16)),
     Column("announced_at", Float),
+    # retention (workers/retention_jobs.py): when the personal fields were blanked
+    Column("redacted_at", Float),
 )
+
+# what retention blanks on an old ticket; id, reference, subject, Zoho ids and states stay
+PERSONAL_FIELDS = {
+    "description": "",
+    "reporter_name": None,
+    "reporter_phone": None,
+    "affected_person": None,
+    "error_messages": "[]",
+    "attachments": "[]",
+    "mentioned_users": "[]",
+}
 
 # who tells the user the Zoho ticket number
 ANNOUNCE_TURN = "turn"  # the submit action, in the same turn
@@ -130,6 +146,15 @@ handoff_requests_table = Table(
     Column("reason", String(64), nullable=False),
     Column("text", Text),
     Column("correlation_id", String(64)),
+    Column("created_at", Float, nullable=False),
+)
+
+# who asked not to receive messages (BAJA, STOP): kept until they opt back in, whatever the
+# retention, and the source the Redis set is restored from after a Redis loss
+opt_outs_table = Table(
+    "opt_outs",
+    metadata,
+    Column("conversation_id", String(128), primary_key=True),
     Column("created_at", Float, nullable=False),
 )
 
@@ -520,6 +545,60 @@ class Ledger:
                 .order_by(handoff_requests_table.c.id)
             ).all()
         return [dict(row._mapping) for row in rows]
+
+    # opt-outs (helpdesk/whatsapp/optout.py writes them here and in Redis) -----------------
+    def record_opt_out(self, conversation_id: str, when: Optional[float] = None) -> None:
+        """Idempotent: the first opt-out's time stays."""
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(insert(opt_outs_table).values(
+                    conversation_id=conversation_id, created_at=when or time.time()))
+        except IntegrityError:
+            pass
+
+    def clear_opt_out(self, conversation_id: str) -> bool:
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                delete(opt_outs_table).where(opt_outs_table.c.conversation_id == conversation_id))
+        return result.rowcount == 1
+
+    def opt_outs(self) -> List[str]:
+        with self.engine.connect() as connection:
+            return [row.conversation_id for row in connection.execute(
+                select(opt_outs_table.c.conversation_id).order_by(opt_outs_table.c.conversation_id))]
+
+    # retention (workers/retention_jobs.py) ----------------------------------------------------
+    def redact_before(self, cutoff: float, batch_size: int = 500) -> List[TicketRecord]:
+        """Blank the personal fields (PERSONAL_FIELDS) of tickets created before `cutoff`, in
+        batches; the records as they were, so their attachments can be deleted too. A ticket
+        still pending delivery is left whole (its worker needs the description)."""
+        t = tickets_table.c
+        redacted: List[TicketRecord] = []
+        while True:
+            with self.engine.begin() as connection:
+                rows = connection.execute(
+                    select(tickets_table)
+                    .where(t.created_at < cutoff, t.redacted_at.is_(None), t.state != PENDING_DELIVERY)
+                    .order_by(t.created_at).limit(batch_size)
+                ).all()
+                if not rows:
+                    return redacted
+                now = time.time()
+                connection.execute(
+                    update(tickets_table).where(t.id.in_([row.id for row in rows]))
+                    .values(redacted_at=now, **PERSONAL_FIELDS)
+                )
+            redacted += [_row_to_record(row) for row in rows]
+
+    def delete_notices_before(self, cutoff: float) -> int:
+        with self.engine.begin() as connection:
+            return connection.execute(
+                delete(human_notices_table).where(human_notices_table.c.created_at < cutoff)).rowcount
+
+    def delete_handoffs_before(self, cutoff: float) -> int:
+        with self.engine.begin() as connection:
+            return connection.execute(
+                delete(handoff_requests_table).where(handoff_requests_table.c.created_at < cutoff)).rowcount
 
     def ping(self) -> bool:
         with self.engine.connect() as connection:

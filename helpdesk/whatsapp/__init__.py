@@ -40,6 +40,7 @@ from helpdesk.whatsapp.media import (  # noqa: F401
     identify,
     kind_for,
     in_media_dir,
+    media_dir,
     store,
 )
 from helpdesk.whatsapp.meta import (  # noqa: F401
@@ -49,6 +50,7 @@ from helpdesk.whatsapp.meta import (  # noqa: F401
 from helpdesk.whatsapp.optout import (  # noqa: F401
     AsyncOptOutRegistry,
     OptOutRegistry,
+    restore_opt_outs,
 )
 from helpdesk.whatsapp.outbox import (  # noqa: F401
     AsyncOutbox,
@@ -98,9 +100,11 @@ __all__ = [
     "kind_for",
     "load_route",
     "load_route_sync",
+    "media_dir",
     "mention_ids",
     "message_id",
     "phone_number",
+    "restore_opt_outs",
     "save_route",
     "send_text",
     "store",

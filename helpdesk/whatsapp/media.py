@@ -274,6 +274,9 @@ def store(data: bytes, mime_type: str, kind: str, filename: Optional[str] = None
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
+    else:
+        # the same bytes sent again: retention goes by the file's time (workers/retention_jobs.py)
+        os.utime(path)
     return StoredMedia(str(path), digest, len(data), _base(mime_type), kind,
                        _shown_as(filename, mime_type))
 

@@ -9,6 +9,8 @@ from rasa_sdk import Tracker
 from rasa_sdk.executor import CollectingDispatcher
 
 import actions.common
+from helpdesk.config import RetentionConfig
+from workers.retention_jobs import apply_retention
 from actions.ticket_status import ActionTicketStatus
 from tests.actions.helpers import (
     SENDER,
@@ -62,6 +64,27 @@ def test_status_by_zoho_number_once_delivered(bot_ledger, catalog, domain):
     sent = message(dispatcher, "utter_ticket_status")
     assert sent["reference"] == f"#1234 ({record.reference})"
     assert sent["status"] == "en la mesa de ayuda"
+
+
+def test_the_status_of_an_old_ticket_after_retention(bot_ledger, catalog, domain, redis_client, tmp_path):
+    """Retention blanked the ticket's personal fields (workers/retention_jobs.py); what it keeps
+    still answers: by Zoho number, by reference and in the chat's recent tickets."""
+    record = record_ticket(bot_ledger, catalog, started=1.0)
+    bot_ledger.mark_delivered(record.id, "zoho-998877", "1234")
+    with bot_ledger.engine.begin() as connection:
+        connection.exec_driver_sql("UPDATE tickets SET created_at = 1000 WHERE id = ?", (record.id,))
+    now = 1000 + 91 * 86400
+    config = RetentionConfig(days=90, run_every_hours=24, batch_size=10)
+    assert apply_retention(redis_client, bot_ledger, config, now, tmp_path / "media")["tickets_redacted"] == 1
+    assert bot_ledger.get(record.id).description == ""
+
+    for asked in ("#1234", record.reference):
+        _, dispatcher = run(ActionTicketStatus(), asks_status(asked).tracker(), domain)
+        sent = message(dispatcher, "utter_ticket_status")
+        assert (sent["reference"], sent["status"]) == (f"#1234 ({record.reference})", "en la mesa de ayuda")
+        assert sent["subject"] == "POS / caja en Tienda 42 (Avenida): la caja 2 no abre"
+    _, dispatcher = run(ActionTicketStatus(), asks_status().tracker(), domain)
+    assert f"#1234 ({record.reference})" in message(dispatcher, "utter_recent_tickets")["lines"]
 
 
 def test_status_of_an_unknown_ticket(bot_ledger, catalog, domain):

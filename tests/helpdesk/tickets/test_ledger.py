@@ -1,6 +1,6 @@
 """The SQL ledger (helpdesk/tickets/ledger.py) on a fresh SQLite file per test; its delivery
 bookkeeping: who tells the user the number, attempts, dead letters, statuses, notices, and
-columns added to an older database."""
+columns and tables added to an older database, opt-outs, and what retention blanks or deletes."""
 import sqlite3
 import threading
 import time
@@ -14,6 +14,7 @@ from helpdesk.tickets import (
     DELIVERED,
     FAILED,
     PENDING_DELIVERY,
+    PERSONAL_FIELDS,
     InvalidTransition,
     Ledger,
 )
@@ -452,6 +453,10 @@ def test_an_older_database_gets_the_new_columns(tmp_path):
     ledger = Ledger(f"sqlite:///{path}")
     old = ledger.get("00000000-0000-0000-0000-000000000001")
     assert old.announce is None and old.field_errors == [] and old.create_sent_at is None
+    assert old.redacted_at is None
+    # a table added later (opt-outs) is created on the older database too
+    ledger.record_opt_out("549")
+    assert ledger.opt_outs() == ["549"]
     ledger.mark_delivered(old.id, "z", "7", status="Open")
     assert ledger.get(old.id).state == DELIVERED and ledger.get(old.id).zoho_status == "Open"
     assert ledger.hand_announcement_to_worker(old.id) is False
@@ -460,3 +465,68 @@ def test_an_older_database_gets_the_new_columns(tmp_path):
     again = Ledger(f"sqlite:///{path}")
     assert again.get(old.id).zoho_ticket_number == "7"
     again.engine.dispose()
+
+
+# opt-outs ---------------------------------------------------------------------------
+def test_opt_outs_are_recorded_once_and_cleared(ledger):
+    ledger.record_opt_out("5491122334455", when=100.0)
+    ledger.record_opt_out("5491122334455", when=200.0)  # again: the first stays
+    ledger.record_opt_out("120363000000000001@g.us")
+    assert ledger.opt_outs() == ["120363000000000001@g.us", "5491122334455"]
+    assert ledger.clear_opt_out("5491122334455") is True
+    assert ledger.clear_opt_out("5491122334455") is False
+    assert ledger.opt_outs() == ["120363000000000001@g.us"]
+
+
+# retention ----------------------------------------------------------------------------
+def set_created(ledger, ticket_id, when):
+    with ledger.engine.begin() as connection:
+        connection.exec_driver_sql("UPDATE tickets SET created_at = ? WHERE id = ?", (when, ticket_id))
+
+
+def test_redact_before_blanks_personal_fields_of_old_finished_tickets_only(ledger):
+    old, _ = ledger.submit(make_ticket(started=1.0))
+    ledger.mark_delivered(old.id, "z-1", "1001", status="Open")
+    old_failed, _ = ledger.submit(make_ticket(started=2.0))
+    ledger.mark_failed(old_failed.id, "rejected")
+    old_pending, _ = ledger.submit(make_ticket(started=3.0))  # its worker still needs the text
+    young, _ = ledger.submit(make_ticket(started=4.0))
+    ledger.mark_delivered(young.id, "z-4", "1004")
+    for record, when in ((old, 1000.0), (old_failed, 1000.0), (old_pending, 1000.0), (young, 3000.0)):
+        set_created(ledger, record.id, when)
+
+    redacted = ledger.redact_before(2000.0, batch_size=1)  # one row per batch: batches loop
+
+    assert sorted(r.id for r in redacted) == sorted([old.id, old_failed.id])
+    assert all(r.attachments == ["media/abc.jpg"] for r in redacted)  # as they were
+    for ticket_id in (old.id, old_failed.id):
+        record = ledger.get(ticket_id)
+        assert (record.description, record.reporter_name, record.reporter_phone, record.affected_person) == (
+            "", None, None, None)
+        assert (record.error_messages, record.attachments, record.mentioned_users) == ([], [], [])
+        assert record.redacted_at is not None
+    kept = ledger.get(old.id)
+    assert (kept.reference, kept.zoho_ticket_number, kept.state, kept.zoho_status) == (
+        old.reference, "1001", DELIVERED, "Open")
+    assert kept.subject == old.subject and kept.conversation_id == old.conversation_id
+    assert ledger.find(old.reference).id == old.id and ledger.find("1001").id == old.id
+    for untouched in (old_pending.id, young.id):
+        record = ledger.get(untouched)
+        assert record.description == "la caja 2 no abre, sale error E-45" and record.redacted_at is None
+    assert ledger.redact_before(2000.0) == []  # done once
+    assert set(PERSONAL_FIELDS) == {"description", "reporter_name", "reporter_phone", "affected_person",
+                                    "error_messages", "attachments", "mentioned_users"}
+
+
+def test_old_notices_and_handoff_rows_are_deleted(ledger):
+    old_notice = ledger.add_human_notice("dead_letter", "viejo")
+    young_notice = ledger.add_human_notice("dead_letter", "nuevo")
+    old_handoff = ledger.record_handoff_request("549", "asked", "hola", None)
+    young_handoff = ledger.record_handoff_request("549", "asked", "otra vez", None)
+    with ledger.engine.begin() as connection:
+        connection.exec_driver_sql("UPDATE human_notices SET created_at = 10 WHERE id = ?", (old_notice,))
+        connection.exec_driver_sql("UPDATE handoff_requests SET created_at = 10 WHERE id = ?", (old_handoff,))
+    assert ledger.delete_notices_before(20.0) == 1
+    assert ledger.delete_handoffs_before(20.0) == 1
+    assert [n["id"] for n in ledger.human_notices()] == [young_notice]
+    assert [r["id"] for r in ledger.handoff_requests("549")] == [young_handoff]

@@ -1,6 +1,7 @@
 """The media store (helpdesk/whatsapp/media.py): a file's type read from its bytes, not from
 the sender's claim; the stored name generated from the content; the sender's file name kept
 only as cleaned display metadata."""
+import os
 import unicodedata
 from pathlib import Path
 
@@ -147,3 +148,13 @@ def test_the_same_content_is_one_file_whatever_its_names(tmp_path):
     second = store(PNG, "image/png", "image", "../b.exe", directory=tmp_path)
     assert first.path == second.path and first.path.endswith(".png")
     assert (first.filename, second.filename) == ("a.png", "b.png")
+
+
+def test_storing_the_same_bytes_again_renews_the_files_time(tmp_path):
+    """Retention deletes media by file time (workers/retention_jobs.py): a photo sent again
+    today is today's, not the first sending's."""
+    first = store(b"\xff\xd8\xff foto", "image/jpeg", "image", directory=tmp_path)
+    os.utime(first.path, (1000.0, 1000.0))
+    again = store(b"\xff\xd8\xff foto", "image/jpeg", "image", directory=tmp_path)
+    assert again.path == first.path
+    assert os.path.getmtime(again.path) > 1000.0

@@ -4,7 +4,7 @@ import asyncio
 import pytest
 
 from helpdesk import redis_keys
-from helpdesk.whatsapp import AsyncOptOutRegistry, OptOutRegistry
+from helpdesk.whatsapp import AsyncOptOutRegistry, OptOutRegistry, restore_opt_outs
 
 USER = "5491122334455"
 OTHER = "5491199887766"
@@ -113,3 +113,60 @@ def test_sync_and_async_registries_share_the_data(registry, redis_url):
 
     assert asyncio.run(opt_in(USER)) is True
     assert registry.is_opted_out(USER) is False
+
+
+# --- with the ledger: opt-outs survive a Redis loss ------------------------------------------
+def test_an_opt_out_is_written_to_the_ledger_too_and_an_opt_in_removes_it(redis_client, ledger):
+    registry = OptOutRegistry(redis_client, ledger)
+    registry.opt_out(USER)
+    assert ledger.opt_outs() == [USER]
+    assert registry.is_opted_out(USER) is True
+    assert registry.opt_in(USER) is True
+    assert ledger.opt_outs() == []
+    assert registry.is_opted_out(USER) is False
+    assert registry.opt_in(USER) is False
+
+
+def test_after_a_redis_loss_the_first_look_up_restores_the_set(redis_client, ledger):
+    OptOutRegistry(redis_client, ledger).opt_out(USER)
+    redis_client.flushdb()  # Redis lost: the set and its marker are gone
+    registry = OptOutRegistry(redis_client, ledger)
+    assert registry.is_opted_out(USER) is True
+    assert registry.is_opted_out(OTHER) is False
+    # the channel's own checks read the set directly: it is back for them too
+    assert redis_client.sismember(redis_keys.opted_out_set(), USER)
+
+
+def test_an_opt_in_after_a_redis_loss_is_an_opt_in(redis_client, ledger):
+    OptOutRegistry(redis_client, ledger).opt_out(USER)
+    redis_client.flushdb()
+    registry = OptOutRegistry(redis_client, ledger)
+    assert registry.opt_in(USER) is True
+    assert ledger.opt_outs() == []
+    redis_client.flushdb()
+    assert registry.is_opted_out(USER) is False
+
+
+def test_restore_keeps_opt_outs_recorded_only_in_redis_before_the_upgrade(redis_client, ledger):
+    redis_client.sadd(redis_keys.opted_out_set(), OTHER)  # an opt-out from before the ledger kept them
+    ledger.record_opt_out(USER)
+    assert restore_opt_outs(redis_client, ledger) == 1
+    assert sorted(ledger.opt_outs()) == sorted([USER, OTHER])
+    assert redis_client.smembers(redis_keys.opted_out_set()) == {USER.encode(), OTHER.encode()}
+    assert redis_client.exists(redis_keys.opted_out_restored())
+
+
+def test_the_async_registry_writes_and_restores_from_the_ledger(redis_url, redis_client, ledger):
+    async def scenario():
+        registry = AsyncOptOutRegistry.from_url(redis_url, ledger)
+        try:
+            await registry.opt_out(USER)
+            in_ledger = ledger.opt_outs()
+            await registry.client.flushdb()
+            after_loss = await registry.is_opted_out(USER)
+            opted_in = await registry.opt_in(USER)
+            return in_ledger, after_loss, opted_in, ledger.opt_outs()
+        finally:
+            await registry.close()
+
+    assert asyncio.run(scenario()) == ([USER], True, True, [])
