@@ -348,7 +348,9 @@ def banner(settings) -> str:
             f"  Rasa HTTP API  {rasa}  (Authorization: Bearer JWT signed with RASA_AUTH_TOKEN"
             + (")" if settings.rasa_auth_token else ", generated in var/secrets/)"),
             *channel_lines(settings),
-            "Talk to the bot: `make shell` in another terminal. Stop everything: Ctrl-C.",
+            ("Talk to the bot: `make shell` in another terminal." if rest_channel_enabled()
+             else "Talk to the bot: REST_CHANNEL_ENABLED=true in .env, then `make shell`.")
+            + " Stop everything: Ctrl-C.",
         ]
     )
 
