@@ -40,7 +40,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from helpdesk.tickets.ticket import Ticket, reference_for
 
@@ -228,11 +228,27 @@ def add_missing_columns(engine: Engine) -> List[str]:
     return added
 
 
+def prepare_schema(engine: Engine, attempts: int = 5) -> None:
+    """Create the tables and add missing columns. Processes that start together on a new
+    database (`make run`'s workers, the action server) race: each checks, each issues CREATE,
+    and the loser gets "table ... already exists" (or "duplicate column"). The loser checks
+    again: what the winner created is then seen and skipped."""
+    for attempt in range(attempts):
+        try:
+            metadata.create_all(engine)
+            add_missing_columns(engine)
+            return
+        except OperationalError as error:
+            message = str(error.orig).lower()
+            if attempt == attempts - 1 or not ("already exists" in message or "duplicate column" in message):
+                raise
+            time.sleep(0.05 * (attempt + 1))
+
+
 class Ledger:
     def __init__(self, database_url: str) -> None:
         self.engine = make_engine(database_url)
-        metadata.create_all(self.engine)
-        add_missing_columns(self.engine)
+        prepare_schema(self.engine)
 
     # tickets ------------------------------------------------------------------------
     def submit(self, ticket: Ticket) -> "tuple[TicketRecord, bool]":

@@ -530,3 +530,28 @@ def test_old_notices_and_handoff_rows_are_deleted(ledger):
     assert ledger.delete_handoffs_before(20.0) == 1
     assert [n["id"] for n in ledger.human_notices()] == [young_notice]
     assert [r["id"] for r in ledger.handoff_requests("549")] == [young_handoff]
+
+
+# --- processes opening a new database together ------------------------------------------------
+def _open_ledger(database_url, barrier):
+    barrier.wait()
+    Ledger(database_url).engine.dispose()
+
+
+def test_processes_opening_a_new_ledger_together_all_succeed(tmp_path):
+    """`make run` starts two workers and the action server at once on a fresh ledger: each
+    used to CREATE the tables after the others' check, and the losers failed with "table
+    tickets already exists" (the worker's Zoho jobs were then not prepared)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    for round_ in range(5):
+        database_url = f"sqlite:///{tmp_path / f'ledger-{round_}.sqlite3'}"
+        barrier = context.Barrier(6)
+        processes = [context.Process(target=_open_ledger, args=(database_url, barrier)) for _ in range(6)]
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.join(60)
+        assert [process.exitcode for process in processes] == [0] * 6
+    assert Ledger(database_url).recent_for("nobody", 5) == []
