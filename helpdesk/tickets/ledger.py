@@ -228,11 +228,12 @@ def add_missing_columns(engine: Engine) -> List[str]:
     return added
 
 
-def prepare_schema(engine: Engine, attempts: int = 5) -> None:
+def prepare_schema(engine: Engine, attempts: int = 8) -> None:
     """Create the tables and add missing columns. Processes that start together on a new
     database (`make run`'s workers, the action server) race: each checks, each issues CREATE,
-    and the loser gets "table ... already exists" (or "duplicate column"). The loser checks
-    again: what the winner created is then seen and skipped."""
+    and the loser gets "table ... already exists" (or "duplicate column", or "database is
+    locked" from the switch to WAL). The loser checks again: what the winner created is then
+    seen and skipped."""
     for attempt in range(attempts):
         try:
             metadata.create_all(engine)
@@ -240,9 +241,12 @@ def prepare_schema(engine: Engine, attempts: int = 5) -> None:
             return
         except OperationalError as error:
             message = str(error.orig).lower()
-            if attempt == attempts - 1 or not ("already exists" in message or "duplicate column" in message):
+            # "database is locked": SQLite's switch to WAL on a new file, while another
+            # process holds it, does not wait for the busy timeout
+            racing = ("already exists", "duplicate column", "database is locked")
+            if attempt == attempts - 1 or not any(part in message for part in racing):
                 raise
-            time.sleep(0.05 * (attempt + 1))
+            time.sleep(0.1 * (attempt + 1))
 
 
 class Ledger:
