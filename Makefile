@@ -15,7 +15,7 @@ export PYTHONPATH := $(CURDIR)
 # RQ workers `make run` starts (Zoho allows 5 concurrent calls: keep it at 4 or fewer)
 WORKERS ?= 2
 
-.PHONY: help setup run shell rasa-shell interactive train validate test bench bench-channels bench-llm-fallback bench-nlu bench-retrieval knowledge nlu-sync clean
+.PHONY: help setup run shell rasa-shell interactive train validate test bench bench-channels bench-llm-fallback bench-nlu bench-retrieval knowledge nlu-sync migrate-trackers clean
 
 help:
 	@echo "make run       set up, train if needed, start the whole bot (Ctrl-C stops it)"
@@ -32,6 +32,7 @@ help:
 	@echo "make knowledge build the knowledge index (build/knowledge/) when articles or its code changed"
 	@echo "make bench-retrieval  knowledge retrieval: recall and MRR on 82 questions, latency on 10,000 chunks"
 	@echo "make nlu-sync  regenerate NLU lookup/synonym files from config/"
+	@echo "make migrate-trackers  move conversations kept by Rasa's Redis tracker store into ours (also done on first read)"
 	@echo "make clean     remove the venv, built artifacts and models (keeps var/)"
 
 setup: $(VENV)/.installed $(SPACY_MODEL)/meta.json
@@ -53,6 +54,9 @@ $(SPACY_MODEL)/meta.json: $(VENV)/.installed scripts/build_spacy.py
 
 nlu-sync: $(VENV)/.installed
 	@$(PY) scripts/sync_nlu.py
+
+migrate-trackers: setup
+	@$(PY) -m helpdesk.trackers migrate
 
 $(MODEL): $(VENV)/.installed $(SPACY_MODEL)/meta.json $(TRAINING_FILES) config/stores.yml config/systems.yml
 	@$(PY) scripts/sync_nlu.py

@@ -340,10 +340,13 @@ async def after_user_turn(agent: Any, conversation_id: str,
     follow-ups while a form waits for this user, cancels them otherwise. Never raises (a
     follow-up is not worth a failed turn); returns what `after_turn` returned, or None."""
     try:
-        store = getattr(agent, "tracker_store", None)
-        if store is None:
+        if getattr(agent, "tracker_store", None) is None:
             return None
-        tracker = await store.retrieve(conversation_id)
+        # only the Rasa process calls this: the workers importing this module load no Rasa
+        from helpdesk.trackers import latest_tracker
+
+        # what the turn's save left (no second load of the tracker)
+        tracker = await latest_tracker(agent, conversation_id)
         anchor, waiting = waiting_anchor(tracker) if tracker is not None else (None, False)
         return await asyncio.to_thread(after_turn, redis_client(), conversation_id, anchor, waiting,
                                        correlation_id=correlation_id)

@@ -255,3 +255,21 @@ def followup_state(conversation_id: str) -> str:
 def followup_lock(conversation_id: str) -> str:
     """Held while one process reads and changes a conversation's follow-ups."""
     return f"{PREFIX}:followup:{conversation_id}:lock"
+
+
+# --- Rasa's conversation history (helpdesk/trackers/) ---------------------------------------
+
+
+def tracker_events(conversation_id: str) -> str:
+    """List: a conversation's Rasa events, oldest first, one JSON object each (appended only)."""
+    return f"{PREFIX}:tracker:events:{conversation_id}"
+
+
+def tracker_meta(conversation_id: str) -> str:
+    """Hash: where the current session starts in `tracker_events`, how many events retention
+    removed from its head, the state after the last event, and a version bumped per save."""
+    return f"{PREFIX}:tracker:meta:{conversation_id}"
+
+
+def tracker_meta_pattern() -> str:
+    return f"{PREFIX}:tracker:meta:*"

@@ -6,8 +6,12 @@ time slot, with a run marker per slot, and it schedules its successor when it en
 `schedule_retention` at worker start-up restarts a broken chain. `apply_retention(..., now)` is
 one pass with the clock given (tests pass their own):
 
-- tracker events: Rasa's Redis tracker store keeps each conversation whole, as JSON, under
-  `<key_prefix>:tracker:<sender>` (endpoints.yml tracker_store `key_prefix`), its expiry
+- tracker events: the project's tracker store (helpdesk/trackers/) keeps each conversation's
+  events as a list, oldest first: the events older than the limit are cut from its head
+  (`trim_before`, which leaves a conversation saved meanwhile for the next run), a
+  conversation with none left is deleted. Conversations still in the layout of Rasa's Redis
+  tracker store (not read since the upgrade) are whole JSON documents under
+  `<key_prefix>:tracker:<sender>` (endpoints.yml tracker_store `legacy_key_prefix`), their expiry
   (`record_exp`) renewed on every save, so an active user's history never expires. Each
   tracker is read with SCAN in batches; events older than the limit are dropped and the
   tracker rewritten (its expiry kept), a tracker with none left is deleted. The rewrite is a
@@ -45,6 +49,7 @@ from helpdesk import queues, redis_keys
 from helpdesk.config import RetentionConfig, retention_config
 from helpdesk.settings import PROJECT_DIR, load_settings
 from helpdesk.tickets import Ledger
+from helpdesk.trackers import conversations, trim_before
 from helpdesk.whatsapp import media_dir, restore_opt_outs
 
 logger = logging.getLogger(__name__)
@@ -130,6 +135,7 @@ def apply_retention(client: redis.Redis, ledger: Ledger, config: RetentionConfig
     counts: Dict[str, int] = {}
     trackers, locks = rasa_prefixes or rasa_key_prefixes()
     counts.update(prune_trackers(client, cutoff, batch, trackers, locks))
+    counts.update(prune_event_lists(client, cutoff, batch))
     counts["tickets_redacted"] = len(ledger.redact_before(cutoff, batch))
     counts["notices_deleted"] = ledger.delete_notices_before(cutoff)
     counts["handoffs_deleted"] = ledger.delete_handoffs_before(cutoff)
@@ -149,10 +155,22 @@ def rasa_key_prefixes(endpoints: Path = PROJECT_DIR / "endpoints.yml") -> Tuple[
     data = yaml.safe_load(endpoints.read_text(encoding="utf-8")) or {}
 
     def prefix(store: str, own: str) -> str:
-        configured = str((data.get(store) or {}).get("key_prefix") or "")
+        section = data.get(store) or {}
+        configured = str(section.get("legacy_key_prefix") or section.get("key_prefix") or "")
         return f"{configured}:{own}" if configured.isalnum() else own
 
     return prefix("tracker_store", RASA_TRACKER), prefix("lock_store", RASA_LOCK)
+
+
+def prune_event_lists(client: redis.Redis, cutoff: float, batch: int) -> Dict[str, int]:
+    """Events older than `cutoff` cut from the head of each conversation's list."""
+    counts = {"histories_trimmed": 0, "histories_deleted": 0, "history_events_deleted": 0}
+    for sender in conversations(client, batch):
+        removed, left = trim_before(client, sender, cutoff, batch)
+        if removed:
+            counts["history_events_deleted"] += removed
+            counts["histories_deleted" if left == 0 else "histories_trimmed"] += 1
+    return counts
 
 
 def _in_a_turn(client: redis.Redis, lock_key: str) -> bool:

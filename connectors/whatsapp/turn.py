@@ -23,6 +23,7 @@ from helpdesk import followups, llm, redis_keys, whatsapp
 from helpdesk.config import ChannelConfig, catalog
 from helpdesk.logs import METADATA_KEY, correlation
 from helpdesk.tickets import matched_urgent_phrases
+from helpdesk.trackers import latest_tracker
 from helpdesk.whatsapp import InboundMessage, MediaError, Route, save_route
 
 if TYPE_CHECKING:  # only the annotation below: webhook.py imports this module
@@ -303,11 +304,10 @@ class WhatsAppTurn:
         return getattr(getattr(self.app, "ctx", None), "agent", None)
 
     async def _tracker(self, conversation: str) -> Any:
-        """The conversation's tracker from Rasa's tracker store, None before the model loads."""
-        agent = await self._agent()
-        if agent is None or agent.tracker_store is None:
-            return None
-        return await agent.tracker_store.retrieve(conversation)
+        """The conversation's tracker for reading, None before the model loads: what this
+        process's last save of it left when nothing changed since (helpdesk.trackers), so the
+        channel adds no load to Rasa's own read of the turn."""
+        return await latest_tracker(await self._agent(), conversation)
 
     async def _already_processed(self, conversation: str, messages: List[InboundMessage]) -> bool:
         tracker = await self._tracker(conversation)
