@@ -15,7 +15,7 @@ export PYTHONPATH := $(CURDIR)
 # RQ workers `make run` starts (Zoho allows 5 concurrent calls: keep it at 4 or fewer)
 WORKERS ?= 2
 
-.PHONY: help setup run shell rasa-shell interactive train validate test bench bench-channels bench-llm-fallback bench-nlu bench-retrieval knowledge nlu-sync migrate-trackers clean
+.PHONY: help setup run shell rasa-shell interactive train validate test bench bench-channels bench-llm-fallback bench-nlu bench-retrieval bench-history knowledge nlu-sync migrate-trackers clean
 
 help:
 	@echo "make run       set up, train if needed, start the whole bot (Ctrl-C stops it)"
@@ -31,6 +31,7 @@ help:
 	@echo "make bench-nlu 5-fold cross-validation of the candidate NLU pipelines"
 	@echo "make knowledge build the knowledge index (build/knowledge/) when articles or its code changed"
 	@echo "make bench-retrieval  knowledge retrieval: recall and MRR on 82 questions, latency on 10,000 chunks"
+	@echo "make bench-history  turn cost at 10, 1,000 and 10,000 past events, the tracker stores side by side"
 	@echo "make nlu-sync  regenerate NLU lookup/synonym files from config/"
 	@echo "make migrate-trackers  move conversations kept by Rasa's Redis tracker store into ours (also done on first read)"
 	@echo "make clean     remove the venv, built artifacts and models (keeps var/)"
@@ -107,6 +108,9 @@ bench-nlu: setup
 
 bench-retrieval: setup
 	$(PY) bench/bench_retrieval.py
+
+bench-history: setup
+	$(PY) bench/bench_history.py
 
 clean:
 	rm -rf $(VENV) build models .rasa var/test-results .pytest_cache

@@ -22,8 +22,12 @@ Here:
   `include_events=ALL`: a designer reads a whole old conversation).
 - Redis I/O is asynchronous (redis.asyncio) and turning JSON into events runs in a thread, so a
   read or a write never holds the event loop for the other conversations.
-- `latest` hands the channel and the follow-ups the tracker this process saved last, when the
-  conversation has not changed since (one `HGET`): Rasa's own read is the only load of a turn.
+- The tracker a save leaves is kept (the last `LATEST_CACHED` conversations): while nothing
+  was saved since (its version in the meta hash, checked by every read), `retrieve` hands it to
+  the next turn instead of reading and parsing the window again (re-read once it holds twice
+  the window), and `latest` lends it to the channel and the follow-ups for reading, so in the
+  steady state a turn loads nothing. Another process's save (several Rasa servers) bumps the
+  version, and the next read loads.
 - A conversation Rasa's Redis store kept (`<key_prefix>:tracker:<sender>`, the layout before
   this store) is moved into the list the first time it is read (`migrate`), and
   `python -m helpdesk.trackers migrate` moves them all at once.
@@ -61,8 +65,8 @@ _APPEND = """
 local length = redis.call('LLEN', KEYS[1])
 local trimmed = tonumber(redis.call('HGET', KEYS[2], 'trimmed') or '0')
 local start = tonumber(ARGV[3])
-if #ARGV > 3 then
-  redis.call('RPUSH', KEYS[1], unpack(ARGV, 4))
+for i = 4, #ARGV, 1000 do  -- in chunks: Lua's unpack stops at a few thousand values
+  redis.call('RPUSH', KEYS[1], unpack(ARGV, i, math.min(i + 999, #ARGV)))
 end
 if start >= 0 then
   redis.call('HSET', KEYS[2], 'start', trimmed + length + start)
@@ -82,8 +86,8 @@ return version
 _REPLACE = """
 local trimmed = tonumber(redis.call('HGET', KEYS[2], 'trimmed') or '0')
 redis.call('DEL', KEYS[1])
-if #ARGV > 3 then
-  redis.call('RPUSH', KEYS[1], unpack(ARGV, 4))
+for i = 4, #ARGV, 1000 do  -- in chunks: Lua's unpack stops at a few thousand values
+  redis.call('RPUSH', KEYS[1], unpack(ARGV, i, math.min(i + 999, #ARGV)))
 end
 local start = tonumber(ARGV[3])
 if start < 0 then start = 0 end
@@ -212,6 +216,13 @@ class EventLogTrackerStore(TrackerStore):
         """The current session; of a long one, its last `window_events` events after the
         state they start from."""
         stored, length = await self._stored(sender_id)
+        cached = self._latest.get(sender_id)
+        if (cached is not None and cached[0] == stored.version and length
+                and len(cached[1].events) <= 2 * self.window_events):
+            # what this process's last save left, unchanged since: handed over, not copied
+            # (the caller adds to it and saves it, which caches it again)
+            del self._latest[sender_id]
+            return cached[1]
         if length == 0:
             if not await self.migrate(sender_id):
                 return None
@@ -311,7 +322,11 @@ class EventLogTrackerStore(TrackerStore):
         version = await script(keys=[redis_keys.tracker_events(sender),
                                      redis_keys.tracker_meta(sender)], args=args)
         setattr(tracker, LOADED, (int(version), len(events)))
-        self._remember(sender, tracker)
+        if args[2] < 0:
+            self._remember(sender, tracker)
+        else:
+            # a session started: the next read gives only the new one, as Rasa's stores do
+            self._latest.pop(sender, None)
         if self.event_broker is not None:
             await self._stream_new_events(self.event_broker, [e for e in new if not
                                                               is_window_event(e)], sender)

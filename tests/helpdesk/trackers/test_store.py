@@ -280,3 +280,65 @@ def test_the_inmemory_store_agrees_on_a_short_conversation(redis_url, redis_clie
 
     ours, theirs = run(scenario())
     assert dicts(ours.events) == dicts(theirs.events) and state(ours) == state(theirs)
+
+
+def test_the_next_turn_gets_what_the_last_save_left_and_a_failed_turn_leaves_nothing(redis_url, redis_client):
+    clock = Clock()
+
+    async def scenario():
+        store = store_for(redis_url)
+        saved = await play(store, "c10", [session_start(clock), turn(clock, 1)])
+        handed = await store.retrieve("c10")  # nothing saved since: no read
+        for event in turn(clock, 2):
+            handed.update(event)  # a turn that fails before Rasa saves it
+        after_failure = await store.retrieve("c10")
+        return saved, handed, after_failure
+
+    saved, handed, after_failure = run(scenario())
+    assert handed is saved
+    assert after_failure is not handed  # read again: the failed turn's events are not there
+    assert [e.text for e in after_failure.events if isinstance(e, UserUttered)] == ["mensaje 1"]
+    assert len(stored_events(redis_client, "c10")) == len(after_failure.events)
+
+
+def test_a_long_lived_tracker_is_windowed_again(redis_url, redis_client):
+    """The tracker handed from turn to turn grows; past twice the window it is read afresh."""
+    clock = Clock()
+
+    async def scenario():
+        store = store_for(redis_url, window_events=30)
+        await play(store, "c11", [session_start(clock)])
+        seen, sizes = set(), []
+        for number in range(40):
+            tracker = await store.retrieve("c11")
+            seen.add(id(tracker))
+            sizes.append(len(tracker.events))
+            for event in turn(clock, number):
+                tracker.update(event)
+            await store.save(tracker)
+        return seen, sizes, tracker, await store.retrieve_full_tracker("c11")
+
+    seen, sizes, last, full = run(scenario())
+    assert len(seen) > 1  # read afresh now and then
+    assert max(sizes) <= 2 * 30 + 4  # never more than twice the window (and a turn)
+    assert state(last) == state(full)
+    assert len(stored_events(redis_client, "c11")) == 3 + 40 * 4  # each event once
+
+
+def test_a_history_of_ten_thousand_events_is_saved_and_moved_whole(redis_url, redis_client):
+    """One save of more events than Lua's unpack takes at once (a legacy tracker moved in, a
+    replaced history)."""
+    clock = Clock()
+    everything = session_start(clock)
+    for number in range(2600):
+        everything += turn(clock, number)
+    legacy = RedisTrackerStore(DOMAIN, **_rasa_redis(redis_url), key_prefix="tracker")
+    run(legacy.save(DialogueStateTracker.from_events("c12", everything, DOMAIN.slots)))
+
+    async def scenario():
+        store = store_for(redis_url)
+        return await store.retrieve("c12")
+
+    window = run(scenario())
+    assert len(stored_events(redis_client, "c12")) == len(everything) > 10_000
+    assert window.latest_message.text == "mensaje 2599"
