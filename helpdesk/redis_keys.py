@@ -26,8 +26,23 @@ def route(conversation_id: str) -> str:
 
 
 def inbound_stream() -> str:
-    """Stream: accepted inbound messages waiting for (or in) their Rasa turn."""
+    """Stream: the inbound log before it was split into partitions (read until drained)."""
     return f"{PREFIX}:inbound"
+
+
+def inbound_partition(partition: int) -> str:
+    """Stream: accepted inbound messages of one partition, waiting for (or in) their turn."""
+    return f"{PREFIX}:inbound:{{{partition}}}"
+
+
+def inbound_lease(partition: str) -> str:
+    """String: the Rasa server reading one inbound partition ("legacy": the old stream)."""
+    return f"{PREFIX}:inbound_lease:{partition}"
+
+
+def inbound_servers() -> str:
+    """Sorted set: running Rasa servers by their last heartbeat (Redis clock, ms)."""
+    return f"{PREFIX}:inbound_servers"
 
 
 def inbound_seen(channel: str, message_id: str) -> str:
@@ -41,11 +56,6 @@ def rate_counter(conversation_id: str) -> str:
 
 def rate_cooldown(conversation_id: str) -> str:
     return f"{PREFIX}:rate_pause:{conversation_id}"
-
-
-def consumer_alive(name: str) -> str:
-    """Heartbeat of one inbound consumer (a Rasa server process)."""
-    return f"{PREFIX}:consumer:{name}"
 
 
 def outbox(channel: str, chat_id: str) -> str:

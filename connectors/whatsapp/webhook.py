@@ -71,7 +71,8 @@ class Shared:
         self.delivery = Delivery(self.redis, self.config)
         self.log = InboundLog(self.redis, self.config.dedupe_ttl_seconds,
                               self.config.rate_messages, self.config.rate_window_seconds,
-                              self.config.rate_cooldown_seconds)
+                              self.config.rate_cooldown_seconds,
+                              self.config.inbound_partitions)
         self.handlers: Dict[str, Callable[[List[InboundMessage], bool], Awaitable[None]]] = {}
         self.consumer: Optional[InboundConsumer] = None
         self.started = False

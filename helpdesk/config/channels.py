@@ -18,7 +18,8 @@ class ChannelConfig:
     max_clock_skew_seconds: int
     max_id_chars: int
     max_concurrent_turns: int
-    reclaim_idle_seconds: float
+    inbound_partitions: int
+    lease_seconds: float
     max_message_chars: int
     debounce_ms: int
     debounce_max_chars: int
@@ -65,6 +66,8 @@ class ChannelConfig:
         return self.texts[key]
 
 
+MAX_PARTITIONS = 1024
+
 _TEXT_KEYS = ("unsupported", "media_unavailable", "media_too_large", "rate_limited",
               "voice_needs_text", "voice_understood")
 
@@ -107,6 +110,12 @@ def load_channel_config(path: Path) -> ChannelConfig:
     if margin >= dedupe_ttl:
         raise ConfigError(f"{where}: webhook.replay_margin_seconds must be smaller than "
                           "webhook.dedupe_ttl_seconds")
+    partitions = number("inbound", "partitions")
+    if not 1 <= partitions <= MAX_PARTITIONS:
+        raise ConfigError(f"{where}: inbound.partitions must be from 1 to {MAX_PARTITIONS}")
+    lease = number("inbound", "lease_seconds", float)
+    if lease <= 0:
+        raise ConfigError(f"{where}: inbound.lease_seconds must be more than 0")
     if number("webhook", "max_id_chars") < 1:
         raise ConfigError(f"{where}: webhook.max_id_chars must be at least 1")
     return ChannelConfig(
@@ -116,7 +125,8 @@ def load_channel_config(path: Path) -> ChannelConfig:
         max_clock_skew_seconds=number("webhook", "max_clock_skew_seconds"),
         max_id_chars=number("webhook", "max_id_chars"),
         max_concurrent_turns=max(1, number("inbound", "max_concurrent_turns")),
-        reclaim_idle_seconds=number("inbound", "reclaim_idle_seconds", float),
+        inbound_partitions=partitions,
+        lease_seconds=lease,
         max_message_chars=number("inbound", "max_message_chars"),
         debounce_ms=number("inbound", "debounce_ms"),
         debounce_max_chars=number("inbound", "debounce_max_chars"),

@@ -6,19 +6,117 @@ messages of users who opted out (unless they opt back in), applies the per-user 
 and appends the message to a Redis Stream. The webhook answers 200 after that, so nothing
 slow (NLU, actions, LLMs, media downloads) is ever inside the acknowledgement.
 
-A consumer (`connectors/whatsapp/consumer.py`, in the Rasa server process) reads the stream
-through a consumer group, runs the turns and only then acknowledges and deletes the entries.
-Entries a dead process read but never finished stay pending and are taken over.
+The log is split into partitions (`config/channels.yml` inbound.partitions), one stream
+each; a conversation always lands in the same one (CRC-32 of its id). A consumer
+(`connectors/whatsapp/consumer.py`, in the Rasa server process) holds a lease on each partition
+it reads (`Leases`), reads it through a consumer group, runs the turns and only then
+acknowledges and deletes the entries. One reader per partition is what keeps a conversation's
+messages in order with several Rasa servers. Entries a dead server read but never finished stay
+pending, and whoever takes its lease over runs them first.
 """
 import json
 import time
+import zlib
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 from helpdesk import redis_keys
 
-STREAM = redis_keys.inbound_stream()
 GROUP = "rasa"
+LEGACY = -1  # the single stream of versions before partitions, read until it is drained
+LEGACY_STREAM = redis_keys.inbound_stream()
+
+
+def partition_of(conversation_id: str, partitions: int) -> int:
+    """The partition a conversation's messages always go to."""
+    return zlib.crc32(conversation_id.encode("utf-8")) % partitions
+
+
+def stream(partition: int) -> str:
+    return LEGACY_STREAM if partition == LEGACY else redis_keys.inbound_partition(partition)
+
+
+def lease_key(partition: int) -> str:
+    return redis_keys.inbound_lease("legacy" if partition == LEGACY else str(partition))
+
+
+# KEYS: leases to renew; ARGV: owner, lease ms. Returns 1 per lease still ours, else 0.
+_RENEW = """
+local held = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[1] then
+    redis.call('PEXPIRE', key, tonumber(ARGV[2]))
+    held[i] = 1
+  else
+    held[i] = 0
+  end
+end
+return held
+"""
+
+# KEYS: lease; ARGV: owner
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+# KEYS: servers sorted set; ARGV: server name, time to live ms ("" = leave).
+# Scored by Redis' own clock, so servers on hosts whose clocks differ still agree.
+_BEAT = """
+if ARGV[2] == '' then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  return redis.call('ZCARD', KEYS[1])
+end
+local now = redis.call('TIME')
+local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+redis.call('ZADD', KEYS[1], ms, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ms - tonumber(ARGV[2]))
+return redis.call('ZCARD', KEYS[1])
+"""
+
+
+class Leases:
+    """Who reads which partition: a lease per partition (SET NX PX), renewed while its
+    server runs, and the running servers by heartbeat, to share the partitions evenly."""
+
+    def __init__(self, client: Any, owner: str, lease_seconds: float) -> None:
+        self.client = client
+        self.owner = owner
+        self.lease_ms = max(1, int(lease_seconds * 1000))
+        self._renew = client.register_script(_RENEW)
+        self._release = client.register_script(_RELEASE)
+        self._beat = client.register_script(_BEAT)
+
+    async def acquire(self, partition: int) -> bool:
+        return bool(await self.client.set(lease_key(partition), self.owner, nx=True,
+                                          px=self.lease_ms))
+
+    async def renew(self, partitions: List[int]) -> List[int]:
+        """Renew these leases; the ones no longer held (expired, taken) are returned."""
+        if not partitions:
+            return []
+        held = await self._renew(keys=[lease_key(p) for p in partitions],
+                                 args=[self.owner, self.lease_ms])
+        return [p for p, ours in zip(partitions, held) if not ours]
+
+    async def holds(self, partition: int) -> bool:
+        owner = await self.client.get(lease_key(partition))
+        return owner is not None and owner.decode() == self.owner
+
+    async def release(self, partition: int) -> None:
+        await self._release(keys=[lease_key(partition)], args=[self.owner])
+
+    async def beat(self) -> int:
+        """Say this server runs; how many run (this one included)."""
+        return int(await self._beat(keys=[redis_keys.inbound_servers()],
+                                    args=[self.owner, self.lease_ms]))
+
+    async def leave(self) -> None:
+        await self._beat(keys=[redis_keys.inbound_servers()], args=[self.owner, ""])
+
+    async def running(self) -> List[str]:
+        names = await self.client.zrange(redis_keys.inbound_servers(), 0, -1)
+        return [n.decode() if isinstance(n, bytes) else n for n in names]
 
 # KEYS: dedupe, opted-out set, rate counter, rate cool-down, stream
 # ARGV: conversation id, dedupe ttl, rate limit, rate window, cool-down, message json,
@@ -107,8 +205,9 @@ class InboundLog:
     """Accepting messages into the stream (the webhook's side). Async Redis client."""
 
     def __init__(self, client: Any, dedupe_ttl: int, rate_messages: int, rate_window: int,
-                 rate_cooldown: int) -> None:
+                 rate_cooldown: int, partitions: int) -> None:
         self.client = client
+        self.partitions = partitions
         self.dedupe_ttl = dedupe_ttl
         self.rate_messages = rate_messages
         self.rate_window = rate_window
@@ -124,7 +223,7 @@ class InboundLog:
                 redis_keys.opted_out_set(),
                 redis_keys.rate_counter(conversation),
                 redis_keys.rate_cooldown(conversation),
-                STREAM,
+                stream(partition_of(conversation, self.partitions)),
             ],
             args=[conversation, self.dedupe_ttl, self.rate_messages, self.rate_window,
                   self.rate_cooldown, message.to_json(), message.opt_word or ""],
@@ -134,17 +233,26 @@ class InboundLog:
         return outcome, entry_id or None
 
 
-async def ensure_group(client: Any) -> None:
+async def ensure_group(client: Any, partition: int) -> None:
     try:
-        await client.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
+        await client.xgroup_create(stream(partition), GROUP, id="0", mkstream=True)
     except Exception as error:  # BUSYGROUP: it exists already
         if "BUSYGROUP" not in str(error):
             raise
 
 
-async def finish(client: Any, entry_ids: List[str]) -> None:
+async def finish(client: Any, partition: int, entry_ids: List[str]) -> None:
     """Acknowledge and delete finished entries, so the stream only holds open work."""
+    name = stream(partition)
     async with client.pipeline(transaction=True) as pipe:
-        pipe.xack(STREAM, GROUP, *entry_ids)
-        pipe.xdel(STREAM, *entry_ids)
+        pipe.xack(name, GROUP, *entry_ids)
+        pipe.xdel(name, *entry_ids)
         await pipe.execute()
+
+
+async def backlog(client: Any, partitions: int) -> int:
+    """Entries waiting in (or being handled from) the whole inbound log."""
+    async with client.pipeline(transaction=False) as pipe:
+        for partition in [LEGACY, *range(partitions)]:
+            pipe.xlen(stream(partition))
+        return sum(await pipe.execute())

@@ -23,6 +23,8 @@ from helpdesk.whatsapp import Route
 from tests.conftest import PROJECT, free_port, wait_for_port
 from tests.fakes.chatwoot import FakeChatwoot
 from tests.connectors.whatsapp.support import (
+    inbound_entries,
+    inbound_length,
     USER,
     WAHA_HMAC_KEY,
     oversized_bodies_are_refused_before_buffering,
@@ -31,7 +33,6 @@ from tests.connectors.whatsapp.support import (
     waha_signed,
 )
 from tests.workers.chatwoot_support import save_route
-from helpdesk.whatsapp import inbound
 
 PATH = "/webhooks/waha/webhook"
 
@@ -85,7 +86,7 @@ def test_a_120_mb_body_is_refused_before_it_is_buffered(ingress, redis_client):
     measured = oversized_bodies_are_refused_before_buffering(
         ingress.port, ingress.process.pid, PATH, lambda: post_signed(ingress.port).status_code)
     print("measured", measured)
-    assert redis_client.xlen(inbound.STREAM) == 2  # the two valid webhooks, nothing else
+    assert inbound_length(redis_client) == 2  # the two valid webhooks, nothing else
 
 
 def test_every_route_of_the_ingress_has_the_webhook_limit(monkeypatch):

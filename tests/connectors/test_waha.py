@@ -14,8 +14,9 @@ import connectors.whatsapp.webhook as webhook
 from connectors.waha import WahaInput
 from helpdesk import redis_keys
 from helpdesk.errors import ConfigError
-from helpdesk.whatsapp import inbound
 from tests.connectors.whatsapp.support import (  # noqa: F401 - fixtures
+    inbound_entries,
+    inbound_length,
     BOT_LID,
     BOT_NUMBER,
     GROUP,
@@ -481,7 +482,7 @@ def test_an_over_long_id_is_answered_and_logged_not_recorded(channel_env, redis_
 
     with caplog.at_level(logging.INFO):
         assert run(scenario()) == (200, {"status": "ok", "ignored": 1})
-    assert redis_client.xlen(inbound.STREAM) == 0
+    assert inbound_length(redis_client) == 0
     assert any(getattr(r, "reason", None) == "bad id" for r in caplog.records)
 
 

@@ -418,3 +418,20 @@ def oversized_bodies_are_refused_before_buffering(port: int, pid: int, path: str
     assert after - before < 30, measured  # not the ~100 MB Sanic would have buffered
     assert valid() == 200
     return measured
+
+
+def inbound_entries(redis_client: Any, partitions: Optional[int] = None) -> List[Any]:
+    """Every entry of the inbound log (all its partitions), oldest first (sync client)."""
+    from helpdesk.whatsapp import inbound
+
+    count = partitions or load_channel_config(CHANNELS_YML).inbound_partitions
+    entries = [entry for p in [inbound.LEGACY, *range(count)]
+               for entry in redis_client.xrange(inbound.stream(p))]
+    return sorted(entries, key=lambda entry: json.loads(entry[1][b"m"])["received_at"])
+
+
+def inbound_length(redis_client: Any, partitions: Optional[int] = None) -> int:
+    from helpdesk.whatsapp import inbound
+
+    count = partitions or load_channel_config(CHANNELS_YML).inbound_partitions
+    return sum(redis_client.xlen(inbound.stream(p)) for p in [inbound.LEGACY, *range(count)])

@@ -1,5 +1,6 @@
-"""`InboundConsumer` on the real Redis stream, with a handler that records what it gets:
-order per conversation, concurrency, debounce, acknowledgement, failures, take-over."""
+"""`InboundConsumer` on the real Redis streams, with a handler that records what it gets:
+order per conversation, concurrency, debounce, acknowledgement, failures, and the partitions'
+leases: take-over from a dead server, sharing between live ones, a lease lost, the old stream."""
 import asyncio
 import contextlib
 import logging
@@ -11,6 +12,8 @@ from helpdesk import redis_keys
 from helpdesk.whatsapp import inbound
 from helpdesk.whatsapp import InboundLog, InboundMessage
 from tests.connectors.whatsapp.support import redis_for, run, tiny_config, wait_until
+
+PARTITIONS = tiny_config().inbound_partitions
 
 _ids = iter(range(1, 1_000_000))
 
@@ -43,7 +46,7 @@ class Recorder:
         conversation = messages[0].conversation_id
         try:
             if self.client is not None:
-                summary = await self.client.xpending(inbound.STREAM, inbound.GROUP)
+                summary = await self.client.xpending(stream_of(conversation), inbound.GROUP)
                 self.pending_during.append(summary["pending"])
             await asyncio.sleep(self.delays.get(conversation, self.default_delay))
             if self.fail_on and any(m.text == self.fail_on for m in messages):
@@ -62,8 +65,12 @@ class Recorder:
         return sum(len(c["texts"]) for c in self.calls)
 
 
+def stream_of(conversation: str) -> str:
+    return inbound.stream(inbound.partition_of(conversation, PARTITIONS))
+
+
 async def accept(client: Any, *messages: InboundMessage) -> None:
-    log = InboundLog(client, 3600, 0, 60, 60)
+    log = InboundLog(client, 3600, 0, 60, 60, PARTITIONS)
     for item in messages:
         outcome, _ = await log.accept(item)
         assert outcome == inbound.ACCEPTED
@@ -77,7 +84,15 @@ async def stop(consumer: InboundConsumer, grace: float = 2) -> None:
 
 
 async def stream_empty(client: Any) -> bool:
-    return await client.xlen(inbound.STREAM) == 0
+    return await inbound.backlog(client, PARTITIONS) == 0
+
+
+async def pending(client: Any) -> int:
+    total = 0
+    for partition in range(PARTITIONS):
+        if await client.exists(inbound.stream(partition)):
+            total += (await client.xpending(inbound.stream(partition), inbound.GROUP))["pending"]
+    return total
 
 
 def test_order_per_conversation_while_others_go_ahead(redis_client, redis_url):
@@ -205,17 +220,17 @@ def test_entries_are_acknowledged_and_deleted_after_the_turn(redis_client, redis
             consumer.start()
             await wait_until(lambda: recorder.handled() == 2)
             await wait_until(lambda: stream_empty(client))
-            pending = (await client.xpending(inbound.STREAM, inbound.GROUP))["pending"]
-            return recorder, pending, await client.exists(redis_keys.consumer_alive("c1"))
+            return recorder, await pending(client), await consumer.leases.running()
         finally:
             await stop(consumer)
             await client.close()
 
-    recorder, pending, alive = run(scenario())
+    recorder, left, running = run(scenario())
     assert recorder.pending_during[0] == 2  # still pending while its turn ran
     assert recorder.pending_during[1] == 1
-    assert pending == 0 and alive == 1
-    assert redis_client.exists(redis_keys.consumer_alive("c1")) == 0  # cleared on stop
+    assert left == 0 and running == ["c1"]
+    assert redis_client.zcard(redis_keys.inbound_servers()) == 0  # left on stop
+    assert not any(redis_client.exists(inbound.lease_key(p)) for p in range(PARTITIONS))
 
 
 def test_a_failing_turn_is_logged_and_still_acknowledged(redis_client, redis_url, caplog):
@@ -229,7 +244,7 @@ def test_a_failing_turn_is_logged_and_still_acknowledged(redis_client, redis_url
             consumer.start()
             await wait_until(lambda: recorder.handled() == 2)
             await wait_until(lambda: stream_empty(client))
-            return (await client.xpending(inbound.STREAM, inbound.GROUP))["pending"]
+            return await pending(client)
         finally:
             await stop(consumer)
             await client.close()
@@ -248,7 +263,7 @@ def test_an_unreadable_entry_is_dropped_and_the_rest_handled(redis_client, redis
         client = redis_for(redis_url)
         consumer = InboundConsumer(client, recorder, tiny_config(), name="c1")
         try:
-            await client.xadd(inbound.STREAM, {"m": "{not json"})
+            await client.xadd(stream_of("A"), {"m": "{not json"})
             await accept(client, message("A", "hola"))
             consumer.start()
             await wait_until(lambda: recorder.handled() == 1)
@@ -261,66 +276,77 @@ def test_an_unreadable_entry_is_dropped_and_the_rest_handled(redis_client, redis
     assert recorder.texts("A") == [["hola"]]
 
 
-async def _read_as(client: Any, consumer_name: str, count: int = 100) -> List[str]:
-    """Entries read (and so pending) on another consumer that never finishes them."""
-    await inbound.ensure_group(client)
-    answer = await client.xreadgroup(inbound.GROUP, consumer_name, {inbound.STREAM: ">"},
-                                     count=count)
-    return [entry_id.decode() for entry_id, _ in answer[0][1]] if answer else []
+async def _read_as(client: Any, server: str, lease_ms: int) -> List[str]:
+    """A server that leases every partition and reads all there is, then dies: its leases
+    run out after `lease_ms` and its entries stay pending."""
+    ids = []
+    for partition in range(PARTITIONS):
+        await client.set(inbound.lease_key(partition), server, px=lease_ms)
+        await inbound.ensure_group(client, partition)
+        answer = await client.xreadgroup(inbound.GROUP, server,
+                                         {inbound.stream(partition): ">"}, count=100)
+        ids += [entry_id.decode() for entry_id, _ in answer[0][1]] if answer else []
+    return ids
 
 
-def test_entries_of_a_dead_consumer_are_taken_over_as_recovered(redis_client, redis_url):
+def test_a_dead_servers_entries_are_taken_over_first_as_recovered(redis_client, redis_url):
     recorder = Recorder()
 
     async def scenario():
         client = redis_for(redis_url)
-        consumer = InboundConsumer(client, recorder, tiny_config(), name="c2")
+        consumer = InboundConsumer(client, recorder, tiny_config(lease_seconds=0.5), name="c2")
         try:
             await accept(client, message("A", "a1"), message("B", "b1"), message("A", "a2"))
-            assert len(await _read_as(client, "dead-1")) == 3  # no heartbeat: it died
+            assert len(await _read_as(client, "dead-1", lease_ms=400)) == 3
+            await accept(client, message("A", "a3"))  # arrived after, never read
             consumer.start()
-            await wait_until(lambda: recorder.handled() == 3)
-            await accept(client, message("A", "a3"))  # a new one after the take-over
             await wait_until(lambda: recorder.handled() == 4)
+            await accept(client, message("A", "a4"))
+            await wait_until(lambda: recorder.handled() == 5)
             await wait_until(lambda: stream_empty(client))
-            return (await client.xpending(inbound.STREAM, inbound.GROUP))["pending"]
+            readers = {reader["name"] for p in range(PARTITIONS)
+                       for reader in await client.xinfo_consumers(inbound.stream(p),
+                                                                  inbound.GROUP)}
+            return await pending(client), readers
         finally:
             await stop(consumer)
             await client.close()
 
-    assert run(scenario()) == 0
-    assert [(c["texts"], c["recovered"]) for c in recorder.calls
-            if c["conversation"] == "A"] == [(["a1"], True), (["a2"], True), (["a3"], False)]
+    left, readers = run(scenario())
+    assert left == 0 and readers == {b"c2"}  # the dead reader was forgotten
+    assert [(c["texts"], c["recovered"]) for c in recorder.calls if c["conversation"] == "A"] == [
+        (["a1"], True), (["a2"], True), (["a3"], False), (["a4"], False)]
     assert [(c["texts"], c["recovered"]) for c in recorder.calls
             if c["conversation"] == "B"] == [(["b1"], True)]
 
 
-def test_entries_of_a_live_consumer_are_left_alone_until_idle_too_long(redis_client,
+def test_a_live_servers_partitions_are_left_alone_until_its_lease_ends(redis_client,
                                                                       redis_url):
     recorder = Recorder()
 
-    async def scenario(reclaim_idle: float, wait: float):
+    async def scenario():
         client = redis_for(redis_url)
-        consumer = InboundConsumer(client, recorder,
-                                   tiny_config(reclaim_idle_seconds=reclaim_idle), name="c2")
+        consumer = InboundConsumer(client, recorder, tiny_config(lease_seconds=0.5), name="c2")
         try:
-            await client.set(redis_keys.consumer_alive("busy-1"), "1", ex=15)
             await accept(client, message("A", "lento"))
-            await _read_as(client, "busy-1")
-            await asyncio.sleep(wait)
+            await _read_as(client, "busy-1", lease_ms=60_000)  # alive: it holds its leases
             consumer.start()
-            await asyncio.sleep(0.5)
-            return recorder.handled()
+            await asyncio.sleep(1.2)
+            before = recorder.handled(), consumer.held
+            for partition in range(PARTITIONS):  # busy-1 stops and lets go
+                await client.delete(inbound.lease_key(partition))
+            await wait_until(lambda: recorder.handled() == 1, timeout=5)
+            await wait_until(lambda: stream_empty(client))
+            await wait_until(lambda: len(consumer.held) == PARTITIONS, timeout=5)
+            return before, consumer.held
         finally:
             await stop(consumer)
             await client.close()
 
-    assert run(scenario(reclaim_idle=30, wait=0)) == 0
-    assert redis_client.xlen(inbound.STREAM) == 1
-    redis_client.flushdb()
-    assert run(scenario(reclaim_idle=0.2, wait=0.3)) == 1
+    before, after = run(scenario())
+    assert before == (0, set())
+    assert after == set(range(PARTITIONS))
     assert recorder.calls[0]["recovered"] is True
-    assert redis_client.xlen(inbound.STREAM) == 0
 
 
 def test_a_turn_cut_by_shutdown_runs_again_on_the_next_consumer(redis_client, redis_url):
@@ -335,11 +361,11 @@ def test_a_turn_cut_by_shutdown_runs_again_on_the_next_consumer(redis_client, re
             old.start()
             await wait_until(lambda: first.running == 1)
             await stop(old, grace=0.1)  # the turn is cut: the entry stays pending
-            assert (await client.xpending(inbound.STREAM, inbound.GROUP))["pending"] == 1
+            assert await pending(client) == 1
             new = InboundConsumer(client, second, tiny_config(), name="new")
-            new.start()
+            new.start()  # the old one released its leases: no wait for them to expire
             try:
-                await wait_until(lambda: second.handled() == 1)
+                await wait_until(lambda: second.handled() == 1, timeout=5)
                 await wait_until(lambda: stream_empty(client))
             finally:
                 await stop(new)
@@ -350,27 +376,112 @@ def test_a_turn_cut_by_shutdown_runs_again_on_the_next_consumer(redis_client, re
     assert second.calls[0]["texts"] == ["hola"] and second.calls[0]["recovered"] is True
 
 
-def test_two_live_servers_never_run_one_message_twice(redis_client, redis_url):
-    first = Recorder(delays={"A": 0.6})
-    second = Recorder()
+def _in_order_once(recorders: List[Recorder], sent: Dict[str, List[str]]) -> None:
+    calls = sorted((c for r in recorders for c in r.calls), key=lambda c: c["start"])
+    for conversation, texts in sent.items():
+        mine = [c for c in calls if c["conversation"] == conversation]
+        assert [t for c in mine for t in c["texts"]] == texts, conversation
+        assert all(later["start"] >= earlier["end"] for earlier, later in zip(mine, mine[1:]))
+
+
+def test_two_servers_share_the_partitions_and_a_conversation_moves_in_order(redis_client,
+                                                                           redis_url):
+    first = Recorder(default_delay=0.02)
+    second = Recorder(default_delay=0.02)
+    conversations = [f"conv{n}" for n in range(24)]
+    sent: Dict[str, List[str]] = {c: [] for c in conversations}
+
+    async def send(client: Any, rounds: int) -> None:
+        for _ in range(rounds):
+            for conversation in conversations:
+                text = f"{conversation}-{len(sent[conversation]) + 1}"
+                sent[conversation].append(text)
+                await accept(client, message(conversation, text))
+            await asyncio.sleep(0.02)
 
     async def scenario():
         client = redis_for(redis_url)
-        config = tiny_config(max_concurrent_turns=1, reclaim_idle_seconds=0.2)
+        config = tiny_config(lease_seconds=1, max_concurrent_turns=4)
         one = InboundConsumer(client, first, config, name="server-1")
         two = InboundConsumer(client, second, config, name="server-2")
         try:
-            await accept(client, message("A", "a1"), message("B", "b1"))
-            one.start()  # reads both; b1 waits for the one turn slot while a1 runs
-            await asyncio.sleep(0.35)
-            two.start()  # a live peer, reclaiming entries idle longer than 0.2 s
-            await wait_until(lambda: stream_empty(client), timeout=5)
-            await asyncio.sleep(0.3)
+            one.start()
+            await wait_until(lambda: len(one.held) == PARTITIONS)
+            await send(client, 10)  # a backlog on server-1 while server-2 starts
+            two.start()
+            await send(client, 20)
+            await wait_until(lambda: len(one.held) == len(two.held) == PARTITIONS // 2,
+                             timeout=10)
+            await send(client, 5)
+            total = sum(len(t) for t in sent.values())
+            await wait_until(lambda: first.handled() + second.handled() == total, timeout=30)
+            await wait_until(lambda: stream_empty(client))
+            return one.held, two.held
         finally:
             await stop(two)
             await stop(one)
             await client.close()
 
-    run(scenario())
-    handled = sorted(t for c in first.calls + second.calls for t in c["texts"])
-    assert handled == ["a1", "b1"]
+    held_one, held_two = run(scenario())
+    assert held_one | held_two == set(range(PARTITIONS)) and not held_one & held_two
+    assert second.handled() > 0 and first.handled() > 0
+    _in_order_once([first, second], sent)
+
+
+def test_a_lease_lost_leaves_what_was_queued_to_the_new_holder(redis_client, redis_url):
+    first = Recorder(delays={"A": 0.5})
+    second = Recorder()
+
+    async def scenario():
+        client = redis_for(redis_url)
+        partition = inbound.partition_of("A", PARTITIONS)
+        stalled = InboundConsumer(client, first, tiny_config(lease_seconds=30), name="stalled")
+        try:
+            stalled.start()
+            await wait_until(lambda: len(stalled.held) == PARTITIONS)
+            await accept(client, message("A", "a1"), message("A", "a2"), message("A", "a3"))
+            await wait_until(lambda: first.running == 1)
+            # its lease ran out (as if the server had stalled) and another server took it
+            await client.set(inbound.lease_key(partition), "other", px=60_000)
+            await wait_until(lambda: first.handled() == 1, timeout=5)
+            await asyncio.sleep(0.3)
+            queued_left = await pending(client)
+            await client.delete(inbound.lease_key(partition))
+            # the lease is free again: the stalled one takes it back, pending entries first
+            await wait_until(lambda: partition in stalled.held, timeout=5)
+            await wait_until(lambda: first.handled() == 3, timeout=5)
+            return queued_left
+        finally:
+            await stop(stalled)
+            await client.close()
+
+    assert run(scenario()) == 2  # a2, a3 were not run by a server without the lease
+    assert first.texts("A") == [["a1"], ["a2"], ["a3"]]
+    assert [c["recovered"] for c in first.calls] == [False, True, True]
+
+
+def test_the_stream_of_the_previous_version_is_drained_first(redis_client, redis_url):
+    recorder = Recorder()
+
+    async def scenario():
+        client = redis_for(redis_url)
+        consumer = InboundConsumer(client, recorder, tiny_config(lease_seconds=0.5), name="new")
+        try:
+            legacy = inbound.stream(inbound.LEGACY)
+            await client.xgroup_create(legacy, inbound.GROUP, id="0", mkstream=True)
+            for text in ("viejo-1", "viejo-2"):
+                await client.xadd(legacy, {"m": message("A", text).to_json()})
+            await client.xreadgroup(inbound.GROUP, "old-server", {legacy: ">"}, count=1)
+            await client.xadd(legacy, {"m": message("A", "viejo-3").to_json()})
+            await accept(client, message("A", "nuevo"))  # the new webhook's, in a partition
+            consumer.start()
+            await wait_until(lambda: recorder.handled() == 4)
+            await wait_until(lambda: stream_empty(client))
+            return await client.exists(legacy)
+        finally:
+            await stop(consumer)
+            await client.close()
+
+    assert run(scenario()) == 0  # the old stream is gone once drained
+    assert recorder.texts("A") == [["viejo-1"], ["viejo-2"], ["viejo-3"], ["nuevo"]]
+    assert [c["recovered"] for c in recorder.calls] == [True, False, False, False]

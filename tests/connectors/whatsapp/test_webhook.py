@@ -18,6 +18,8 @@ from helpdesk import redis_keys
 from helpdesk.config import channel_config
 from helpdesk.whatsapp import inbound
 from tests.connectors.whatsapp.support import (  # noqa: F401 - fixtures
+    inbound_entries,
+    inbound_length,
     USER,
     WAHA_HMAC_KEY,
     channel_env,
@@ -57,12 +59,12 @@ def test_webhook_records_a_signed_message_and_refuses_the_rest(channel_env, redi
     wrong = dict(waha_signed(body), **{"X-Webhook-Hmac": "0" * 128})
     assert _receive(body, wrong)[0] == 401
     assert _receive(body, {"Content-Type": "application/json"})[0] == 401
-    assert redis_client.xlen(inbound.STREAM) == 0  # nothing was recorded
+    assert inbound_length(redis_client) == 0  # nothing was recorded
     status, answer = _receive(body, waha_signed(body))
     assert status == 200 and answer["accepted"] == 1
     status, answer = _receive(body, waha_signed(body))
     assert status == 200 and answer["duplicate"] == 1
-    entries = redis_client.xrange(inbound.STREAM)
+    entries = inbound_entries(redis_client)
     assert len(entries) == 1
     recorded = inbound.InboundMessage.from_json(entries[0][1][b"m"])
     assert recorded.message_id == event["payload"]["id"] and recorded.text == "hola"
@@ -78,7 +80,7 @@ def test_webhook_bad_bodies(channel_env, redis_client):
     assert _receive(big, waha_signed(big))[0] == 413
     status, answer = _receive(*_pair(waha_event({"status": "WORKING"}, event="session.status")))
     assert status == 200 and answer == {"status": "ok", "ignored": 1}
-    assert redis_client.xlen(inbound.STREAM) == 0
+    assert inbound_length(redis_client) == 0
 
 
 def _pair(event: Dict[str, Any]):
@@ -113,7 +115,7 @@ def test_a_replayed_old_body_is_answered_logged_and_never_recorded(channel_env, 
     with caplog.at_level(logging.WARNING):
         status, answer = _receive(*_pair(waha_event(old)))
     assert (status, answer) == (200, {"status": "ok", "ignored": 1})
-    assert redis_client.xlen(inbound.STREAM) == 0
+    assert inbound_length(redis_client) == 0
     assert not redis_client.exists(redis_keys.inbound_seen("waha", old["id"]))
     logged = [r for r in caplog.records if "replay window" in r.getMessage()]
     assert len(logged) == 1 and logged[0].message_id == old["id"]
@@ -130,7 +132,7 @@ def test_a_timestamp_far_in_the_future_is_refused_and_a_small_skew_is_not(channe
     assert _receive(*_pair(waha_event(ahead)))[1] == {"status": "ok", "ignored": 1}
     slightly = waha_payload(USER, "hola", timestamp=int(time.time()) + 30)
     assert _receive(*_pair(waha_event(slightly)))[1]["accepted"] == 1
-    assert redis_client.xlen(inbound.STREAM) == 1
+    assert inbound_length(redis_client) == 1
 
 
 def test_a_stale_meta_message_does_not_lose_the_fresh_ones_of_its_batch(channel_env,
@@ -141,7 +143,7 @@ def test_a_stale_meta_message_does_not_lose_the_fresh_ones_of_its_batch(channel_
     status, answer = _receive_meta(meta_delivery(meta_value([stale, fresh_one])))
     assert status == 200 and answer == {"status": "ok", "accepted": 1, "ignored": 1}
     recorded = [inbound.InboundMessage.from_json(e[1][b"m"]).message_id
-                for e in redis_client.xrange(inbound.STREAM)]
+                for e in inbound_entries(redis_client)]
     assert recorded == ["wamid.new"]
 
 
@@ -159,10 +161,10 @@ def test_unsigned_webhooks_only_with_the_development_setting(channel_env, redis_
             await close_channel(channel)
 
     assert run(scenario()) == 401
-    assert redis_client.xlen(inbound.STREAM) == 0
+    assert inbound_length(redis_client) == 0
     monkeypatch.setenv("HELPDESK_INSECURE_WEBHOOKS", "true")
     assert run(scenario()) == 200
-    assert redis_client.xlen(inbound.STREAM) == 1
+    assert inbound_length(redis_client) == 1
 
 
 # --- oversized bodies, against a server built as the Rasa server builds its app -----------
@@ -227,7 +229,7 @@ def test_a_number_in_other_digits_is_the_same_user_for_opt_out_and_rate_limit(ch
         assert _receive(*_pair(waha_event(waha_payload(f"{sender}@c.us", "hola"))))[1][
             "accepted"] == 1
     recorded = [inbound.InboundMessage.from_json(e[1][b"m"])
-                for e in redis_client.xrange(inbound.STREAM)]
+                for e in inbound_entries(redis_client)]
     assert {(m.conversation_id, m.chat_id) for m in recorded} == {(USER, f"{USER}@c.us")}
     assert int(redis_client.get(redis_keys.rate_counter(USER))) == 3
     assert _receive(*_pair(waha_event(waha_payload(f"{arabic}@c.us", "BAJA"))))[1][

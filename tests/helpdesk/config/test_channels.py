@@ -97,6 +97,11 @@ def _drop(section: str, key: str = "") -> Callable[[Dict[str, Any]], None]:
     (_set("webhook", "replay_margin_seconds", 604800), ["webhook.replay_margin_seconds"]),
     (_drop("webhook", "max_clock_skew_seconds"), ["webhook.max_clock_skew_seconds"]),
     (_set("webhook", "max_id_chars", 0), ["webhook.max_id_chars"]),
+    (_set("inbound", "partitions", 0), ["inbound.partitions", "1 to 1024"]),
+    (_set("inbound", "partitions", 5000), ["inbound.partitions"]),
+    (_drop("inbound", "partitions"), ["inbound.partitions", "missing"]),
+    (_set("inbound", "lease_seconds", 0), ["inbound.lease_seconds"]),
+    (_set("inbound", "lease_seconds", "15s"), ["inbound.lease_seconds"]),
 ])
 def test_bad_values_name_the_field(tmp_path, change, names):
     with pytest.raises(ConfigError) as error:

@@ -7,9 +7,16 @@ from typing import List, Tuple
 from helpdesk import redis_keys
 from helpdesk.whatsapp import inbound
 from helpdesk.whatsapp import InboundLog, InboundMessage, Media
-from tests.connectors.whatsapp.support import USER, redis_for, run
+from tests.connectors.whatsapp.support import (
+    USER,
+    inbound_entries,
+    inbound_length,
+    redis_for,
+    run,
+)
 
 OTHER_USER = "5491155556666"
+PARTITIONS = 8
 
 
 def message(number: int = 1, conversation: str = USER, text: str = "hola",
@@ -24,7 +31,7 @@ async def _accept_all(redis_url: str, messages: List[InboundMessage], limit: int
                       ) -> List[Tuple[str, str]]:
     client = redis_for(redis_url)
     try:
-        log = InboundLog(client, 3600, limit, window, cooldown)
+        log = InboundLog(client, 3600, limit, window, cooldown, PARTITIONS)
         outcomes = []
         for item in messages:
             if item is None:  # a pause in the sequence
@@ -45,7 +52,7 @@ def test_accepted_then_duplicate(redis_url, redis_client):
     (first, entry), (second, none) = results
     assert first == inbound.ACCEPTED and entry
     assert second == inbound.DUPLICATE and none is None
-    assert redis_client.xlen(inbound.STREAM) == 1
+    assert inbound_length(redis_client) == 1
     ttl = redis_client.ttl(redis_keys.inbound_seen("waha", message(1).message_id))
     assert 3590 < ttl <= 3600
 
@@ -59,7 +66,7 @@ def test_three_concurrent_deliveries_give_one_accepted(redis_url, redis_client):
     async def scenario():
         clients = [redis_for(redis_url) for _ in range(3)]
         try:
-            logs = [InboundLog(client, 3600, 20, 60, 60) for client in clients]
+            logs = [InboundLog(client, 3600, 20, 60, 60, PARTITIONS) for client in clients]
             return await asyncio.gather(*(log.accept(message(7)) for log in logs))
         finally:
             for client in clients:
@@ -67,7 +74,7 @@ def test_three_concurrent_deliveries_give_one_accepted(redis_url, redis_client):
 
     outcomes = sorted(outcome for outcome, _ in run(scenario()))
     assert outcomes == [inbound.ACCEPTED, inbound.DUPLICATE, inbound.DUPLICATE]
-    assert redis_client.xlen(inbound.STREAM) == 1
+    assert inbound_length(redis_client) == 1
 
 
 def test_opted_out_users_are_dropped_unless_they_opt_back_in(redis_url, redis_client):
@@ -92,7 +99,7 @@ def test_rate_limit_then_cool_down_then_accepted_again(redis_url, redis_client):
         inbound.RATE_LIMITED,  # during the cool-down
         inbound.ACCEPTED, inbound.ACCEPTED,  # after it
     ]
-    assert redis_client.xlen(inbound.STREAM) == 5
+    assert inbound_length(redis_client) == 5
 
 
 def test_rate_limit_is_per_user_and_opt_words_pass_it(redis_url, redis_client):
@@ -129,7 +136,7 @@ def test_stream_contents_round_trip(redis_url, redis_client):
     )
     plain = message(2)
     results = run(_accept_all(redis_url, [rich, plain]))
-    entries = redis_client.xrange(inbound.STREAM)
+    entries = inbound_entries(redis_client)
     assert [e[0].decode() for e in entries] == [entry for _, entry in results]
     decoded = [InboundMessage.from_json(fields[b"m"]) for _id, fields in entries]
     assert decoded == [rich, plain]
@@ -137,22 +144,80 @@ def test_stream_contents_round_trip(redis_url, redis_client):
 
 
 def test_ensure_group_and_finish(redis_url, redis_client):
+    partition = inbound.partition_of(USER, PARTITIONS)
+    stream = inbound.stream(partition)
+
     async def scenario():
         client = redis_for(redis_url)
         try:
-            await inbound.ensure_group(client)
-            await inbound.ensure_group(client)  # BUSYGROUP is not an error
-            log = InboundLog(client, 3600, 0, 60, 60)
+            await inbound.ensure_group(client, partition)
+            await inbound.ensure_group(client, partition)  # BUSYGROUP is not an error
+            log = InboundLog(client, 3600, 0, 60, 60, PARTITIONS)
             await log.accept(message(1))
             await log.accept(message(2))
-            read = await client.xreadgroup(inbound.GROUP, "c1", {inbound.STREAM: ">"},
-                                           count=10)
+            read = await client.xreadgroup(inbound.GROUP, "c1", {stream: ">"}, count=10)
             ids = [entry_id.decode() for entry_id, _ in read[0][1]]
-            pending_before = (await client.xpending(inbound.STREAM, inbound.GROUP))["pending"]
-            await inbound.finish(client, ids[:1])
-            pending_after = (await client.xpending(inbound.STREAM, inbound.GROUP))["pending"]
-            return pending_before, pending_after, await client.xlen(inbound.STREAM)
+            pending_before = (await client.xpending(stream, inbound.GROUP))["pending"]
+            await inbound.finish(client, partition, ids[:1])
+            pending_after = (await client.xpending(stream, inbound.GROUP))["pending"]
+            return (pending_before, pending_after, await client.xlen(stream),
+                    await inbound.backlog(client, PARTITIONS))
         finally:
             await client.close()
 
-    assert run(scenario()) == (2, 1, 1)
+    assert run(scenario()) == (2, 1, 1, 1)
+
+
+def test_a_conversation_always_lands_in_the_same_partition(redis_url, redis_client):
+    conversations = [f"54911{n:08d}" for n in range(2000)] + [
+        "120363012345678901@g.us", "120363012345678901@g.us:5491155556666"]
+    for conversation in conversations:
+        partition = inbound.partition_of(conversation, PARTITIONS)
+        assert 0 <= partition < PARTITIONS
+        assert inbound.partition_of(conversation, PARTITIONS) == partition
+    spread = [sum(1 for c in conversations if inbound.partition_of(c, PARTITIONS) == p)
+              for p in range(PARTITIONS)]
+    assert min(spread) > len(conversations) / PARTITIONS * 0.8  # evenly shared
+    assert inbound.partition_of("5491155556666", 1) == 0
+    messages = [message(n, conversation=c) for n, c in enumerate([USER, OTHER_USER] * 3)]
+    accept_all(redis_url, messages)
+    for conversation in (USER, OTHER_USER):
+        stream = inbound.stream(inbound.partition_of(conversation, PARTITIONS))
+        held = [InboundMessage.from_json(fields[b"m"]).conversation_id
+                for _id, fields in redis_client.xrange(stream)]
+        assert held.count(conversation) == 3
+
+
+def test_leases_one_holder_renewed_released_and_servers_counted(redis_url, redis_client):
+    async def scenario():
+        client = redis_for(redis_url)
+        try:
+            one = inbound.Leases(client, "server-1", lease_seconds=0.3)
+            two = inbound.Leases(client, "server-2", lease_seconds=0.3)
+            steps = {"one takes 3": await one.acquire(3), "two is refused": await two.acquire(3)}
+            steps["one still holds"] = await one.holds(3) and not await two.holds(3)
+            await asyncio.sleep(0.2)
+            steps["renewed, none lost"] = await one.renew([3]) == []
+            await asyncio.sleep(0.2)  # past the first lease: the renewal kept it
+            steps["still held"] = await one.holds(3)
+            steps["two's release does nothing"] = (await two.release(3)) is None and (
+                await one.holds(3))
+            await one.release(3)
+            steps["two takes it"] = await two.acquire(3)
+            steps["one lost it"] = await one.renew([3]) == [3]
+            steps["servers"] = (await one.beat(), await two.beat())
+            await asyncio.sleep(0.35)
+            steps["one stopped beating"] = (await two.beat(), await two.running())
+            await two.leave()
+            steps["none left"] = await two.running()
+            return steps
+        finally:
+            await client.close()
+
+    steps = run(scenario())
+    assert steps == {
+        "one takes 3": True, "two is refused": False, "one still holds": True,
+        "renewed, none lost": True, "still held": True, "two's release does nothing": True,
+        "two takes it": True, "one lost it": True, "servers": (1, 2),
+        "one stopped beating": (1, ["server-2"]), "none left": [],
+    }
