@@ -58,6 +58,12 @@ def rate_cooldown(conversation_id: str) -> str:
     return f"{PREFIX}:rate_pause:{conversation_id}"
 
 
+def reply_sent(channel: str, message_id: str, position: int) -> str:
+    """Marker: the n-th reply of the turn of one user message was sent (a re-run after a
+    crash skips it)."""
+    return f"{PREFIX}:replied:{channel}:{message_id}:{position}"
+
+
 def outbox(channel: str, chat_id: str) -> str:
     """List: messages for one chat not yet delivered, oldest first."""
     return f"{PREFIX}:outbox:{channel}:{chat_id}"

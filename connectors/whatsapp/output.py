@@ -18,7 +18,7 @@ import contextvars
 import json
 import logging
 import time
-from typing import Any, Dict, List, Optional, Protocol, Text
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Protocol, Text
 
 from rasa.core.channels.channel import OutputChannel
 
@@ -42,6 +42,29 @@ current_turn: contextvars.ContextVar[Optional[str]] = contextvars.ContextVar(
 )
 BUTTONS_TTL_SECONDS = 24 * 3600
 SENT_TTL_SECONDS = 24 * 3600
+
+
+class TurnReplies:
+    """The replies of one user turn, counted in the order Rasa sends them. A turn that runs
+    again after a crash (the replies went out, the tracker was not saved) has the same
+    message id, so its n-th reply finds the mark the first run left and is not sent twice."""
+
+    def __init__(self, channel: str, conversation_id: str, message_id: str,
+                 recovered: bool) -> None:
+        self.channel = channel
+        self.conversation_id = conversation_id
+        self.message_id = message_id
+        self.recovered = recovered
+        self.count = 0
+
+    def next_key(self) -> str:
+        self.count += 1
+        return redis_keys.reply_sent(self.channel, self.message_id, self.count)
+
+
+turn_replies: contextvars.ContextVar[Optional[TurnReplies]] = contextvars.ContextVar(
+    "turn_replies", default=None
+)
 
 
 class Sender(Protocol):
@@ -311,7 +334,28 @@ class WhatsAppOutput(OutputChannel):
             return limit - len(f"@{digits(route.participant)} ")
         return limit
 
+    async def _once(self, recipient_id: str, send: Callable[[], Awaitable[None]]) -> None:
+        """Send one response (its mirror copy and every part), unless it is a reply a
+        previous run of this same turn already sent."""
+        replies = turn_replies.get()
+        if replies is None or replies.conversation_id != recipient_id:
+            await send()
+            return
+        key = replies.next_key()
+        if replies.recovered and await self.redis.exists(key):
+            logger.info("reply already sent before a restart; not sent again",
+                        extra={"conversation_id": recipient_id, "reply": replies.count})
+            return
+        await send()
+        try:
+            await self.redis.set(key, "1", ex=SENT_TTL_SECONDS)
+        except Exception:
+            logger.warning("reply sent but not marked; a re-run of this turn may repeat it")
+
     async def send_text_message(self, recipient_id: Text, text: Text, **kwargs: Any) -> None:
+        await self._once(recipient_id, lambda: self._text(recipient_id, text))
+
+    async def _text(self, recipient_id: str, text: str) -> None:
         await self.redis.delete(redis_keys.offered_buttons(recipient_id))
         await self.mirror(recipient_id, "outgoing", text)
         for part in split_text(text, await self._room(recipient_id, TEXT_LIMIT)):
@@ -321,6 +365,9 @@ class WhatsAppOutput(OutputChannel):
 
     async def send_text_with_buttons(self, recipient_id: Text, text: Text,
                                      buttons: List[Dict[Text, Any]], **kwargs: Any) -> None:
+        await self._once(recipient_id, lambda: self._buttons(recipient_id, text, buttons))
+
+    async def _buttons(self, recipient_id: str, text: str, buttons: List[Dict[str, Any]]) -> None:
         await self.mirror(recipient_id, "outgoing", numbered_options(text, buttons))
         parts = split_text(text, await self._room(recipient_id, INTERACTIVE_BODY_LIMIT)) or [""]
         for part in parts[:-1]:
@@ -338,6 +385,9 @@ class WhatsAppOutput(OutputChannel):
         await self.send_text_with_buttons(recipient_id, text, quick_replies, **kwargs)
 
     async def send_image_url(self, recipient_id: Text, image: Text, **kwargs: Any) -> None:
+        await self._once(recipient_id, lambda: self._image(recipient_id, image))
+
+    async def _image(self, recipient_id: str, image: str) -> None:
         await self.mirror(recipient_id, "outgoing", image)
         message = await self._base(recipient_id, "image", url=image, text=None)
         if message:
@@ -351,6 +401,9 @@ class WhatsAppOutput(OutputChannel):
         if not url:
             logger.error("attachment without a URL not sent")
             return
+        await self._once(recipient_id, lambda: self._file(recipient_id, url, filename))
+
+    async def _file(self, recipient_id: str, url: str, filename: Optional[str]) -> None:
         message = await self._base(recipient_id, "file", url=url, filename=filename, text=None)
         if message:
             await self.delivery.send(message)
@@ -358,12 +411,15 @@ class WhatsAppOutput(OutputChannel):
     async def send_custom_json(self, recipient_id: Text, json_message: Dict[Text, Any],
                                **kwargs: Any) -> None:
         if self.channel_name == "whatsapp" and json_message.get("type"):
-            message = await self._base(recipient_id, "custom", payload=json_message)
-            if message:
-                await self.delivery.send(message)
+            await self._once(recipient_id, lambda: self._custom(recipient_id, json_message))
             return
         logger.info("custom message has no WhatsApp form here; skipped",
                     extra={"channel": self.channel_name})
+
+    async def _custom(self, recipient_id: str, json_message: Dict[str, Any]) -> None:
+        message = await self._base(recipient_id, "custom", payload=json_message)
+        if message:
+            await self.delivery.send(message)
 
     async def send_elements(self, recipient_id: Text, elements: Any, **kwargs: Any) -> None:
         lines = [str(e.get("title", "")) for e in elements or [] if isinstance(e, dict)]

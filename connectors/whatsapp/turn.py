@@ -18,7 +18,12 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Dict, List, Optional
 from rasa.core.channels.channel import UserMessage
 
 from connectors.whatsapp.format import payload_for_reply
-from connectors.whatsapp.output import WhatsAppOutput, current_turn
+from connectors.whatsapp.output import (
+    TurnReplies,
+    WhatsAppOutput,
+    current_turn,
+    turn_replies,
+)
 from helpdesk import followups, llm, redis_keys, whatsapp
 from helpdesk.config import ChannelConfig, catalog
 from helpdesk.logs import METADATA_KEY, correlation
@@ -103,9 +108,12 @@ class WhatsAppTurn:
             for other in messages[1:]:
                 other.conversation_id = first.conversation_id
             token = current_turn.set(first.conversation_id)
+            replies = turn_replies.set(TurnReplies(first.channel, first.conversation_id,
+                                                   first.message_id, recovered))
             try:
                 await self._turn(messages, recovered)
             finally:
+                turn_replies.reset(replies)
                 current_turn.reset(token)
 
     async def _turn(self, messages: List[InboundMessage], recovered: bool) -> None:

@@ -9,7 +9,7 @@ from typing import Any, Dict, List
 import pytest
 
 from connectors.meta import MetaInput
-from connectors.whatsapp.output import Delivery
+from connectors.whatsapp.output import Delivery, TurnReplies, turn_replies
 from helpdesk import redis_keys
 from helpdesk.whatsapp import Route, save_route
 from tests.fakes.gateways import graph_error
@@ -469,3 +469,31 @@ def test_a_conversation_without_a_route_is_counted_not_sent(redis_client, redis_
 
     assert run(scenario()) == 1
     assert fake_waha.requests == []
+
+
+# --- a turn run again after a crash ---------------------------------------------------------
+
+def test_a_turn_run_again_sends_only_the_replies_the_first_run_did_not(redis_client,
+                                                                      redis_url, fake_waha):
+    """The first run sent two replies and died before Rasa saved the tracker; the re-run of
+    the same message sends its first two again to Rasa's output, and only the third leaves."""
+    long_reply = long_text(5000)  # two parts: a reply is skipped or sent whole
+
+    async def turn(recovered: bool, texts: List[str], message_id: str = "false_1") -> None:
+        async with Rig(redis_url, waha=fake_waha) as rig:
+            with replying_to(USER):
+                token = turn_replies.set(TurnReplies("waha", USER, message_id, recovered))
+                try:
+                    for text in texts:
+                        await rig.outputs["waha"].send_text_message(USER, text)
+                finally:
+                    turn_replies.reset(token)
+
+    run(turn(False, [long_reply, "¿En qué tienda?"]))
+    first_run = fake_waha.texts(WAHA_CHAT)
+    run(turn(True, [long_reply, "¿En qué tienda?", "Gracias."]))
+    assert fake_waha.texts(WAHA_CHAT) == first_run + ["Gracias."]
+    assert len(first_run) == 3  # the long reply's two parts and the question
+    run(turn(False, ["¿En qué tienda?"], message_id="false_2"))  # a new message: sent
+    assert fake_waha.texts(WAHA_CHAT)[-1] == "¿En qué tienda?"
+    assert redis_client.ttl(redis_keys.reply_sent("waha", "false_1", 1)) > 23 * 3600
