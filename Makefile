@@ -109,8 +109,9 @@ bench-nlu: setup
 bench-retrieval: setup
 	$(PY) bench/bench_retrieval.py
 
-bench-history: setup
+bench-history: setup $(MODEL)
 	$(PY) bench/bench_history.py
+	$(PY) bench/bench_history_server.py
 
 clean:
 	rm -rf $(VENV) build models .rasa var/test-results .pytest_cache

@@ -13,7 +13,9 @@ What it measures:
    conversation must get exactly the replies its messages call for, in order (none lost,
    none twice, none reordered);
 4. stock `rasa init` (REST channel, which answers in the HTTP response) at the same levels,
-   and both Rasa servers' resident memory.
+   and both Rasa servers' resident memory;
+5. the same levels again with a second Rasa server of ours on the same Redis (the inbound
+   partitions shared between the two), with the CPU time our processes spent per message.
 
 The fake WAHA runs in this process (aiohttp.web on loopback, HTTP 201 like WAHA) and records
 when each reply arrives. Our stack runs with the default config/channels.yml (read receipts
@@ -27,9 +29,7 @@ import asyncio
 import json
 import os
 import platform
-import secrets
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,15 +38,17 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 import aiohttp
+import redis
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent))  # the project: bench.harness, helpdesk
 
 from bench import harness, stats  # noqa: E402
+from helpdesk.config import load_channel_config  # noqa: E402
+from helpdesk.whatsapp import inbound  # noqa: E402
 from bench.harness import (  # noqa: E402
     WAHA_API_KEY, WAHA_CYCLE, WAHA_HMAC_KEY, Expected, FakeWaha, event_for, learn, post,
 )
-from helpdesk.launch import free_port, spawn_redis, stack_env, wait_for_port  # noqa: E402
 
 OUTPUT = BENCH / "results" / "channels.json"
 BUDGET_ACK_P99_MS = 25.0
@@ -128,41 +130,42 @@ async def load(fake: FakeWaha, webhook: str, expected: Expected, conversations: 
     }
 
 
+async def measured_load(ours: harness.Bot, fake: FakeWaha, webhook: str, expected: Expected,
+                        level: int, rounds: int) -> Dict[str, Any]:
+    """`load`, with the CPU time our processes spent on it, per message."""
+    servers = [ours.rasa] + [server.rasa for server in ours.extra["servers"]]
+    parts = {"rasa": servers, "actions": [ours.extra["actions"]], "ingress": [ours.extra["ingress"]]}
+    before = {name: sum(harness.cpu_seconds(p.pid) for p in processes)
+              for name, processes in parts.items()}
+    result = await load(fake, webhook, expected, level, rounds, 300)
+    for name, processes in parts.items():
+        spent = sum(harness.cpu_seconds(p.pid) for p in processes) - before[name]
+        result[f"{name}_cpu_ms_per_message"] = round(spent * 1000 / result["messages"], 1)
+    result["rasa_servers"] = len(servers)
+    return result
+
+
+def wait_shared(redis_url: str, seconds: float) -> None:
+    """Until the inbound partitions' leases are held half by each of the two servers."""
+    partitions = load_channel_config(harness.PROJECT / "config" / "channels.yml").inbound_partitions
+    client = redis.Redis.from_url(redis_url)
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline:
+            owners = [client.get(inbound.lease_key(p)) for p in range(partitions)]
+            if None not in owners and len(set(owners)) == 2 and all(
+                    owners.count(o) == partitions // 2 for o in set(owners)):
+                return
+            time.sleep(0.2)
+    finally:
+        client.close()
+    raise harness.StartupError("the two Rasa servers did not share the inbound partitions")
+
+
 def start_ours(work: Path, cleanup: harness.Cleanup, fake: FakeWaha) -> harness.Bot:
-    redis_port = free_port()
-    (work / "redis").mkdir()
-    redis_password = secrets.token_urlsafe(16)  # as make run's own Redis has one
-    cleanup.process("redis", spawn_redis(
-        redis_port, work / "redis", redis_password,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    ))
-    if not wait_for_port(redis_port, 10):
-        raise harness.StartupError("the benchmark's Redis did not start")
-    rasa_port, actions_port = free_port(), free_port()
-    env = harness.quiet_env(stack_env(
-        {**os.environ, "WAHA_BASE_URL": f"http://127.0.0.1:{fake.port}", "WAHA_API_KEY": WAHA_API_KEY,
-         "WAHA_WEBHOOK_HMAC_KEY": WAHA_HMAC_KEY, "WAHA_SESSION": "default"},
-        redis_url=f"redis://:{redis_password}@127.0.0.1:{redis_port}/0", rasa_port=rasa_port,
-        actions_port=actions_port, work_dir=work, model=harness.MODEL,
-        auth_token=harness.AUTH_TOKEN,
-    ))
-    ingress_port = free_port()
-    env["INGRESS_PORT"] = str(ingress_port)
-    logs = {"actions": work / "actions.log", "rasa": work / "rasa.log",
-            "ingress": work / "ingress.log"}
-    processes = {}
-    for name in ("actions", "rasa", "ingress"):
-        with open(logs[name], "wb") as out:
-            processes[name] = cleanup.process(name, subprocess.Popen(
-                [sys.executable, "-m", "helpdesk.launch", name], cwd=harness.PROJECT, env=env,
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True,
-            ))
-    return harness.Bot("ours", f"http://127.0.0.1:{rasa_port}", processes["rasa"], logs["rasa"],
-                       [], extra={"actions": processes["actions"], "actions_port": actions_port,
-                                  "actions_log": logs["actions"], "ingress_port": ingress_port,
-                                  "ingress": processes["ingress"], "ingress_log": logs["ingress"]},
-                       rest_headers=harness.REST_HEADERS)
+    return harness.start_ours(work, cleanup, [], ingress=True, extra_env={
+        "WAHA_BASE_URL": f"http://127.0.0.1:{fake.port}", "WAHA_API_KEY": WAHA_API_KEY,
+        "WAHA_WEBHOOK_HMAC_KEY": WAHA_HMAC_KEY, "WAHA_SESSION": "default"})
 
 
 async def measure(args: argparse.Namespace, cleanup: harness.Cleanup) -> Dict[str, Any]:
@@ -209,14 +212,30 @@ async def measure(args: argparse.Namespace, cleanup: harness.Cleanup) -> Dict[st
             base = await harness.run_conversations(baseline, level, args.rounds * len(WAHA_CYCLE), 120,
                                                    f"b{level}")
             results["baseline"]["levels"][str(level)] = harness.summary(base)
-            mine = await load(fake, webhook, expected, level, args.rounds, 300)
+            mine = await measured_load(ours, fake, webhook, expected, level, args.rounds)
             results["ours"]["levels"][str(level)] = mine
             b = results["baseline"]["levels"][str(level)]
             print(f"   ours: ack p50 {mine['ack_p50_ms']} ms p99 {mine['ack_p99_ms']} ms, "
                   f"{mine['messages_per_s']} msg/s, lost {mine['lost']}, duplicated "
-                  f"{mine['duplicated']}, reordered {mine['reordered_conversations']}", flush=True)
+                  f"{mine['duplicated']}, reordered {mine['reordered_conversations']}, "
+                  f"Rasa CPU {mine['rasa_cpu_ms_per_message']} ms/msg", flush=True)
             print(f"   baseline: {b['messages_per_s']} msg/s p50 {b['p50_ms']} ms "
                   f"({b['failures']} failed)", flush=True)
+        if args.two_servers:
+            print("== a second Rasa server on the same Redis: the partitions shared", flush=True)
+            second = harness.start_rasa(ours, cleanup)
+            await asyncio.to_thread(harness.wait_http, f"{second.url}/status", 300, second.rasa,
+                                    second.log, lambda body: bool(body and body.get("model_id")),
+                                    harness.api_headers)
+            await asyncio.to_thread(wait_shared, ours.extra["env"]["REDIS_URL"], 60)
+            results["ours_two_servers"] = {"levels": {}}
+            for level in args.levels:
+                mine = await measured_load(ours, fake, webhook, expected, level, args.rounds)
+                results["ours_two_servers"]["levels"][str(level)] = mine
+                print(f"   two servers, {level} conversation(s): {mine['messages_per_s']} msg/s, "
+                      f"lost {mine['lost']}, duplicated {mine['duplicated']}, reordered "
+                      f"{mine['reordered_conversations']}, Rasa CPU "
+                      f"{mine['rasa_cpu_ms_per_message']} ms/msg", flush=True)
         results["ours"]["memory"] = harness.rss_of(ours.rasa.pid)
         results["baseline"]["memory"] = harness.rss_of(baseline.rasa.pid)
         results["ours"]["log_errors"] = harness.log_errors(ours.log)
@@ -232,6 +251,8 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
     parser.add_argument("--turns", type=int, default=100)
     parser.add_argument("--via", choices=("ingress", "rasa"), default="ingress",
                         help="post to the webhook ingress (default) or to the Rasa server's route")
+    parser.add_argument("--no-two-servers", dest="two_servers", action="store_false",
+                        help="skip the second round with two Rasa servers")
     parser.add_argument("--quick", action="store_true", help="small numbers, a smoke test")
     parser.add_argument("--output", type=Path, default=OUTPUT)
     parser.add_argument("--keep", action="store_true")
@@ -265,7 +286,8 @@ def main(argv: List[str]) -> int:
         },
         "zero_lost_duplicated_reordered": all(
             r["lost"] == r["duplicated"] == r["reordered_conversations"] == 0
-            for r in results["ours"]["levels"].values()
+            for part in ("ours", "ours_two_servers")
+            for r in results.get(part, {"levels": {}})["levels"].values()
         ),
     }
     print("\n== summary")
@@ -273,6 +295,11 @@ def main(argv: List[str]) -> int:
     for level, check in checks["ack_p99_ms"].items():
         print(f"  {level:>4} conversations: ack p99 {check['value']} ms (budget < {BUDGET_ACK_P99_MS:.0f}), "
               f"throughput {checks['throughput_ratio'].get(level)}x stock rasa init")
+    for level, two in results.get("ours_two_servers", {"levels": {}})["levels"].items():
+        one = results["ours"]["levels"][level]
+        print(f"  {level:>4} conversations: two Rasa servers {two['messages_per_s']} msg/s "
+              f"against one {one['messages_per_s']} ({two['messages_per_s'] / one['messages_per_s']:.2f}x); "
+              f"Rasa CPU {two['rasa_cpu_ms_per_message']} against {one['rasa_cpu_ms_per_message']} ms/msg")
     print(f"  zero lost/duplicated/reordered: {checks['zero_lost_duplicated_reordered']}")
     document = {
         "benchmark": "bench/bench_channels.py", "started_at": time.strftime(
@@ -280,7 +307,7 @@ def main(argv: List[str]) -> int:
         "duration_s": round(time.time() - started, 1),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "settings": {"levels": args.levels, "rounds": args.rounds, "turns": args.turns,
-                     "cycle": WAHA_CYCLE, "via": args.via},
+                     "cycle": WAHA_CYCLE, "via": args.via, "two_servers": args.two_servers},
         "results": results, "checks": checks,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -31,11 +31,8 @@ import asyncio
 import json
 import os
 import platform
-import secrets
-import shutil
 import signal
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,14 +41,13 @@ from typing import Any, Dict, List, Optional, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the project: bench.harness, helpdesk
 
+from bench import harness  # noqa: E402
 from bench.harness import (  # noqa: E402
-    AUTH_TOKEN, BASELINE_CYCLE, CONFIRM_LABEL, LAST_REFERENCE, LOOPBACK, MODEL, NO_REFERENCE, PROJECT,
-    REST_HEADERS,
-    Bot, Cleanup, Result, StartupError, load_average, log_errors, log_tail, quiet_env,
+    BASELINE_CYCLE, CONFIRM_LABEL, LAST_REFERENCE, NO_REFERENCE, PROJECT,
+    Bot, Cleanup, Result, StartupError, load_average, log_errors, log_tail,
     raise_on_sigterm, rss_of, run_conversations, run_one_at_a_time, shorten, start_baseline,
     summary, train_baseline, wait_baseline, wait_ours,
 )
-from helpdesk.launch import free_port, spawn_redis, stack_env, wait_for_port  # noqa: E402
 
 DEFAULT_OUTPUT = PROJECT / "bench" / "results" / "turns.json"
 
@@ -84,41 +80,7 @@ QUICK = {"turns": 20, "per_conversation": 3, "concurrency": "1,5,10", "warmup": 
 # --------------------------------------------------------------------------- our stack
 def start_ours(work: Path, cleanup: Cleanup) -> Bot:
     """Redis, the action server and the Rasa server, as tests/integration/conftest.py does."""
-    if not MODEL.is_file():
-        raise StartupError(f"{MODEL} is missing: run `make train`")
-    redis_server = shutil.which("redis-server")
-    if not redis_server:
-        raise StartupError("redis-server is not installed: run `make setup`")
-    redis_port = free_port()
-    redis_dir = work / "redis"
-    redis_dir.mkdir()
-    # with a password, as make run's own Redis has (given on stdin, not in ps)
-    redis_password = secrets.token_urlsafe(16)
-    cleanup.process("redis", spawn_redis(
-        redis_port, redis_dir, redis_password,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    ))
-    if not wait_for_port(redis_port, 10):
-        raise StartupError("the benchmark's Redis did not start")
-    redis_url = f"redis://:{redis_password}@{LOOPBACK}:{redis_port}/0"
-    rasa_port, actions_port = free_port(), free_port()
-    env = quiet_env(stack_env(
-        dict(os.environ), redis_url=redis_url, rasa_port=rasa_port, actions_port=actions_port,
-        work_dir=work, model=MODEL, auth_token=AUTH_TOKEN,
-    ))
-    logs = {"actions": work / "actions.log", "rasa": work / "rasa.log"}
-    processes = {}
-    for name in ("actions", "rasa"):
-        with open(logs[name], "wb") as out:
-            processes[name] = cleanup.process(name, subprocess.Popen(
-                [sys.executable, "-m", "helpdesk.launch", name],
-                cwd=PROJECT, env=env, stdin=subprocess.DEVNULL, stdout=out,
-                stderr=subprocess.STDOUT, start_new_session=True,
-            ))
-    return Bot("ours", f"http://{LOOPBACK}:{rasa_port}", processes["rasa"], logs["rasa"], OURS_CYCLE,
-               extra={"actions": processes["actions"], "actions_port": actions_port,
-                      "actions_log": logs["actions"], "ledger": work / "ledger.sqlite3"},
-               rest_headers=REST_HEADERS)
+    return harness.start_ours(work, cleanup, OURS_CYCLE)
 
 
 def ledger_rows(path: Path) -> Optional[int]:

@@ -20,6 +20,7 @@ import hmac
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import statistics
@@ -36,7 +37,7 @@ import aiohttp
 from aiohttp import web
 
 from bench.stats import percentile, rnd
-from helpdesk.launch import free_port
+from helpdesk.launch import free_port, spawn_redis, stack_env, wait_for_port
 from helpdesk.rasa_api import signed_api_token
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -267,6 +268,85 @@ def wait_ours(bot: Bot) -> None:
     # the model is loaded when /status names it (Rasa 3.6: model_id)
     wait_http(f"{bot.url}/status", 120, bot.rasa, bot.log,
               lambda body: bool(body and body.get("model_id")), headers=api_headers)
+
+
+def start_ours(work: Path, cleanup: Cleanup, cycle: List[Tuple[str, str]],
+               extra_env: Optional[Dict[str, str]] = None, ingress: bool = False) -> Bot:
+    """Redis (with a password, as make run's own), the action server, the Rasa server and,
+    with `ingress`, the webhook ingress, as tests/integration/conftest.py starts them.
+    `start_rasa` adds more Rasa servers on the same Redis."""
+    if not MODEL.is_file():
+        raise StartupError(f"{MODEL} is missing: run `make train`")
+    if not shutil.which("redis-server"):
+        raise StartupError("redis-server is not installed: run `make setup`")
+    redis_port = free_port()
+    (work / "redis").mkdir()
+    redis_password = secrets.token_urlsafe(16)  # given on stdin, not in ps
+    cleanup.process("redis", spawn_redis(
+        redis_port, work / "redis", redis_password,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    ))
+    if not wait_for_port(redis_port, 10):
+        raise StartupError("the benchmark's Redis did not start")
+    rasa_port, actions_port = free_port(), free_port()
+    env = quiet_env(stack_env(
+        {**os.environ, **(extra_env or {})},
+        redis_url=f"redis://:{redis_password}@{LOOPBACK}:{redis_port}/0", rasa_port=rasa_port,
+        actions_port=actions_port, work_dir=work, model=MODEL, auth_token=AUTH_TOKEN,
+    ))
+    names = ["actions", "rasa"] + (["ingress"] if ingress else [])
+    if ingress:
+        env["INGRESS_PORT"] = str(free_port())
+    logs = {name: work / f"{name}.log" for name in names}
+    processes = {name: _launch(name, env, logs[name], cleanup) for name in names}
+    extra: Dict[str, Any] = {"actions": processes["actions"], "actions_port": actions_port,
+                             "actions_log": logs["actions"], "ledger": work / "ledger.sqlite3",
+                             "env": env, "work": work, "servers": []}
+    if ingress:
+        extra.update(ingress_port=int(env["INGRESS_PORT"]), ingress=processes["ingress"],
+                     ingress_log=logs["ingress"])
+    return Bot("ours", f"http://{LOOPBACK}:{rasa_port}", processes["rasa"], logs["rasa"], cycle,
+               extra=extra, rest_headers=REST_HEADERS)
+
+
+def start_rasa(bot: Bot, cleanup: Cleanup) -> Bot:
+    """One more Rasa server of our stack, on the same Redis, ledger and action server."""
+    number = len(bot.extra["servers"]) + 2
+    port = free_port()
+    log = bot.extra["work"] / f"rasa-{number}.log"
+    process = _launch("rasa", dict(bot.extra["env"], RASA_PORT=str(port)), log, cleanup,
+                      label=f"rasa-{number}")
+    server = Bot(f"ours-{number}", f"http://{LOOPBACK}:{port}", process, log, bot.cycle,
+                 extra=dict(bot.extra, servers=[]), rest_headers=bot.rest_headers)
+    bot.extra["servers"].append(server)
+    return server
+
+
+def _launch(name: str, env: Dict[str, str], log: Path, cleanup: Cleanup,
+            label: Optional[str] = None) -> subprocess.Popen:
+    with open(log, "wb") as out:
+        return cleanup.process(label or name, subprocess.Popen(
+            [sys.executable, "-m", "helpdesk.launch", name], cwd=PROJECT, env=env,
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        ))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process group (its leader is the launcher; Rasa runs in
+    it), from /proc: each live member's own time and that of the children it has reaped."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pid:  # its process group (start_new_session: pgid == pid)
+                total += sum(int(value) for value in fields[11:15]) / tick
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
 
 
 ERROR_LINE = re.compile(r'"level": "(ERROR|CRITICAL)"|^\S+ \S+ (ERROR|CRITICAL) |^Traceback ')

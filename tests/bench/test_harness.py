@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import aiohttp
@@ -121,3 +122,22 @@ def test_the_fake_waha_records_replies_and_post_signs_the_webhook():
     expected = hmac.new(harness.WAHA_HMAC_KEY.encode(), body, hashlib.sha512).hexdigest()
     assert seen["headers"]["X-Webhook-Hmac"] == expected
     assert seen["headers"]["X-Webhook-Hmac-Algorithm"] == "sha512"
+
+
+def test_cpu_seconds_counts_the_whole_process_group():
+    """A launcher whose child does the work (as helpdesk.launch runs Rasa): the child's CPU
+    time counts for the group."""
+    busy = ("import subprocess, sys; subprocess.run([sys.executable, '-c', "
+            "'import time\\nend = time.process_time() + 0.6\\nwhile time.process_time() < end: pass'])")
+    process = subprocess.Popen([sys.executable, "-c", busy + "; import time; time.sleep(30)"],
+                               start_new_session=True)
+    cleanup = harness.Cleanup(keep=False)
+    cleanup.process("busy", process)
+    try:
+        deadline = time.monotonic() + 20
+        while harness.cpu_seconds(process.pid) < 0.6 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)  # the child has ended: its time is its parent's now
+        assert 0.6 <= harness.cpu_seconds(process.pid) < 5
+    finally:
+        cleanup.run()

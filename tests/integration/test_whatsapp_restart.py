@@ -1,5 +1,6 @@
-"""A Rasa server killed with SIGKILL right after acknowledging a WhatsApp message: the
-message is answered once when the server is back.
+"""A Rasa server killed with SIGKILL right after acknowledging a WhatsApp message, or after
+its reply went out and before it saved the tracker: the message is answered once when the
+server is back.
 
 This test runs its own Rasa server on its own Redis database (so the session's server does
 not take the message over) with the session's action server.
@@ -10,8 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
+import redis
 import requests
 
+from helpdesk import redis_keys
 from tests.conftest import free_port
 from tests.integration.conftest import WAHA_HMAC, _start, _stop, _wait_http, api_headers
 from tests.integration.whatsapp_payloads import post_waha, texts_to, waha_message
@@ -62,3 +65,59 @@ def test_sigkill_after_acknowledgement_then_restart_answers_once(stack, fake_wah
     finally:
         fake_waha.delay_seconds = 0
         _stop(process)
+
+
+def test_sigkill_after_the_reply_before_the_tracker_save_sends_it_once(stack, fake_waha,
+                                                                      tmp_path):
+    """The moment issue 12 names: WAHA has taken the reply, the Rasa server has not saved the
+    tracker yet (it is predicting the next action), and it dies. The turn runs again on the
+    next server; its reply was already delivered and is not sent a second time."""
+    base_redis = stack.redis_url.rsplit("/", 1)[0]
+    # Rasa's lock of the conversation, held by the dead server, lasts TICKET_LOCK_LIFETIME
+    # (60 s by default); shorter here so the drill does not wait a minute for it
+    env = dict(stack.env, REDIS_URL=f"{base_redis}/7", RASA_PORT=str(free_port()),
+               TICKET_LOCK_LIFETIME="5")
+    client = redis.Redis.from_url(f"{base_redis}/7")
+    client.flushdb()
+    number = "5491188880003"
+    chat = f"{number}@c.us"
+    first, url = _start_rasa(env, tmp_path / "rasa-1.log")
+    second = None
+    try:
+        fake_waha.clear()
+        event = waha_message(number, "hola")
+        mark = redis_keys.reply_sent("waha", event["payload"]["id"], 1)
+        answer = post_waha(url, event, WAHA_HMAC)
+        assert answer.status_code == 200 and answer.json()["accepted"] == 1
+        deadline = time.monotonic() + 60
+        while not client.exists(mark):  # the reply went out and WAHA answered
+            assert time.monotonic() < deadline, "no reply was sent"
+            time.sleep(0.0005)
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(10)
+        delivered = texts_to(fake_waha.requests, chat)
+        assert len(delivered) == 1
+
+        second, url = _start_rasa(env, tmp_path / "rasa-2.log")
+        deadline = time.monotonic() + 120
+        while True:  # the lease (15 s) and Rasa's lock expire, the turn runs again
+            tracker = requests.get(f"{url}/conversations/{number}/tracker",
+                                   headers=api_headers(), timeout=10).json()
+            if any(e["event"] == "bot" for e in tracker["events"]):
+                break
+            assert time.monotonic() < deadline, "the turn was not run again"
+            time.sleep(1)
+        time.sleep(3)  # a second copy would arrive now
+        log = (tmp_path / "rasa-2.log").read_text()
+        assert "turn already ran before a restart" not in log  # it died before the save
+        assert texts_to(fake_waha.requests, chat) == delivered
+        assert "reply already sent before a restart" in log
+        user_turns = [e for e in tracker["events"] if e["event"] == "user"]
+        assert [e["message_id"] for e in user_turns] == [event["payload"]["id"]]
+        assert len([e for e in tracker["events"] if e["event"] == "bot"]) == len(delivered)
+    finally:
+        for process in (first, second):
+            if process is not None:
+                _stop(process)
+        client.flushdb()
+        client.close()
