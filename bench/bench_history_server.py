@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
 import aiohttp
+import yaml
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent))  # the project: bench.harness, helpdesk
@@ -154,19 +155,30 @@ async def measure_bot(bot: harness.Bot, text: str, sizes: List[int], turns: int
 async def measure(args: argparse.Namespace, cleanup: harness.Cleanup) -> Dict[str, Any]:
     base_dir = cleanup.directory(Path(tempfile.mkdtemp(prefix="bench-rasa-init-")))
     ours_dir = cleanup.directory(Path(tempfile.mkdtemp(prefix="bench-history-server-")))
-    print("== starting our stack and building stock rasa init", flush=True)
-    ours = harness.start_ours(ours_dir, cleanup, [])
-    await asyncio.to_thread(harness.train_baseline, base_dir, cleanup, 900)
-    baseline = harness.start_baseline(base_dir, cleanup)
-    await asyncio.to_thread(harness.wait_ours, ours)
-    await asyncio.to_thread(harness.wait_baseline, baseline)
-    results = {}
+    print(f"== starting {' and '.join(args.bots)}", flush=True)
+    bots = []
+    if "ours" in args.bots:
+        ours = harness.start_ours(ours_dir, cleanup, [])
+        await asyncio.to_thread(harness.wait_ours, ours)
+        bots.append((ours, "hola"))
+    if "baseline" in args.bots:
+        await asyncio.to_thread(harness.train_baseline, base_dir, cleanup, 900)
+        baseline = harness.start_baseline(base_dir, cleanup)
+        await asyncio.to_thread(harness.wait_baseline, baseline)
+        bots.append((baseline, "hi"))
+    results: Dict[str, Any] = {}
     # one at a time: the other server idles meanwhile, so the two share no core
-    for bot, text in ((ours, "hola"), (baseline, "hi")):
+    for bot, text in bots:
         print(f"== {bot.name}: {args.turns} turns after each history", flush=True)
         results[bot.name] = await measure_bot(bot, text, args.sizes, args.turns)
-    results["ours"]["log_errors"] = harness.log_errors(ours.log)
+        if bot.name == "ours":
+            results["ours"]["log_errors"] = harness.log_errors(bot.log)
     return results
+
+
+def _window_events() -> Any:
+    store = yaml.safe_load((harness.PROJECT / "endpoints.yml").read_text())["tracker_store"]
+    return store.get("window_events")
 
 
 def parse_args(argv: List[str]) -> argparse.Namespace:
@@ -174,9 +186,14 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
     parser.add_argument("--turns", type=int, default=30, help="timed turns per history")
     parser.add_argument("--sizes", default="10,1000,10000", help="past events")
     parser.add_argument("--output", type=Path, default=OUTPUT)
+    parser.add_argument("--bots", default="ours,baseline",
+                        help="which servers: ours, baseline (stock rasa init) or both")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directories")
     args = parser.parse_args(argv)
     args.sizes = [int(x) for x in str(args.sizes).split(",") if x]
+    args.bots = [x for x in str(args.bots).split(",") if x in ("ours", "baseline")]
+    if not args.bots:
+        parser.error("--bots: ours, baseline or both")
     return args
 
 
@@ -193,7 +210,7 @@ def main(argv: List[str]) -> int:
     finally:
         cleanup.run()
     print("\n== summary: p50 / p95 turn, worst loop hold (ms); ratio to the 10-event case")
-    for name in ("ours", "baseline"):
+    for name in results:
         rows = {k: v for k, v in results[name].items() if k != "log_errors"}
         first = next(iter(rows.values()))
         for key, row in rows.items():
@@ -205,7 +222,9 @@ def main(argv: List[str]) -> int:
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
         "duration_s": round(time.time() - started, 1),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-        "settings": {"turns": args.turns, "sizes": args.sizes}, "results": results,
+        "settings": {"turns": args.turns, "sizes": args.sizes, "bots": args.bots,
+                     "window_events": _window_events()},
+        "results": results,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n",

@@ -24,10 +24,10 @@ Here:
   read or a write never holds the event loop for the other conversations.
 - The tracker a save leaves is kept (the last `LATEST_CACHED` conversations): while nothing
   was saved since (its version in the meta hash, checked by every read), `retrieve` hands it to
-  the next turn instead of reading and parsing the window again (re-read once it holds twice
-  the window), and `latest` lends it to the channel and the follow-ups for reading, so in the
-  steady state a turn loads nothing. Another process's save (several Rasa servers) bumps the
-  version, and the next read loads.
+  the next turn instead of reading and parsing the window again (re-read once it holds
+  `REREAD_AFTER` windows), and `latest` lends it to the channel and the follow-ups for
+  reading, so in the steady state a turn loads nothing. Another process's save (several Rasa
+  servers) bumps the version, and the next read loads.
 - A conversation Rasa's Redis store kept (`<key_prefix>:tracker:<sender>`, the layout before
   this store) is moved into the list the first time it is read (`migrate`), and
   `python -m helpdesk.trackers migrate` moves them all at once.
@@ -54,7 +54,10 @@ from helpdesk import redis_keys
 logger = logging.getLogger(__name__)
 
 WINDOW_MARK = "helpdesk_window"  # metadata key of the state-restoring events of a window
-DEFAULT_WINDOW_EVENTS = 300
+DEFAULT_WINDOW_EVENTS = 100
+# the tracker handed from turn to turn is read afresh (windowed again) once it holds this many
+# windows: Rasa's cost per turn grows with the events a tracker holds (bench/README.md "History")
+REREAD_AFTER = 1.5
 DEFAULT_LEGACY_PREFIX = "tracker"  # endpoints.yml's key_prefix of Rasa's Redis store, before
 LATEST_CACHED = 256  # trackers `latest` keeps (the last saved, per conversation)
 LOADED = "_helpdesk_loaded"  # attribute set on a tracker read or saved here: (version, events)
@@ -218,7 +221,7 @@ class EventLogTrackerStore(TrackerStore):
         stored, length = await self._stored(sender_id)
         cached = self._latest.get(sender_id)
         if (cached is not None and cached[0] == stored.version and length
-                and len(cached[1].events) <= 2 * self.window_events):
+                and len(cached[1].events) <= self.window_events * REREAD_AFTER):
             # what this process's last save left, unchanged since: handed over, not copied
             # (the caller adds to it and saves it, which caches it again)
             del self._latest[sender_id]
