@@ -40,6 +40,16 @@ def inbound_lease(partition: str) -> str:
     return f"{PREFIX}:inbound_lease:{partition}"
 
 
+def inbound_starts(partition: int) -> str:
+    """Hash: entry id → how many times its turn was started (a crash loop is parked)."""
+    return f"{PREFIX}:inbound_starts:{{{partition}}}"
+
+
+def inbound_parked() -> str:
+    """Stream: inbound messages whose turn kept failing, kept for a person (dead letters)."""
+    return f"{PREFIX}:inbound_parked"
+
+
 def inbound_servers() -> str:
     """Sorted set: running Rasa servers by their last heartbeat (Redis clock, ms)."""
     return f"{PREFIX}:inbound_servers"

@@ -1,10 +1,14 @@
-"""Operator command for dead letters: tickets Zoho Desk never got, and Zoho or announcement
-jobs RQ gave up on.
+"""Operator command for dead letters: tickets Zoho Desk never got, Zoho or announcement jobs
+RQ gave up on, and WhatsApp messages whose turn kept failing (parked by the Rasa server).
 
-    python -m workers.dead_letters list [--json]     failed tickets, failed jobs, unsent notices
+    python -m workers.dead_letters list [--json]     failed tickets, failed jobs, parked
+                                                     messages, unsent notices
     python -m workers.dead_letters requeue <id>      a ticket (ledger id or HD- reference) or a job id
     python -m workers.dead_letters requeue-all       every failed ticket and failed job
     python -m workers.dead_letters notices [--json]  what the support team was told
+    python -m workers.dead_letters inbound [--json]  the parked WhatsApp messages
+    python -m workers.dead_letters replay-inbound <id>  run a parked message's turn again (at
+                                                     the end of its conversation's queue)
 
 A re-queued ticket goes back to pending with a fresh attempt count and a fresh delivery job; if
 an earlier create may have reached Zoho, the job searches for it before creating (no
@@ -12,6 +16,7 @@ duplicates). A re-queued job starts again with its full retries.
 """
 import json
 import sys
+import time
 from typing import Any, Dict, List, Optional
 
 import redis
@@ -19,9 +24,11 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from rq.registry import FailedJobRegistry
 
+from helpdesk import whatsapp
+from helpdesk.logs import mask_phone
 from helpdesk.tickets import FAILED, InvalidTransition, Ledger, TicketRecord
 from helpdesk.settings import load_settings
-from helpdesk.config import ZohoConfig, zoho_config
+from helpdesk.config import ZohoConfig, channel_config, zoho_config
 from helpdesk.zoho import (
     ADD_TO_TICKET,
     ANNOUNCE_DELIVERED,
@@ -36,7 +43,8 @@ from helpdesk.zoho import (
 
 QUEUES = (ZOHO_QUEUE, DEFAULT_QUEUE)
 JOB_FUNCTIONS = (DELIVER, ADD_TO_TICKET, ANNOUNCE_DELIVERED, ANNOUNCE_STATUS)
-USAGE = "usage: python -m workers.dead_letters list|notices [--json] | requeue <ticket id, reference or job id> | requeue-all"
+USAGE = ("usage: python -m workers.dead_letters list|notices|inbound [--json] | requeue <ticket id, "
+         "reference or job id> | requeue-all | replay-inbound <parked id>")
 
 
 class DeadLetters:
@@ -91,6 +99,18 @@ class DeadLetters:
     def notices(self, unsent_only: bool = False) -> List[Dict[str, Any]]:
         return self.ledger.human_notices(unsent_only=unsent_only)
 
+    def parked_messages(self) -> List[Dict[str, Any]]:
+        """WhatsApp messages the Rasa server gave up on, phone numbers masked."""
+        return [dict(entry, conversation_id=mask_phone(entry["conversation_id"] or ""))
+                for entry in whatsapp.parked(self.redis)]
+
+    def replay_inbound(self, parked_id: str) -> str:
+        try:
+            new_id = whatsapp.replay(self.redis, parked_id, channel_config().inbound_partitions)
+        except (ValueError, TypeError) as error:
+            raise LookupError(f"parked message {parked_id} is unreadable: {error}") from error
+        return f"parked message {parked_id} queued again as {new_id}"
+
     # re-queuing ---------------------------------------------------------------------------
     def requeue(self, key: str) -> str:
         """Re-queue a ticket (ledger id or reference) or a failed job; what was done."""
@@ -140,8 +160,8 @@ class DeadLetters:
 def _print_list(dead: DeadLetters, as_json: bool) -> None:
     tickets, jobs, unsent = dead.failed_tickets(), dead.failed_jobs(), dead.notices(unsent_only=True)
     if as_json:
-        print(json.dumps({"tickets": tickets, "jobs": jobs, "unsent_notices": unsent}, ensure_ascii=False,
-                         default=str, indent=2))
+        print(json.dumps({"tickets": tickets, "jobs": jobs, "parked_messages": dead.parked_messages(),
+                          "unsent_notices": unsent}, ensure_ascii=False, default=str, indent=2))
         return
     print(f"Failed tickets: {len(tickets)}")
     for t in tickets:
@@ -151,6 +171,9 @@ def _print_list(dead: DeadLetters, as_json: bool) -> None:
     print(f"Failed jobs: {len(jobs)}")
     for j in jobs:
         print(f"  {j['job_id']}  {j['function']}  {j['args']}  {j['error']}")
+    parked = dead.parked_messages()
+    print(f"Parked WhatsApp messages: {len(parked)}"
+          + ("  (python -m workers.dead_letters inbound)" if parked else ""))
     print(f"Notices not delivered to the support team: {len(unsent)}"
           + ("  (python -m workers.dead_letters notices)" if unsent else ""))
 
@@ -174,6 +197,16 @@ def main(argv: List[str], dead: Optional[DeadLetters] = None) -> int:
             for n in [] if as_json else notices:
                 state = "sent" if n["sent_at"] else "NOT SENT"
                 print(f"  #{n['id']}  {n['kind']}  {state}  {n['text']}")
+        elif command == "inbound":
+            parked = dead.parked_messages()
+            if as_json:
+                print(json.dumps(parked, ensure_ascii=False, default=str, indent=2))
+            for p in [] if as_json else parked:
+                when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(p["parked_at"]))
+                print(f"  {p['id']}  {when}  {p['conversation_id']}  {p['kind'] or '?'}  "
+                      f"«{(p['text'] or '')[:80]}»  {p['reason']}")
+        elif command == "replay-inbound" and len(rest) == 1:
+            print(dead.replay_inbound(rest[0]))
         elif command == "requeue" and len(rest) == 1:
             print(dead.requeue(rest[0]))
         elif command == "requeue-all" and not rest:

@@ -23,7 +23,8 @@ one pass with the clock given (tests pass their own):
   ticket's status), old notices and handoff rows deleted.
 - media files under var/media by modification time (storing the same bytes again renews it).
 - dead letters: jobs in the RQ failed registry of the project's queues that ended before the
-  limit, and Chatwoot's refused mirror entries (a list, oldest first).
+  limit, Chatwoot's refused mirror entries (a list, oldest first) and parked WhatsApp messages
+  (a stream whose ids are the time of parking).
 - dedupe markers: all are written with a TTL shorter than the limit; a marker without one (or
   with a longer one) is given the limit.
 - opt-outs are kept (a legal record until the user opts back in); a pass restores the Redis set
@@ -142,6 +143,7 @@ def apply_retention(client: redis.Redis, ledger: Ledger, config: RetentionConfig
     counts["media_deleted"] = prune_media(media, cutoff)
     counts["failed_jobs_deleted"] = prune_failed_jobs(client, cutoff)
     counts["chatwoot_dead_deleted"] = prune_chatwoot_dead_letters(client, cutoff)
+    counts["inbound_parked_deleted"] = prune_parked_messages(client, cutoff)
     counts["dedupe_capped"] = cap_dedupe_ttls(client, config.seconds, batch)
     counts["opt_outs_restored"] = (0 if client.exists(redis_keys.opted_out_restored())
                                    else restore_opt_outs(client, ledger))
@@ -300,6 +302,12 @@ def prune_chatwoot_dead_letters(client: redis.Redis, cutoff: float) -> int:
                 deleted += 1
             except redis.WatchError:
                 continue
+
+
+def prune_parked_messages(client: redis.Redis, cutoff: float) -> int:
+    """WhatsApp messages parked before `cutoff` (a stream: its ids are the time of parking)."""
+    return int(client.xtrim(redis_keys.inbound_parked(), minid=f"{int(cutoff * 1000)}-0",
+                            approximate=False))
 
 
 # --- dedupe markers -----------------------------------------------------------------------------

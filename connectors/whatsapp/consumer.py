@@ -16,6 +16,11 @@ of order:
   anything newer. The channel checks the tracker, so a turn that already ran is not run twice.
 Before each turn the server checks that it still holds the lease; a lease lost (a server
 stalled longer than the lease) drops what it had queued of that partition to the new holder.
+
+A turn that fails or overruns its deadline is tried again after growing waits, the
+conversation's later messages behind it; one that still fails, or whose turn was started
+`max_starts` times without finishing (it takes the server down), is parked: moved to the
+parked log for a person (`python -m workers.dead_letters inbound`), and the lane goes on.
 """
 import asyncio
 import logging
@@ -32,6 +37,8 @@ from helpdesk.whatsapp import InboundMessage
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[List[InboundMessage], bool], Awaitable[None]]
+# told of a message parked (message, reason, parked id): the user and the support team
+ParkedHandler = Callable[[InboundMessage, str, str], Awaitable[None]]
 Entry = Tuple[int, str, InboundMessage, bool]  # partition, entry id, message, recovered
 
 HEARTBEAT_SECONDS = 5  # at most: a third of the lease when that is shorter
@@ -47,9 +54,10 @@ def consumer_name() -> str:
 
 class InboundConsumer:
     def __init__(self, client: Any, handler: Handler, config: ChannelConfig,
-                 name: Optional[str] = None) -> None:
+                 name: Optional[str] = None, on_parked: Optional[ParkedHandler] = None) -> None:
         self.client = client
         self.handler = handler
+        self.on_parked = on_parked
         self.config = config
         self.name = name or consumer_name()
         self.partitions = config.inbound_partitions
@@ -280,8 +288,9 @@ class InboundConsumer:
         try:
             message = InboundMessage.from_json(raw)
         except Exception:
-            logger.error("unreadable inbound entry dropped", extra={"entry": entry_id})
-            asyncio.create_task(whatsapp.finish(self.client, partition, [entry_id]))
+            logger.error("unreadable inbound entry parked", extra={"entry": entry_id})
+            asyncio.create_task(whatsapp.park(self.client, partition, entry_id, raw,
+                                              "unreadable entry"))
             return
         self._in_flight.add((partition, entry_id))
         self._in_flight_of[partition] += 1
@@ -339,32 +348,97 @@ class InboundConsumer:
         entry_ids = [entry_id for _p, entry_id, _m, _r in batch]
         messages = [message for _p, _e, message, _r in batch]
         recovered = any(r for _p, _e, _m, r in batch)
-        async with self._turns:
-            try:
-                if not await self._still_held(partition):
-                    for entry in batch:
-                        self._forget(entry)
-                    self._lose(partition)
-                    return
-                await self.handler(messages, recovered)
-            except asyncio.CancelledError:
-                # shutting down: leave the entries pending for whoever runs next
-                for entry in batch:
-                    self._forget(entry)
-                raise
-            except Exception:
-                # a turn that fails is logged with its ids, not retried forever
-                logger.exception("turn failed", extra={
-                    "conversation_id": messages[0].conversation_id,
-                    "message_ids": [m.message_id for m in messages],
-                })
         try:
-            await whatsapp.finish(self.client, partition, entry_ids)
+            reason = await self._attempts(partition, entry_ids, messages, recovered)
+        except _LeaseLost:
+            for entry in batch:
+                self._forget(entry)
+            self._lose(partition)
+            return
+        except asyncio.CancelledError:
+            # shutting down: leave the entries pending for whoever runs next
+            for entry in batch:
+                self._forget(entry)
+            raise
+        try:
+            if reason is None:
+                await whatsapp.finish(self.client, partition, entry_ids)
+            else:
+                await self._park(partition, batch, reason)
         except Exception:
             logger.exception("could not acknowledge entries; they will be checked again")
         finally:
             for entry in batch:
                 self._forget(entry)
+
+    async def _attempts(self, partition: int, entry_ids: List[str],
+                        messages: List[InboundMessage], recovered: bool) -> Optional[str]:
+        """Run the turn, again after each wait of `retry_seconds` while it fails or overruns
+        its deadline (the lane waits: nothing later overtakes it). None when it ran, else why
+        it is given up."""
+        waits = self.config.turn_retry_seconds
+        timeout = self.config.turn_timeout_seconds
+        error = ""
+        for attempt in range(len(waits) + 1):
+            try:
+                async with self._turns:
+                    if not await self._still_held(partition):
+                        raise _LeaseLost()
+                    if attempt == 0:
+                        starts = await self._retrying(lambda: whatsapp.count_start(
+                            self.client, partition, entry_ids))
+                        if starts > self.config.max_starts:
+                            return (f"its turn was started {starts - 1} times and never "
+                                    "finished: the Rasa server stopped during it each time")
+                    await asyncio.wait_for(self.handler(messages, recovered), timeout)
+                return None
+            except _LeaseLost:
+                raise
+            except asyncio.TimeoutError:
+                error = f"the turn ran longer than {timeout:g} s"
+                logger.error("turn timed out", extra=self._about(messages, attempt))
+            except asyncio.CancelledError:
+                raise
+            except Exception as failure:
+                error = f"{type(failure).__name__}: {failure}"[:300]
+                logger.exception("turn failed", extra=self._about(messages, attempt))
+            if attempt < len(waits):
+                await asyncio.sleep(waits[attempt])
+                recovered = True  # it may have run in part: the tracker and replies are checked
+        return f"{len(waits) + 1} attempts failed; the last: {error}"
+
+    @staticmethod
+    def _about(messages: List[InboundMessage], attempt: int) -> Dict[str, Any]:
+        return {"conversation_id": messages[0].conversation_id, "attempt": attempt + 1,
+                "message_ids": [m.message_id for m in messages]}
+
+    async def _retrying(self, call: Callable[[], Awaitable[Any]]) -> Any:
+        """A Redis call the lane cannot go on without: retried until Redis answers."""
+        while True:
+            try:
+                return await call()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.warning("Redis call failed; retrying")
+                await asyncio.sleep(0.5)
+
+    async def _park(self, partition: int, batch: List[Entry], reason: str) -> None:
+        for _p, entry_id, message, _r in batch:
+            parked_id = await whatsapp.park(self.client, partition, entry_id,
+                                            message.to_json(), reason)
+            logger.error("inbound message parked", extra={
+                "conversation_id": message.conversation_id, "message_id": message.message_id,
+                "parked_id": parked_id, "reason": reason})
+            if self.on_parked is not None:
+                try:
+                    await self.on_parked(message, reason, parked_id)
+                except Exception:
+                    logger.exception("nobody told of a parked message")
+
+
+class _LeaseLost(Exception):
+    """The partition is another server's now: the turn is left to it."""
 
 
 def _text(value: Any) -> str:

@@ -108,23 +108,38 @@ class WhatsAppTurn:
             for other in messages[1:]:
                 other.conversation_id = first.conversation_id
             token = current_turn.set(first.conversation_id)
-            replies = turn_replies.set(TurnReplies(first.channel, first.conversation_id,
-                                                   first.message_id, recovered))
             try:
                 await self._turn(messages, recovered)
             finally:
-                turn_replies.reset(replies)
                 current_turn.reset(token)
 
     async def _turn(self, messages: List[InboundMessage], recovered: bool) -> None:
+        conversation = messages[0].conversation_id
+        started = time.perf_counter()
+        await self._save_route(messages[-1])
+        if recovered:
+            waiting = await self._not_processed(conversation, messages)
+            if not waiting:
+                logger.info("turn already ran before a restart; not run again",
+                            extra={"conversation_id": conversation})
+                return
+            if len(waiting) < len(messages):
+                logger.info("part of the batch already ran before a restart; the rest runs",
+                            extra={"conversation_id": conversation,
+                                   "skipped": len(messages) - len(waiting)})
+            messages = waiting
+        first = messages[0]
+        # the turn's replies are counted under the id Rasa records the turn with
+        replies = turn_replies.set(TurnReplies(first.channel, conversation, first.message_id,
+                                               recovered))
+        try:
+            await self._run(messages, started)
+        finally:
+            turn_replies.reset(replies)
+
+    async def _run(self, messages: List[InboundMessage], started: float) -> None:
         first, last = messages[0], messages[-1]
         conversation = first.conversation_id
-        started = time.perf_counter()
-        await self._save_route(last)
-        if recovered and await self._already_processed(conversation, messages):
-            logger.info("turn already ran before a restart; not run again",
-                        extra={"conversation_id": conversation})
-            return
         texts, metadata = [], self._metadata(messages)
         for message in messages:
             text = await self._text_of(message, metadata)
@@ -317,13 +332,19 @@ class WhatsAppTurn:
         channel adds no load to Rasa's own read of the turn."""
         return await latest_tracker(await self._agent(), conversation)
 
-    async def _already_processed(self, conversation: str, messages: List[InboundMessage]) -> bool:
+    async def _not_processed(self, conversation: str, messages: List[InboundMessage]
+                             ) -> List[InboundMessage]:
+        """The messages of a recovered batch no turn on the tracker has handled (a turn of
+        several merged messages carries the first's id and all of them in its metadata)."""
         tracker = await self._tracker(conversation)
         if tracker is None:
-            return False
-        ids = {m.message_id for m in messages}
-        return any(getattr(event, "message_id", None) in ids
-                   for event in tracker.events if event.type_name == "user")
+            return messages
+        seen = set()
+        for event in tracker.events:
+            if event.type_name == "user":
+                seen.add(getattr(event, "message_id", None))
+                seen.update((getattr(event, "metadata", None) or {}).get("message_ids") or [])
+        return [m for m in messages if m.message_id not in seen]
 
     async def _group_gate(self, message: InboundMessage, text: str) -> bool:
         """In a group, answer an incident, a mention of the bot, or an ongoing exchange."""

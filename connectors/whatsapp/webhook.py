@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Dict, List, Optional, Set, Tuple
 
+import redis
 import redis.asyncio as aioredis
 from rasa.core.channels.channel import InputChannel, OutputChannel, UserMessage
 from sanic import Blueprint, response
@@ -85,11 +86,30 @@ class Shared:
             return
         await handler(messages, recovered)
 
+    async def parked(self, message: InboundMessage, reason: str, parked_id: str) -> None:
+        """A message given up on: the user hears that a person will look at it, the support
+        team gets a notice (a worker writes it to the ledger and sends it)."""
+        try:
+            await whatsapp.async_send_text(self.redis, message.conversation_id,
+                                           self.config.text("message_parked"))
+        except Exception:
+            logger.exception("the user was not told of a parked message")
+        await asyncio.to_thread(self._notify_parked, parked_id, message.conversation_id, reason)
+
+    def _notify_parked(self, parked_id: str, conversation_id: str, reason: str) -> None:
+        client = redis.Redis.from_url(self.settings.redis_url, socket_timeout=5,
+                                      socket_connect_timeout=2)
+        try:
+            whatsapp.enqueue_parked_notice(client, parked_id, conversation_id, reason)
+        finally:
+            client.close()
+
     def start(self) -> None:
         if self.started:
             return
         self.started = True
-        self.consumer = InboundConsumer(self.redis, self.handle, self.config)
+        self.consumer = InboundConsumer(self.redis, self.handle, self.config,
+                                        on_parked=self.parked)
         self.consumer.start()
         self.delivery.start()
 

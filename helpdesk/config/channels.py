@@ -20,6 +20,9 @@ class ChannelConfig:
     max_concurrent_turns: int
     inbound_partitions: int
     lease_seconds: float
+    turn_retry_seconds: Tuple[float, ...]
+    turn_timeout_seconds: float
+    max_starts: int
     max_message_chars: int
     debounce_ms: int
     debounce_max_chars: int
@@ -43,6 +46,7 @@ class ChannelConfig:
     typing: bool
     reengagement_template: Optional[Dict[str, str]]
     texts: Dict[str, str]
+    human_notices: Dict[str, str]
 
     @property
     def replay_window_seconds(self) -> int:
@@ -68,7 +72,8 @@ class ChannelConfig:
 
 MAX_PARTITIONS = 1024
 
-_TEXT_KEYS = ("unsupported", "media_unavailable", "media_too_large", "rate_limited",
+_NOTICE_KEYS = ("inbound_parked",)
+_TEXT_KEYS = ("message_parked", "unsupported", "media_unavailable", "media_too_large", "rate_limited",
               "voice_needs_text", "voice_understood")
 
 
@@ -77,12 +82,20 @@ def load_channel_config(path: Path) -> ChannelConfig:
     where = path.name
     section = {}
     for name in ("webhook", "inbound", "rate_limit", "optout", "media", "groups", "outbound",
-                 "texts"):
+                 "texts", "human_notices"):
         section[name] = require_key(data, name, dict, where)
     texts = section["texts"]
     for key in _TEXT_KEYS:
         if not isinstance(texts.get(key), str) or not texts[key].strip():
             raise ConfigError(f"{where}: texts.{key} must be a non-empty text")
+    notices = section["human_notices"]
+    for key in _NOTICE_KEYS:
+        if not isinstance(notices.get(key), str) or not notices[key].strip():
+            raise ConfigError(f"{where}: human_notices.{key} must be a non-empty text")
+    retries = require_key(section["inbound"], "retry_seconds", list, f"{where} inbound")
+    if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and x >= 0
+               for x in retries):
+        raise ConfigError(f"{where}: inbound.retry_seconds must be numbers of seconds")
     groups = section["groups"]
     ask_in = require_key(groups, "ask_in", str, f"{where} groups")
     if ask_in not in ("group", "direct"):
@@ -127,6 +140,9 @@ def load_channel_config(path: Path) -> ChannelConfig:
         max_concurrent_turns=max(1, number("inbound", "max_concurrent_turns")),
         inbound_partitions=partitions,
         lease_seconds=lease,
+        turn_retry_seconds=tuple(float(x) for x in retries),
+        turn_timeout_seconds=max(0.001, number("inbound", "turn_timeout_seconds", float)),
+        max_starts=max(1, number("inbound", "max_starts")),
         max_message_chars=number("inbound", "max_message_chars"),
         debounce_ms=number("inbound", "debounce_ms"),
         debounce_max_chars=number("inbound", "debounce_max_chars"),
@@ -152,6 +168,7 @@ def load_channel_config(path: Path) -> ChannelConfig:
         typing=bool(section["outbound"].get("typing", False)),
         reengagement_template=dict(template) if template else None,
         texts={key: " ".join(str(value).split()) for key, value in texts.items()},
+        human_notices={key: " ".join(str(value).split()) for key, value in notices.items()},
     )
 
 

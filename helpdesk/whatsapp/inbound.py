@@ -20,7 +20,7 @@ import zlib
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
-from helpdesk import redis_keys
+from helpdesk import queues, redis_keys
 
 GROUP = "rasa"
 LEGACY = -1  # the single stream of versions before partitions, read until it is drained
@@ -247,7 +247,84 @@ async def finish(client: Any, partition: int, entry_ids: List[str]) -> None:
     async with client.pipeline(transaction=True) as pipe:
         pipe.xack(name, GROUP, *entry_ids)
         pipe.xdel(name, *entry_ids)
+        pipe.hdel(redis_keys.inbound_starts(partition), *entry_ids)
         await pipe.execute()
+
+
+async def count_start(client: Any, partition: int, entry_ids: List[str]) -> int:
+    """Count one more start of these entries' turn; the most any of them was started."""
+    async with client.pipeline(transaction=False) as pipe:
+        for entry_id in entry_ids:
+            pipe.hincrby(redis_keys.inbound_starts(partition), entry_id, 1)
+        return max(await pipe.execute())
+
+
+async def park(client: Any, partition: int, entry_id: str, raw: Any, reason: str) -> str:
+    """Move an entry whose turn kept failing to the parked log, in one step; its id there."""
+    name = stream(partition)
+    async with client.pipeline(transaction=True) as pipe:
+        pipe.xadd(redis_keys.inbound_parked(), {
+            "m": raw if raw is not None else "", "reason": reason[:500],
+            "partition": str(partition), "entry": entry_id, "parked_at": f"{time.time():.3f}",
+        })
+        pipe.xack(name, GROUP, entry_id)
+        pipe.xdel(name, entry_id)
+        pipe.hdel(redis_keys.inbound_starts(partition), entry_id)
+        parked_id, *_ = await pipe.execute()
+    return parked_id.decode() if isinstance(parked_id, bytes) else parked_id
+
+
+def parked(client: Any, count: int = 1000) -> List[Dict[str, Any]]:
+    """The parked log, oldest first (sync Redis: the operator's command)."""
+    entries = []
+    for parked_id, fields in client.xrange(redis_keys.inbound_parked(), count=count):
+        values = {_text(k): _text(v) for k, v in fields.items()}
+        try:
+            message: Optional[InboundMessage] = InboundMessage.from_json(values.get("m", ""))
+        except Exception:
+            message = None
+        entries.append({
+            "id": _text(parked_id), "reason": values.get("reason", ""),
+            "parked_at": float(values.get("parked_at") or 0), "entry": values.get("entry"),
+            "conversation_id": message.conversation_id if message else None,
+            "channel": message.channel if message else None,
+            "kind": message.kind if message else None,
+            "text": message.text if message else values.get("m", "")[:200],
+            "readable": message is not None,
+        })
+    return entries
+
+
+def replay(client: Any, parked_id: str, partitions: int) -> str:
+    """Put a parked message back at the end of its conversation's partition (sync Redis);
+    the new entry id. The dedupe key does not apply: the message was accepted once already."""
+    found = client.xrange(redis_keys.inbound_parked(), min=parked_id, max=parked_id)
+    if not found:
+        raise LookupError(f"no parked message '{parked_id}'")
+    raw = found[0][1].get(b"m") or found[0][1].get("m")
+    message = InboundMessage.from_json(raw)  # an unreadable one cannot be run again
+    pipe = client.pipeline(transaction=True)
+    pipe.xadd(stream(partition_of(message.conversation_id, partitions)), {"m": raw})
+    pipe.xdel(redis_keys.inbound_parked(), parked_id)
+    new_id, _ = pipe.execute()
+    return _text(new_id)
+
+
+def enqueue_parked_notice(client: Any, parked_id: str, conversation_id: str,
+                          reason: str) -> None:
+    """Queue the support team's notice of a parked message (a worker writes it to the
+    ledger and sends it; sync Redis)."""
+    from rq import Queue, Retry  # here: only the Rasa server's parking path needs RQ
+
+    Queue(queues.DEFAULT, connection=client).enqueue_call(
+        queues.NOTIFY_PARKED, args=(parked_id, conversation_id, reason),
+        result_ttl=24 * 3600, failure_ttl=7 * 24 * 3600,
+        retry=Retry(max=3, interval=[10, 60, 300]),
+    )
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 async def backlog(client: Any, partitions: int) -> int:

@@ -1,12 +1,16 @@
 """The operator command `python -m workers.dead_letters` lists and re-queues dead letters."""
+import asyncio
 import json
 import subprocess
 import sys
 
+import redis.asyncio as aioredis
+
 from rq.registry import FailedJobRegistry
 
+from helpdesk import whatsapp
 from helpdesk.tickets import DELIVERED, FAILED
-from helpdesk.config import zoho_config
+from helpdesk.config import channel_config, zoho_config
 from helpdesk.zoho import DEFAULT_QUEUE, ZOHO_QUEUE, delivery_job_id, enqueue_addition
 from tests.conftest import PROJECT
 from tests.workers.zoho_support import run_burst, world  # noqa: F401
@@ -100,3 +104,52 @@ def test_notices_lists_what_the_support_team_was_told(world):
     shown = dead_letters(world, "notices")
     assert shown.returncode == 0
     assert "ticket_rejected" in shown.stdout and "NOT SENT" in shown.stdout and record.reference in shown.stdout
+
+
+def _park_one(world, text: str = "la caja 3 no enciende") -> str:
+    """A message parked as the Rasa server parks one (helpdesk.whatsapp.park)."""
+    message = whatsapp.InboundMessage(channel="waha", message_id="false_5491155550000@c.us_X1",
+                                      conversation_id="5491155550000",
+                                      chat_id="5491155550000@c.us", kind="text", text=text)
+    partitions = channel_config().inbound_partitions
+    partition = whatsapp.partition_of(message.conversation_id, partitions)
+
+    async def park() -> str:
+        client = aioredis.Redis.from_url(world.env["REDIS_URL"])
+        try:
+            await whatsapp.ensure_group(client, partition)
+            entry_id = await client.xadd(whatsapp.stream(partition), {"m": message.to_json()})
+            return await whatsapp.park(client, partition, entry_id.decode(), message.to_json(),
+                                       "3 attempts failed; the last: ConnectionError: boom")
+        finally:
+            await client.close()
+
+    return asyncio.run(park())
+
+
+def test_parked_messages_are_listed_replayed_and_the_support_team_told(world):
+    parked_id = _park_one(world)
+    whatsapp.enqueue_parked_notice(world.redis, parked_id, "5491155550000",
+                                   "3 attempts failed; the last: ConnectionError: boom")
+    run_burst(world.env)
+    [notice] = [n for n in world.ledger.human_notices() if n["kind"] == "inbound_parked"]
+    assert parked_id in notice["text"] and "549****00" in notice["text"]
+    assert "5491155550000" not in notice["text"]  # the number masked
+
+    listed = dead_letters(world, "inbound")
+    assert listed.returncode == 0, listed.stderr
+    assert parked_id in listed.stdout and "549****00" in listed.stdout
+    assert "la caja 3 no enciende" in listed.stdout and "ConnectionError" in listed.stdout
+    assert "Parked WhatsApp messages: 1" in dead_letters(world, "list").stdout
+    [entry] = json.loads(dead_letters(world, "inbound", "--json").stdout)
+    assert entry["id"] == parked_id and entry["readable"] is True
+
+    replayed = dead_letters(world, "replay-inbound", parked_id)
+    assert replayed.returncode == 0 and "queued again" in replayed.stdout
+    partitions = channel_config().inbound_partitions
+    stream = whatsapp.stream(whatsapp.partition_of("5491155550000", partitions))
+    [(_id, fields)] = world.redis.xrange(stream)
+    assert whatsapp.InboundMessage.from_json(fields[b"m"]).text == "la caja 3 no enciende"
+    assert dead_letters(world, "inbound", "--json").stdout.strip() == "[]"
+    again = dead_letters(world, "replay-inbound", parked_id)
+    assert again.returncode == 1 and "no parked message" in again.stderr

@@ -220,9 +220,17 @@ def test_dead_letters_older_than_the_limit_go(redis_client, ledger, tmp_path):
         redis_client.rpush(dead, json.dumps({"conversation_id": "549", "entry": {"kind": "message"},
                                              "error": "422", "at": when}))
 
+    parked = redis_keys.inbound_parked()
+    for when in (OLD - DAY, OLD, YOUNG):
+        redis_client.xadd(parked, {"m": "{}", "reason": "3 attempts failed"},
+                          id=f"{int(when * 1000)}-0")
+
     counts = run_pass(redis_client, ledger, tmp_path / "media")
 
     assert (counts["failed_jobs_deleted"], counts["chatwoot_dead_deleted"]) == (2, 2)
+    assert counts["inbound_parked_deleted"] == 2
+    assert [entry_id for entry_id, _ in redis_client.xrange(parked)] == [
+        f"{int(YOUNG * 1000)}-0".encode()]
     for job in old:
         assert not redis_client.exists(job.key)
         assert job.id not in FailedJobRegistry(job.origin, connection=redis_client).get_job_ids()

@@ -29,10 +29,12 @@ class Recorder:
     """The turn handler: records each call, optionally slow or failing."""
 
     def __init__(self, delays: Optional[Dict[str, float]] = None, default_delay: float = 0,
-                 fail_on: str = "", client: Any = None) -> None:
+                 fail_on: str = "", client: Any = None,
+                 fail_times: Optional[Dict[str, int]] = None) -> None:
         self.delays = delays or {}
         self.default_delay = default_delay
         self.fail_on = fail_on
+        self.fail_times = dict(fail_times or {})  # text -> how many more times it fails
         self.client = client  # to look at the stream while a turn runs
         self.calls: List[Dict[str, Any]] = []
         self.running = 0
@@ -51,6 +53,10 @@ class Recorder:
             await asyncio.sleep(self.delays.get(conversation, self.default_delay))
             if self.fail_on and any(m.text == self.fail_on for m in messages):
                 raise RuntimeError("the turn broke")
+            for m in messages:
+                if self.fail_times.get(m.text, 0) > 0:
+                    self.fail_times[m.text] -= 1
+                    raise ConnectionError("Redis went away")
         finally:
             self.running -= 1
             self.calls.append({"conversation": conversation,
@@ -233,30 +239,144 @@ def test_entries_are_acknowledged_and_deleted_after_the_turn(redis_client, redis
     assert not any(redis_client.exists(inbound.lease_key(p)) for p in range(PARTITIONS))
 
 
-def test_a_failing_turn_is_logged_and_still_acknowledged(redis_client, redis_url, caplog):
-    recorder = Recorder(fail_on="rompe")
+def test_a_failing_turn_is_tried_again_and_the_later_messages_wait(redis_client, redis_url,
+                                                                   caplog):
+    recorder = Recorder(fail_times={"rompe": 2})
 
     async def scenario():
         client = redis_for(redis_url)
-        consumer = InboundConsumer(client, recorder, tiny_config(), name="c1")
+        consumer = InboundConsumer(client, recorder, tiny_config(turn_retry_seconds=(0.05, 0.1)),
+                                   name="c1")
         try:
             await accept(client, message("A", "rompe"), message("A", "sigue"))
             consumer.start()
-            await wait_until(lambda: recorder.handled() == 2)
+            await wait_until(lambda: recorder.handled() == 4)
             await wait_until(lambda: stream_empty(client))
-            return await pending(client)
+            return await pending(client), await client.xlen(redis_keys.inbound_parked())
         finally:
             await stop(consumer)
             await client.close()
 
     with caplog.at_level(logging.ERROR, logger="connectors.whatsapp.consumer"):
-        assert run(scenario()) == 0
-    assert recorder.texts("A") == [["rompe"], ["sigue"]]
+        assert run(scenario()) == (0, 0)
+    assert recorder.texts("A") == [["rompe"], ["rompe"], ["rompe"], ["sigue"]]
+    assert [c["recovered"] for c in recorder.calls] == [False, True, True, False]
     failed = [r for r in caplog.records if r.getMessage() == "turn failed"]
-    assert len(failed) == 1 and failed[0].conversation_id == "A" and failed[0].exc_info
+    assert [r.attempt for r in failed] == [1, 2] and failed[0].exc_info
 
 
-def test_an_unreadable_entry_is_dropped_and_the_rest_handled(redis_client, redis_url):
+def test_a_turn_that_keeps_failing_is_parked_told_and_the_conversation_goes_on(redis_client,
+                                                                             redis_url):
+    recorder = Recorder(fail_on="rompe")
+    told = []
+
+    async def on_parked(parked_message, reason, parked_id):
+        told.append((parked_message.text, reason, parked_id))
+
+    async def scenario():
+        client = redis_for(redis_url)
+        consumer = InboundConsumer(client, recorder, tiny_config(turn_retry_seconds=(0.05, 0.05)),
+                                   name="c1", on_parked=on_parked)
+        try:
+            await accept(client, message("A", "rompe"), message("A", "sigue"))
+            consumer.start()
+            await wait_until(lambda: recorder.handled() == 4)
+            await wait_until(lambda: stream_empty(client))
+            await wait_until(lambda: len(told) == 1)
+            return await pending(client)
+        finally:
+            await stop(consumer)
+            await client.close()
+
+    assert run(scenario()) == 0
+    assert recorder.texts("A") == [["rompe"], ["rompe"], ["rompe"], ["sigue"]]
+    [entry] = inbound.parked(redis_client)
+    assert entry["text"] == "rompe" and entry["conversation_id"] == "A" and entry["readable"]
+    assert "3 attempts failed" in entry["reason"] and "the turn broke" in entry["reason"]
+    assert told == [("rompe", entry["reason"], entry["id"])]
+    assert not any(redis_client.hlen(redis_keys.inbound_starts(p))
+                   for p in range(PARTITIONS))  # nothing left counting
+
+
+def test_a_parked_message_replayed_runs_again(redis_client, redis_url):
+    recorder = Recorder(fail_on="rompe")
+
+    async def scenario():
+        client = redis_for(redis_url)
+        consumer = InboundConsumer(client, recorder, tiny_config(turn_retry_seconds=()),
+                                   name="c1")
+        try:
+            await accept(client, message("A", "rompe"))
+            consumer.start()
+            await wait_until(lambda: recorder.handled() == 1)
+            await wait_until(lambda: client.xlen(redis_keys.inbound_parked()))
+            recorder.fail_on = ""  # the cause was fixed
+            [entry] = await asyncio.to_thread(inbound.parked, redis_client)
+            await asyncio.to_thread(inbound.replay, redis_client, entry["id"], PARTITIONS)
+            await wait_until(lambda: recorder.handled() == 2)
+            await wait_until(lambda: stream_empty(client))
+            return await client.xlen(redis_keys.inbound_parked())
+        finally:
+            await stop(consumer)
+            await client.close()
+
+    assert run(scenario()) == 0
+    assert recorder.texts("A") == [["rompe"], ["rompe"]]
+
+
+def test_a_turn_that_hangs_is_stopped_at_its_deadline(redis_client, redis_url):
+    recorder = Recorder(delays={"H": 30})
+
+    async def scenario():
+        client = redis_for(redis_url)
+        config = tiny_config(turn_timeout_seconds=0.2, turn_retry_seconds=(0.05,),
+                             max_concurrent_turns=1)
+        consumer = InboundConsumer(client, recorder, config, name="c1")
+        try:
+            started = time.monotonic()
+            await accept(client, message("H", "cuelga"), message("B", "hola"))
+            consumer.start()
+            await wait_until(lambda: client.xlen(redis_keys.inbound_parked()))
+            await wait_until(lambda: stream_empty(client))
+            return time.monotonic() - started
+        finally:
+            await stop(consumer)
+            await client.close()
+
+    elapsed = run(scenario())
+    assert elapsed < 5
+    assert recorder.texts("B") == [["hola"]]  # the one turn slot was given back
+    assert recorder.texts("H") == [["cuelga"], ["cuelga"]]
+    [entry] = inbound.parked(redis_client)
+    assert "longer than 0.2 s" in entry["reason"]
+
+
+def test_an_entry_started_too_often_is_parked_without_running(redis_client, redis_url):
+    """Three servers died in its turn (out of memory): the fourth does not run it."""
+    recorder = Recorder()
+
+    async def scenario():
+        client = redis_for(redis_url)
+        consumer = InboundConsumer(client, recorder, tiny_config(max_starts=3), name="c1")
+        try:
+            await accept(client, message("A", "mata"), message("A", "sigue"))
+            partition = inbound.partition_of("A", PARTITIONS)
+            first_id = (await client.xrange(inbound.stream(partition), count=1))[0][0]
+            await client.hset(redis_keys.inbound_starts(partition), first_id, 3)
+            consumer.start()
+            await wait_until(lambda: recorder.handled() == 1)
+            await wait_until(lambda: stream_empty(client))
+        finally:
+            await stop(consumer)
+            await client.close()
+
+    run(scenario())
+    assert recorder.texts("A") == [["sigue"]]
+    [entry] = inbound.parked(redis_client)
+    assert entry["text"] == "mata" and "started 3 times" in entry["reason"]
+
+
+def test_an_unreadable_entry_is_parked_and_the_rest_handled(redis_client, redis_url):
     recorder = Recorder()
 
     async def scenario():
@@ -274,6 +394,9 @@ def test_an_unreadable_entry_is_dropped_and_the_rest_handled(redis_client, redis
 
     run(scenario())
     assert recorder.texts("A") == [["hola"]]
+    [entry] = inbound.parked(redis_client)
+    assert entry["readable"] is False and entry["text"] == "{not json"
+    assert entry["reason"] == "unreadable entry"
 
 
 async def _read_as(client: Any, server: str, lease_ms: int) -> List[str]:

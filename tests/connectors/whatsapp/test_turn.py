@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, Optional
 
 import pytest
+from rasa.shared.core.events import UserUttered
+from rasa.shared.core.trackers import DialogueStateTracker
 
 from connectors.waha import WahaInput
 from connectors.whatsapp.turn import OPT_INTENTS, SHARE_FILE
@@ -229,3 +231,22 @@ def test_a_real_jpeg_with_a_wrong_claimed_type_is_stored_as_a_jpeg(media_env, fa
     assert stored["filename"] == "env.jpg"  # the sender's name, cleaned, display only
     assert Path(stored["path"]).read_bytes() == JPEG
     assert fake_waha.texts(WAHA_CHAT) == []
+
+
+def test_a_recovered_batch_runs_only_what_no_turn_on_the_tracker_handled(channel_env):
+    """The first run merged m1 and m2 into one turn (Rasa records m1's id and both in the
+    metadata); after a restart the batch is m1, m2, m3: only m3 is new."""
+    done = DialogueStateTracker.from_events(USER, [
+        UserUttered("hola\nla caja 3", message_id="m1", metadata={"message_ids": ["m1", "m2"]}),
+    ])
+
+    async def work(channel):
+        async def tracker_of(conversation):
+            return done if conversation == USER else None
+
+        channel._tracker = tracker_of  # what the store holds, without a Rasa agent
+        batch = [message(text, message_id=mid)
+                 for text, mid in (("hola", "m1"), ("la caja 3", "m2"), ("no enciende", "m3"))]
+        return [m.message_id for m in await channel._not_processed(USER, batch)]
+
+    assert with_channel(work) == ["m3"]
