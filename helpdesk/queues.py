@@ -24,12 +24,12 @@ DRAIN_CHATWOOT_OUTBOX = "workers.chatwoot_jobs.drain_outbox"
 RESUME_CONVERSATION = "workers.chatwoot_jobs.resume_conversation"
 # default, periodic: deleting what is older than config/retention.yml (workers/retention_jobs.py)
 RUN_RETENTION = "workers.retention_jobs.run_retention"
-# default: the support team told of a parked inbound message (workers/inbound_jobs.py)
-NOTIFY_PARKED = "workers.inbound_jobs.notify_parked"
+# default: the support team told of trouble on the WhatsApp path (workers/whatsapp_jobs.py)
+NOTIFY_WHATSAPP = "workers.whatsapp_jobs.notify"
 # followups (workers/followup_jobs.py)
 FOLLOWUP_STEP = "workers.followup_jobs.followup_step"
 CLOSE_THREAD = "workers.followup_jobs.close_thread"
 
 JOBS = (DELIVER_TICKET, ADD_TO_TICKET, ANNOUNCE_DELIVERED, ANNOUNCE_STATUS, RECONCILE_DELIVERIES,
         POLL_TICKET_STATUSES, DRAIN_CHATWOOT_OUTBOX, RESUME_CONVERSATION, FOLLOWUP_STEP, CLOSE_THREAD,
-        RUN_RETENTION, NOTIFY_PARKED)
+        RUN_RETENTION, NOTIFY_WHATSAPP)

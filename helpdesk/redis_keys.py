@@ -79,6 +79,11 @@ def outbox(channel: str, chat_id: str) -> str:
     return f"{PREFIX}:outbox:{channel}:{chat_id}"
 
 
+def outbox_parked() -> str:
+    """Stream: outgoing WhatsApp messages that could not be delivered, kept for a person."""
+    return f"{PREFIX}:outbox_parked"
+
+
 def outbox_due() -> str:
     """Sorted set: outbox keys by the time of their next delivery attempt."""
     return f"{PREFIX}:outbox_due"

@@ -9,6 +9,9 @@ RQ gave up on, and WhatsApp messages whose turn kept failing (parked by the Rasa
     python -m workers.dead_letters inbound [--json]  the parked WhatsApp messages
     python -m workers.dead_letters replay-inbound <id>  run a parked message's turn again (at
                                                      the end of its conversation's queue)
+    python -m workers.dead_letters outbound [--json] replies and notices WhatsApp never got
+    python -m workers.dead_letters replay-outbound <id>  send one again (at the end of its
+                                                     chat's outbox)
 
 A re-queued ticket goes back to pending with a fresh attempt count and a fresh delivery job; if
 an earlier create may have reached Zoho, the job searches for it before creating (no
@@ -43,8 +46,9 @@ from helpdesk.zoho import (
 
 QUEUES = (ZOHO_QUEUE, DEFAULT_QUEUE)
 JOB_FUNCTIONS = (DELIVER, ADD_TO_TICKET, ANNOUNCE_DELIVERED, ANNOUNCE_STATUS)
-USAGE = ("usage: python -m workers.dead_letters list|notices|inbound [--json] | requeue <ticket id, "
-         "reference or job id> | requeue-all | replay-inbound <parked id>")
+USAGE = ("usage: python -m workers.dead_letters list|notices|inbound|outbound [--json] | requeue "
+         "<ticket id, reference or job id> | requeue-all | replay-inbound <parked id> | "
+         "replay-outbound <parked id>")
 
 
 class DeadLetters:
@@ -104,6 +108,19 @@ class DeadLetters:
         return [dict(entry, conversation_id=mask_phone(entry["conversation_id"] or ""))
                 for entry in whatsapp.parked(self.redis)]
 
+    def undelivered_messages(self) -> List[Dict[str, Any]]:
+        """Outgoing WhatsApp messages that were parked, phone numbers masked."""
+        return [dict(entry, chat_id=mask_phone(entry["chat_id"] or ""),
+                     conversation_id=mask_phone(entry["conversation_id"] or ""))
+                for entry in whatsapp.undelivered(self.redis)]
+
+    def replay_outbound(self, parked_id: str) -> str:
+        try:
+            whatsapp.resend(self.redis, parked_id)
+        except (ValueError, TypeError) as error:
+            raise LookupError(f"parked message {parked_id} is unreadable: {error}") from error
+        return f"parked message {parked_id} queued for delivery again"
+
     def replay_inbound(self, parked_id: str) -> str:
         try:
             new_id = whatsapp.replay(self.redis, parked_id, channel_config().inbound_partitions)
@@ -161,6 +178,7 @@ def _print_list(dead: DeadLetters, as_json: bool) -> None:
     tickets, jobs, unsent = dead.failed_tickets(), dead.failed_jobs(), dead.notices(unsent_only=True)
     if as_json:
         print(json.dumps({"tickets": tickets, "jobs": jobs, "parked_messages": dead.parked_messages(),
+                          "undelivered_messages": dead.undelivered_messages(),
                           "unsent_notices": unsent}, ensure_ascii=False, default=str, indent=2))
         return
     print(f"Failed tickets: {len(tickets)}")
@@ -171,9 +189,11 @@ def _print_list(dead: DeadLetters, as_json: bool) -> None:
     print(f"Failed jobs: {len(jobs)}")
     for j in jobs:
         print(f"  {j['job_id']}  {j['function']}  {j['args']}  {j['error']}")
-    parked = dead.parked_messages()
+    parked, undelivered = dead.parked_messages(), dead.undelivered_messages()
     print(f"Parked WhatsApp messages: {len(parked)}"
           + ("  (python -m workers.dead_letters inbound)" if parked else ""))
+    print(f"WhatsApp messages not delivered: {len(undelivered)}"
+          + ("  (python -m workers.dead_letters outbound)" if undelivered else ""))
     print(f"Notices not delivered to the support team: {len(unsent)}"
           + ("  (python -m workers.dead_letters notices)" if unsent else ""))
 
@@ -205,6 +225,16 @@ def main(argv: List[str], dead: Optional[DeadLetters] = None) -> int:
                 when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(p["parked_at"]))
                 print(f"  {p['id']}  {when}  {p['conversation_id']}  {p['kind'] or '?'}  "
                       f"«{(p['text'] or '')[:80]}»  {p['reason']}")
+        elif command == "outbound":
+            undelivered = dead.undelivered_messages()
+            if as_json:
+                print(json.dumps(undelivered, ensure_ascii=False, default=str, indent=2))
+            for u in [] if as_json else undelivered:
+                when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(u["parked_at"]))
+                print(f"  {u['id']}  {when}  {u['channel']}  {u['chat_id']}  {u['kind']}  "
+                      f"«{(u['text'] or '')[:80]}»  {u['reason']}")
+        elif command == "replay-outbound" and len(rest) == 1:
+            print(dead.replay_outbound(rest[0]))
         elif command == "replay-inbound" and len(rest) == 1:
             print(dead.replay_inbound(rest[0]))
         elif command == "requeue" and len(rest) == 1:

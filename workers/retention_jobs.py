@@ -23,8 +23,8 @@ one pass with the clock given (tests pass their own):
   ticket's status), old notices and handoff rows deleted.
 - media files under var/media by modification time (storing the same bytes again renews it).
 - dead letters: jobs in the RQ failed registry of the project's queues that ended before the
-  limit, Chatwoot's refused mirror entries (a list, oldest first) and parked WhatsApp messages
-  (a stream whose ids are the time of parking).
+  limit, Chatwoot's refused mirror entries (a list, oldest first) and parked WhatsApp messages, in
+  and out (streams whose ids are the time of parking).
 - dedupe markers: all are written with a TTL shorter than the limit; a marker without one (or
   with a longer one) is given the limit.
 - opt-outs are kept (a legal record until the user opts back in); a pass restores the Redis set
@@ -143,7 +143,10 @@ def apply_retention(client: redis.Redis, ledger: Ledger, config: RetentionConfig
     counts["media_deleted"] = prune_media(media, cutoff)
     counts["failed_jobs_deleted"] = prune_failed_jobs(client, cutoff)
     counts["chatwoot_dead_deleted"] = prune_chatwoot_dead_letters(client, cutoff)
-    counts["inbound_parked_deleted"] = prune_parked_messages(client, cutoff)
+    counts["inbound_parked_deleted"] = prune_parked_messages(client, cutoff,
+                                                             redis_keys.inbound_parked())
+    counts["outbound_parked_deleted"] = prune_parked_messages(client, cutoff,
+                                                              redis_keys.outbox_parked())
     counts["dedupe_capped"] = cap_dedupe_ttls(client, config.seconds, batch)
     counts["opt_outs_restored"] = (0 if client.exists(redis_keys.opted_out_restored())
                                    else restore_opt_outs(client, ledger))
@@ -304,10 +307,9 @@ def prune_chatwoot_dead_letters(client: redis.Redis, cutoff: float) -> int:
                 continue
 
 
-def prune_parked_messages(client: redis.Redis, cutoff: float) -> int:
+def prune_parked_messages(client: redis.Redis, cutoff: float, key: str) -> int:
     """WhatsApp messages parked before `cutoff` (a stream: its ids are the time of parking)."""
-    return int(client.xtrim(redis_keys.inbound_parked(), minid=f"{int(cutoff * 1000)}-0",
-                            approximate=False))
+    return int(client.xtrim(key, minid=f"{int(cutoff * 1000)}-0", approximate=False))
 
 
 # --- dedupe markers -----------------------------------------------------------------------------

@@ -86,6 +86,9 @@ class Delivery:
         self.outbox = whatsapp.AsyncOutbox(client)
         self.optout = AsyncOptOutRegistry(client)
         self.templates: Dict[str, Dict[str, str]] = {}
+        # tells the support team (notice key, params, once_per, once_seconds); None: logs only
+        self.tell_support: Optional[Callable[[str, Dict[str, Any], str, int],
+                                             Awaitable[None]]] = None
         self._wake = asyncio.Event()
         self._task: Optional[asyncio.Task] = None
         self._stopping = False
@@ -114,8 +117,10 @@ class Delivery:
                 return
             except GatewayError as error:
                 if not error.transient:
-                    await self._give_up(message, error)
+                    await self._give_up(message, str(error), error)
                     return
+                if error.credentials:
+                    await self._refused(message, error)
                 if attempt + 1 < self.config.send_attempts:
                     await asyncio.sleep(self.config.send_retry_delay_ms / 1000 * (attempt + 1))
                 else:
@@ -123,6 +128,11 @@ class Delivery:
                         "channel": message["channel"], "status": error.status,
                         "code": error.code, "error": str(error)[:200],
                     })
+            except Exception:
+                # a fault of ours or an answer nobody expected: kept and retried, not lost
+                logger.exception("sending failed unexpectedly; message queued in the outbox",
+                                 extra={"channel": message["channel"]})
+                break
         message = dict(message, attempt=1)
         await self.outbox.push(message)
         await self.count("outbox_queued")
@@ -154,15 +164,50 @@ class Delivery:
             await self.client.set(redis_keys.sent_message(message["channel"], sent_id),
                                   json.dumps(message, ensure_ascii=False), ex=SENT_TTL_SECONDS)
 
-    async def _give_up(self, message: Dict[str, Any], error: GatewayError) -> None:
-        if error.reengagement:
+    async def _give_up(self, message: Dict[str, Any], reason: str,
+                       error: Optional[GatewayError] = None, key: Optional[str] = None,
+                       raw: Optional[str] = None) -> bool:
+        """The message cannot be delivered: parked for a person (the support team told),
+        or, for Meta's closed 24-hour window, the re-engagement template sent instead. True
+        when it left the chat's outbox (`key`, whose head is `raw`)."""
+        if error is not None and error.reengagement:
             await self.reengage(message)
-            return
-        logger.error("message not delivered (permanent error)", extra={
+            return False
+        if key is not None and raw is not None:
+            parked_id = await self.outbox.park_head(key, raw, reason)
+        else:
+            parked_id = await self.outbox.park(message, reason)
+        logger.error("message not delivered; parked", extra={
             "channel": message["channel"], "chat": mask_phone(message["chat_id"]),
-            "status": error.status, "code": error.code, "error": str(error)[:300],
+            "status": getattr(error, "status", None), "code": getattr(error, "code", None),
+            "reason": reason[:300], "parked_id": parked_id,
         })
-        await self.count(f"failed_{message['channel']}_{error.code or error.status}")
+        await self.count(f"failed_{message['channel']}_"
+                         f"{(error.code or error.status) if error else 'expired'}")
+        if parked_id:
+            await self._tell("outbound_parked", {
+                "id": parked_id, "who": mask_phone(message.get("conversation_id")
+                                                   or message["chat_id"]),
+                "reason": reason[:300]}, f"outbound_parked:{parked_id}", 7 * 24 * 3600)
+        return parked_id is not None
+
+    async def _refused(self, message: Dict[str, Any], error: GatewayError) -> None:
+        """The gateway refuses the bot's key or token: messages wait; an operator is told
+        (once an hour per channel)."""
+        channel = message["channel"]
+        logger.error("the gateway refuses the bot's credentials; messages wait",
+                     extra={"channel": channel, "status": error.status, "code": error.code})
+        await self._tell(f"refused_{channel}", {"error": str(error)[:200]},
+                         f"gateway_refused:{channel}", 3600)
+
+    async def _tell(self, notice: str, params: Dict[str, Any], once_per: str,
+                    once_seconds: int) -> None:
+        if self.tell_support is None:
+            return
+        try:
+            await self.tell_support(notice, params, once_per, once_seconds)
+        except Exception:
+            logger.exception("the support team was not told", extra={"notice": notice})
 
     async def reengage(self, message: Dict[str, Any]) -> None:
         """Meta 131047: outside the 24-hour window only a template may be sent."""
@@ -197,12 +242,19 @@ class Delivery:
         while not self._stopping:
             try:
                 keys = await self.outbox.due()
-                for key in keys:
-                    await self.drain(key)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 logger.exception("outbox drain failed; retrying")
+                keys = []
+            for key in keys:
+                try:
+                    await self.drain(key)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # one chat's trouble (Redis, a bug) holds up no other chat
+                    logger.exception("outbox drain of a chat failed; retrying",
+                                     extra={"outbox": key})
             waiter = asyncio.ensure_future(self._wake.wait())
             try:
                 await asyncio.wait({waiter}, timeout=0.5)
@@ -225,32 +277,49 @@ class Delivery:
                 try:
                     message = json.loads(raw)
                 except ValueError:
-                    logger.error("unreadable outbox entry dropped", extra={"outbox": key})
-                    await self.outbox.delivered(key, raw)
+                    logger.error("unreadable outbox entry parked", extra={"outbox": key})
+                    await self.outbox.park_head(key, raw, "unreadable entry")
                     continue
                 if await self._withheld(message):
                     await self.outbox.delivered(key, raw)
+                    continue
+                age = time.time() - float(message.get("queued_at") or time.time())
+                if age > self.config.outbox_max_age_seconds:
+                    await self._give_up(message, f"not delivered in {age / 3600:.1f} h "
+                                        f"({message.get('attempt', 0)} attempts)", key=key, raw=raw)
                     continue
                 try:
                     await self._send_once(message)
                 except GatewayError as error:
                     if error.transient:
-                        attempt = int(message.get("attempt", 0))
-                        waits = self.config.outbox_backoff_seconds
-                        # the first wait follows the first failure, wherever it happened
-                        delay = waits[min(max(attempt - 1, 0), len(waits) - 1)]
-                        await self.outbox.retry_later(key, raw, dict(message, attempt=attempt + 1),
-                                                      delay)
-                        logger.info("outbox delivery failed; retrying later", extra={
-                            "channel": message["channel"], "attempt": attempt + 1,
-                            "retry_in_s": delay, "code": error.code, "status": error.status,
-                        })
+                        if error.credentials:
+                            await self._refused(message, error)
+                        await self._later(key, raw, message, f"{error.code or error.status}")
                         return
-                    await self._give_up(message, error)
+                    if not await self._give_up(message, str(error), error, key, raw):
+                        await self.outbox.delivered(key, raw)
+                    continue
+                except Exception:
+                    # never a head that blocks the chat for good: counted and retried later
+                    logger.exception("outbox delivery failed unexpectedly; retrying later",
+                                     extra={"outbox": key})
+                    await self._later(key, raw, message, "unexpected")
+                    return
                 await self.outbox.delivered(key, raw)
                 await self.count("outbox_delivered")
         finally:
             await self.outbox.unlock(key, token)
+
+    async def _later(self, key: str, raw: str, message: Dict[str, Any], why: str) -> None:
+        attempt = int(message.get("attempt", 0))
+        waits = self.config.outbox_backoff_seconds
+        # the first wait follows the first failure, wherever it happened
+        delay = waits[min(max(attempt - 1, 0), len(waits) - 1)]
+        await self.outbox.retry_later(key, raw, dict(message, attempt=attempt + 1), delay)
+        logger.info("outbox delivery failed; retrying later", extra={
+            "channel": message["channel"], "attempt": attempt + 1, "retry_in_s": delay,
+            "error": why,
+        })
 
     # typing --------------------------------------------------------------------------
     async def typing(self, route: Route, on: bool, message_id: Optional[str] = None) -> None:

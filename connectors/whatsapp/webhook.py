@@ -23,7 +23,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Dict, List, Optional, Set, Tuple
 
-import redis
 import redis.asyncio as aioredis
 from rasa.core.channels.channel import InputChannel, OutputChannel, UserMessage
 from sanic import Blueprint, response
@@ -70,6 +69,7 @@ class Shared:
             health_check_interval=30,
         )
         self.delivery = Delivery(self.redis, self.config)
+        self.delivery.tell_support = whatsapp.tell_support
         self.log = InboundLog(self.redis, self.config.dedupe_ttl_seconds,
                               self.config.rate_messages, self.config.rate_window_seconds,
                               self.config.rate_cooldown_seconds,
@@ -94,15 +94,10 @@ class Shared:
                                            self.config.text("message_parked"))
         except Exception:
             logger.exception("the user was not told of a parked message")
-        await asyncio.to_thread(self._notify_parked, parked_id, message.conversation_id, reason)
-
-    def _notify_parked(self, parked_id: str, conversation_id: str, reason: str) -> None:
-        client = redis.Redis.from_url(self.settings.redis_url, socket_timeout=5,
-                                      socket_connect_timeout=2)
-        try:
-            whatsapp.enqueue_parked_notice(client, parked_id, conversation_id, reason)
-        finally:
-            client.close()
+        await whatsapp.tell_support(
+            "inbound_parked", {"id": parked_id, "who": mask_phone(message.conversation_id),
+                               "reason": reason},
+            once_per=f"inbound_parked:{parked_id}", once_seconds=7 * 24 * 3600)
 
     def start(self) -> None:
         if self.started:

@@ -42,6 +42,7 @@ class ChannelConfig:
     send_retry_delay_ms: int
     send_timeout_seconds: float
     outbox_backoff_seconds: Tuple[float, ...]
+    outbox_max_age_seconds: float
     read_receipts: bool
     typing: bool
     reengagement_template: Optional[Dict[str, str]]
@@ -72,7 +73,7 @@ class ChannelConfig:
 
 MAX_PARTITIONS = 1024
 
-_NOTICE_KEYS = ("inbound_parked",)
+_NOTICE_KEYS = ("inbound_parked", "outbound_parked", "refused_waha", "refused_whatsapp")
 _TEXT_KEYS = ("message_parked", "unsupported", "media_unavailable", "media_too_large", "rate_limited",
               "voice_needs_text", "voice_understood")
 
@@ -164,6 +165,7 @@ def load_channel_config(path: Path) -> ChannelConfig:
         send_retry_delay_ms=number("outbound", "retry_delay_ms"),
         send_timeout_seconds=number("outbound", "timeout_seconds", float),
         outbox_backoff_seconds=tuple(float(x) for x in backoff),
+        outbox_max_age_seconds=max(1.0, number("outbound", "outbox_max_age_seconds", float)),
         read_receipts=bool(section["outbound"].get("read_receipts", False)),
         typing=bool(section["outbound"].get("typing", False)),
         reengagement_template=dict(template) if template else None,

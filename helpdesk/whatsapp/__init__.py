@@ -36,7 +36,6 @@ from helpdesk.whatsapp.inbound import (  # noqa: F401
     RATE_LIMITED_FIRST,
     backlog,
     count_start,
-    enqueue_parked_notice,
     ensure_group,
     finish,
     park,
@@ -44,6 +43,10 @@ from helpdesk.whatsapp.inbound import (  # noqa: F401
     replay,
     partition_of,
     stream,
+)
+from helpdesk.whatsapp.notices import (  # noqa: F401
+    enqueue_notice,
+    tell_support,
 )
 from helpdesk.whatsapp.media import (  # noqa: F401
     identify,
@@ -63,6 +66,8 @@ from helpdesk.whatsapp.optout import (  # noqa: F401
 )
 from helpdesk.whatsapp.outbox import (  # noqa: F401
     AsyncOutbox,
+    resend,
+    undelivered,
 )
 from helpdesk.whatsapp.send import (  # noqa: F401
     NoRoute,
@@ -78,6 +83,8 @@ __all__ = [
     "ACCEPTED",
     "AsyncOptOutRegistry",
     "AsyncOutbox",
+    "resend",
+    "undelivered",
     "BadId",
     "MAX_ID_CHARS",
     "GROUP",
@@ -106,7 +113,8 @@ __all__ = [
     "Leases",
     "LEGACY",
     "count_start",
-    "enqueue_parked_notice",
+    "enqueue_notice",
+    "tell_support",
     "park",
     "parked",
     "replay",

@@ -28,18 +28,23 @@ REDIRECT_STATUSES = (301, 302, 303, 307, 308)
 class GatewayError(Exception):
     """A send or fetch that failed.
 
-    transient: a retry later may succeed (5xx, timeouts, connection refused, rate limits);
+    transient: a retry later may succeed (5xx, timeouts, connection refused, rate limits, the
+    WhatsApp session not working, credentials refused);
+    credentials: the gateway refused our key or token: every message waits for an operator,
+    who is told (transient too: the message is not at fault);
     reengagement: Meta 131047, the user's 24-hour window is closed (a template is needed);
     otherwise permanent: retrying the same request cannot help.
     """
 
     def __init__(self, message: str, *, status: Optional[int] = None, code: Any = None,
-                 transient: bool = False, reengagement: bool = False) -> None:
+                 transient: bool = False, reengagement: bool = False,
+                 credentials: bool = False) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
-        self.transient = transient
+        self.transient = transient or credentials
         self.reengagement = reengagement
+        self.credentials = credentials
 
 
 class MediaError(GatewayError):

@@ -20,7 +20,7 @@ import zlib
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
-from helpdesk import queues, redis_keys
+from helpdesk import redis_keys
 
 GROUP = "rasa"
 LEGACY = -1  # the single stream of versions before partitions, read until it is drained
@@ -308,19 +308,6 @@ def replay(client: Any, parked_id: str, partitions: int) -> str:
     pipe.xdel(redis_keys.inbound_parked(), parked_id)
     new_id, _ = pipe.execute()
     return _text(new_id)
-
-
-def enqueue_parked_notice(client: Any, parked_id: str, conversation_id: str,
-                          reason: str) -> None:
-    """Queue the support team's notice of a parked message (a worker writes it to the
-    ledger and sends it; sync Redis)."""
-    from rq import Queue, Retry  # here: only the Rasa server's parking path needs RQ
-
-    Queue(queues.DEFAULT, connection=client).enqueue_call(
-        queues.NOTIFY_PARKED, args=(parked_id, conversation_id, reason),
-        result_ttl=24 * 3600, failure_ttl=7 * 24 * 3600,
-        retry=Retry(max=3, interval=[10, 60, 300]),
-    )
 
 
 def _text(value: Any) -> str:

@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 TRANSIENT_CODES = {130429, 131056, 131000, 1, 2, 4, 80007}
 REENGAGEMENT_CODE = 131047
+TOKEN_CODE = 190
 # where the URL the Graph API gives for a media id points (B5: lookaside.fbsbx.com); the
 # operator adds hosts with META_MEDIA_HOSTS should Meta answer with another
 META_DOWNLOAD_HOSTS = ("https://lookaside.fbsbx.com",)
@@ -49,6 +50,8 @@ def error_from_graph(status: int, body: Any) -> GatewayError:
         transient=code in TRANSIENT_CODES or (code is None and transient_status(status))
         or status >= 500,
         reengagement=code == REENGAGEMENT_CODE,
+        # 190: the access token expired or was revoked; 401 without a code likewise
+        credentials=code == TOKEN_CODE or (code is None and status == 401),
     )
 
 

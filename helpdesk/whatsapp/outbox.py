@@ -49,6 +49,15 @@ return 0
 """
 LOCK_SECONDS = 60
 
+# KEYS: list, due zset, parked stream.  ARGV: the message json expected at the head, reason,
+# now. The head moves to the parked log in one step; nil when the head is another message.
+_PARK_HEAD = """
+if redis.call('LINDEX', KEYS[1], 0) ~= ARGV[1] then return false end
+redis.call('LPOP', KEYS[1])
+if redis.call('LLEN', KEYS[1]) == 0 then redis.call('ZREM', KEYS[2], KEYS[1]) end
+return redis.call('XADD', KEYS[3], '*', 'm', ARGV[1], 'reason', ARGV[2], 'parked_at', ARGV[3])
+"""
+
 
 def encode(message: Dict[str, Any]) -> str:
     return json.dumps(message, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
@@ -66,6 +75,7 @@ class AsyncOutbox:
         self._replace = client.register_script(_REPLACE_HEAD)
         self._extend = client.register_script(_EXTEND_LOCK)
         self._release = client.register_script(_RELEASE_LOCK)
+        self._park_head = client.register_script(_PARK_HEAD)
 
     async def push(self, message: Dict[str, Any]) -> int:
         return await self._push(keys=[outbox_key(message), redis_keys.outbox_due()],
@@ -91,6 +101,19 @@ class AsyncOutbox:
         await self._replace(keys=[key], args=[raw, encode(message)])
         await self.client.zadd(redis_keys.outbox_due(), {key: time.time() + delay_seconds})
 
+    async def park_head(self, key: str, raw: str, reason: str) -> Optional[str]:
+        """Move the chat's head message to the parked log (undeliverable); its id there."""
+        parked_id = await self._park_head(
+            keys=[key, redis_keys.outbox_due(), redis_keys.outbox_parked()],
+            args=[raw, reason[:500], f"{time.time():.3f}"])
+        return parked_id.decode() if isinstance(parked_id, bytes) else parked_id
+
+    async def park(self, message: Dict[str, Any], reason: str) -> str:
+        """Keep a message that was never queued (refused at its first send) in the parked log."""
+        parked_id = await self.client.xadd(redis_keys.outbox_parked(), {
+            "m": encode(message), "reason": reason[:500], "parked_at": f"{time.time():.3f}"})
+        return parked_id.decode() if isinstance(parked_id, bytes) else parked_id
+
     async def lock(self, key: str, seconds: int = LOCK_SECONDS) -> Optional[str]:
         """A token when this process now delivers the chat, None when another one does."""
         token = uuid.uuid4().hex
@@ -110,3 +133,36 @@ def push_sync(client: Any, message: Dict[str, Any]) -> int:
     """For processes without an event loop (RQ workers)."""
     return client.eval(_PUSH, 2, outbox_key(message), redis_keys.outbox_due(),
                        encode(message), time.time())
+
+
+def undelivered(client: Any, count: int = 1000) -> List[Dict[str, Any]]:
+    """Messages the bot could not deliver, oldest first (sync Redis: the operator's command)."""
+    entries = []
+    for parked_id, fields in client.xrange(redis_keys.outbox_parked(), count=count):
+        values = {_text(k): _text(v) for k, v in fields.items()}
+        try:
+            message = json.loads(values.get("m", ""))
+        except ValueError:
+            message = {}
+        entries.append({
+            "id": _text(parked_id), "reason": values.get("reason", ""),
+            "parked_at": float(values.get("parked_at") or 0),
+            "channel": message.get("channel"), "chat_id": message.get("chat_id"),
+            "conversation_id": message.get("conversation_id"), "kind": message.get("kind"),
+            "text": message.get("text") or "", "attempts": message.get("attempt", 0),
+        })
+    return entries
+
+
+def resend(client: Any, parked_id: str) -> None:
+    """Queue a parked message again, at the end of its chat's outbox, as new (sync Redis)."""
+    found = client.xrange(redis_keys.outbox_parked(), min=parked_id, max=parked_id)
+    if not found:
+        raise LookupError(f"no parked outgoing message '{parked_id}'")
+    message = json.loads(found[0][1].get(b"m") or found[0][1].get("m"))
+    push_sync(client, dict(message, attempt=0, queued_at=time.time()))
+    client.xdel(redis_keys.outbox_parked(), parked_id)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else value

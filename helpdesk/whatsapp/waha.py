@@ -60,7 +60,9 @@ class WahaClient:
                     raise GatewayError(
                         f"WAHA {path} answered {response.status}: {text[:200]}",
                         status=response.status,
-                        transient=transient_status(response.status),
+                        # 422: the session is not WORKING (starting, waiting for its QR code)
+                        transient=transient_status(response.status) or response.status == 422,
+                        credentials=response.status in (401, 403),
                     )
                 try:
                     return await response.json(content_type=None) if text else None

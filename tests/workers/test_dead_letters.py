@@ -8,7 +8,8 @@ import redis.asyncio as aioredis
 
 from rq.registry import FailedJobRegistry
 
-from helpdesk import whatsapp
+from helpdesk import redis_keys, whatsapp
+from helpdesk.logs import mask_phone
 from helpdesk.tickets import DELIVERED, FAILED
 from helpdesk.config import channel_config, zoho_config
 from helpdesk.zoho import DEFAULT_QUEUE, ZOHO_QUEUE, delivery_job_id, enqueue_addition
@@ -129,10 +130,13 @@ def _park_one(world, text: str = "la caja 3 no enciende") -> str:
 
 def test_parked_messages_are_listed_replayed_and_the_support_team_told(world):
     parked_id = _park_one(world)
-    whatsapp.enqueue_parked_notice(world.redis, parked_id, "5491155550000",
-                                   "3 attempts failed; the last: ConnectionError: boom")
+    whatsapp.enqueue_notice(world.redis, "inbound_parked", {
+        "id": parked_id, "who": mask_phone("5491155550000"),
+        "reason": "3 attempts failed; the last: ConnectionError: boom"},
+        once_per=f"inbound_parked:{parked_id}")
     run_burst(world.env)
-    [notice] = [n for n in world.ledger.human_notices() if n["kind"] == "inbound_parked"]
+    [notice] = [n for n in world.ledger.human_notices()
+                if n["kind"] == "whatsapp_inbound_parked"]
     assert parked_id in notice["text"] and "549****00" in notice["text"]
     assert "5491155550000" not in notice["text"]  # the number masked
 
@@ -153,3 +157,27 @@ def test_parked_messages_are_listed_replayed_and_the_support_team_told(world):
     assert dead_letters(world, "inbound", "--json").stdout.strip() == "[]"
     again = dead_letters(world, "replay-inbound", parked_id)
     assert again.returncode == 1 and "no parked message" in again.stderr
+
+
+def test_undelivered_messages_are_listed_and_sent_again(world):
+    message = {"channel": "waha", "chat_id": "5491155550000@c.us",
+               "conversation_id": "5491155550000", "kind": "text",
+               "text": "Su ticket es HD-ABC123", "mentions": [], "attempt": 9, "queued_at": 1.0}
+    parked_id = world.redis.xadd(redis_keys.outbox_parked(), {
+        "m": json.dumps(message), "reason": "not delivered in 24.0 h (9 attempts)",
+        "parked_at": "1.0"}).decode()
+
+    listed = dead_letters(world, "outbound")
+    assert listed.returncode == 0, listed.stderr
+    assert parked_id in listed.stdout and "HD-ABC123" in listed.stdout
+    assert "549****00" in listed.stdout and "5491155550000" not in listed.stdout
+    assert "WhatsApp messages not delivered: 1" in dead_letters(world, "list").stdout
+
+    replayed = dead_letters(world, "replay-outbound", parked_id)
+    assert replayed.returncode == 0, replayed.stderr
+    [queued] = [json.loads(raw) for raw in
+                world.redis.lrange(redis_keys.outbox("waha", "5491155550000@c.us"), 0, -1)]
+    assert queued["text"] == "Su ticket es HD-ABC123" and queued["attempt"] == 0
+    assert world.redis.zscore(redis_keys.outbox_due(), redis_keys.outbox("waha", "5491155550000@c.us"))
+    assert dead_letters(world, "outbound", "--json").stdout.strip() == "[]"
+    assert dead_letters(world, "replay-outbound", parked_id).returncode == 1

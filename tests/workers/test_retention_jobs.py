@@ -221,14 +221,15 @@ def test_dead_letters_older_than_the_limit_go(redis_client, ledger, tmp_path):
                                              "error": "422", "at": when}))
 
     parked = redis_keys.inbound_parked()
-    for when in (OLD - DAY, OLD, YOUNG):
-        redis_client.xadd(parked, {"m": "{}", "reason": "3 attempts failed"},
-                          id=f"{int(when * 1000)}-0")
+    for key in (parked, redis_keys.outbox_parked()):
+        for when in (OLD - DAY, OLD, YOUNG):
+            redis_client.xadd(key, {"m": "{}", "reason": "3 attempts failed"},
+                              id=f"{int(when * 1000)}-0")
 
     counts = run_pass(redis_client, ledger, tmp_path / "media")
 
     assert (counts["failed_jobs_deleted"], counts["chatwoot_dead_deleted"]) == (2, 2)
-    assert counts["inbound_parked_deleted"] == 2
+    assert counts["inbound_parked_deleted"] == counts["outbound_parked_deleted"] == 2
     assert [entry_id for entry_id, _ in redis_client.xrange(parked)] == [
         f"{int(YOUNG * 1000)}-0".encode()]
     for job in old:

@@ -4,13 +4,15 @@ and transient errors, Meta's 24-hour window, opt-outs, offered buttons, groups. 
 sender renders buttons and files is tested beside it (tests/connectors/test_waha.py,
 test_meta.py)."""
 import asyncio
+import json
+import time
 from typing import Any, Dict, List
 
 import pytest
 
 from connectors.meta import MetaInput
 from connectors.whatsapp.output import Delivery, TurnReplies, turn_replies
-from helpdesk import redis_keys
+from helpdesk import redis_keys, whatsapp
 from helpdesk.whatsapp import Route, save_route
 from tests.fakes.gateways import graph_error
 from tests.connectors.whatsapp.support import (  # noqa: F401 - fixtures
@@ -184,7 +186,7 @@ def test_other_chats_are_not_held_up_by_a_waiting_one(redis_client, redis_url, f
 
 
 def test_a_drain_keeps_going_after_a_permanent_error(redis_client, redis_url, fake_waha):
-    """A queued message the gateway refuses for good is dropped (counted); the next ones go."""
+    """A queued message the gateway refuses for good is parked (counted); the next ones go."""
     fake_waha.down = True
 
     async def scenario():
@@ -200,6 +202,8 @@ def test_a_drain_keeps_going_after_a_permanent_error(redis_client, redis_url, fa
 
     assert run(scenario()) == 1
     assert fake_waha.texts(WAHA_CHAT) == ["b", "c"]
+    [parked] = whatsapp.undelivered(redis_client)
+    assert parked["text"] == "a" and "bad chat" in parked["reason"]
 
 
 # --- errors: permanent, transient, Meta's window ------------------------------------------
@@ -219,6 +223,7 @@ def test_waha_400_is_permanent(redis_client, redis_url, fake_waha):
     assert failed == 1 and queued == [] and empty
     assert len(fake_waha.calls("/api/sendText")) == 2  # one try each, no retry
     assert fake_waha.texts(WAHA_CHAT) == ["este sí"]
+    assert [p["text"] for p in whatsapp.undelivered(redis_client)] == ["no llega"]
 
 
 def test_meta_131026_is_permanent(redis_client, redis_url, fake_meta):
@@ -233,6 +238,8 @@ def test_meta_131026_is_permanent(redis_client, redis_url, fake_meta):
 
     assert run(scenario()) == (1, True)
     assert len(fake_meta.requests) == 1 and meta_texts(fake_meta) == []
+    [parked] = whatsapp.undelivered(redis_client)
+    assert parked["text"] == "no llega" and "131026" in parked["reason"]
 
 
 @pytest.mark.parametrize("status, code", [(429, 130429), (400, 131056), (500, 131000)])
@@ -497,3 +504,94 @@ def test_a_turn_run_again_sends_only_the_replies_the_first_run_did_not(redis_cli
     run(turn(False, ["¿En qué tienda?"], message_id="false_2"))  # a new message: sent
     assert fake_waha.texts(WAHA_CHAT)[-1] == "¿En qué tienda?"
     assert redis_client.ttl(redis_keys.reply_sent("waha", "false_1", 1)) > 23 * 3600
+
+
+# --- what never blocks a chat, what waits for an operator, what is given up ----------------
+
+class Told:
+    """The support team's notices the delivery asked for."""
+
+    def __init__(self) -> None:
+        self.notices: List[Any] = []
+
+    async def __call__(self, notice, params, once_per, once_seconds) -> None:
+        self.notices.append((notice, params, once_per))
+
+
+def test_a_head_that_raises_something_unexpected_blocks_no_chat(redis_client, redis_url,
+                                                                fake_waha):
+    """A bug on one chat's head (here a text without its text: the sender raises KeyError) is
+    retried later; the other chats' messages go out in the same pass."""
+    async def scenario():
+        async with Rig(redis_url, waha=fake_waha) as rig:
+            other = "5491166667777"
+            await rig.route(other, Route(channel="waha", chat_id=f"{other}@c.us"))
+            await rig.delivery.outbox.push({"channel": "waha", "chat_id": WAHA_CHAT,
+                                            "conversation_id": USER, "kind": "text",
+                                            "attempt": 1, "queued_at": time.time()})
+            with replying_to(other):
+                await rig.outputs["waha"].send_text_message(other, "para el otro")
+            await rig.delivery.outbox.push({"channel": "waha", "chat_id": f"{other}@c.us",
+                                            "conversation_id": other, "kind": "text",
+                                            "text": "en cola", "mentions": [], "attempt": 1,
+                                            "queued_at": time.time()})
+            rig.delivery.start()
+            await wait_until(lambda: len(fake_waha.texts(f"{other}@c.us")) == 2, timeout=10)
+            head = (await rig.queued("waha", WAHA_CHAT))[0]
+            return head["attempt"]
+
+    assert run(scenario()) == 2  # counted as an attempt, retried later, still there
+    assert fake_waha.texts("5491166667777@c.us") == ["para el otro", "en cola"]
+
+
+def test_refused_credentials_keep_messages_waiting_and_tell_an_operator(redis_client,
+                                                                        redis_url, fake_waha):
+    told = Told()
+    fake_waha.fail_next = [(401, {"message": "Unauthorized", "statusCode": 401})] * 3
+
+    async def scenario():
+        async with Rig(redis_url, waha=fake_waha) as rig:
+            rig.delivery.tell_support = told
+            with replying_to(USER):
+                await rig.outputs["waha"].send_text_message(USER, "espera la clave")
+            queued = await rig.queued("waha", WAHA_CHAT)
+            rig.delivery.start()
+            await wait_until(rig.empty, timeout=10)  # the key works again
+            return queued
+
+    queued = run(scenario())
+    assert [m["text"] for m in queued] == ["espera la clave"]  # kept, not dropped
+    assert fake_waha.texts(WAHA_CHAT) == ["espera la clave"]
+    assert {(n, o) for n, _p, o in told.notices} == {("refused_waha", "gateway_refused:waha")}
+    assert whatsapp.undelivered(redis_client) == []
+
+
+def test_a_message_not_delivered_in_time_is_parked_and_the_team_told(redis_client, redis_url,
+                                                                     fake_waha):
+    told = Told()
+
+    async def scenario():
+        async with Rig(redis_url, waha=fake_waha, outbox_max_age_seconds=60) as rig:
+            rig.delivery.tell_support = told
+            await rig.delivery.outbox.push({
+                "channel": "waha", "chat_id": WAHA_CHAT, "conversation_id": USER,
+                "kind": "text", "text": "viejo", "mentions": [], "attempt": 7,
+                "queued_at": time.time() - 3600})
+            await rig.delivery.outbox.push({
+                "channel": "waha", "chat_id": WAHA_CHAT, "conversation_id": USER,
+                "kind": "text", "text": "nuevo", "mentions": [], "attempt": 0,
+                "queued_at": time.time()})
+            rig.delivery.start()
+            await wait_until(rig.empty, timeout=10)
+
+    run(scenario())
+    assert fake_waha.texts(WAHA_CHAT) == ["nuevo"]
+    [parked] = whatsapp.undelivered(redis_client)
+    assert parked["text"] == "viejo" and "1.0 h" in parked["reason"]
+    [(notice, params, once_per)] = told.notices
+    assert notice == "outbound_parked" and params["id"] == parked["id"]
+    assert USER not in str(params)  # the number masked
+    whatsapp.resend(redis_client, parked["id"])  # an operator sends it again
+    assert whatsapp.undelivered(redis_client) == []
+    [again] = [json.loads(raw) for raw in redis_client.lrange(redis_keys.outbox("waha", WAHA_CHAT), 0, -1)]
+    assert again["text"] == "viejo" and again["attempt"] == 0
