@@ -1,5 +1,6 @@
 """The webhook ingress: the webhooks served by a process of their own, the one port a
-deployment exposes (INGRESS_HOST, default all interfaces; the Rasa server listens on loopback).
+deployment exposes (INGRESS_HOST, default loopback: a reverse proxy with TLS on the same host
+forwards to it; set 0.0.0.0 for a gateway on another host or container).
 
 The Rasa server runs NLU and policies synchronously on its one event loop, so a webhook it
 serves waits behind whatever turn is running: under load its acknowledgement takes tens of
@@ -26,7 +27,7 @@ from sanic.request import Request
 
 from helpdesk.config import channel_config, chatwoot_config
 from helpdesk.errors import ConfigError
-from helpdesk.launch import enabled_channels
+from helpdesk.launch import DEFAULT_INGRESS_HOST, enabled_channels
 from helpdesk.logs import apply_logging_file, configure_logging
 from helpdesk.settings import load_settings
 
@@ -90,7 +91,7 @@ def main() -> None:
         print(f"helpdesk: {error}", file=sys.stderr, flush=True)
         sys.exit(1)
     port = int(os.environ.get("INGRESS_PORT") or 5007)
-    host = os.environ.get("INGRESS_HOST") or "0.0.0.0"
+    host = os.environ.get("INGRESS_HOST") or DEFAULT_INGRESS_HOST
     logger.info("webhook ingress listening", extra={"port": port})
     app.run(host=host, port=port, access_log=False, workers=1, motd=False)
 

@@ -45,6 +45,9 @@ from helpdesk.settings import (
 )
 
 VENV_BIN = Path(sys.executable).parent
+# the webhook ingress listens on loopback unless INGRESS_HOST says otherwise (a reverse proxy
+# with TLS on the same host forwards the gateways' webhooks to it)
+DEFAULT_INGRESS_HOST = "127.0.0.1"
 
 
 def redis_env(redis_url: str) -> dict:
@@ -310,7 +313,7 @@ def active_credentials(settings) -> Path:
 
 
 def channel_lines(settings) -> List[str]:
-    host = os.environ.get("INGRESS_HOST") or "0.0.0.0"
+    host = os.environ.get("INGRESS_HOST") or DEFAULT_INGRESS_HOST
     ingress = f"http://{host}:{os.environ.get('INGRESS_PORT') or 5007}"
     lines = [f"  ingress        {ingress}  (the webhooks: the one port to expose, behind TLS)"]
     if load_waha():

@@ -317,3 +317,5 @@ def test_the_banner_says_what_listens_where(monkeypatch):
     assert "Rasa server    http://127.0.0.1:" in text
     assert "REST channel off: REST_CHANNEL_ENABLED=true" in text
     assert "ingress        http://0.0.0.0:" in text
+    monkeypatch.delenv("INGRESS_HOST")
+    assert "ingress        http://127.0.0.1:" in banner(load_settings())  # loopback by default
