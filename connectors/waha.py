@@ -12,6 +12,7 @@ digits, a phone number at most 15 of them); a message with an id no gateway send
 a usable `payload.timestamp`, is skipped and logged.
 """
 import logging
+import time
 from typing import Any, Dict, Optional, Text, Tuple
 
 from rasa.core.channels.channel import InputChannel
@@ -44,6 +45,8 @@ from helpdesk.whatsapp import (
     group_conversation_id,
     is_group_jid,
     message_id as checked_message_id,
+    record_status,
+    tell_support,
 )
 
 logger = logging.getLogger(__name__)
@@ -127,13 +130,30 @@ class WahaInput(WhatsAppInput):
     async def fetch_media(self, message: InboundMessage) -> Tuple[bytes, Optional[str]]:
         return await self.client.download(message.media.url, self.config.media_max_bytes)
 
+    async def _session_status(self, status: Any) -> None:
+        """WAHA says how its session is: replies wait while it is down (the support team told
+        once per outage) and go out as soon as it works again."""
+        if not isinstance(status, str) or not status:
+            return
+        logger.info("WAHA session status", extra={"status": status})
+        change = await record_status(self.shared.redis, self.name(), status)
+        if change == "down":
+            logger.error("the WhatsApp session is down; replies wait", extra={"status": status})
+            try:
+                await tell_support("session_down_waha", {"status": status},
+                                   once_per=f"session_down:waha:{int(time.time())}",
+                                   once_seconds=3600)
+            except Exception:
+                logger.exception("the support team was not told the session is down")
+        elif change == "up":
+            logger.warning("the WhatsApp session works again; waiting replies go out")
+
     async def parse(self, payload: Dict[str, Any]) -> Parsed:
         parsed = Parsed()
         event = payload.get("event")
         if event not in USER_EVENTS:
-            if event == "session.status":
-                status = (payload.get("payload") or {}).get("status")
-                logger.info("WAHA session status", extra={"status": status})
+            if event == "session.status" and payload.get("session") in (None, self.waha.session):
+                await self._session_status((payload.get("payload") or {}).get("status"))
             parsed.skipped.append(("event", str(event)))
             return parsed
         if payload.get("session") not in (None, self.waha.session):

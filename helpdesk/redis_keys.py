@@ -84,6 +84,11 @@ def outbox_parked() -> str:
     return f"{PREFIX}:outbox_parked"
 
 
+def gateway_session(channel: str) -> str:
+    """Hash: the gateway's WhatsApp session as it last reported it (status, at, since)."""
+    return f"{PREFIX}:gateway_session:{channel}"
+
+
 def outbox_due() -> str:
     """Sorted set: outbox keys by the time of their next delivery attempt."""
     return f"{PREFIX}:outbox_due"

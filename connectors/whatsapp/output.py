@@ -111,6 +111,10 @@ class Delivery:
             await self.outbox.push(message)
             self._wake.set()
             return
+        if await self._session_down(message["channel"]):
+            await self.outbox.push(dict(message, attempt=1))
+            await self.count("outbox_queued")
+            return
         for attempt in range(self.config.send_attempts):
             try:
                 await self._send_once(message)
@@ -288,6 +292,10 @@ class Delivery:
                     await self._give_up(message, f"not delivered in {age / 3600:.1f} h "
                                         f"({message.get('attempt', 0)} attempts)", key=key, raw=raw)
                     continue
+                down = await self._session_down(message["channel"])
+                if down:
+                    await self._later(key, raw, message, f"session {down}")
+                    return
                 try:
                     await self._send_once(message)
                 except GatewayError as error:
@@ -309,6 +317,14 @@ class Delivery:
                 await self.count("outbox_delivered")
         finally:
             await self.outbox.unlock(key, token)
+
+    async def _session_down(self, channel: str) -> Optional[str]:
+        """The session's status while the gateway reports it down (WAHA's session.status)."""
+        try:
+            return await whatsapp.session_down(self.client, channel)
+        except Exception:
+            logger.warning("session status not read; sending anyway")
+            return None
 
     async def _later(self, key: str, raw: str, message: Dict[str, Any], why: str) -> None:
         attempt = int(message.get("attempt", 0))

@@ -73,7 +73,8 @@ class ChannelConfig:
 
 MAX_PARTITIONS = 1024
 
-_NOTICE_KEYS = ("inbound_parked", "outbound_parked", "refused_waha", "refused_whatsapp")
+_NOTICE_KEYS = ("inbound_parked", "outbound_parked", "refused_waha", "refused_whatsapp",
+                "session_down_waha")
 _TEXT_KEYS = ("message_parked", "unsupported", "media_unavailable", "media_too_large", "rate_limited",
               "voice_needs_text", "voice_understood")
 

@@ -69,6 +69,10 @@ from helpdesk.whatsapp.outbox import (  # noqa: F401
     resend,
     undelivered,
 )
+from helpdesk.whatsapp.session import (  # noqa: F401
+    record_status,
+    session_down,
+)
 from helpdesk.whatsapp.send import (  # noqa: F401
     NoRoute,
     async_send_text,
@@ -83,6 +87,8 @@ __all__ = [
     "ACCEPTED",
     "AsyncOptOutRegistry",
     "AsyncOutbox",
+    "record_status",
+    "session_down",
     "resend",
     "undelivered",
     "BadId",

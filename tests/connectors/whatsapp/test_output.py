@@ -595,3 +595,22 @@ def test_a_message_not_delivered_in_time_is_parked_and_the_team_told(redis_clien
     assert whatsapp.undelivered(redis_client) == []
     [again] = [json.loads(raw) for raw in redis_client.lrange(redis_keys.outbox("waha", WAHA_CHAT), 0, -1)]
     assert again["text"] == "viejo" and again["attempt"] == 0
+
+
+def test_replies_wait_while_the_waha_session_is_down_and_go_when_it_works(redis_client,
+                                                                          redis_url, fake_waha):
+    async def scenario():
+        async with Rig(redis_url, waha=fake_waha) as rig:
+            assert await whatsapp.record_status(rig.redis, "waha", "FAILED") == "down"
+            assert await whatsapp.record_status(rig.redis, "waha", "FAILED") == ""  # the same
+            with replying_to(USER):
+                await rig.outputs["waha"].send_text_message(USER, "espera la sesión")
+            rig.delivery.start()
+            await asyncio.sleep(0.5)
+            tried = len(fake_waha.calls("/api/sendText"))
+            assert await whatsapp.record_status(rig.redis, "waha", "WORKING") == "up"
+            await wait_until(rig.empty, timeout=5)
+            return tried
+
+    assert run(scenario()) == 0  # nothing was tried while the session was down
+    assert fake_waha.texts(WAHA_CHAT) == ["espera la sesión"]

@@ -14,7 +14,9 @@ from typing import Any, Dict
 
 from connectors.meta import MetaInput
 from connectors.waha import WahaInput
-from helpdesk import redis_keys
+from rq import Queue
+
+from helpdesk import queues, redis_keys
 from helpdesk.config import channel_config
 from helpdesk.whatsapp import inbound
 from tests.connectors.whatsapp.support import (  # noqa: F401 - fixtures
@@ -81,6 +83,28 @@ def test_webhook_bad_bodies(channel_env, redis_client):
     status, answer = _receive(*_pair(waha_event({"status": "WORKING"}, event="session.status")))
     assert status == 200 and answer == {"status": "ok", "ignored": 1}
     assert inbound_length(redis_client) == 0
+
+
+def test_waha_session_outages_are_recorded_and_told_once(channel_env, redis_client):
+    """FAILED starts an outage (the support team told once), FAILED again is the same outage,
+    WORKING ends it."""
+    def notices():
+        queue = Queue(queues.DEFAULT, connection=redis_client)
+        return [job.args[0] for job in queue.get_jobs() if job.func_name == queues.NOTIFY_WHATSAPP]
+
+    for status in ("FAILED", "FAILED", "SCAN_QR_CODE"):
+        answer = _receive(*_pair(waha_event({"status": status}, event="session.status")))
+        assert answer[0] == 200
+    session = redis_keys.gateway_session("waha")
+    assert redis_client.hget(session, "status") == b"SCAN_QR_CODE"
+    assert notices() == ["session_down_waha"]
+    _receive(*_pair(waha_event({"status": "WORKING"}, event="session.status")))
+    assert redis_client.hget(session, "status") == b"WORKING"
+    other = waha_event({"status": "FAILED"}, event="session.status")
+    other["session"] = "another"  # not the bot's session: not ours to record
+    _receive(*_pair(other))
+    assert redis_client.hget(session, "status") == b"WORKING" and notices() == [
+        "session_down_waha"]
 
 
 def _pair(event: Dict[str, Any]):
