@@ -10,8 +10,10 @@ its channel's `Sender` (connectors/waha.py, connectors/meta.py).
 `Delivery` sends a message at once when its chat has nothing waiting, with a couple of quick
 retries; a transient failure puts it in the chat's outbox (helpdesk/whatsapp/outbox.py) behind which
 every later message for that chat waits, and the drainer retries the head with growing
-waits until it is delivered. Permanent errors are logged with their code and counted, never
-retried. Meta's 131047 on a proactive message sends the configured template instead.
+waits until it is delivered, or parks it once it is `outbox_max_age_seconds` old. A message
+refused for good is parked at once (`helpdesk:outbox_parked`, for `workers.dead_letters
+outbound`) and the support team told; refused credentials and a session WAHA reports down keep
+messages waiting. Meta's 131047 on a proactive message sends the configured template instead.
 """
 import asyncio
 import contextvars
@@ -30,7 +32,7 @@ from connectors.whatsapp.format import (
 )
 from helpdesk import chatwoot, redis_keys, whatsapp
 from helpdesk.config import ChannelConfig
-from helpdesk.logs import mask_phone
+from helpdesk.logs import mask_phone, mask_text
 from helpdesk.whatsapp import AsyncOptOutRegistry, GatewayError, Route, digits, load_route
 
 logger = logging.getLogger(__name__)
@@ -192,7 +194,8 @@ class Delivery:
             await self._tell("outbound_parked", {
                 "id": parked_id, "who": mask_phone(message.get("conversation_id")
                                                    or message["chat_id"]),
-                "reason": reason[:300]}, f"outbound_parked:{parked_id}", 7 * 24 * 3600)
+                "reason": mask_text(reason[:300])}, f"outbound_parked:{parked_id}",
+                7 * 24 * 3600)
         return parked_id is not None
 
     async def _refused(self, message: Dict[str, Any], error: GatewayError) -> None:

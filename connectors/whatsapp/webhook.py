@@ -37,7 +37,7 @@ from connectors.whatsapp.turn import WhatsAppTurn
 from helpdesk import whatsapp
 from helpdesk.config import ChannelConfig, channel_config
 from helpdesk.errors import ConfigError
-from helpdesk.logs import apply_logging_file, mask_phone, new_correlation_id
+from helpdesk.logs import apply_logging_file, mask_phone, mask_text, new_correlation_id
 from helpdesk.settings import (
     WEBHOOK_SECRETS,
     insecure_webhooks,
@@ -96,7 +96,7 @@ class Shared:
             logger.exception("the user was not told of a parked message")
         await whatsapp.tell_support(
             "inbound_parked", {"id": parked_id, "who": mask_phone(message.conversation_id),
-                               "reason": reason},
+                               "reason": mask_text(reason)},
             once_per=f"inbound_parked:{parked_id}", once_seconds=7 * 24 * 3600)
 
     def start(self) -> None:
