@@ -29,7 +29,6 @@ import asyncio
 import json
 import os
 import platform
-import signal
 import sys
 import tempfile
 import time
@@ -265,16 +264,10 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
 
 def main(argv: List[str]) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, harness.raise_on_sigterm)
-    cleanup = harness.Cleanup(keep=args.keep)
     started = time.time()
-    try:
-        results = asyncio.run(measure(args, cleanup))
-    except harness.StartupError as error:
-        print(f"bench_channels: start-up failed: {error}", file=sys.stderr)
+    results = harness.run_benchmark("bench_channels", measure, args)
+    if results is None:
         return 2
-    finally:
-        cleanup.run()
     checks = {
         "turn_p50_ms": {"value": results["ours"]["turn"]["p50_ms"], "budget": BUDGET_TURN_P50_MS},
         "ack_p99_ms": {level: {"value": r["ack_p99_ms"], "budget": BUDGET_ACK_P99_MS}

@@ -30,7 +30,6 @@ import os
 import platform
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -283,16 +282,10 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
 
 def main(argv: List[str]) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, harness.raise_on_sigterm)
-    cleanup = harness.Cleanup(keep=args.keep)
     started = time.time()
-    try:
-        results = asyncio.run(measure(args, cleanup))
-    except harness.StartupError as error:
-        print(f"bench_llm_fallback: start-up failed: {error}", file=sys.stderr)
+    results = harness.run_benchmark("bench_llm_fallback", measure, args)
+    if results is None:
         return 2
-    finally:
-        cleanup.run()
     document = {
         "benchmark": "bench/bench_llm_fallback.py",
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),

@@ -495,6 +495,21 @@ def load_average() -> Optional[List[float]]:
         return None
 
 
+def run_benchmark(name: str, measure: Callable[[Any, "Cleanup"], Any], args: Any) -> Optional[Any]:
+    """`asyncio.run(measure(args, cleanup))` with SIGTERM stopping it, everything started
+    stopped and removed afterwards (`--keep` keeps the directories); None when start-up failed
+    (said on stderr)."""
+    signal.signal(signal.SIGTERM, raise_on_sigterm)
+    cleanup = Cleanup(keep=args.keep)
+    try:
+        return asyncio.run(measure(args, cleanup))
+    except StartupError as error:
+        print(f"{name}: start-up failed: {error}", file=sys.stderr)
+        return None
+    finally:
+        cleanup.run()
+
+
 def raise_on_sigterm(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 

@@ -198,6 +198,17 @@ def _print_list(dead: DeadLetters, as_json: bool) -> None:
           + ("  (python -m workers.dead_letters notices)" if unsent else ""))
 
 
+def _print_parked(entries: List[Dict[str, Any]], as_json: bool, columns: tuple) -> None:
+    """Parked WhatsApp messages, in or out: JSON, or a line each."""
+    if as_json:
+        print(json.dumps(entries, ensure_ascii=False, default=str, indent=2))
+        return
+    for entry in entries:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry["parked_at"]))
+        shown = "  ".join(str(entry[column] or "?") for column in columns)
+        print(f"  {entry['id']}  {when}  {shown}  «{(entry['text'] or '')[:80]}»  {entry['reason']}")
+
+
 def main(argv: List[str], dead: Optional[DeadLetters] = None) -> int:
     if not argv:
         print(USAGE, file=sys.stderr)
@@ -218,21 +229,9 @@ def main(argv: List[str], dead: Optional[DeadLetters] = None) -> int:
                 state = "sent" if n["sent_at"] else "NOT SENT"
                 print(f"  #{n['id']}  {n['kind']}  {state}  {n['text']}")
         elif command == "inbound":
-            parked = dead.parked_messages()
-            if as_json:
-                print(json.dumps(parked, ensure_ascii=False, default=str, indent=2))
-            for p in [] if as_json else parked:
-                when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(p["parked_at"]))
-                print(f"  {p['id']}  {when}  {p['conversation_id']}  {p['kind'] or '?'}  "
-                      f"«{(p['text'] or '')[:80]}»  {p['reason']}")
+            _print_parked(dead.parked_messages(), as_json, ("conversation_id", "kind"))
         elif command == "outbound":
-            undelivered = dead.undelivered_messages()
-            if as_json:
-                print(json.dumps(undelivered, ensure_ascii=False, default=str, indent=2))
-            for u in [] if as_json else undelivered:
-                when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(u["parked_at"]))
-                print(f"  {u['id']}  {when}  {u['channel']}  {u['chat_id']}  {u['kind']}  "
-                      f"«{(u['text'] or '')[:80]}»  {u['reason']}")
+            _print_parked(dead.undelivered_messages(), as_json, ("channel", "chat_id", "kind"))
         elif command == "replay-outbound" and len(rest) == 1:
             print(dead.replay_outbound(rest[0]))
         elif command == "replay-inbound" and len(rest) == 1:

@@ -27,7 +27,7 @@ import logging
 import os
 import socket
 import time
-from collections import defaultdict, deque
+from collections import deque
 from typing import Any, Awaitable, Callable, Deque, Dict, List, Optional, Set, Tuple
 
 from helpdesk import whatsapp
@@ -71,7 +71,6 @@ class InboundConsumer:
         self._lanes: Dict[str, Deque[Entry]] = {}
         self._lane_tasks: Dict[str, asyncio.Task] = {}
         self._in_flight: Set[Tuple[int, str]] = set()
-        self._in_flight_of: Dict[int, int] = defaultdict(int)
         self._turns = asyncio.Semaphore(config.max_concurrent_turns)
         self._tasks: List[asyncio.Task] = []
         self._stopping = False
@@ -180,7 +179,7 @@ class InboundConsumer:
             logger.info("giving an inbound partition up to another server",
                         extra={"partition": partition, "servers": self._servers})
         for partition in sorted(self._held - self._reading):
-            if self._in_flight_of[partition] == 0:
+            if not self._busy(partition):
                 await self.leases.release(partition)
                 self._held.discard(partition)
         for partition in self._free_order():
@@ -219,7 +218,7 @@ class InboundConsumer:
             await self._take_over(legacy, min_idle_ms=0)
             self._reading.add(legacy)
             return False
-        if self._in_flight_of[legacy] or await self.client.xlen(whatsapp.stream(legacy)):
+        if self._busy(legacy) or await self.client.xlen(whatsapp.stream(legacy)):
             return False
         await self.client.delete(whatsapp.stream(legacy))
         self._reading.discard(legacy)
@@ -293,7 +292,6 @@ class InboundConsumer:
                                               "unreadable entry"))
             return
         self._in_flight.add((partition, entry_id))
-        self._in_flight_of[partition] += 1
         lane = self._lanes.get(message.conversation_id)
         if lane is None:
             lane = self._lanes[message.conversation_id] = deque()
@@ -303,10 +301,11 @@ class InboundConsumer:
         lane.append((partition, entry_id, message, recovered))
 
     def _forget(self, entry: Entry) -> None:
-        key = (entry[0], entry[1])
-        if key in self._in_flight:
-            self._in_flight.discard(key)
-            self._in_flight_of[entry[0]] -= 1
+        self._in_flight.discard((entry[0], entry[1]))
+
+    def _busy(self, partition: int) -> bool:
+        """Entries of the partition are queued or running here."""
+        return any(p == partition for p, _entry_id in self._in_flight)
 
     async def _run_lane(self, conversation_id: str, lane: Deque[Entry]) -> None:
         try:
