@@ -5,7 +5,7 @@ What it does, in one run:
 1. builds the baseline: `rasa init --no-prompt` in a temporary directory (it trains the stock
    moodbot model and does not start a shell), then serves it with
    `rasa run --enable-api -m <dir>/models --port <free>` from that directory;
-2. starts our stack the way `tests/integration/conftest.py` does: a throw-away redis-server,
+2. starts our stack the way `tests/stack.py` does: a throw-away redis-server,
    then `python -m helpdesk.launch actions|rasa` with REDIS_URL, RASA_PORT, ACTIONS_PORT,
    DATABASE_URL, HELPDESK_VAR_DIR, RASA_MODEL and PYTHONPATH pointing at temporary places;
 3. through the REST channel (`POST /webhooks/rest/webhook {"sender", "message"}`) of both bots:
@@ -79,7 +79,7 @@ QUICK = {"turns": 20, "per_conversation": 3, "concurrency": "1,5,10", "warmup": 
 
 # --------------------------------------------------------------------------- our stack
 def start_ours(work: Path, cleanup: Cleanup) -> Bot:
-    """Redis, the action server and the Rasa server, as tests/integration/conftest.py does."""
+    """Redis, the action server and the Rasa server, as tests/stack.py does."""
     return harness.start_ours(work, cleanup, OURS_CYCLE)
 
 

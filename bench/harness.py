@@ -273,7 +273,7 @@ def wait_ours(bot: Bot) -> None:
 def start_ours(work: Path, cleanup: Cleanup, cycle: List[Tuple[str, str]],
                extra_env: Optional[Dict[str, str]] = None, ingress: bool = False) -> Bot:
     """Redis (with a password, as make run's own), the action server, the Rasa server and,
-    with `ingress`, the webhook ingress, as tests/integration/conftest.py starts them.
+    with `ingress`, the webhook ingress, as tests/stack.py starts them.
     `start_rasa` adds more Rasa servers on the same Redis."""
     if not MODEL.is_file():
         raise StartupError(f"{MODEL} is missing: run `make train`")

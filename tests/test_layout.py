@@ -14,8 +14,9 @@
 6. tests/ mirrors the tree: the test of `a/b/c.py` is `tests/a/b/test_c.py` (of a package
    `a/b/`, `tests/a/test_b.py`); a module tested by several files gets a folder of its name
    holding them (`tests/workers/zoho_jobs/test_delivery.py` tests `workers/zoho_jobs.py`).
-   tests/integration/ (the running stack, run last) and tests/fakes/ (stand-ins for external
-   systems) mirror nothing. Every test folder is a package (`__init__.py`).
+   tests/integration/ (the running stack, run last), tests/faults/ (fault drills: a real part
+   killed, stalled or broken, run after it) and tests/fakes/ (stand-ins for external systems)
+   mirror nothing. Every test folder is a package (`__init__.py`).
 """
 import ast
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import Dict, List, Set, Tuple
 
 PROJECT = Path(__file__).resolve().parent.parent
 TESTS = PROJECT / "tests"
-UNMIRRORED_TESTS = ("integration", "fakes")  # under tests/: the running stack, external stand-ins
+UNMIRRORED_TESTS = ("integration", "faults", "fakes")  # the running stack, its fault drills, external stand-ins
 PACKAGES = ("helpdesk", "connectors", "actions", "workers", "knowledge", "nlu", "scripts")
 ENTRY_POINTS = ("connectors", "actions", "workers")
 HTTP_LIBRARIES = ("requests", "aiohttp", "httpx", "openai", "urllib.request", "http.client")

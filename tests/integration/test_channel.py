@@ -4,7 +4,7 @@ import json
 import pytest
 import requests
 
-from tests.integration.conftest import REST_HEADERS, json_lines
+from tests.stack import REST_HEADERS, json_lines
 
 
 def post_raw(stack, body: bytes, content_type="application/json"):

@@ -3,7 +3,7 @@ import re
 
 import requests
 
-from tests.integration.conftest import api_headers
+from tests.stack import api_headers
 
 REFERENCE = re.compile(r"HD-[A-Z0-9]{6}")
 

@@ -8,7 +8,7 @@ from typing import List, Tuple
 import requests
 
 from helpdesk.rasa_api import signed_api_token
-from tests.integration.conftest import AUTH_TOKEN, REST_HEADERS, REST_TOKEN, api_headers
+from tests.stack import AUTH_TOKEN, REST_HEADERS, REST_TOKEN, api_headers
 
 
 def listening(port: int) -> List[Tuple[str, str]]:

@@ -2,7 +2,7 @@
 a real RQ worker with its scheduler (`python -m helpdesk.launch worker`) -> Rasa's HTTP API
 (trigger_intent) -> the action server -> the WAHA channel's output -> the fake WAHA.
 
-The session stack's config (tests/integration/conftest.py TEST_FOLLOWUP_SETTINGS) asks again
+The session stack's config (tests/stack.py TEST_FOLLOWUP_SETTINGS) asks again
 after 2 s of silence, 3 times, then escalates; the close of a silent thread is run here as a
 direct job call (its timeout is long so that it never fires by itself during the session).
 """
@@ -22,7 +22,7 @@ from rq.registry import ScheduledJobRegistry
 from helpdesk import followups
 from helpdesk.config import followups as followups_config
 from tests.conftest import PROJECT, free_port
-from tests.integration.conftest import WAHA_HMAC
+from tests.stack import WAHA_HMAC
 from tests.integration.whatsapp_payloads import post_waha, texts_to, waha_message
 
 pytestmark = pytest.mark.usefixtures("stack")

@@ -29,7 +29,7 @@ from helpdesk.launch import stack_env
 from tests.conftest import free_port
 from tests.fakes.openai_server import FakeOpenAI, Recorded, Reply
 from tests.integration import conftest as session_stack
-from tests.integration.conftest import (
+from tests.stack import (
     AUTH_TOKEN,
     META_SECRET,
     MODEL,
@@ -108,7 +108,7 @@ def llm_redis_url(redis_url: str) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def llm_stack(llm_redis_url, fake_llm, fake_waha, fake_meta) -> Iterator[Stack]:
-    """The session stack's recipe (tests/integration/conftest.py `stack`), with LLM_* set."""
+    """The session stack's recipe (tests/stack.py `stack`), with LLM_* set."""
     if not MODEL.is_file():
         pytest.fail(f"{MODEL} is missing: run `make train` (make test does it)")
     work = Path(tempfile.mkdtemp(prefix="helpdesk-it-llm-"))

@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from tests.fakes.gateways import FakeObjectStore
-from tests.integration.conftest import META_SECRET, META_VERIFY, WAHA_HMAC, api_headers
+from tests.stack import META_SECRET, META_VERIFY, WAHA_HMAC, api_headers
 from tests.integration.whatsapp_payloads import (
     BOT_NUMBER,
     meta_delivery,

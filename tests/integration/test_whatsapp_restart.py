@@ -16,7 +16,7 @@ import requests
 
 from helpdesk import redis_keys
 from tests.conftest import free_port
-from tests.integration.conftest import WAHA_HMAC, _start, _stop, _wait_http, api_headers
+from tests.stack import WAHA_HMAC, _start, _stop, _wait_http, api_headers
 from tests.integration.whatsapp_payloads import post_waha, texts_to, waha_message
 
 

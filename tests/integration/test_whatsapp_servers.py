@@ -19,7 +19,7 @@ import yaml
 
 from helpdesk.whatsapp import inbound
 from tests.conftest import free_port
-from tests.integration.conftest import WAHA_HMAC, _stop, api_headers
+from tests.stack import WAHA_HMAC, _stop, api_headers
 from tests.integration.test_whatsapp_restart import _start_rasa
 from tests.integration.whatsapp_payloads import post_waha, texts_to, waha_message
 

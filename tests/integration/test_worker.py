@@ -6,7 +6,7 @@ import sys
 from rq import Queue
 
 from tests.conftest import PROJECT
-from tests.integration.conftest import json_lines
+from tests.stack import json_lines
 from helpdesk import queues
 
 

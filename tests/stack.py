@@ -1,5 +1,7 @@
-"""The real stack for integration tests: Redis, the action server and the Rasa server with
-the trained model, started once per session on free ports, stopped at the end."""
+"""The real stack for integration tests and fault drills: Redis, the action server, the Rasa
+server with the trained model and the ingress, started once per session on free ports, stopped
+at the end. A pytest plugin (pytest.ini `-p tests.stack`), so tests/integration/ and
+tests/faults/ share one stack; tests import its helpers from here."""
 import json
 import os
 import signal
