@@ -27,7 +27,8 @@ Here:
   the next turn instead of reading and parsing the window again (re-read once it holds
   `REREAD_AFTER` windows), and `latest` lends it to the channel and the follow-ups for
   reading, so in the steady state a turn loads nothing. Another process's save (several Rasa
-  servers) bumps the version, and the next read loads.
+  servers) bumps the version, and the next read loads. A kept tracker that gained events
+  since (a turn that stopped before its save) is not used: the next read loads.
 - A conversation Rasa's Redis store kept (`<key_prefix>:tracker:<sender>`, the layout before
   this store) is moved into the list the first time it is read (`migrate`), and
   `python -m helpdesk.trackers migrate` moves them all at once.
@@ -205,7 +206,9 @@ class EventLogTrackerStore(TrackerStore):
         self.legacy_prefix = str(legacy_key_prefix or DEFAULT_LEGACY_PREFIX)
         self._append = self.redis.register_script(_APPEND)
         self._replace = self.redis.register_script(_REPLACE)
-        self._latest: "OrderedDict[str, Tuple[int, DialogueStateTracker]]" = OrderedDict()
+        # per conversation: (version, tracker, its event count and last event when kept)
+        self._latest: "OrderedDict[str, Tuple[int, DialogueStateTracker, int, Any]]" = \
+            OrderedDict()
 
     # --- reading --------------------------------------------------------------------------
     async def _stored(self, sender_id: str) -> Tuple[Stored, int]:
@@ -221,6 +224,7 @@ class EventLogTrackerStore(TrackerStore):
         stored, length = await self._stored(sender_id)
         cached = self._latest.get(sender_id)
         if (cached is not None and cached[0] == stored.version and length
+                and _untouched(cached)
                 and len(cached[1].events) <= self.window_events * REREAD_AFTER):
             # what this process's last save left, unchanged since: handed over, not copied
             # (the caller adds to it and saves it, which caches it again)
@@ -265,7 +269,7 @@ class EventLogTrackerStore(TrackerStore):
         """The tracker as this process last saved or read it, if nothing was saved since (by
         any process); else read. Read-only: never pass it to `save`."""
         cached = self._latest.get(sender_id)
-        if cached is not None:
+        if cached is not None and _untouched(cached):
             version = await self.redis.hget(redis_keys.tracker_meta(sender_id), "version")
             if version is not None and int(version) == cached[0]:
                 self._latest.move_to_end(sender_id)
@@ -277,7 +281,8 @@ class EventLogTrackerStore(TrackerStore):
 
     def _remember(self, sender_id: str, tracker: DialogueStateTracker) -> None:
         version = getattr(tracker, LOADED)[0]
-        self._latest[sender_id] = (version, tracker)
+        events = tracker.events
+        self._latest[sender_id] = (version, tracker, len(events), events[-1] if events else None)
         self._latest.move_to_end(sender_id)
         while len(self._latest) > LATEST_CACHED:
             self._latest.popitem(last=False)
@@ -368,6 +373,16 @@ class EventLogTrackerStore(TrackerStore):
 
     async def close(self) -> None:
         await self.redis.close()
+
+
+def _untouched(cached: Tuple[int, DialogueStateTracker, int, Any]) -> bool:
+    """Whether a kept tracker still holds only what was saved or read. Rasa goes on adding to
+    the tracker it created (its store saves a new conversation's tracker, then the turn adds
+    the session start and the message): a turn that stops before its save (the action server
+    out of reach, an error) leaves events on it that are stored nowhere."""
+    _version, tracker, count, last = cached
+    events = tracker.events
+    return len(events) == count and (events[-1] if events else None) is last
 
 
 def _position_of(events: List[Event], stored_last: Dict[str, Any]) -> Optional[int]:

@@ -302,6 +302,34 @@ def test_the_next_turn_gets_what_the_last_save_left_and_a_failed_turn_leaves_not
     assert len(stored_events(redis_client, "c10")) == len(after_failure.events)
 
 
+def test_a_new_conversations_turn_that_stops_before_its_save_leaves_nothing(redis_url,
+                                                                            redis_client):
+    """Rasa saves a new conversation's tracker when it creates it, then goes on adding the
+    session start and the message to that same object: a turn that stops before its own save
+    (the action server out of reach) must not leave them in what `latest` or `retrieve`
+    give, or the message looks handled and its re-run is skipped."""
+    clock = Clock()
+
+    class Agent:
+        def __init__(self, store):
+            self.tracker_store = store
+
+    async def scenario():
+        store = store_for(redis_url)
+        created = await store.get_or_create_tracker("c12")  # saved, with action_listen
+        for event in session_start(clock) + turn(clock, 1):
+            created.update(event)  # the turn, never saved
+        read = await latest_tracker(Agent(store), "c12")
+        handed = await store.retrieve("c12")
+        return created, read, handed
+
+    created, read, handed = run(scenario())
+    assert read is not created and handed is not created
+    assert [e for e in read.events if isinstance(e, UserUttered)] == []
+    assert [e for e in handed.events if isinstance(e, UserUttered)] == []
+    assert len(stored_events(redis_client, "c12")) == 1  # the creation's action_listen
+
+
 def test_a_long_lived_tracker_is_windowed_again(redis_url, redis_client):
     """The tracker handed from turn to turn grows; past one and a half windows it is read
     afresh."""
