@@ -74,6 +74,11 @@ def reply_sent(channel: str, message_id: str, position: int) -> str:
     return f"{PREFIX}:replied:{channel}:{message_id}:{position}"
 
 
+def actions_outage_told(conversation_id: str) -> str:
+    """Marker: the user was told their message waits for the action server (once an outage)."""
+    return f"{PREFIX}:actions_outage_told:{conversation_id}"
+
+
 def outbox(channel: str, chat_id: str) -> str:
     """List: messages for one chat not yet delivered, oldest first."""
     return f"{PREFIX}:outbox:{channel}:{chat_id}"

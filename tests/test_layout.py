@@ -42,6 +42,8 @@ HTTP_CLIENTS = {
                              "(sends nothing itself)",
     "helpdesk/rasa_api.py": "Rasa's HTTP API",
     "helpdesk/health.py": "the action server's /health",
+    "connectors/whatsapp/outage.py": "classifies the aiohttp errors of Rasa's calls to the "
+                                     "action server (sends nothing itself)",
 }
 
 

@@ -20,7 +20,9 @@ stalled longer than the lease) drops what it had queued of that partition to the
 A turn that fails or overruns its deadline is tried again after growing waits, the
 conversation's later messages behind it; one that still fails, or whose turn was started
 `max_starts` times without finishing (it takes the server down), is parked: moved to the
-parked log for a person (`python -m workers.dead_letters inbound`), and the lane goes on.
+parked log for a person (`python -m workers.dead_letters inbound`), and the lane goes on. A turn
+that could not run because the action server is out of reach (`TurnDeferred`) is not a failure:
+it is run again every `outage_retry_seconds` until the action server answers.
 """
 import asyncio
 import logging
@@ -374,16 +376,20 @@ class InboundConsumer:
                         messages: List[InboundMessage], recovered: bool) -> Optional[str]:
         """Run the turn, again after each wait of `retry_seconds` while it fails or overruns
         its deadline (the lane waits: nothing later overtakes it). None when it ran, else why
-        it is given up."""
+        it is given up. A turn that waits for a part to come back (`TurnDeferred`: the action
+        server out of reach) is run again every `outage_retry_seconds` for as long as that
+        lasts, without counting as a failure."""
         waits = self.config.turn_retry_seconds
         timeout = self.config.turn_timeout_seconds
         error = ""
-        for attempt in range(len(waits) + 1):
+        attempt, started = 0, False
+        while True:
             try:
                 async with self._turns:
                     if not await self._still_held(partition):
                         raise _LeaseLost()
-                    if attempt == 0:
+                    if not started:
+                        started = True
                         starts = await self._retrying(lambda: whatsapp.count_start(
                             self.client, partition, entry_ids))
                         if starts > self.config.max_starts:
@@ -393,6 +399,13 @@ class InboundConsumer:
                 return None
             except _LeaseLost:
                 raise
+            except TurnDeferred as deferred:
+                logger.warning("turn waits and runs again", extra={
+                    **self._about(messages, attempt), "reason": deferred.reason,
+                    "retry_seconds": self.config.outage_retry_seconds})
+                await asyncio.sleep(self.config.outage_retry_seconds)
+                recovered = True
+                continue
             except asyncio.TimeoutError:
                 error = f"the turn ran longer than {timeout:g} s"
                 logger.error("turn timed out", extra=self._about(messages, attempt))
@@ -401,10 +414,11 @@ class InboundConsumer:
             except Exception as failure:
                 error = f"{type(failure).__name__}: {failure}"[:300]
                 logger.exception("turn failed", extra=self._about(messages, attempt))
-            if attempt < len(waits):
-                await asyncio.sleep(waits[attempt])
-                recovered = True  # it may have run in part: the tracker and replies are checked
-        return f"{len(waits) + 1} attempts failed; the last: {error}"
+            if attempt >= len(waits):
+                return f"{len(waits) + 1} attempts failed; the last: {error}"
+            await asyncio.sleep(waits[attempt])
+            attempt += 1
+            recovered = True  # it may have run in part: the tracker and replies are checked
 
     @staticmethod
     def _about(messages: List[InboundMessage], attempt: int) -> Dict[str, Any]:
@@ -434,6 +448,16 @@ class InboundConsumer:
                     await self.on_parked(message, reason, parked_id)
                 except Exception:
                     logger.exception("nobody told of a parked message")
+
+
+class TurnDeferred(Exception):
+    """Raised by a turn that could not run because a part it needs is out of reach (the
+    action server): nothing of it was kept, and it is run again later, however long the
+    outage lasts, without counting as a failed attempt."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class _LeaseLost(Exception):

@@ -5,7 +5,9 @@ Route saved, identity resolved (WAHA @lid), a turn that already ran before a res
 again, the text of each message (opt words, button replies, media fetched and stored, voice
 notes transcribed), the group gate, the incoming copy for agents, then Rasa's `UserMessage`;
 follow-ups after it. The channel's own notices to the sender (media that could not be
-fetched, voice notes, unsupported types, the rate limit) are sent from here too.
+fetched, voice notes, unsupported types, the rate limit) are sent from here too. A turn that
+finds the action server out of reach (connectors/whatsapp/outage.py) keeps nothing, tells the
+user once that the message waits, and is handed back to the consumer to run again.
 """
 import asyncio
 import json
@@ -17,7 +19,9 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Dict, List, Optional
 
 from rasa.core.channels.channel import UserMessage
 
+from connectors.whatsapp.consumer import TurnDeferred
 from connectors.whatsapp.format import payload_for_reply
+from connectors.whatsapp.outage import ActionServerDown, guarded
 from connectors.whatsapp.output import (
     TurnReplies,
     WhatsAppOutput,
@@ -39,6 +43,8 @@ logger = logging.getLogger(__name__)
 # what Rasa receives for a file or location sent without text (an intent of the domain)
 SHARE_FILE = "/share_file"
 OPT_INTENTS = {"out": "/opt_out", "in": "/opt_in"}
+# told again when an outage lasts longer than this (the message still waits)
+OUTAGE_TOLD_SECONDS = 3600
 # Rasa reads a text that starts with "/" (after its own strip) as "/intent{entities}"
 _COMMAND_PREFIX = re.compile(r"^[\s/]+")
 
@@ -132,10 +138,32 @@ class WhatsAppTurn:
         # the turn's replies are counted under the id Rasa records the turn with
         replies = turn_replies.set(TurnReplies(first.channel, conversation, first.message_id,
                                                recovered))
+        down: Optional[ActionServerDown] = None
         try:
-            await self._run(messages, started)
+            with guarded():
+                await self._run(messages, started)
+        except ActionServerDown as error:
+            down = error  # Rasa saved nothing of the turn (connectors/whatsapp/outage.py)
         finally:
             turn_replies.reset(replies)
+        if down is not None:
+            await self._actions_unavailable(first)
+            raise TurnDeferred(str(down))
+        if recovered:  # a later outage is told again
+            await self.shared.redis.delete(redis_keys.actions_outage_told(conversation))
+
+    async def _actions_unavailable(self, message: InboundMessage) -> None:
+        """Tell the user, once an outage, that their message waits (texts.actions_unavailable).
+        Not one of the turn's replies: the turn's own run later sends all of those."""
+        told = await self.shared.redis.set(redis_keys.actions_outage_told(
+            message.conversation_id), "1", nx=True, ex=OUTAGE_TOLD_SECONDS)
+        if not told:
+            return
+        try:
+            await self.output.send_text_message(message.conversation_id,
+                                                self.config.text("actions_unavailable"))
+        except Exception:
+            logger.exception("the user was not told their message waits")
 
     async def _run(self, messages: List[InboundMessage], started: float) -> None:
         first, last = messages[0], messages[-1]

@@ -31,6 +31,7 @@ from sanic.response import HTTPResponse
 
 from connectors import rasa_tuning
 from connectors.body import read_body
+from connectors.whatsapp import outage
 from connectors.whatsapp.consumer import InboundConsumer
 from connectors.whatsapp.output import Delivery, Sender, WhatsAppOutput
 from connectors.whatsapp.turn import WhatsAppTurn
@@ -130,6 +131,7 @@ class WhatsAppInput(WhatsAppTurn, InputChannel):
 
     def __init__(self) -> None:
         rasa_tuning.apply()
+        outage.install()
         self.shared = shared()
         self.config: ChannelConfig = self.shared.config
         self.app: Any = None

@@ -22,6 +22,7 @@ class ChannelConfig:
     lease_seconds: float
     turn_retry_seconds: Tuple[float, ...]
     turn_timeout_seconds: float
+    outage_retry_seconds: float
     max_starts: int
     max_message_chars: int
     debounce_ms: int
@@ -75,7 +76,7 @@ MAX_PARTITIONS = 1024
 
 _NOTICE_KEYS = ("inbound_parked", "outbound_parked", "refused_waha", "refused_whatsapp",
                 "session_down_waha")
-_TEXT_KEYS = ("message_parked", "unsupported", "media_unavailable", "media_too_large", "rate_limited",
+_TEXT_KEYS = ("actions_unavailable", "message_parked", "unsupported", "media_unavailable", "media_too_large", "rate_limited",
               "voice_needs_text", "voice_understood")
 
 
@@ -144,6 +145,7 @@ def load_channel_config(path: Path) -> ChannelConfig:
         lease_seconds=lease,
         turn_retry_seconds=tuple(float(x) for x in retries),
         turn_timeout_seconds=max(0.001, number("inbound", "turn_timeout_seconds", float)),
+        outage_retry_seconds=max(0.1, number("inbound", "outage_retry_seconds", float)),
         max_starts=max(1, number("inbound", "max_starts")),
         max_message_chars=number("inbound", "max_message_chars"),
         debounce_ms=number("inbound", "debounce_ms"),

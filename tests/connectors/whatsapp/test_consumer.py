@@ -7,7 +7,7 @@ import logging
 import time
 from typing import Any, Dict, List, Optional
 
-from connectors.whatsapp.consumer import InboundConsumer
+from connectors.whatsapp.consumer import InboundConsumer, TurnDeferred
 from helpdesk import redis_keys
 from helpdesk.whatsapp import inbound
 from helpdesk.whatsapp import InboundLog, InboundMessage
@@ -30,11 +30,13 @@ class Recorder:
 
     def __init__(self, delays: Optional[Dict[str, float]] = None, default_delay: float = 0,
                  fail_on: str = "", client: Any = None,
-                 fail_times: Optional[Dict[str, int]] = None) -> None:
+                 fail_times: Optional[Dict[str, int]] = None,
+                 defer_times: Optional[Dict[str, int]] = None) -> None:
         self.delays = delays or {}
         self.default_delay = default_delay
         self.fail_on = fail_on
         self.fail_times = dict(fail_times or {})  # text -> how many more times it fails
+        self.defer_times = dict(defer_times or {})  # text -> how many more times it waits
         self.client = client  # to look at the stream while a turn runs
         self.calls: List[Dict[str, Any]] = []
         self.running = 0
@@ -54,6 +56,9 @@ class Recorder:
             if self.fail_on and any(m.text == self.fail_on for m in messages):
                 raise RuntimeError("the turn broke")
             for m in messages:
+                if self.defer_times.get(m.text, 0) > 0:
+                    self.defer_times[m.text] -= 1
+                    raise TurnDeferred("the action server is out of reach")
                 if self.fail_times.get(m.text, 0) > 0:
                     self.fail_times[m.text] -= 1
                     raise ConnectionError("Redis went away")
@@ -263,6 +268,41 @@ def test_a_failing_turn_is_tried_again_and_the_later_messages_wait(redis_client,
     assert [c["recovered"] for c in recorder.calls] == [False, True, True, False]
     failed = [r for r in caplog.records if r.getMessage() == "turn failed"]
     assert [r.attempt for r in failed] == [1, 2] and failed[0].exc_info
+
+
+def test_a_deferred_turn_waits_as_long_as_the_outage_and_is_never_parked(redis_client,
+                                                                          redis_url):
+    """Six deferrals with two retries allowed: a failure would be parked at the third; a turn
+    waiting for the action server is run until it can run, the later message behind it."""
+    recorder = Recorder(defer_times={"ticket": 6})
+    told = []
+
+    async def on_parked(parked_message, reason, parked_id):
+        told.append(parked_message.text)
+
+    async def scenario():
+        client = redis_for(redis_url)
+        consumer = InboundConsumer(client, recorder,
+                                   tiny_config(turn_retry_seconds=(0.05, 0.05),
+                                               outage_retry_seconds=0.1, max_starts=1),
+                                   name="c1", on_parked=on_parked)
+        try:
+            await accept(client, message("A", "ticket"), message("A", "sigue"))
+            consumer.start()
+            await wait_until(lambda: recorder.handled() == 8)
+            await wait_until(lambda: stream_empty(client))
+            return await pending(client), await client.xlen(redis_keys.inbound_parked())
+        finally:
+            await stop(consumer)
+            await client.close()
+
+    assert run(scenario()) == (0, 0)
+    assert told == []
+    assert recorder.texts("A") == [["ticket"]] * 7 + [["sigue"]]
+    # every run after the first may find part of the turn done: it checks, as after a crash
+    assert [c["recovered"] for c in recorder.calls] == [False] + [True] * 6 + [False]
+    waits = [b["start"] - a["end"] for a, b in zip(recorder.calls, recorder.calls[1:6])]
+    assert min(waits) >= 0.09  # outage_retry_seconds between runs, not the retry waits
 
 
 def test_a_turn_that_keeps_failing_is_parked_told_and_the_conversation_goes_on(redis_client,
