@@ -293,6 +293,8 @@ class InboundConsumer:
             asyncio.create_task(whatsapp.park(self.client, partition, entry_id, raw,
                                               "unreadable entry"))
             return
+        if (fields.get(b"r") or fields.get("r")) in (b"1", "1"):
+            message.rate_limited = True  # over the rate limit: recorded, not answered
         self._in_flight.add((partition, entry_id))
         lane = self._lanes.get(message.conversation_id)
         if lane is None:

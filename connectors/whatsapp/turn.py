@@ -7,9 +7,13 @@ notes transcribed), the group gate, the incoming copy for agents, then Rasa's `U
 follow-ups after it. The channel's own notices to the sender (media that could not be
 fetched, voice notes, unsupported types, the rate limit) are sent from here too. A turn that
 finds the action server out of reach (connectors/whatsapp/outage.py) keeps nothing, tells the
-user once that the message waits, and is handed back to the consumer to run again.
+user once that the message waits, and is handed back to the consumer to run again. Messages
+over the rate limit are read the same way (files stored) but only recorded: on the tracker
+without a prediction, shown to agents, their files added to the ticket being collected; no
+reply and no notice.
 """
 import asyncio
+import contextvars
 import json
 import logging
 import re
@@ -18,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Dict, List, Optional, Set, Tuple
 
 from rasa.core.channels.channel import UserMessage
+from rasa.shared.core.events import SlotSet
 
 from connectors.whatsapp.consumer import TurnDeferred
 from connectors.whatsapp.format import payload_for_reply
@@ -43,6 +48,10 @@ logger = logging.getLogger(__name__)
 # what Rasa receives for a file or location sent without text (an intent of the domain)
 SHARE_FILE = "/share_file"
 OPT_INTENTS = {"out": "/opt_out", "in": "/opt_in"}
+# the slot of the files of the ticket being collected (domain.yml; actions/common.py fills it)
+ATTACHMENTS_SLOT = "attachments"
+# set while the messages of a turn over the rate limit are read: no notice is sent
+_quiet: contextvars.ContextVar[bool] = contextvars.ContextVar("turn_quiet", default=False)
 # told again when an outage lasts longer than this (the message still waits)
 OUTAGE_TOLD_SECONDS = 3600
 # Rasa reads a text that starts with "/" (after its own strip) as "/intent{entities}"
@@ -86,6 +95,10 @@ class WhatsAppTurn:
         """One of the channel's own notices (config/channels.yml texts) to the sender. In a
         group only to someone the bot is already talking to, or who mentioned it: the bot
         does not speak up about a sticker or a voice note in the middle of group chatter."""
+        if _quiet.get():
+            logger.info("notice not sent: the sender is over the rate limit",
+                        extra={"notice": text_key})
+            return
         if message.is_group and not (message.mentions_bot
                                      or await self._engaged(message.conversation_id)):
             logger.info("group notice not sent", extra={"notice": text_key,
@@ -169,10 +182,16 @@ class WhatsAppTurn:
         first, last = messages[0], messages[-1]
         conversation = first.conversation_id
         texts, metadata = [], self._metadata(messages)
-        for message in messages:
-            text = await self._text_of(message, metadata)
-            if text:
-                texts.append(text)
+        # over the rate limit (every message of the batch): recorded, not answered at all
+        unanswered = all(m.rate_limited for m in messages)
+        quiet = _quiet.set(unanswered)
+        try:
+            for message in messages:
+                text = await self._text_of(message, metadata)
+                if text:
+                    texts.append(text)
+        finally:
+            _quiet.reset(quiet)
         if not texts:
             return
         text = "\n".join(texts) if len(texts) > 1 else texts[0]
@@ -187,6 +206,11 @@ class WhatsAppTurn:
         await self.output.mirror(conversation, "incoming",
                                  "\n".join(m.text for m in messages if m.text) or None,
                                  metadata.get("media"), first.correlation_id)
+        if unanswered:
+            await self._record(UserMessage(
+                text, self.output, conversation, input_channel=self.name(),
+                message_id=first.message_id, metadata=metadata))
+            return
         if self.config.read_receipts or self.config.typing:
             await self.shared.delivery.typing(route, True, last.message_id)
         try:
@@ -206,6 +230,27 @@ class WhatsAppTurn:
             "ms": round((time.perf_counter() - started) * 1000, 1),
             "queued_ms": round((time.time() - first.received_at) * 1000, 1),
         })
+
+    async def _record(self, message: UserMessage) -> None:
+        """Put messages over the rate limit on the tracker without predicting anything (Rasa's
+        `log_message`, under the conversation's lock), so they are part of the conversation
+        for agents and the ticket: while a ticket is being collected their files join its
+        attachments (the `attachments` slot the form's actions read)."""
+        agent = await self._agent()
+        if agent is None:
+            raise RuntimeError("the model is not loaded yet")
+        async with agent.lock_store.lock(message.sender_id):
+            tracker = await agent.processor.log_message(message, should_save_tracker=False)
+            files = [m["path"] for m in (message.metadata or {}).get("media") or []]
+            if tracker.active_loop_name and files:
+                kept = list(tracker.get_slot(ATTACHMENTS_SLOT) or [])
+                new = [path for path in files if path not in kept]
+                if new:
+                    tracker.update(SlotSet(ATTACHMENTS_SLOT, kept + new))
+            await agent.processor.save_tracker(tracker)
+        logger.info("messages over the rate limit recorded, not answered", extra={
+            "conversation_id": message.sender_id,
+            "messages": len((message.metadata or {}).get("message_ids") or [])})
 
     def _metadata(self, messages: List[InboundMessage]) -> Dict[str, Any]:
         first = messages[0]
@@ -305,7 +350,7 @@ class WhatsAppTurn:
             return None
         stored["transcription"] = text  # travels in the metadata (agents, the tracker)
         logger.info("voice note transcribed", extra={"chars": len(text)})
-        if message.is_group and not await self._group_gate(message, text):
+        if _quiet.get() or (message.is_group and not await self._group_gate(message, text)):
             return text  # read, not answered: nothing to say
         token = current_turn.set(message.conversation_id)
         try:

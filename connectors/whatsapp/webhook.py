@@ -229,7 +229,11 @@ class WhatsAppInput(WhatsAppTurn, InputChannel):
             if outcome == whatsapp.RATE_LIMITED_FIRST:
                 # told after the answer: a slow gateway must not hold up the acknowledgement
                 self._background(self._notice(message, "rate_limited"))
-            if outcome != whatsapp.ACCEPTED:
+            if outcome in (whatsapp.RATE_LIMITED, whatsapp.RATE_LIMITED_FIRST):
+                logger.info("message over the rate limit: recorded, not answered", extra={
+                    "conversation_id": message.conversation_id,
+                    "message_id": message.message_id})
+            elif outcome != whatsapp.ACCEPTED:
                 logger.info("message not queued", extra={
                     "outcome": outcome, "conversation_id": message.conversation_id,
                     "message_id": message.message_id,

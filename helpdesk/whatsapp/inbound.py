@@ -3,7 +3,8 @@
 The webhook parses a delivery into `InboundMessage`s and calls `InboundLog.accept` for each:
 one atomic Redis script dedupes on the provider message id (SET NX with a TTL), drops
 messages of users who opted out (unless they opt back in), applies the per-user rate limit,
-and appends the message to a Redis Stream. The webhook answers 200 after that, so nothing
+and appends the message to a Redis Stream (a message over the limit too, marked: its turn
+records it without answering). The webhook answers 200 after that, so nothing
 slow (NLU, actions, LLMs, media downloads) is ever inside the acknowledgement.
 
 The log is split into partitions (`config/channels.yml` inbound.partitions), one stream
@@ -130,7 +131,7 @@ if ARGV[7] ~= 'in' and redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then
 end
 if tonumber(ARGV[3]) > 0 and ARGV[7] == '' then
   if redis.call('EXISTS', KEYS[4]) == 1 then
-    return {'rate_limited', ''}
+    return {'rate_limited', redis.call('XADD', KEYS[5], '*', 'm', ARGV[6], 'r', '1')}
   end
   local count = redis.call('INCR', KEYS[3])
   if count == 1 then redis.call('EXPIRE', KEYS[3], tonumber(ARGV[4])) end
@@ -139,7 +140,7 @@ if tonumber(ARGV[3]) > 0 and ARGV[7] == '' then
       redis.call('SET', KEYS[4], '1', 'EX', tonumber(ARGV[5]))
     end
     redis.call('DEL', KEYS[3])
-    return {'rate_limited_first', ''}
+    return {'rate_limited_first', redis.call('XADD', KEYS[5], '*', 'm', ARGV[6], 'r', '1')}
   end
 end
 local id = redis.call('XADD', KEYS[5], '*', 'm', ARGV[6])
@@ -149,8 +150,11 @@ return {'accepted', id}
 ACCEPTED = "accepted"
 DUPLICATE = "duplicate"
 OPTED_OUT = "opted_out"
-RATE_LIMITED = "rate_limited"  # over the limit; the user was already told
-RATE_LIMITED_FIRST = "rate_limited_first"  # just went over: tell the user once
+# over the limit: recorded (stream field r=1: kept on the tracker and shown to agents), not
+# answered; the user was already told
+RATE_LIMITED = "rate_limited"
+RATE_LIMITED_FIRST = "rate_limited_first"  # just went over: recorded, and the user told once
+RECORDED = (ACCEPTED, RATE_LIMITED, RATE_LIMITED_FIRST)  # outcomes with a stream entry
 
 
 @dataclass
@@ -183,6 +187,7 @@ class InboundMessage:
     location: Optional[Dict[str, Any]] = None
     lid: Optional[str] = None  # WAHA "@lid" sender still to resolve to a number
     opt_word: Optional[str] = None  # "out" | "in" when the text is an opt word
+    rate_limited: bool = False  # recorded over the rate limit: kept, not answered
     timestamp: float = field(default_factory=time.time)
     received_at: float = field(default_factory=time.time)
     correlation_id: str = ""

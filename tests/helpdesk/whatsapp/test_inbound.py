@@ -99,7 +99,11 @@ def test_rate_limit_then_cool_down_then_accepted_again(redis_url, redis_client):
         inbound.RATE_LIMITED,  # during the cool-down
         inbound.ACCEPTED, inbound.ACCEPTED,  # after it
     ]
-    assert inbound_length(redis_client) == 5
+    # every message is recorded; the two over the limit are marked to be kept, not answered
+    assert inbound_length(redis_client) == 7
+    marked = [fields.get(b"r") for _stream, entries in redis_client.xread(
+        {inbound.stream(p): "0" for p in range(PARTITIONS)}) for _id, fields in entries]
+    assert marked == [None, None, None, b"1", b"1", None, None]
 
 
 def test_rate_limit_is_per_user_and_opt_words_pass_it(redis_url, redis_client):
