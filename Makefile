@@ -77,7 +77,7 @@ validate: setup
 
 run: setup $(MODEL) $(KNOWLEDGE_INDEX)
 	@$(PY) -m helpdesk.launch banner
-	@exec $(VENV)/bin/honcho start -f Procfile -c worker=$(WORKERS)
+	@WORKERS=$(WORKERS) exec $(PY) -m helpdesk.launch supervise
 
 shell: $(VENV)/.installed
 	@$(PY) scripts/shell.py

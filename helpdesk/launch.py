@@ -1,11 +1,13 @@
 """Start one of the project's processes with its environment prepared.
 
     python -m helpdesk.launch redis|actions|rasa|ingress|worker|interactive|rasa-shell|banner|env
+    python -m helpdesk.launch supervise   (`make run`: every process, under supervisord)
 
 Reads `.env`, applies defaults, derives REDIS_HOST/PORT/DB/PASSWORD from REDIS_URL for
 `endpoints.yml`, checks that the port is free (a clear message instead of a traceback), waits
 for Redis where the process needs it, then replaces itself with the real program, so the
-process manager's signals reach it directly.
+process manager's signals reach it directly. `supervise` writes supervisord's configuration
+from the Procfile (helpdesk/processes.py) and becomes supervisord.
 
 Secrets go to the programs through their environment (or stdin), never their command line:
 REDIS_URL with the Redis password (helpdesk.settings: the generated one for the project's own
@@ -29,6 +31,7 @@ from urllib.parse import unquote, urlparse
 
 import yaml
 
+from helpdesk.processes import write_config
 from helpdesk.settings import (
     PROJECT_DIR,
     action_server_token,
@@ -360,11 +363,23 @@ def banner(settings) -> str:
 
 def main(argv: List[str]) -> None:
     if len(argv) != 1:
-        fail("usage: python -m helpdesk.launch redis|actions|rasa|ingress|worker|interactive|rasa-shell|banner|env")
+        fail("usage: python -m helpdesk.launch redis|actions|rasa|ingress|worker|interactive|rasa-shell|banner|env|supervise")
     settings = load_settings()
     if argv[0] == "banner":
         print(banner(settings), flush=True)
         return
+    if argv[0] == "supervise":
+        # `make run`: supervisord (helpdesk/processes.py) runs the Procfile's processes and
+        # restarts any that dies; Ctrl-C stops them all
+        workers = os.environ.get("WORKERS") or "2"
+        if not workers.isdigit() or int(workers) < 1:
+            fail(f"WORKERS must be a number of workers, 1 or more, not {workers!r}")
+        conf = write_config(settings.var_dir, int(workers))
+        supervisord = VENV_BIN / "supervisord"
+        if not supervisord.is_file():
+            fail("supervisord is not installed: run `make setup`")
+        os.chdir(PROJECT_DIR)
+        os.execv(str(supervisord), [str(supervisord), "-c", str(conf)])
     if argv[0] == "env":
         # `eval "$(python -m helpdesk.launch env)"` before running rasa commands by hand
         # (it prints the secrets endpoints.yml needs: for eval, not for a log)
