@@ -15,7 +15,7 @@ export PYTHONPATH := $(CURDIR)
 # RQ workers `make run` starts (Zoho allows 5 concurrent calls: keep it at 4 or fewer)
 WORKERS ?= 2
 
-.PHONY: help setup run shell rasa-shell interactive train validate test bench bench-channels bench-llm-fallback bench-nlu bench-retrieval bench-history knowledge nlu-sync migrate-trackers clean
+.PHONY: help setup run shell rasa-shell interactive train validate test bench bench-channels bench-llm-fallback bench-nlu bench-retrieval bench-history knowledge nlu-sync migrate-trackers migrate-ledger clean
 
 help:
 	@echo "make run       set up, train if needed, start the whole bot (Ctrl-C stops it)"
@@ -33,6 +33,7 @@ help:
 	@echo "make bench-retrieval  knowledge retrieval: recall and MRR on 82 questions, latency on 10,000 chunks"
 	@echo "make bench-history  turn cost at 10, 1,000 and 10,000 past events, the tracker stores side by side"
 	@echo "make nlu-sync  regenerate NLU lookup/synonym files from config/"
+	@echo "make migrate-ledger  bring the ledger's tables to the newest migration (make run does it first)"
 	@echo "make migrate-trackers  move conversations kept by Rasa's Redis tracker store into ours (also done on first read)"
 	@echo "make clean     remove the venv, built artifacts and models (keeps var/)"
 
@@ -58,6 +59,9 @@ nlu-sync: $(VENV)/.installed
 
 migrate-trackers: setup
 	@$(PY) -m helpdesk.trackers migrate
+
+migrate-ledger: setup
+	@$(PY) -m helpdesk.tickets.schema upgrade
 
 $(MODEL): $(VENV)/.installed $(SPACY_MODEL)/meta.json $(TRAINING_FILES) config/stores.yml config/systems.yml
 	@$(PY) scripts/sync_nlu.py

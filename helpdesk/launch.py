@@ -374,6 +374,13 @@ def main(argv: List[str]) -> None:
         workers = os.environ.get("WORKERS") or "2"
         if not workers.isdigit() or int(workers) < 1:
             fail(f"WORKERS must be a number of workers, 1 or more, not {workers!r}")
+        # the ledger's schema once, before any process opens it (helpdesk/tickets/schema.py);
+        # imported here: the other commands need neither SQLAlchemy nor Alembic
+        from helpdesk.tickets import migrate_ledger
+
+        was = migrate_ledger(settings.database_url)
+        if was:
+            print(f"helpdesk: ledger migrated (was at revision {was})", flush=True)
         conf = write_config(settings.var_dir, int(workers))
         supervisord = VENV_BIN / "supervisord"
         if not supervisord.is_file():

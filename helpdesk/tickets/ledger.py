@@ -10,8 +10,8 @@ Zoho: search before creating again), `announce` (who tells the user the Zoho num
 submit turn or a worker), the last Zoho status seen, and why a dead letter failed. Notices for
 the support team are rows of `human_notices`, opt-outs rows of `opt_outs`. Retention blanks
 an old ticket's personal fields (`redact_before`) and deletes old notices and handoff rows.
-Tables and columns added after a database was created are added to it when the ledger opens
-(`create_all`, `add_missing_columns`).
+The schema changes only through migrations (helpdesk/tickets/schema.py, Alembic): a change to
+the tables here comes with a new revision in helpdesk/tickets/migrations/versions/.
 """
 import json
 import logging
@@ -32,16 +32,15 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
-    inspect,
     insert,
     or_,
     select,
-    text,
     update,
 )
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 
+from helpdesk.tickets.schema import migrate
 from helpdesk.tickets.ticket import Ticket, reference_for
 
 logger = logging.getLogger(__name__)
@@ -86,7 +85,7 @@ tickets_table = Table(
     Column("last_error", Text),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
-    # delivery bookkeeping (added with Zoho delivery; older databases get them on open)
+    # delivery bookkeeping (added with Zoho delivery; revision 0001 adds them to older ledgers)
     Column("zoho_contact_id", String(64)),
     Column("zoho_web_url", String(512)),
     Column("zoho_status", String(120)),
@@ -203,56 +202,10 @@ def make_engine(database_url: str) -> Engine:
     return create_engine(database_url, future=True, pool_pre_ping=True)
 
 
-def add_missing_columns(engine: Engine) -> List[str]:
-    """Columns of our tables that an older database lacks, added (all are nullable or have
-    a default). Returns their names."""
-    added = []
-    inspector = inspect(engine)
-    for table in metadata.sorted_tables:
-        if not inspector.has_table(table.name):
-            continue
-        present = {column["name"] for column in inspector.get_columns(table.name)}
-        for column in table.columns:
-            if column.name in present:
-                continue
-            kind = column.type.compile(dialect=engine.dialect)
-            default = ""
-            if column.default is not None and not callable(column.default.arg):
-                value = column.default.arg
-                default = f" NOT NULL DEFAULT {int(value) if isinstance(value, bool) else value!r}"
-            with engine.begin() as connection:
-                connection.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}{default}"))
-            added.append(f"{table.name}.{column.name}")
-    if added:
-        logger.info("ledger columns added", extra={"columns": added})
-    return added
-
-
-def prepare_schema(engine: Engine, attempts: int = 8) -> None:
-    """Create the tables and add missing columns. Processes that start together on a new
-    database (`make run`'s workers, the action server) race: each checks, each issues CREATE,
-    and the loser gets "table ... already exists" (or "duplicate column", or "database is
-    locked" from the switch to WAL). The loser checks again: what the winner created is then
-    seen and skipped."""
-    for attempt in range(attempts):
-        try:
-            metadata.create_all(engine)
-            add_missing_columns(engine)
-            return
-        except OperationalError as error:
-            message = str(error.orig).lower()
-            # "database is locked": SQLite's switch to WAL on a new file, while another
-            # process holds it, does not wait for the busy timeout
-            racing = ("already exists", "duplicate column", "database is locked")
-            if attempt == attempts - 1 or not any(part in message for part in racing):
-                raise
-            time.sleep(0.1 * (attempt + 1))
-
-
 class Ledger:
     def __init__(self, database_url: str) -> None:
         self.engine = make_engine(database_url)
-        prepare_schema(self.engine)
+        migrate(self.engine)  # a no-op when `make run` migrated it already
 
     # tickets ------------------------------------------------------------------------
     def submit(self, ticket: Ticket) -> "tuple[TicketRecord, bool]":
