@@ -49,7 +49,7 @@ from bench import harness, stats  # noqa: E402
 from bench.harness import WAHA_API_KEY, WAHA_HMAC_KEY, FakeWaha, event_for, post  # noqa: E402
 from helpdesk.config import channel_config  # noqa: E402
 from helpdesk.launch import free_port, spawn_redis, stack_env, wait_for_port  # noqa: E402
-from helpdesk.whatsapp.inbound import InboundLog, InboundMessage  # noqa: E402
+from helpdesk.whatsapp.inbound import ACCEPTED, InboundLog, InboundMessage  # noqa: E402
 
 OUTPUT = BENCH / "results" / "fsync.json"
 POLICIES = ("always", "everysec")  # the candidate first, the baseline (Redis' default) second
@@ -152,7 +152,7 @@ async def accept_round(log: InboundLog, count: int, concurrency: int) -> harness
             started = time.perf_counter()
             outcome, _ = await log.accept(message())
             elapsed = (time.perf_counter() - started) * 1000
-            if outcome != "ACCEPTED":
+            if outcome != ACCEPTED:
                 result.failures.append(outcome)
             result.latencies_ms.append(elapsed)
 
