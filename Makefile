@@ -15,7 +15,7 @@ export PYTHONPATH := $(CURDIR)
 # RQ workers `make run` starts (Zoho allows 5 concurrent calls: keep it at 4 or fewer)
 WORKERS ?= 2
 
-.PHONY: help setup run shell rasa-shell interactive train validate test bench bench-channels bench-llm-fallback bench-nlu bench-retrieval bench-history knowledge nlu-sync migrate-trackers migrate-ledger clean
+.PHONY: help setup run shell rasa-shell interactive train validate test bench bench-channels bench-llm-fallback bench-nlu bench-retrieval bench-history bench-fsync knowledge nlu-sync migrate-trackers migrate-ledger clean
 
 help:
 	@echo "make run       set up, train if needed, start the whole bot (Ctrl-C stops it)"
@@ -32,6 +32,7 @@ help:
 	@echo "make knowledge build the knowledge index (build/knowledge/) when articles or its code changed"
 	@echo "make bench-retrieval  knowledge retrieval: recall and MRR on 82 questions, latency on 10,000 chunks"
 	@echo "make bench-history  turn cost at 10, 1,000 and 10,000 past events, the tracker stores side by side"
+	@echo "make bench-fsync  webhook ack and inbound accept with Redis appendfsync always vs everysec"
 	@echo "make nlu-sync  regenerate NLU lookup/synonym files from config/"
 	@echo "make migrate-ledger  bring the ledger's tables to the newest migration (make run does it first)"
 	@echo "make migrate-trackers  move conversations kept by Rasa's Redis tracker store into ours (also done on first read)"
@@ -116,6 +117,9 @@ bench-retrieval: setup
 bench-history: setup $(MODEL)
 	$(PY) bench/bench_history.py
 	$(PY) bench/bench_history_server.py
+
+bench-fsync: setup
+	$(PY) bench/bench_fsync.py
 
 clean:
 	rm -rf $(VENV) build models .rasa var/test-results .pytest_cache

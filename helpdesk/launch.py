@@ -131,14 +131,26 @@ def stack_env(
     }
 
 
-def redis_server_config(port: int, data_dir: Path, password: str, *, persistent: bool = True) -> str:
+APPENDFSYNC = ("always", "everysec", "no")
+
+
+def redis_server_config(port: int, data_dir: Path, password: str, *, persistent: bool = True,
+                        appendfsync: str = "always") -> str:
     """redis-server's configuration, read from its stdin (`redis-server -`): the password
-    (`requirepass`) never appears in `ps`."""
+    (`requirepass`) never appears in `ps`.
+
+    Persistence is the append-only file alone (`save ""`: no RDB snapshots), fsynced before
+    each write is answered (`appendfsync always`): a message the webhook acknowledged survives
+    a power loss (with `everysec`, Redis' default, up to about a second of acknowledged writes
+    would not). bench/bench_fsync.py measures the price; docs/whatsapp.md says what it means."""
+    if appendfsync not in APPENDFSYNC:
+        raise ValueError(f"appendfsync must be one of {', '.join(APPENDFSYNC)}, not {appendfsync!r}")
     lines = [
         "bind 127.0.0.1",
         f"port {int(port)}",
         f"dir {_redis_quoted(str(data_dir))}",
         "appendonly yes" if persistent else "appendonly no",
+        f"appendfsync {appendfsync}",
         'save ""',
         "daemonize no",
     ]
@@ -155,13 +167,14 @@ def _redis_quoted(value: str) -> str:
 
 
 def spawn_redis(port: int, data_dir: Path, password: str, *, persistent: bool = False,
-                **popen: object) -> subprocess.Popen:
+                appendfsync: str = "always", **popen: object) -> subprocess.Popen:
     """A throw-away redis-server for tests and benchmarks, its password given on stdin."""
     binary = shutil.which("redis-server")
     if not binary:
         fail("redis-server is not installed: run `make setup`")
     process = subprocess.Popen([binary, "-"], stdin=subprocess.PIPE, **popen)
-    process.stdin.write(redis_server_config(port, data_dir, password, persistent=persistent).encode())
+    process.stdin.write(redis_server_config(port, data_dir, password, persistent=persistent,
+                                             appendfsync=appendfsync).encode())
     process.stdin.close()
     return process
 

@@ -21,6 +21,7 @@ from helpdesk.launch import (
     process_env,
     redis_config,
     redis_env,
+    redis_server_config,
     stack_env,
     wait_for_port,
 )
@@ -135,6 +136,14 @@ def test_no_secret_on_a_command_line(monkeypatch, tmp_path):
     assert f'requirepass "{secrets[1]}"' in redis_config(settings)
 
 
+def test_redis_server_config_fsyncs_every_write_unless_told_otherwise(tmp_path):
+    lines = redis_server_config(6390, tmp_path, "pw").splitlines()
+    assert "appendonly yes" in lines and "appendfsync always" in lines and 'save ""' in lines
+    assert "appendfsync everysec" in redis_server_config(6390, tmp_path, "pw", appendfsync="everysec").splitlines()
+    with pytest.raises(ValueError):
+        redis_server_config(6390, tmp_path, "pw", appendfsync="sometimes")
+
+
 def test_every_process_gets_the_redis_url_with_its_password(monkeypatch, tmp_path):
     settings = own_settings(monkeypatch, tmp_path, REDIS_URL="redis://127.0.0.1:6399/2")
     for name in ("actions", "rasa", "worker", "ingress", "interactive", "rasa-shell"):
@@ -181,7 +190,13 @@ def test_make_runs_redis_requires_its_password_and_the_worker_has_it(tmp_path):
             redis.Redis(port=redis_port, socket_timeout=2).ping()
         with pytest.raises(redis.AuthenticationError):
             redis.Redis(port=redis_port, password="guess", socket_timeout=2).ping()
-        assert redis.Redis(port=redis_port, password=password, socket_timeout=2).ping()
+        client = redis.Redis(port=redis_port, password=password, socket_timeout=2)
+        assert client.ping()
+        # durability (issue 12): the append-only file alone, fsynced before each write is
+        # answered, so an acknowledged webhook survives a power loss
+        assert client.config_get("appendonly") == {"appendonly": "yes"}
+        assert client.config_get("appendfsync") == {"appendfsync": "always"}
+        assert client.config_get("save") == {"save": ""}
 
         worker = _start("worker", env, log)
         deadline = time.monotonic() + 60
