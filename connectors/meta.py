@@ -11,7 +11,8 @@
   handled (Meta batches); a broken message is skipped and logged, the others still count.
   Statuses are ignored except `failed`, logged with its error code (131047 on a proactive
   message sends the re-engagement template). Interactive replies give Rasa their id, not
-  their title (docs/whatsapp-wire-formats.md, B1-B6).
+  their title (docs/whatsapp-wire-formats.md, B1-B6). An `edit` or `revoke` of an earlier
+  message is recorded, never answered (connectors/whatsapp/turn.py; docs/whatsapp.md).
 """
 import json
 import logging
@@ -53,6 +54,10 @@ logger = logging.getLogger(__name__)
 
 MEDIA_TYPES = ("image", "document", "audio", "video", "sticker")
 IGNORED_TYPES = ("reaction", "system", "ephemeral", "request_welcome")
+# a user's edit of an earlier message (its new text or caption) and its deletion ("revoke"):
+# {"type": "edit", "edit": {"original_message_id": "wamid…", "message": {"type": "text",
+# "text": {"body": …}}}}, {"type": "revoke", "revoke": {"original_message_id": "wamid…"}}
+CHANGE_TYPES = ("edit", "revoke")
 
 
 class MetaSender:
@@ -112,6 +117,8 @@ class MetaInput(WhatsAppInput):
             )
         require_secret("Meta", settings.app_secret)
         return cls(settings)
+
+    reports_edits = True  # edits and revokes arrive as messages (CHANGE_TYPES)
 
     def make_sender(self) -> Sender:
         self.client = MetaClient(self.meta, self.config.send_timeout_seconds)
@@ -241,6 +248,13 @@ class MetaInput(WhatsAppInput):
             message.kind = "location"
             message.location = {k: location.get(k) for k in
                                 ("latitude", "longitude", "name", "address") if k in location}
+        elif kind in CHANGE_TYPES:
+            change = raw[kind]
+            message.kind = kind
+            message.original_id = checked_message_id(change["original_message_id"],
+                                                     self.config.max_id_chars)
+            if kind == "edit":
+                message.text = _edited_text(change.get("message"))
         else:
             message.kind = "unsupported"
             logger.info("unsupported Meta message type", extra={"type": kind})
@@ -264,6 +278,16 @@ class MetaInput(WhatsAppInput):
             if sent:
                 await self.shared.redis.delete(key)
                 await self.shared.delivery.reengage(json.loads(sent))
+
+
+def _edited_text(edited: Any) -> str:
+    """The new text of an edited message: a text's body or a media message's caption."""
+    if not isinstance(edited, dict):
+        return ""
+    content = edited.get(edited.get("type")) if isinstance(edited.get("type"), str) else None
+    if not isinstance(content, dict):
+        return ""
+    return str(content.get("body") or content.get("caption") or "").strip()
 
 
 def _list(value: Any) -> List[Any]:

@@ -214,7 +214,9 @@ class WahaInput(WhatsAppInput):
             participant = chat_jid(participant)
             if digits(participant) in own_numbers:
                 return "own message (group quirk)"
-            person = await self._number_for(participant)
+            person = await self._number_for(participant, raw, group=True)
+            if person and digits(person) in own_numbers:
+                return "own message (group quirk)"
             conversation = group_conversation_id(sender, person or participant)
             phone = digits(person) if person else None
             chat_id, is_group = sender, True
@@ -222,7 +224,9 @@ class WahaInput(WhatsAppInput):
             participant = None
             if digits(sender) in own_numbers:
                 return "own message"
-            person = await self._number_for(sender) if sender.endswith("@lid") else sender
+            person = await self._number_for(sender, raw, group=False)
+            if person and digits(person) in own_numbers:
+                return "own message"
             conversation = direct_conversation_id(person or sender)
             phone = digits(person) if person else None
             chat_id, is_group = sender, False
@@ -263,14 +267,22 @@ class WahaInput(WhatsAppInput):
             message.kind = "unsupported"
         return message
 
-    async def _number_for(self, jid: str) -> Optional[str]:
-        """A phone jid for a participant or sender: as is, or an @lid through cache/WAHA."""
+    async def _number_for(self, jid: str, raw: Dict[str, Any], group: bool) -> Optional[str]:
+        """A phone jid for a participant or sender: as is, or for an @lid the number the
+        payload carries beside it (`sender_alt`, then cached for the messages that do not
+        carry it), else the cached one (WAHA's answer in an earlier turn), else None."""
         if not jid.endswith("@lid"):
             return jid
-        cached = await self.shared.redis.get(redis_keys.lid_number(jid))
-        if cached:
-            return cached.decode() if isinstance(cached, bytes) else cached
-        return None
+        key = redis_keys.lid_number(jid)
+        cached = await self.shared.redis.get(key)
+        cached = cached.decode() if isinstance(cached, bytes) else cached
+        number = sender_alt(raw, jid, group)
+        if number:
+            if number != cached:
+                await self.shared.redis.set(key, number, ex=LID_TTL_SECONDS)
+                logger.info("lid number taken from the payload")
+            return number
+        return cached or None
 
     async def resolve_identity(self, message: InboundMessage) -> None:
         """An @lid sender not in the cache: ask WAHA once (in the turn, not the webhook)."""
@@ -286,6 +298,36 @@ class WahaInput(WhatsAppInput):
         else:
             message.conversation_id = direct_conversation_id(number)
         logger.info("lid resolved to a number")
+
+
+def sender_alt(raw: Dict[str, Any], lid: str, group: bool) -> Optional[str]:
+    """The phone number (as `<digits>@c.us`) the engine's raw message (`_data`) gives for
+    this @lid sender, or None. GOWS (whatsmeow's MessageInfo): `Info.SenderAlt` beside
+    `Info.Sender`, for a direct sender and a group participant alike; NOWEB (Baileys 7):
+    `key.remoteJidAlt` beside `key.remoteJid` (direct), `key.participantAlt` beside
+    `key.participant` (group). The value is taken only beside that same lid, and only when it
+    is a phone jid (`chat_jid`'s checks); anything else is ignored, not fatal."""
+    info = raw.get("Info") if isinstance(raw.get("Info"), dict) else {}
+    key = raw.get("key") if isinstance(raw.get("key"), dict) else {}
+    pairs = [(info.get("Sender"), info.get("SenderAlt"))]
+    if group:
+        pairs.append((key.get("participant"), key.get("participantAlt")))
+    else:
+        pairs.append((key.get("remoteJid"), key.get("remoteJidAlt")))
+    for beside, alt in pairs:
+        if not isinstance(beside, str) or not isinstance(alt, str) or not alt:
+            continue
+        if digits(beside) != digits(lid) or not beside.endswith("@lid"):
+            continue
+        try:
+            jid = chat_jid(alt)
+        except BadId:
+            logger.info("alternative sender id ignored: not a chat id")
+            continue
+        if jid.endswith("@c.us") or jid.endswith("@s.whatsapp.net"):
+            return f"{digits(jid)}@c.us"
+        logger.info("alternative sender id ignored: not a phone number")
+    return None
 
 
 def _group_chat(conversation_id: str) -> str:

@@ -60,6 +60,12 @@ def inbound_seen(channel: str, message_id: str) -> str:
     return f"{PREFIX}:seen:{channel}:{message_id}"
 
 
+def inbound_edit(channel: str, message_id: str) -> str:
+    """The text a user's edit gave one of their messages, for its turn if it has not run yet
+    (TTL: the dedupe window)."""
+    return f"{PREFIX}:edited:{channel}:{message_id}"
+
+
 def rate_counter(conversation_id: str) -> str:
     return f"{PREFIX}:rate:{conversation_id}"
 

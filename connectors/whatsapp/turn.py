@@ -76,6 +76,7 @@ class WhatsAppTurn:
     app: Any
     on_new_message: Optional[Callable[[UserMessage], Awaitable[Any]]]
     _tasks: Set[asyncio.Task]
+    reports_edits = False  # the gateway sends a user's edits as messages (Meta)
 
     # what each gateway provides for the turn ------------------------------------------
     async def fetch_media(self, message: InboundMessage) -> Tuple[bytes, Optional[str]]:
@@ -272,6 +273,10 @@ class WhatsAppTurn:
         Only the bot's own payloads (opt words, a shared file, a button it offered in this
         conversation) reach Rasa as intents; everything a person wrote, captions, button
         titles, transcriptions and reply ids it never offered are plain text (`plain`)."""
+        if message.kind in ("edit", "revoke"):
+            await self._record_change(message)
+            return ""
+        await self._apply_edit(message)
         if message.opt_word:
             return OPT_INTENTS[message.opt_word]
         if message.kind == "unsupported":
@@ -312,6 +317,34 @@ class WhatsAppTurn:
                 return offered
         # users cannot inject intents: a typed "/…" is text, not a payload
         return plain(text)
+
+    async def _apply_edit(self, message: InboundMessage) -> None:
+        """A message the user edited before its turn ran: the turn reads the edited text (the
+        edit's acceptance wrote it, helpdesk/whatsapp/inbound.py)."""
+        if not self.reports_edits:
+            return
+        edited = await self.shared.redis.get(redis_keys.inbound_edit(message.channel,
+                                                                     message.message_id))
+        if not edited:
+            return
+        message.text = edited.decode() if isinstance(edited, bytes) else edited
+        if message.kind == "text":
+            message.opt_word = self.config.opt_word(message.text)
+        logger.info("message edited before its turn; the edited text is read", extra={
+            "conversation_id": message.conversation_id, "message_id": message.message_id})
+
+    async def _record_change(self, message: InboundMessage) -> None:
+        """An edit or deletion of a message whose turn already ran (or is running): logged
+        and shown to agents, never answered (no notice, no Rasa turn)."""
+        edited = message.kind == "edit"
+        logger.info("message edited after its turn; recorded, not answered" if edited
+                    else "message deleted by its sender; recorded, not answered", extra={
+                        "conversation_id": message.conversation_id,
+                        "message_id": message.message_id, "original_id": message.original_id})
+        note = (self.config.text("message_edited").replace("{text}", message.text) if edited
+                else self.config.text("message_revoked"))
+        await self.output.mirror(message.conversation_id, "incoming", note, None,
+                                 message.correlation_id)
 
     async def _offered_payload(self, message: InboundMessage, reply: str) -> Optional[str]:
         """The payload of the button `reply` designates (its id, number or title) among the

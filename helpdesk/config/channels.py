@@ -77,7 +77,7 @@ MAX_PARTITIONS = 1024
 _NOTICE_KEYS = ("inbound_parked", "outbound_parked", "refused_waha", "refused_whatsapp",
                 "session_down_waha")
 _TEXT_KEYS = ("actions_unavailable", "message_parked", "unsupported", "media_unavailable", "media_too_large", "rate_limited",
-              "voice_needs_text", "voice_understood")
+              "voice_needs_text", "voice_understood", "message_edited", "message_revoked")
 
 
 def load_channel_config(path: Path) -> ChannelConfig:

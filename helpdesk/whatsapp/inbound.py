@@ -175,7 +175,7 @@ class InboundMessage:
     message_id: str  # provider id: WAHA payload.id, Meta wamid
     conversation_id: str
     chat_id: str  # where replies go (WAHA chat id, Meta wa_id)
-    kind: str  # text | media | interactive | location | unsupported
+    kind: str  # text | media | interactive | location | unsupported | edit | revoke
     text: str = ""
     participant: Optional[str] = None  # group sender jid
     phone: Optional[str] = None  # the sender's number (digits) when known
@@ -188,6 +188,7 @@ class InboundMessage:
     lid: Optional[str] = None  # WAHA "@lid" sender still to resolve to a number
     opt_word: Optional[str] = None  # "out" | "in" when the text is an opt word
     rate_limited: bool = False  # recorded over the rate limit: kept, not answered
+    original_id: Optional[str] = None  # edit / revoke: the provider id of the message changed
     timestamp: float = field(default_factory=time.time)
     received_at: float = field(default_factory=time.time)
     correlation_id: str = ""
@@ -235,6 +236,11 @@ class InboundLog:
         )
         outcome, entry_id = (value.decode() if isinstance(value, bytes) else value
                              for value in result)
+        if outcome == ACCEPTED and message.kind == "edit" and message.original_id \
+                and message.text:
+            # the original's turn, if it has not run yet, takes this text instead of its own
+            await self.client.set(redis_keys.inbound_edit(message.channel, message.original_id),
+                                  message.text, ex=self.dedupe_ttl)
         return outcome, entry_id or None
 
 

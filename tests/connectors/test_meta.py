@@ -445,3 +445,39 @@ def test_images_and_documents_go_through_the_media_messages(redis_client, redis_
     meta_image, meta_document = fake_meta.messages()
     assert meta_image["type"] == "image" and meta_image["image"] == {"link": image}
     assert meta_document["document"] == {"link": pdf, "filename": "guia.pdf"}
+
+
+# --- edits and deletions (issue 12) ------------------------------------------------------
+
+def edit_of(original: str, new: Dict[str, Any], **kwargs: Any) -> Dict[str, Any]:
+    """Meta's edit webhook (webhooks/reference/messages/edit; pywa edited_message.json)."""
+    return meta_message("edit", {"original_message_id": original, "message": new}, **kwargs)
+
+
+def test_an_edited_text_or_caption_is_an_edit_of_its_original(channel_env):
+    text = one(edit_of("wamid.ORIGINAL", {"type": "text", "text": {"body": " la caja 3 "}}))
+    assert text.kind == "edit" and text.original_id == "wamid.ORIGINAL"
+    assert text.text == "la caja 3" and text.opt_word is None
+    assert text.conversation_id == USER and text.message_id.startswith("wamid.")
+    caption = one(edit_of("wamid.PHOTO", {"context": {"id": "wamid.CTX"}, "type": "image",
+                                         "image": {"caption": "pantalla azul",
+                                                   "mime_type": "image/jpeg",
+                                                   "sha256": "4654+8g=", "id": "65463453"}}))
+    assert caption.kind == "edit" and caption.text == "pantalla azul"
+    assert caption.media is None  # the file was the original's, already taken
+
+
+def test_a_revoke_is_a_deletion_of_its_original(channel_env):
+    revoke = one(meta_message("revoke", {"original_message_id": "wamid.ORIGINAL"}))
+    assert revoke.kind == "revoke" and revoke.original_id == "wamid.ORIGINAL"
+    assert revoke.text == "" and revoke.kind != "unsupported"
+
+
+@pytest.mark.parametrize("change", [
+    meta_message("edit", {"message": {"type": "text", "text": {"body": "x"}}}),
+    meta_message("revoke", {}),
+    meta_message("revoke", {"original_message_id": "wamid." + "A" * 200}),
+    meta_message("revoke", None),
+])
+def test_an_edit_or_revoke_without_a_usable_original_is_skipped(channel_env, change):
+    assert skipped_only(change) in (["malformed message"], ["bad id"])

@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import logging
+import uuid
 from typing import Any, Dict, Optional
 
 import pytest
@@ -510,3 +511,162 @@ def test_images_and_documents_go_through_the_media_endpoints(redis_client, redis
     assert sent_image["body"]["chatId"] == WAHA_CHAT
     assert sent_image["body"]["file"] == {"url": image}
     assert sent_file["body"]["file"] == {"url": pdf, "filename": "guia.pdf"}
+
+
+# --- @lid senders whose number the payload carries (issue 12) ------------------------------
+
+LID = "38203818037365@lid"
+LID_DIGITS = "38203818037365"
+
+
+def gows_payload(sender: str, body: str, *, alt: Any = f"{USER}@s.whatsapp.net",
+                 group: Optional[str] = None, message_id: Optional[str] = None
+                 ) -> Dict[str, Any]:
+    """A GOWS WAMessage as WAHA 2026.1 sends it: `_data` is whatsmeow's message event, its
+    `Info` naming the sender by @lid with the phone number in `SenderAlt` (a direct chat:
+    Chat = Sender; a group: Chat = the group, Sender = the participant)."""
+    chat = group or sender
+    mid = message_id or f"false_{chat}_3AC{uuid.uuid4().hex[:17].upper()}" + (
+        f"_{sender}" if group else "")
+    payload = waha_payload(sender, body, group=group, participant=sender if group else None,
+                           message_id=mid, to=None, _data={
+        "Info": {
+            "Chat": chat, "Sender": sender, "IsFromMe": False, "IsGroup": bool(group),
+            "AddressingMode": "lid" if group else "", "SenderAlt": alt, "RecipientAlt": "",
+            "BroadcastListOwner": "", "BroadcastRecipients": None, "ID": mid.split("_")[2],
+            "ServerID": 0, "Type": "text", "PushName": "Lu", "Timestamp": "2026-01-16T16:23:11Z",
+            "Category": "", "Multicast": False, "MediaType": "", "Edit": "",
+            "VerifiedName": None, "DeviceSentMeta": None,
+        },
+        "Message": {"conversation": body}, "IsEphemeral": False, "IsEdit": False,
+    })
+    return payload
+
+
+def gows_event(payload: Dict[str, Any]) -> Dict[str, Any]:
+    event = waha_event(payload)
+    event["engine"] = "GOWS"
+    return event
+
+
+def receive_all(events, log=None):
+    """Each event through the signed webhook of one channel; the answers' bodies."""
+    async def scenario():
+        channel = fresh(WahaInput, waha_settings(hmac_key=WAHA_HMAC_KEY))
+        if log is not None:
+            channel.shared.log = log(channel.shared.redis)
+        try:
+            answers = []
+            for event in events:
+                body = json.dumps(event).encode()
+                answer = await channel.receive(webhook_request(waha_signed(body), body))
+                assert answer.status == 200
+                answers.append(json.loads(answer.body))
+            return answers
+        finally:
+            await close_channel(channel)
+
+    return run(scenario())
+
+
+def recorded(redis_client):
+    from helpdesk.whatsapp import InboundMessage
+
+    return [InboundMessage.from_json(e[1][b"m"]) for e in inbound_entries(redis_client)]
+
+
+def test_a_gows_lid_sender_with_sender_alt_is_its_number_from_the_first_message(
+        channel_env, redis_client):
+    message = only(parse(gows_event(gows_payload(LID, "la caja 2 no enciende"))))
+    assert message.conversation_id == USER and message.phone == USER
+    assert message.lid is None  # nothing left to resolve in the turn
+    assert message.chat_id == LID  # replies go where the user wrote
+    assert redis_client.get(redis_keys.lid_number(LID)) == f"{USER}@c.us".encode()
+    assert 0 < redis_client.ttl(redis_keys.lid_number(LID)) <= 30 * 24 * 3600
+
+
+def test_an_opted_out_number_writing_from_its_lid_is_dropped_at_acceptance(channel_env,
+                                                                           redis_client):
+    redis_client.sadd(redis_keys.opted_out_set(), USER)  # what the opt-out turn records
+    (answer,) = receive_all([gows_event(gows_payload(LID, "hola"))])
+    assert answer == {"status": "ok", "opted_out": 1, "ignored": 0}
+    assert inbound_length(redis_client) == 0
+
+
+def test_a_number_and_its_lid_share_one_rate_limit(channel_env, redis_client):
+    """Two messages under the number, the third from its lid: over a limit of two, as one
+    user (before, the lid had a counter of its own and the third was accepted)."""
+    from helpdesk.whatsapp import InboundLog
+
+    def small_limit(client):
+        return InboundLog(client, 3600, 2, 60, 60, 8)
+
+    answers = receive_all([waha_event(waha_payload(USER, "uno")),
+                           waha_event(waha_payload(USER, "dos")),
+                           gows_event(gows_payload(LID, "tres"))], log=small_limit)
+    assert [a.get("accepted", 0) for a in answers] == [1, 1, 0]
+    assert answers[2].get("rate_limited_first") == 1
+    assert redis_client.exists(redis_keys.rate_cooldown(USER))
+    assert not redis_client.exists(redis_keys.rate_counter(LID_DIGITS))
+
+
+def test_a_later_message_of_the_lid_without_the_field_is_the_same_conversation(
+        channel_env, redis_client):
+    first = gows_event(gows_payload(LID, "se cortó la luz"))
+    later = waha_event(waha_payload(LID, "en la sucursal 12"))  # no _data.Info at all
+    answers = receive_all([first, later])
+    assert [a.get("accepted") for a in answers] == [1, 1]
+    messages = recorded(redis_client)
+    assert [m.conversation_id for m in messages] == [USER, USER]
+    assert [m.phone for m in messages] == [USER, USER] and messages[1].lid is None
+
+
+def test_a_group_participant_by_lid_with_sender_alt(channel_env, redis_client):
+    message = only(parse(gows_event(gows_payload(LID, "no anda el posnet", group=GROUP,
+                                                 alt=f"{OTHER}:12@s.whatsapp.net"))))
+    assert message.conversation_id == f"g{GROUP_DIGITS}-{OTHER}"
+    assert message.phone == OTHER and message.participant == LID and message.lid is None
+    assert redis_client.get(redis_keys.lid_number(LID)) == f"{OTHER}@c.us".encode()
+
+
+def test_noweb_alternative_ids_count_too(channel_env, redis_client):
+    """NOWEB (Baileys 7): `_data.key.remoteJidAlt` in a direct chat, `participantAlt` in a
+    group."""
+    direct = waha_payload(LID, "hola", _data={"key": {
+        "remoteJid": LID, "remoteJidAlt": f"{USER}@s.whatsapp.net", "fromMe": False,
+        "id": "3EB0AA", "addressingMode": "lid"}, "pushName": "Ana"})
+    assert only(parse(waha_event(direct))).conversation_id == USER
+    other_lid = "153219082764294@lid"
+    in_group = waha_payload(other_lid, "hola", group=GROUP, participant=other_lid, _data={
+        "key": {"remoteJid": GROUP, "participant": other_lid,
+                "participantAlt": f"{OTHER}@s.whatsapp.net", "fromMe": False, "id": "3EB0AB",
+                "addressingMode": "lid"}})
+    message = only(parse(waha_event(in_group)))
+    assert message.conversation_id == f"g{GROUP_DIGITS}-{OTHER}" and message.phone == OTHER
+
+
+@pytest.mark.parametrize("alt", [
+    "72318944542853@lid",  # the other way round: an @lid is no phone number
+    GROUP, "abc@s.whatsapp.net", "5" * 16 + "@s.whatsapp.net", f"{USER}@example.com",
+    "", None, 5491122334455, {"User": USER},
+])
+def test_an_alt_that_is_not_a_phone_jid_is_ignored(channel_env, redis_client, alt):
+    message = only(parse(gows_event(gows_payload(LID, "hola", alt=alt))))
+    assert message.conversation_id == LID_DIGITS and message.lid == LID
+    assert message.phone is None
+    assert redis_client.get(redis_keys.lid_number(LID)) is None
+
+
+def test_an_alt_beside_another_sender_is_ignored(channel_env, redis_client):
+    payload = gows_payload(LID, "hola")
+    payload["_data"]["Info"]["Sender"] = "99999999999999@lid"
+    message = only(parse(gows_event(payload)))
+    assert message.conversation_id == LID_DIGITS and message.lid == LID
+
+
+def test_an_alt_that_is_our_own_number_is_our_own_message(channel_env, redis_client):
+    own = parse(gows_event(gows_payload(LID, "eco", alt=f"{BOT_NUMBER}:20@s.whatsapp.net")))
+    assert own.messages == [] and reasons(own) == ["own message"]
+    in_group = parse(gows_event(gows_payload(LID, "eco", group=GROUP,
+                                             alt=f"{BOT_NUMBER}@s.whatsapp.net")))
+    assert in_group.messages == [] and reasons(in_group) == ["own message (group quirk)"]

@@ -398,3 +398,55 @@ def test_group_notices_only_to_people_the_bot_talks_to(stack, fake_waha, number)
     texts = wait_texts(fake_waha, f"{group}@g.us", before + 1)
     assert texts[before] == (f"@{number} No pude descargar el archivo que envió. "
                              "¿Podría enviarlo nuevamente?")
+
+
+# --- Meta edits and deletions (issue 12) -----------------------------------------------------
+
+def user_texts(stack, conversation):
+    return [e.get("text") for e in stack.tracker(conversation)["events"] if e["event"] == "user"]
+
+
+def wait_user_texts(stack, conversation, count, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        texts = user_texts(stack, conversation)
+        if len(texts) >= count:
+            return texts
+        time.sleep(0.2)
+    raise AssertionError(f"Rasa got {user_texts(stack, conversation)}, not {count} messages")
+
+
+def test_an_edit_before_the_answer_is_what_rasa_reads_and_a_revoke_is_not_answered(
+        stack, fake_meta, number):
+    """Meta answers slowly, so the turn of a first message holds the conversation while the
+    next one waits in the inbound log; its edit arrives then: Rasa reads the edited text, and
+    the edit itself is no turn. Later a revoke is no turn either, and never the
+    "unsupported" notice."""
+    def post(message):
+        answer = post_meta(stack.rasa_url, meta_delivery([message]), META_SECRET)
+        assert answer.status_code == 200 and answer.json().get("accepted") == 1, answer.text
+
+    original = meta_text(number, "se cayó el sistema en la caja 2")
+    edit = {"from": number, "id": f"wamid.E{number}", "timestamp": str(int(time.time())),
+            "type": "edit", "edit": {"original_message_id": original["id"],
+                                     "message": {"type": "text", "text": {
+                                         "body": "se cayó el sistema en la caja 3"}}}}
+    fake_meta.delay_seconds = 3  # every call to Meta (read receipt, reply) takes 3 s
+    try:
+        post(meta_text(number, "hola"))
+        post(original)
+        post(edit)  # accepted while the original still waits behind "hola"
+    finally:
+        fake_meta.delay_seconds = 0
+    assert wait_user_texts(stack, number, 2) == ["hola", "se cayó el sistema en la caja 3"]
+
+    revoke = {"from": number, "id": f"wamid.R{number}", "timestamp": str(int(time.time())),
+              "type": "revoke", "revoke": {"original_message_id": original["id"]}}
+    post(revoke)
+    post(meta_text(number, "gracias"))  # behind the revoke in the conversation's order
+    assert wait_user_texts(stack, number, 3)[2] == "gracias"
+    settle()
+    assert len(user_texts(stack, number)) == 3  # neither the edit nor the revoke was a turn
+    said = [m.get("text", {}).get("body", "") for m in fake_meta.messages()
+            if m.get("to") == number]
+    assert said and not any("solo puedo leer" in text for text in said)

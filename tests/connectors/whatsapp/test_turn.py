@@ -4,15 +4,19 @@ replies, typed "/…", locations, media fetched from the fake WAHA or refused), 
 and the group gate before a model is loaded. The whole turn, with Rasa, runs in
 tests/integration/test_whatsapp.py."""
 import asyncio
+import hashlib
+import hmac
 import json
 import logging
 from pathlib import Path
 from typing import Any, Dict, Iterator, Optional
 
 import pytest
+import redis
 from rasa.shared.core.events import UserUttered
 from rasa.shared.core.trackers import DialogueStateTracker
 
+from connectors.meta import MetaInput
 from connectors.waha import WahaInput
 from connectors.whatsapp.turn import OPT_INTENTS, SHARE_FILE
 from helpdesk import redis_keys
@@ -26,10 +30,20 @@ from tests.connectors.whatsapp.support import (  # noqa: F401 - fixtures
     USER,
     WAHA_CHAT,
     channel_env,
+    close_channel,
+    fake_meta,
     fake_waha,
     fresh,
+    inbound_entries,
+    meta_delivery,
+    meta_message,
+    meta_settings,
+    meta_text,
+    meta_value,
     run,
+    tiny_config,
     waha_settings,
+    webhook_request,
 )
 from tests.fakes.gateways import FakeObjectStore
 
@@ -250,3 +264,95 @@ def test_a_recovered_batch_runs_only_what_no_turn_on_the_tracker_handled(channel
         return [m.message_id for m in await channel._not_processed(USER, batch)]
 
     assert with_channel(work) == ["m3"]
+
+
+# --- Meta edits and deletions (issue 12) ---------------------------------------------------
+
+META_SECRET = "meta-app-secret"
+
+
+def meta_edit(original: str, text: str, sender: str = USER) -> Dict[str, Any]:
+    return meta_message("edit", {"original_message_id": original,
+                                 "message": {"type": "text", "text": {"body": text}}},
+                        sender=sender)
+
+
+def meta_turns(fake_meta, deliveries, turns_of, monkeypatch):
+    """Each delivery through the signed Meta webhook (parse, acceptance), then the turn of
+    the stream entries `turns_of` picks (by position), in order, with Chatwoot configured (its
+    copy of the conversation is the Redis outbox a worker would write from). What Rasa was
+    handed, as texts."""
+    for name, value in (("CHATWOOT_URL", "http://127.0.0.1:9"), ("CHATWOOT_API_TOKEN", "t"),
+                        ("CHATWOOT_ACCOUNT_ID", "1"), ("CHATWOOT_INBOX_ID", "1")):
+        monkeypatch.setenv(name, value)
+    handed = []
+
+    async def on_new_message(user_message):
+        handed.append(user_message.text)
+
+    async def scenario():
+        channel = fresh(MetaInput, meta_settings(fake_meta.url, app_secret=META_SECRET))
+        channel.config = tiny_config()
+        channel.on_new_message = on_new_message
+        try:
+            for delivery in deliveries:
+                body = json.dumps(delivery).encode()
+                signature = "sha256=" + hmac.new(META_SECRET.encode(), body,
+                                                        hashlib.sha256).hexdigest()
+                answer = await channel.receive(
+                    webhook_request({"X-Hub-Signature-256": signature}, body))
+                assert answer.status == 200 and json.loads(answer.body)["accepted"] == 1
+            client = redis.Redis.from_url(channel.shared.settings.redis_url)
+            entries = [InboundMessage.from_json(e[1][b"m"]) for e in inbound_entries(client)]
+            client.close()
+            for position in turns_of:
+                await channel.run_turn([entries[position]], recovered=False)
+        finally:
+            await channel.shared.delivery.stop()
+            await close_channel(channel)
+
+    run(scenario())
+    return handed
+
+
+def agents_saw(redis_client, conversation=USER):
+    return [json.loads(raw)["text"] for raw in
+            redis_client.lrange(redis_keys.chatwoot_outbox(conversation), 0, -1)]
+
+
+def test_an_edit_before_the_turn_replaces_the_text_rasa_gets(channel_env, redis_client,
+                                                            fake_meta, monkeypatch):
+    """The original still waits in the inbound log when its edit arrives: its turn reads the
+    edited text; the edit's own turn answers nothing (no notice, no second Rasa turn) and
+    shows agents the edit."""
+    original = meta_text("la caja 2 no enciende", message_id="wamid.ORIGINAL")
+    edit = meta_edit("wamid.ORIGINAL", "la caja 3 no enciende")
+    handed = meta_turns(fake_meta, [meta_delivery(meta_value([original])),
+                                    meta_delivery(meta_value([edit]))], [0, 1], monkeypatch)
+    assert handed == ["la caja 3 no enciende"]
+    assert fake_meta.messages() == []  # nothing said to the user by the channel itself
+    assert agents_saw(redis_client) == ["la caja 3 no enciende",
+                                        "(mensaje editado): la caja 3 no enciende"]
+
+
+def test_an_edit_or_revoke_after_the_turn_is_recorded_not_answered(channel_env, redis_client,
+                                                                  fake_meta, monkeypatch,
+                                                                  caplog):
+    original = meta_text("la caja 2 no enciende", message_id="wamid.FIRST")
+    edit = meta_edit("wamid.FIRST", "la caja 3 no enciende")
+    revoke = meta_message("revoke", {"original_message_id": "wamid.FIRST"})
+    with caplog.at_level(logging.INFO, logger="connectors.whatsapp.turn"):
+        # the original's turn runs before the edit arrives, then the edit's, then the revoke's
+        handed = meta_turns(fake_meta, [meta_delivery(meta_value([original]))], [0],
+                            monkeypatch)
+        handed += meta_turns(fake_meta, [meta_delivery(meta_value([edit])),
+                                         meta_delivery(meta_value([revoke]))], [1, 2],
+                             monkeypatch)
+    assert handed == ["la caja 2 no enciende"]  # one Rasa turn, the original's
+    assert fake_meta.messages() == []  # never the "unsupported" notice
+    assert agents_saw(redis_client) == ["la caja 2 no enciende",
+                                        "(mensaje editado): la caja 3 no enciende",
+                                        "(mensaje eliminado por el usuario)"]
+    recorded = [r for r in caplog.records if "recorded, not answered" in r.getMessage()]
+    assert [(r.original_id, r.conversation_id) for r in recorded] == [
+        ("wamid.FIRST", USER), ("wamid.FIRST", USER)]

@@ -225,3 +225,28 @@ def test_leases_one_holder_renewed_released_and_servers_counted(redis_url, redis
         "two takes it": True, "one lost it": True, "servers": (1, 2),
         "one stopped beating": (1, ["server-2"]), "none left": [],
     }
+
+
+def test_an_accepted_edit_leaves_its_text_for_the_original_and_nothing_else_does(
+        redis_url, redis_client):
+    """An edit's new text waits under the original's id for the dedupe window (its turn reads
+    it if it has not run); a duplicate edit, an opted-out user's edit, a revoke and an edit
+    without text leave nothing."""
+    def change(number, kind, original, text="", conversation=USER):
+        changed = message(number, conversation=conversation, text=text, channel="whatsapp")
+        changed.kind, changed.original_id = kind, original
+        return changed
+
+    edit = change(2, "edit", "wamid.original", "la caja 3 no enciende")
+    assert accept_all(redis_url, [edit, edit]) == ["accepted", "duplicate"]
+    key = redis_keys.inbound_edit("whatsapp", "wamid.original")
+    assert redis_client.get(key) == "la caja 3 no enciende".encode()
+    assert 3500 < redis_client.ttl(key) <= 3600
+    assert accept_all(redis_url, [change(3, "revoke", "wamid.gone"),
+                                  change(4, "edit", "wamid.empty")]) == ["accepted"] * 2
+    assert not redis_client.exists(redis_keys.inbound_edit("whatsapp", "wamid.gone"))
+    assert not redis_client.exists(redis_keys.inbound_edit("whatsapp", "wamid.empty"))
+    redis_client.sadd(redis_keys.opted_out_set(), OTHER_USER)
+    assert accept_all(redis_url, [change(5, "edit", "wamid.other", "x",
+                                         conversation=OTHER_USER)]) == ["opted_out"]
+    assert not redis_client.exists(redis_keys.inbound_edit("whatsapp", "wamid.other"))
