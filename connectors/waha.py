@@ -97,6 +97,8 @@ class WahaSender:
 
 
 class WahaInput(WhatsAppInput):
+    prefetch_media = True  # WAHA deletes a file 180 s after the message
+
     @classmethod
     def name(cls) -> Text:
         return "waha"

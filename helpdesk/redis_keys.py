@@ -66,6 +66,17 @@ def inbound_edit(channel: str, message_id: str) -> str:
     return f"{PREFIX}:edited:{channel}:{message_id}"
 
 
+def media_fetches() -> str:
+    """Stream: WAHA media files to fetch, recorded when their message is accepted (read by
+    the fetchers of every process serving the webhook through a consumer group)."""
+    return f"{PREFIX}:media_fetches"
+
+
+def media_fetched(channel: str, message_id: str) -> str:
+    """String (JSON): one message's media fetch: pending, the stored media, or the error."""
+    return f"{PREFIX}:media_fetched:{channel}:{message_id}"
+
+
 def rate_counter(conversation_id: str) -> str:
     return f"{PREFIX}:rate:{conversation_id}"
 

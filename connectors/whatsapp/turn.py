@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Dict, List, Optional
 from rasa.core.channels.channel import UserMessage
 from rasa.shared.core.events import SlotSet
 
+from connectors.whatsapp import media_fetch
 from connectors.whatsapp.consumer import TurnDeferred
 from connectors.whatsapp.format import payload_for_reply
 from connectors.whatsapp.outage import ActionServerDown, guarded
@@ -397,26 +398,19 @@ class WhatsAppTurn:
         return text
 
     async def _download(self, message: InboundMessage) -> Optional[Dict[str, Any]]:
-        media = message.media
-        limits = self.config
+        # fetched when the message was accepted (connectors/whatsapp/media_fetch.py): that
+        # record, waited for while the fetch is under way; without one, fetched here
+        record = await self._prefetched(message)
         try:
-            if media.error or (not media.url and not media.media_id):
-                raise MediaError(f"the gateway has no file: {media.error or 'no url'}")
-            data, content_type = await asyncio.wait_for(
-                self.fetch_media(message), timeout=limits.media_timeout_seconds
-            )
-            # the type is what the bytes are, not what the sender (or the server) says; in a
-            # thread, as a 16 MB text file takes a tenth of a second to check
-            mime = await asyncio.to_thread(whatsapp.identify, data,
-                                           media.mime_type or content_type, limits.media_allowed)
-            kind = whatsapp.kind_for(mime, media.kind)
-            stored = await asyncio.to_thread(
-                whatsapp.store, data, mime, kind, media.filename
-            )
-            logger.info("media stored", extra={"kind": kind, "mime_type": mime,
-                                               "bytes": stored.size,
-                                               "sha256": stored.sha256[:12]})
-            return stored.to_dict()
+            if record is not None and record.get("state") == media_fetch.FAILED:
+                raise MediaError(record.get("error") or "not fetched",
+                                 status=record.get("status"),
+                                 too_large=bool(record.get("too_large")),
+                                 refused=bool(record.get("refused")))
+            if record is not None and record.get("state") == media_fetch.STORED:
+                logger.info("media fetched at acceptance")
+                return record["media"]
+            return await media_fetch.fetch_and_store(self.fetch_media, message, self.config)
         except MediaError as error:
             # the error names a host at most, never a media URL (it can carry a signature)
             logger.warning("media not fetched", extra={"error": str(error)[:200],
@@ -428,6 +422,25 @@ class WhatsAppTurn:
             logger.warning("media download timed out")
             await self._notice(message, "media_unavailable")
         return None
+
+    async def _prefetched(self, message: InboundMessage) -> Optional[Dict[str, Any]]:
+        """The acceptance-time fetch's record (stored or failed), or None: no record, still
+        pending after the wait, a stored file not on this host, or Redis failing."""
+        if not media_fetch.prefetchable(message):
+            return None
+        try:
+            record = await self.shared.media.result(message, self.config.media_fetch_wait_seconds)
+        except Exception:
+            logger.exception("media fetch record unreadable; fetching the file here")
+            return None
+        if record is None or record.get("state") == media_fetch.PENDING:
+            if record is not None:
+                logger.warning("media fetch still pending; fetching the file here")
+            return None
+        if record.get("state") == media_fetch.STORED and not media_fetch.stored_file_present(record):
+            logger.warning("media stored at acceptance is not on this host; fetching it here")
+            return None
+        return record
 
     async def _agent(self) -> Any:
         return getattr(getattr(self.app, "ctx", None), "agent", None)

@@ -33,6 +33,7 @@ from connectors import rasa_tuning
 from connectors.body import read_body
 from connectors.whatsapp import outage
 from connectors.whatsapp.consumer import InboundConsumer
+from connectors.whatsapp.media_fetch import Fetch, MediaFetcher, MediaFetches, prefetchable
 from connectors.whatsapp.output import Delivery, Sender, WhatsAppOutput
 from connectors.whatsapp.turn import WhatsAppTurn
 from helpdesk import whatsapp
@@ -78,6 +79,11 @@ class Shared:
         self.handlers: Dict[str, Callable[[List[InboundMessage], bool], Awaitable[None]]] = {}
         self.consumer: Optional[InboundConsumer] = None
         self.started = False
+        # media fetched at acceptance (connectors/whatsapp/media_fetch.py): the gateways that
+        # need it (WAHA deletes files) and this process's fetcher, in the ingress too
+        self.media = MediaFetches(self.redis, self.config.dedupe_ttl_seconds)
+        self.media_fetchers: Dict[str, Fetch] = {}
+        self.fetcher: Optional[MediaFetcher] = None
 
     async def handle(self, messages: List[InboundMessage], recovered: bool) -> None:
         handler = self.handlers.get(messages[0].channel)
@@ -99,6 +105,17 @@ class Shared:
             "inbound_parked", {"id": parked_id, "who": mask_phone(message.conversation_id),
                                "reason": mask_text(reason)},
             once_per=f"inbound_parked:{parked_id}", once_seconds=7 * 24 * 3600)
+
+    def start_fetcher(self) -> None:
+        """Start this process's media fetcher (every process serving the webhook runs one)."""
+        if self.fetcher is None and self.media_fetchers:
+            self.fetcher = MediaFetcher(self.media, self.config, self.media_fetchers)
+            self.fetcher.start()
+
+    async def stop_fetcher(self) -> None:
+        if self.fetcher is not None:
+            fetcher, self.fetcher = self.fetcher, None
+            await fetcher.stop()
 
     def start(self) -> None:
         if self.started:
@@ -141,6 +158,11 @@ class WhatsAppInput(WhatsAppTurn, InputChannel):
                                      ask_in_direct=self.config.ask_in == "direct")
         self.shared.delivery.register(self.name(), self.make_sender())
         self.shared.handlers[self.name()] = self.run_turn
+        if self.prefetch_media:
+            self.shared.media_fetchers[self.name()] = self.fetch_media
+
+    # a gateway whose media files disappear soon (WAHA) has them fetched at acceptance
+    prefetch_media = False
 
     # what each gateway provides -----------------------------------------------------
     def make_sender(self) -> Sender:
@@ -174,11 +196,13 @@ class WhatsAppInput(WhatsAppTurn, InputChannel):
             if path:
                 apply_logging_file(path)
             self.app = app
+            self.shared.start_fetcher()  # the ingress too: media is fetched where it arrives
             if self.on_new_message is not None:  # not in the ingress: it runs no turns
                 self.shared.start()
 
         @hooks.listener("before_server_stop")
         async def stop_consumer(app: Any, loop: Any) -> None:
+            await self.shared.stop_fetcher()
             if self.shared.started:
                 self.shared.started = False
                 await self.shared.stop()
@@ -226,6 +250,8 @@ class WhatsAppInput(WhatsAppTurn, InputChannel):
                 logger.exception("inbound log unavailable")
                 return response.json({"error": "temporarily unavailable"}, status=503)
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
+            if outcome in whatsapp.RECORDED:  # over the rate limit too: its file is kept
+                await self.prefetch(message)
             if outcome == whatsapp.RATE_LIMITED_FIRST:
                 # told after the answer: a slow gateway must not hold up the acknowledgement
                 self._background(self._notice(message, "rate_limited"))
@@ -241,6 +267,18 @@ class WhatsAppInput(WhatsAppTurn, InputChannel):
         if parsed.failed_statuses:
             self._background(self.on_failed_statuses(parsed.failed_statuses))
         return response.json({"status": "ok", **outcomes, "ignored": len(parsed.skipped)})
+
+    async def prefetch(self, message: InboundMessage) -> None:
+        """Record the fetch of a recorded message's file (one Redis call; the download runs in
+        a fetcher). Not recorded (Redis failing right after the accept), the turn fetches the
+        file itself, as it does for a message with no fetch record."""
+        if not self.prefetch_media or not prefetchable(message):
+            return
+        try:
+            await self.shared.media.enqueue(message)
+        except Exception:
+            logger.exception("media fetch not queued; the turn will fetch the file",
+                             extra={"message_id": message.message_id})
 
     def _replay_window(self, parsed: Parsed, now: Optional[float] = None) -> None:
         """Move the messages whose provider timestamp is outside the replay window to the

@@ -35,6 +35,9 @@ class ChannelConfig:
     media_max_bytes: int
     media_allowed_types: Tuple[str, ...]
     media_timeout_seconds: float
+    media_fetch_concurrency: int
+    media_fetch_claim_seconds: float
+    media_fetch_wait_seconds: float
     incident_confidence: float
     incident_intents: Tuple[str, ...]
     engaged_minutes: float
@@ -160,6 +163,9 @@ def load_channel_config(path: Path) -> ChannelConfig:
             str(t).lower() for t in require_key(section["media"], "allowed_types", list, where)
         ),
         media_timeout_seconds=number("media", "timeout_seconds", float),
+        media_fetch_concurrency=max(1, number("media", "fetch_concurrency")),
+        media_fetch_claim_seconds=max(0.1, number("media", "fetch_claim_seconds", float)),
+        media_fetch_wait_seconds=number("media", "fetch_wait_seconds", float),
         incident_confidence=number("groups", "incident_confidence", float),
         incident_intents=tuple(require_key(groups, "incident_intents", list, where)),
         engaged_minutes=number("groups", "engaged_minutes", float),

@@ -157,13 +157,41 @@ class FakeServer:
 
 class FakeWaha(FakeServer):
     """WAHA's API: sendText/sendImage/sendFile/sendSeen/typing answer 201; files served at
-    /api/files/<name> with X-Api-Key; lids resolved from `self.lids`."""
+    /api/files/<name> with X-Api-Key; lids resolved from `self.lids`. A file added with
+    `serve_file(..., lifetime=s)` is deleted s seconds later, as WAHA deletes a message's file
+    (after 180 s by default); `file_delay_seconds` stalls each file download that long."""
 
     def __init__(self, api_key: str = "waha-key", host: str = "127.0.0.1") -> None:
         super().__init__(host)
         self.api_key = api_key
         self.lids: Dict[str, str] = {}
         self.sent_count = 0
+        self.file_expiry: Dict[str, float] = {}  # path: when WAHA deletes it (time.time())
+        self.file_delay_seconds = 0.0
+
+    def serve_file(self, path: str, data: bytes, mime: str,
+                   lifetime: Optional[float] = None) -> str:
+        """Serve a file at `path` (deleted `lifetime` seconds from now); its URL."""
+        with self.lock:
+            self.files[path] = (data, mime)
+            if lifetime is not None:
+                self.file_expiry[path] = time.time() + lifetime
+            else:
+                self.file_expiry.pop(path, None)
+        return f"{self.url}{path}"
+
+    def clear(self) -> None:
+        super().clear()
+        with self.lock:
+            self.file_delay_seconds = 0.0
+
+    def _file(self, path: str) -> Optional[Tuple[bytes, str]]:
+        with self.lock:
+            expiry = self.file_expiry.get(path)
+            if expiry is not None and time.time() >= expiry:
+                self.files.pop(path, None)  # deleted, as WAHA does
+                self.file_expiry.pop(path, None)
+            return self.files.get(path)
 
     def texts(self, chat_id: Optional[str] = None) -> List[str]:
         return [r["body"]["text"] for r in self.calls("/api/sendText")
@@ -175,7 +203,9 @@ class FakeWaha(FakeServer):
         if handler.headers.get("X-Api-Key") != self.api_key:
             return 401, {"message": "Unauthorized", "statusCode": 401}, "application/json"
         if path.startswith("/api/files/"):
-            found = self.files.get(path)
+            if self.file_delay_seconds:
+                time.sleep(self.file_delay_seconds)
+            found = self._file(path)
             if not found:
                 return 404, {"statusCode": 404, "message": "Not Found"}, "application/json"
             return 200, found[0], found[1]
