@@ -6,7 +6,8 @@ The Rasa server runs NLU and policies synchronously on its one event loop, so a 
 serves waits behind whatever turn is running: under load its acknowledgement takes tens of
 milliseconds. This process serves the very same routes (`/webhooks/waha/webhook`,
 `/webhooks/whatsapp/webhook`, Meta's verification GET) with the same channel code, but runs
-no turns: it verifies, dedupes and records each message in the inbound log and answers. The
+no turns: it verifies, dedupes and records each message in the inbound log and answers (and
+its media fetcher downloads WAHA files right away, connectors/whatsapp/media_fetch.py). The
 Rasa server's consumer runs the turns. Point the gateways here (INGRESS_PORT); the Rasa
 server keeps serving the same routes too (on loopback).
 

@@ -38,6 +38,8 @@ TEST_CHANNEL_SETTINGS = {
     ("outbound", "outbox_backoff_seconds"): [0.2, 0.5, 1],
     ("outbound", "retry_delay_ms"): 50,
     ("outbound", "typing"): False,
+    # a media fetch read by a stopped or killed process is taken over after 2 s, not 30
+    ("media", "fetch_claim_seconds"): 2,
 }
 # follow-up timings for tests (config/followups.yml): a reminder after 2 s of silence; the
 # close of a silent thread far enough away that it never fires on its own during the session

@@ -7,7 +7,8 @@ broken one, or one with an id no gateway sends, is skipped and logged; the other
 skips messages outside the replay window (a provider timestamp older than the dedupe window
 minus `webhook.replay_margin_seconds`, or further ahead than `webhook.max_clock_skew_seconds`:
 logged with the message id and age, never recorded, answered 200 like every skip so the gateway
-does not redeliver them) and records each of the others in the inbound log, then answers 200.
+does not redeliver them) and records each of the others in the inbound log (a WAHA file's
+fetch job with it: connectors/whatsapp/media_fetch.py), then answers 200.
 A channel without its webhook secret does not start (`require_secret`) unless
 HELPDESK_INSECURE_WEBHOOKS=true, which lets unsigned deliveries in with a warning at start. The turn runs later, in this process's
 inbound consumer (connectors/whatsapp/turn.py): route saved, media fetched, the group gate,
