@@ -45,7 +45,9 @@ def test_an_image_whose_turn_starts_after_waha_deleted_the_file_still_reaches_th
     number = _number()
     path = f"/api/files/default/backlog-{number}.jpg"
     data = JPEG + number.encode()
-    url = fake_waha.serve_file(path, data, "image/jpeg", lifetime=5)
+    # deleted 8 s after the message: long enough for a fetch taken over after 2 s, on a busy
+    # machine; the backlog lasts until it is gone
+    url = fake_waha.serve_file(path, data, "image/jpeg", lifetime=8)
     rasa = stack.processes["rasa"]
     os.killpg(rasa.pid, signal.SIGSTOP)  # the backlog: no turn runs meanwhile
     try:
