@@ -116,6 +116,31 @@ def _state_is(channel, message_id: str, state: str):
     return check
 
 
+def test_an_image_over_the_rate_limit_is_recorded_and_queued_too(media_env, fake_waha,
+                                                                  redis_client):
+    urls = [fake_waha.serve_file(f"/api/files/default/r{i}.jpg", JPEG + bytes([i]), "image/jpeg")
+            for i in range(3)]
+    payloads = [waha_payload(body="", hasMedia=True,
+                             media={"url": url, "mimetype": "image/jpeg", "error": None})
+                for url in urls]
+
+    async def work(channel, fetcher):
+        channel.shared.log.rate_messages = 1  # the second message is over the limit
+        outcomes = []
+        for payload in payloads:
+            body = json.dumps(waha_event(payload)).encode()
+            answer = await channel.receive(webhook_request(waha_signed(body), body))
+            outcomes.append(json.loads(answer.body))
+        fetcher.start()
+        for payload in payloads:
+            await wait_until(_state_is(channel, payload["id"], "stored"))
+        return outcomes
+
+    outcomes = scenario(fake_waha, work)
+    assert outcomes[0].get("accepted") == 1
+    assert outcomes[1].get("rate_limited_first") == 1 and outcomes[2].get("rate_limited") == 1
+
+
 def test_a_text_message_and_a_media_error_are_not_queued(media_env, fake_waha, redis_client):
     text = json.dumps(waha_event(waha_payload(body="hola"))).encode()
     broken = json.dumps(waha_event(waha_payload(body="", hasMedia=True, media=None))).encode()
