@@ -369,10 +369,12 @@ def add_to_ticket(
         return "not_configured"
     job = get_current_job()
     meta = job.meta if job is not None else {}
-    first_seen = float(meta.setdefault("first_seen", time.time()))
+    # by Redis's clock: the next run that compares it may be another worker's
+    now = redis_now(ctx.redis)
+    first_seen = float(meta.setdefault("first_seen", now))
     policy = ctx.config.additions
     if record.state != DELIVERED:
-        if time.time() - first_seen > policy.max_wait_seconds:
+        if now - first_seen > policy.max_wait_seconds:
             _addition_failed(ctx, record, comment_text, attachment_path, "the ticket never reached Zoho Desk")
         if job is not None:
             job.save_meta()

@@ -72,3 +72,29 @@ def test_two_workers_fifteen_seconds_apart_make_one_ticket(world, tmp_path):
     assert delivered.state == DELIVERED and delivered.zoho_ticket_id == tickets[0]["id"]
     # B searched, was told to wait for the settle time, and adopted what the search found later
     assert len(world.zoho.calls("GET", "/tickets/search")) >= 2
+
+
+def _burst(env, skew: float) -> None:
+    command = SKEWED_WORKER.replace(str(SKEW_SECONDS), repr(float(skew)), 1)
+    finished = subprocess.run([sys.executable, "-c", command, "--burst"], cwd=PROJECT, env=env,
+                              capture_output=True, text=True, timeout=120)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+
+
+def test_an_addition_waiting_for_its_ticket_is_not_given_up_by_a_worker_60_s_ahead(world):
+    # the first run (a worker whose clock is 60 s behind) notes when the addition began waiting;
+    # the next run, by a worker on time, must not think it has waited 60 s of its 30 already
+    from helpdesk.config import zoho_config  # after reconfigure: this process's config cache is new
+    from helpdesk.zoho import enqueue_addition
+
+    world.reconfigure(additions={"wait_for_delivery_seconds": 1, "max_wait_seconds": 30})
+    record = world.submit()  # never enqueued for delivery: it stays pending
+    job_id = enqueue_addition(world.redis, record.id, zoho_config(), comment_text="ahora tampoco imprime",
+                              addition_id="msg-2").id
+
+    _burst(world.env, -60)
+    time.sleep(max(0.0, _due_at(world.redis, job_id) - time.time()) + 0.1)
+    _burst(world.env, 0)
+
+    assert world.ledger.human_notices() == []  # nobody told it failed
+    assert job_id in ScheduledJobRegistry(ZOHO_QUEUE, connection=world.redis).get_job_ids()  # still waiting
