@@ -4,11 +4,14 @@ When a backend (Zoho Desk, Chatwoot) fails `failure_threshold` times in a row, t
 opens: callers stop calling it for `recovery_seconds` and reschedule their work instead of
 hammering an outage. Then it is half-open: exactly one caller (the probe) may try; its
 success closes the circuit, its failure opens it again. A caller can also force it open until
-a known time (Zoho's daily quota resets, rejected credentials).
+a known time (Zoho's daily quota resets, rejected credentials); such a forced opening lasts
+until its time whatever a call that began before it reports: a late success of another
+worker does not close it.
 
 State lives in one Redis hash per backend and every change is one Lua script, so any number
-of processes on any number of machines see the same circuit. Times are epoch seconds from
-the caller's clock (workers of one deployment share NTP time).
+of processes on any number of machines see the same circuit. Times are epoch seconds by the
+Redis server's clock (`TIME`, helpdesk/clock.py), the one clock every process shares; tests
+pass a clock of their own.
 
     breaker = CircuitBreaker(redis_client, "zoho", failure_threshold=5, recovery_seconds=60)
     try:
@@ -17,13 +20,13 @@ the caller's clock (workers of one deployment share NTP time).
         reschedule(closed.retry_after)
     ... call ...; breaker.record_success() or breaker.record_failure("503")
 """
-import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
 import redis
 
 from helpdesk import redis_keys
+from helpdesk.clock import redis_now
 
 CLOSED = "closed"
 OPEN = "open"
@@ -55,21 +58,35 @@ local reopen = (open_until == 0 and failures >= tonumber(ARGV[2])) or (open_unti
 if reopen then
   redis.call('HSET', KEYS[1], 'open_until', tostring(now + tonumber(ARGV[3])), 'reason', ARGV[4],
              'opened_at', ARGV[1])
+  redis.call('HDEL', KEYS[1], 'forced')
   redis.call('DEL', KEYS[2])
   return 1
 end
 return 0
 """
 
-# KEYS: hash, probe. ARGV: until, reason, now. Opens until `until` unless already open longer.
+# KEYS: hash, probe. ARGV: until, reason, now. Opens until `until` unless already open longer;
+# `forced`: no success closes it before that time.
 _OPEN_UNTIL = """
 local open_until = tonumber(redis.call('HGET', KEYS[1], 'open_until') or '0')
 if tonumber(ARGV[1]) > open_until then
-  redis.call('HSET', KEYS[1], 'open_until', ARGV[1], 'reason', ARGV[2], 'opened_at', ARGV[3])
+  redis.call('HSET', KEYS[1], 'open_until', ARGV[1], 'reason', ARGV[2], 'opened_at', ARGV[3], 'forced', '1')
   redis.call('DEL', KEYS[2])
   return 1
 end
 return 0
+"""
+
+# KEYS: hash, probe. ARGV: now. A success closes the circuit, unless it was forced open until
+# a time not reached yet (quota, credentials): then the success was of a call that began before
+# the opening, and says nothing about what forced it. Returns 1 closed, 0 left open.
+_RECORD_SUCCESS = """
+if redis.call('HGET', KEYS[1], 'forced') == '1' then
+  local open_until = tonumber(redis.call('HGET', KEYS[1], 'open_until') or '0')
+  if tonumber(ARGV[1]) < open_until then return 0 end
+end
+redis.call('DEL', KEYS[1], KEYS[2])
+return 1
 """
 
 
@@ -101,7 +118,7 @@ class CircuitBreaker:
         recovery_seconds: float = 60.0,
         probe_seconds: Optional[float] = None,
         probe_wait_seconds: float = 2.0,
-        clock: Callable[[], float] = time.time,
+        clock: Optional[Callable[[], float]] = None,
     ) -> None:
         self.client = client
         self.backend = backend
@@ -111,11 +128,13 @@ class CircuitBreaker:
         self.probe_seconds = probe_seconds if probe_seconds is not None else max(recovery_seconds, 1.0)
         # how soon the others look again while the probe is out
         self.probe_wait_seconds = probe_wait_seconds
-        self.clock = clock
+        # the Redis server's clock, shared by every process (helpdesk/clock.py)
+        self.clock = clock or (lambda: redis_now(client))
         self._keys = [redis_keys.circuit(backend), redis_keys.circuit_probe(backend)]
         self._before_call = client.register_script(_BEFORE_CALL)
         self._record_failure = client.register_script(_RECORD_FAILURE)
         self._open_until = client.register_script(_OPEN_UNTIL)
+        self._record_success = client.register_script(_RECORD_SUCCESS)
 
     def before_call(self) -> bool:
         """Raise CircuitOpen when calls must wait; True when this call is the half-open probe."""
@@ -127,12 +146,10 @@ class CircuitBreaker:
             raise CircuitOpen(self.backend, int(wait_ms) / 1000.0, self._reason())
         return int(verdict) == 2
 
-    def record_success(self) -> None:
-        """The backend answered: the circuit closes and the failure count starts again."""
-        with self.client.pipeline(transaction=True) as pipe:
-            pipe.delete(self._keys[0])
-            pipe.delete(self._keys[1])
-            pipe.execute()
+    def record_success(self) -> bool:
+        """The backend answered: the circuit closes and the failure count starts again, unless
+        it is forced open (`open_until`) until a time not reached yet. True when it closed."""
+        return bool(self._record_success(keys=self._keys, args=[repr(self.clock())]))
 
     def record_failure(self, reason: str = "") -> bool:
         """Count a failure; True when it opened (or re-opened) the circuit."""
@@ -162,7 +179,8 @@ class CircuitBreaker:
         return CircuitState(state=state, failures=failures, open_until=open_until, reason=values.get("reason", ""))
 
     def reset(self) -> None:
-        self.record_success()
+        """Closed, whatever opened it (an operator's decision)."""
+        self.client.delete(*self._keys)
 
     def _reason(self) -> str:
         value = self.client.hget(self._keys[0], "reason")

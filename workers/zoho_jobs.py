@@ -4,11 +4,15 @@ after it (a comment, a file) to the same Zoho ticket.
 Delivery, one run (`deliver_ticket`):
 1. the ledger row must still be pending; one run per ticket at a time (Redis lock);
 2. the circuit breaker must let us call Zoho (else: run again when it half-opens);
-3. if an earlier create may have reached Zoho (`create_sent_at`: a timeout, a 5xx, a killed
-   worker), search by the ledger id in the custom field first and adopt what is found — no
-   new create until `search_settle_seconds` after the lost one;
+3. if an earlier create may have reached Zoho (`create_sent_at`: a timeout, a 5xx, a 2xx
+   without id or number, a killed worker), search by the ledger id in the custom field first
+   and adopt what is found — no new create until `search_settle_seconds` after the lost one;
+   the mark and that check read one clock, the Redis server's (`TIME`), since the mark may be
+   another worker's;
 4. contact by phone (remembered, searched, created), then the ticket, with `create_sent_at`
-   written before the request goes out;
+   written before the request goes out; a remembered contact Zoho refuses (422 `/contactId:
+   invalid`: an agent deleted or merged it) is forgotten, resolved again and the create sent
+   once more, once;
 5. delivered: the ledger gets the Zoho id and number; the user is told when the submit turn
    handed that to us; the ticket's files are queued as additions.
 Failures: transient → attempt counted, retried with growing intervals, out of attempts →
@@ -30,6 +34,7 @@ from rq import get_current_job
 from helpdesk import redis_keys
 from helpdesk import chatwoot
 from helpdesk.circuit import CircuitOpen
+from helpdesk.clock import redis_now
 from helpdesk.errors import ConfigError
 from helpdesk.tickets import notify_humans
 from helpdesk.whatsapp import in_media_dir
@@ -109,7 +114,7 @@ def _attempts_left(ctx: Context, record: TicketRecord) -> int:
 
 def _deliver(ctx: Context, record: TicketRecord) -> str:
     policy = ctx.config.delivery
-    now = time.time()
+    now = redis_now(ctx.redis)  # the circuit's clock: a quota's end is compared with it
     if now - record.created_at > policy.max_pending_seconds:
         _dead_letter(
             ctx, record, FAILURE_EXHAUSTED,
@@ -166,7 +171,8 @@ def _create_once(ctx: Context, record: TicketRecord, department_id: str) -> Zoho
         if found is not None:
             logger.info("ticket found in zoho after a lost answer", extra={"ticket_id": record.id})
             return found
-        settle = record.create_sent_at + ctx.config.delivery.search_settle_seconds - time.time()
+        # the mark and this check by one clock (Redis's): the mark may be another worker's
+        settle = record.create_sent_at + ctx.config.delivery.search_settle_seconds - redis_now(ctx.redis)
         if settle > 0:
             raise SearchNotSettled(settle)
     contact_id = record.zoho_contact_id
@@ -175,12 +181,39 @@ def _create_once(ctx: Context, record: TicketRecord, department_id: str) -> Zoho
             record.reporter_phone, record.reporter_name, ctx.config.ticket.contact_last_name
         )
         ctx.ledger.set_contact(record.id, contact_id)
-    payload = ticket_payload(
-        record, shape=ctx.config.ticket, department_id=department_id, contact_id=contact_id, ref_field=ref_field
-    )
-    ctx.ledger.set_create_sent(record.id, time.time())
     try:
-        return client.create_ticket(payload)
+        return _send_create(ctx, record, department_id, contact_id)
+    except ZohoPermanent as error:
+        if not (contact_id and record.reporter_phone and _contact_refused(error)):
+            raise
+    # the remembered contact is gone (an agent deleted or merged it): forget it, find or make
+    # the reporter's contact again, and create once more, once
+    logger.warning("zoho refused the remembered contact; resolving it again", extra={"ticket_id": record.id})
+    client.forget_contact(record.reporter_phone, contact_id)
+    contact_id = client.resolve_contact(record.reporter_phone, record.reporter_name,
+                                        ctx.config.ticket.contact_last_name)
+    ctx.ledger.set_contact(record.id, contact_id)
+    return _send_create(ctx, record, department_id, contact_id)
+
+
+def _contact_refused(error: ZohoPermanent) -> bool:
+    """Zoho's 422 INVALID_DATA naming the contact: `errors: [{"fieldName": "/contactId",
+    "errorType": "invalid"}]` (a contact id that no longer exists)."""
+    return error.status == 422 and any(
+        str(item.get("fieldName", "")).lstrip("/") == "contactId" and item.get("errorType") == "invalid"
+        for item in error.field_errors
+    )
+
+
+def _send_create(ctx: Context, record: TicketRecord, department_id: str, contact_id: Optional[str]) -> ZohoTicket:
+    """One create request, marked in the ledger (by Redis's clock) before it goes out."""
+    payload = ticket_payload(
+        record, shape=ctx.config.ticket, department_id=department_id, contact_id=contact_id,
+        ref_field=ctx.zoho.ref_field,
+    )
+    ctx.ledger.set_create_sent(record.id, redis_now(ctx.redis))
+    try:
+        return ctx.client.create_ticket(payload)
     except ZohoError as error:
         if not error.ambiguous:
             # Zoho surely did not create it: the next run need not search
@@ -336,10 +369,12 @@ def add_to_ticket(
         return "not_configured"
     job = get_current_job()
     meta = job.meta if job is not None else {}
-    first_seen = float(meta.setdefault("first_seen", time.time()))
+    # by Redis's clock: the next run that compares it may be another worker's
+    now = redis_now(ctx.redis)
+    first_seen = float(meta.setdefault("first_seen", now))
     policy = ctx.config.additions
     if record.state != DELIVERED:
-        if time.time() - first_seen > policy.max_wait_seconds:
+        if now - first_seen > policy.max_wait_seconds:
             _addition_failed(ctx, record, comment_text, attachment_path, "the ticket never reached Zoho Desk")
         if job is not None:
             job.save_meta()
@@ -369,7 +404,7 @@ def add_to_ticket(
                 ctx.breaker.record_success()
             _addition_failed(ctx, record, comment_text, attachment_path, str(error))
         except ZohoQuotaExceeded as error:
-            now = time.time()
+            now = redis_now(ctx.redis)
             until = now + error.retry_after if error.retry_after else _next_midnight(
                 ctx.config.delivery.quota_reset_timezone, now)
             ctx.breaker.open_until(until, "THRESHOLD_EXCEEDED")

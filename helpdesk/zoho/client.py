@@ -190,6 +190,28 @@ class ZohoClient:
         remembered = self.redis.get(key)
         if remembered:
             return remembered.decode()
+        return self.resolve_contact(phone_digits, name, last_name_template)
+
+    def forget_contact(self, phone_digits: str, contact_id: Optional[str] = None) -> None:
+        """Forget the remembered contact of this number (an agent deleted or merged it); only
+        `contact_id` when given, so a newer one another worker just stored stays."""
+        key = redis_keys.zoho_contact(only_digits(phone_digits))
+        if contact_id is None:
+            self.redis.delete(key)
+            return
+        with self.redis.pipeline() as pipe:
+            try:
+                pipe.watch(key)
+                if (pipe.get(key) or b"").decode() == contact_id:
+                    pipe.multi()
+                    pipe.delete(key)
+                    pipe.execute()
+            except redis.WatchError:
+                pass  # someone stored another id meanwhile: that one is newer
+
+    def resolve_contact(self, phone_digits: str, name: Optional[str], last_name_template: str) -> str:
+        """The reporter's contact id searched in Zoho by phone, or created; then remembered."""
+        key = redis_keys.zoho_contact(only_digits(phone_digits))
         contact_id = self.find_contact_by_phone(phone_digits)
         if contact_id is None:
             first, last = _split_name(name) if name else (None, last_name_template.format(phone=zoho_phone(phone_digits)))
@@ -201,7 +223,13 @@ class ZohoClient:
 
     # tickets ------------------------------------------------------------------------------
     def create_ticket(self, payload: Dict[str, Any]) -> ZohoTicket:
-        return ZohoTicket.from_json(self.request("POST", "/tickets", json_body=payload) or {})
+        answer = self.request("POST", "/tickets", json_body=payload)
+        try:
+            return ZohoTicket.from_json(answer or {})
+        except ZohoTransient as error:
+            # a 2xx is Zoho saying it created it: created, id unknown; search before any new create
+            raise ZohoTransient("Zoho answered the create with a 2xx but no id or ticketNumber",
+                                ambiguous=True) from error
 
     def find_ticket_by_ref(self, ref_field: str, value: str) -> Optional[ZohoTicket]:
         """The ticket whose custom field `ref_field` holds `value` (the ledger id), or None."""

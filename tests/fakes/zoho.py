@@ -15,7 +15,10 @@ values, comments, attachments), records every request, and injects failures:
     zoho.refuse_refresh("invalid_code")           the token endpoint answers 200 {"error": ...}
     zoho.reject(1, [{"fieldName": "/departmentId", "errorType": "invalid"}])    422
     zoho.rate_limit(2, code="TOO_MANY_REQUESTS" | "THRESHOLD_EXCEEDED", retry_after=3)
+    zoho.answer_empty(1, method="POST", path="/tickets")  act (create), then 200 with no body
     zoho.go_down() / zoho.come_up()               connection refused while down
+    zoho.delete_contact(contact_id)               an agent deleted the contact
+    zoho.merge_contacts(kept_id, merged_id)       an agent merged one contact into another
     zoho.set_status(ticket_id, "On Hold", "On Hold")
 """
 import email.parser
@@ -58,7 +61,7 @@ class Recorded:
 
 @dataclass
 class Rule:
-    kind: str  # fail | delay | reject | rate | refresh_error
+    kind: str  # fail | delay | reject | rate | refresh_error | empty
     times: Optional[int]
     method: Optional[str] = None
     path: Optional[str] = None  # prefix of the path after /api/v1, or "/oauth" for the token endpoint
@@ -181,6 +184,11 @@ class FakeZoho:
                    *, method: Optional[str] = None, path: Optional[str] = None) -> Rule:
         return self._add(Rule("rate", times, method, path, status=429, code=code, retry_after=retry_after))
 
+    def answer_empty(self, times: Optional[int], status: int = 200, *, method: Optional[str] = None,
+                     path: Optional[str] = None) -> Rule:
+        """Do what the call asks (create the ticket), then answer `status` with an empty body."""
+        return self._add(Rule("empty", times, method, path, status=status, after=True))
+
     def refuse_refresh(self, error: str = "invalid_code", times: Optional[int] = None) -> Rule:
         return self._add(Rule("refresh_error", times, "POST", "/oauth", code=error))
 
@@ -191,6 +199,23 @@ class FakeZoho:
     def expire_tokens(self) -> None:
         with self.lock:
             self.valid_tokens.clear()
+
+    def delete_contact(self, contact_id: str) -> None:
+        """An agent deleted the contact: tickets naming its id are refused (422 /contactId invalid)."""
+        with self.lock:
+            del self.contacts[contact_id]
+
+    def merge_contacts(self, kept_id: str, merged_id: str) -> None:
+        """An agent merged `merged_id` into `kept_id`: the merged contact is gone, its tickets and
+        any phone the kept one lacks move to the kept one."""
+        with self.lock:
+            merged, kept = self.contacts.pop(merged_id), self.contacts[kept_id]
+            for name in ("mobile", "phone", "email"):
+                if not kept.get(name) and merged.get(name):
+                    kept[name] = merged[name]
+            for ticket in self.tickets.values():
+                if ticket.get("contactId") == merged_id:
+                    ticket["contactId"] = kept_id
 
     def set_status(self, ticket_id: str, status: str, status_type: Optional[str] = None) -> None:
         with self.lock:
@@ -281,6 +306,9 @@ class FakeZoho:
         failing = self._matching("fail", method, short, after=True)
         if failing:
             return failing.status, {}, {"errorCode": failing.code, "message": "Injected failure after the change."}
+        empty = self._matching("empty", method, short, after=True)
+        if empty:
+            return empty.status, {}, None
         return status, extra, answer
 
     def _token(self, query, headers, body):

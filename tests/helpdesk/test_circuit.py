@@ -141,3 +141,73 @@ def test_backends_are_separate(redis_client, clock):
     assert chatwoot.before_call() is False
     with pytest.raises(CircuitOpen):
         zoho.before_call()
+
+
+def test_a_late_success_does_not_close_a_circuit_forced_open_until_the_quota_resets(redis_url, redis_client, clock):
+    # worker A hits THRESHOLD_EXCEEDED and opens until midnight; worker B's create, sent before
+    # that, answers 200 afterwards and reports a success
+    other = redis.Redis.from_url(redis_url)
+    first, second = breaker(redis_client, clock), breaker(other, clock)
+    first.open_until(clock.now + 5 * 3600, "THRESHOLD_EXCEEDED")
+    assert second.record_success() is False
+    with pytest.raises(CircuitOpen) as raised:
+        second.before_call()
+    assert raised.value.retry_after == pytest.approx(5 * 3600, abs=0.01)
+    assert raised.value.reason == "THRESHOLD_EXCEEDED"
+    # at its time it half-opens as usual, and the probe's success closes it
+    clock.now += 5 * 3600
+    assert first.before_call() is True
+    assert first.record_success() is True
+    assert second.state().state == CLOSED
+    other.close()
+
+
+def test_a_late_success_does_not_close_a_circuit_forced_open_for_refused_credentials(redis_client, clock):
+    circuit = breaker(redis_client, clock)
+    circuit.open_for(600, "credentials refused: INVALID_OAUTH")
+    clock.now += 5
+    circuit.record_success()
+    assert circuit.state().state == OPEN
+    with pytest.raises(CircuitOpen) as raised:
+        circuit.before_call()
+    assert raised.value.retry_after == pytest.approx(595, abs=0.01)
+    # a probe that fails after the forced time opens it for the usual recovery time, and a
+    # success then closes it (the forced opening is over)
+    clock.now += 600
+    assert circuit.before_call() is True
+    assert circuit.record_failure("401") is True
+    assert circuit.record_success() is True
+    assert circuit.state().state == CLOSED
+
+
+def test_a_circuit_opened_by_failures_is_closed_by_a_success(redis_client, clock):
+    circuit = breaker(redis_client, clock)
+    for _ in range(5):
+        circuit.record_failure("503")
+    assert circuit.record_success() is True  # Zoho answered: it is up
+    assert circuit.before_call() is False
+
+
+def test_reset_closes_even_a_forced_opening(redis_client, clock):
+    circuit = breaker(redis_client, clock)
+    circuit.open_for(600, "credentials refused")
+    circuit.reset()
+    assert circuit.before_call() is False
+
+
+def test_without_a_clock_of_its_own_the_circuit_runs_on_the_redis_servers_clock(redis_url, redis_client, monkeypatch):
+    # worker A opens the circuit for a minute; worker B's clock runs 120 s ahead: it must still
+    # see the circuit open (by its own clock the minute is over)
+    import time
+
+    other = redis.Redis.from_url(redis_url)
+    first = CircuitBreaker(redis_client, "zoho", failure_threshold=5, recovery_seconds=60)
+    second = CircuitBreaker(other, "zoho", failure_threshold=5, recovery_seconds=60)
+    first.open_for(60, "credentials refused")
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + 120)
+    with pytest.raises(CircuitOpen) as raised:
+        second.before_call()
+    assert 50 < raised.value.retry_after <= 60
+    assert second.state().state == OPEN
+    other.close()

@@ -126,3 +126,24 @@ def test_comments_and_multipart_attachments(world, tmp_path: Path):
     assert world.zoho.attachment_bytes[attachment["id"]] == photo.read_bytes()
     assert attachment["isPublic"] is False
     assert [a["name"] for a in client.list_attachments(created.id)] == ["pantalla error.png"]
+
+
+def test_a_create_answered_2xx_without_the_ticket_is_ambiguous(world):
+    client = client_for(world)
+    world.zoho.answer_empty(1, method="POST", path="/tickets")
+    with pytest.raises(ZohoTransient) as raised:
+        client.create_ticket({**TICKET, "contact": {"lastName": "Ana"}, "cf": {REF_FIELD: "ledger-8"}})
+    assert raised.value.ambiguous  # Zoho made it: search before creating again
+    assert len(world.zoho.tickets_with_ref("ledger-8")) == 1
+
+
+def test_a_forgotten_contact_is_searched_again_and_a_newer_one_is_kept(world):
+    client = client_for(world)
+    first = client.ensure_contact("5491122334455", "Ana Pérez", "WhatsApp {phone}")
+    world.zoho.delete_contact(first)
+    client.forget_contact("5491122334455", "some-other-id")  # not the remembered one: kept
+    assert client.ensure_contact("5491122334455", None, "WhatsApp {phone}") == first
+    client.forget_contact("5491122334455", first)
+    second = client.ensure_contact("5491122334455", "Ana Pérez", "WhatsApp {phone}")
+    assert second != first and world.zoho.contacts[second]["mobile"] == "+5491122334455"
+    assert client.ensure_contact("5491122334455", None, "WhatsApp {phone}") == second  # remembered again
