@@ -9,14 +9,18 @@ again only at its maintenance (after a 405 s idle wait): the retry ran minutes l
 Real RQ workers started as `make run` starts them (`python -m workers.worker`), the session's
 Redis, fake Zoho Desk on loopback.
 """
+import os
+import signal
 import time
 
+import pytest
 from rq import Queue
 from rq.worker import Worker
 
 from helpdesk.tickets import DELIVERED
 from helpdesk.zoho import ZOHO_QUEUE
 from tests.workers.zoho_support import background_workers, wait_until, world  # noqa: F401
+from workers.scheduler import process_is_gone
 
 LOCK = f"rq:scheduler-lock:{ZOHO_QUEUE}"
 
@@ -25,12 +29,19 @@ def _registered(world, worker):
     return any(w.pid == worker.process.pid for w in Worker.all(connection=world.redis))
 
 
-def test_a_retry_runs_on_time_after_the_worker_was_killed_and_started_again(world, background_workers):
+@pytest.mark.parametrize("killed", ["everything", "the worker process alone"])
+def test_a_retry_runs_on_time_after_the_worker_was_killed_and_started_again(world, background_workers, killed):
     world.reconfigure(delivery={"retry_intervals": [5]})
     first = background_workers("first")
     wait_until(lambda: world.redis.get(LOCK) == str(first.process.pid).encode(), 60, interval=0.2,
                what="the first worker runs the scheduler")
-    first.kill()
+    if killed == "everything":
+        first.kill()
+    else:  # its scheduler process ends with it: no orphan moving jobs next to the new one
+        [scheduler] = [pid for pid in first.children() if os.getsid(pid) != pid]  # not a work horse
+        os.kill(first.process.pid, signal.SIGKILL)
+        first.process.wait(10)
+        wait_until(lambda: process_is_gone(scheduler), 10, what="the scheduler process ended with its worker")
     assert world.redis.exists(LOCK)  # left behind by the dead worker
 
     second = background_workers("second")  # a supervisor restarting it within seconds
