@@ -96,8 +96,8 @@ def test_the_status_poller_goes_on_after_its_work_horse_is_killed_mid_pass(world
 
 
 def test_the_reconciler_goes_on_after_its_work_horse_is_killed_mid_pass(world, background_workers):
-    # a delivered ticket nobody told is claimed by the first pass 4 s after its delivery
-    world.reconfigure(reconcile={"interval_seconds": 2, "grace_seconds": 0, "announce_after_seconds": 4})
+    # a delivered ticket nobody told is claimed by the first pass 6 s after its delivery
+    world.reconfigure(reconcile={"interval_seconds": 2, "grace_seconds": 0, "announce_after_seconds": 6})
     worker = background_workers()
     record = world.submit(announce_by_worker=False)
     world.enqueue(record)
