@@ -4,7 +4,8 @@ supervisor's kill does) and started again at once; then Zoho fails a create.
 Must hold: the retry RQ schedules 5 s later runs on time, with the restarted worker running
 the scheduler. Before workers/scheduler.py, RQ 1.16's scheduler lock (`rq:scheduler-lock:<queue>`,
 61 s) still named the dead worker, the new worker did not run a scheduler, and it tried the lock
-again only at its maintenance (after a 405 s idle wait): the retry ran minutes late.
+again only at its maintenance (after a 405 s idle wait): the retry ran minutes late. The same
+wait kept a running worker from taking the scheduler over when the one running it stopped.
 
 Real RQ workers started as `make run` starts them (`python -m workers.worker`), the session's
 Redis, fake Zoho Desk on loopback.
@@ -59,3 +60,23 @@ def test_a_retry_runs_on_time_after_the_worker_was_killed_and_started_again(worl
     assert len(world.zoho.tickets_with_ref(record.id)) == 1
     assert world.redis.get(LOCK) == str(second.process.pid).encode()
     assert Queue(ZOHO_QUEUE, connection=world.redis).count == 0
+
+
+def test_when_the_worker_running_the_scheduler_stops_a_running_worker_takes_it_over(world, background_workers):
+    # RQ tried the lock again only at its maintenance: an idle worker after a 405 s wait
+    world.reconfigure(delivery={"retry_intervals": [5]})
+    first = background_workers("first")
+    wait_until(lambda: world.redis.get(LOCK) == str(first.process.pid).encode(), 60, interval=0.2,
+               what="the first worker runs the scheduler")
+    second = background_workers("second")
+    wait_until(lambda: _registered(world, second), 60, interval=0.2, what="the second worker started")
+    first.stop()  # SIGTERM: a warm shutdown that releases the lock
+
+    world.zoho.fail(1, 503, method="POST", path="/tickets")
+    record = world.submit()
+    world.enqueue(record)
+    wait_until(lambda: world.zoho.calls("POST", "/tickets"), 30, interval=0.05, what="the first create")
+    wait_until(lambda: world.ledger.get(record.id).state == DELIVERED, 20, interval=0.2,
+               what="the retry scheduled 5 s after the failure ran")
+    assert world.redis.get(LOCK) == str(second.process.pid).encode()
+    assert len(world.zoho.tickets_with_ref(record.id)) == 1
