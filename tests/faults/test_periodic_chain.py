@@ -7,21 +7,28 @@ reaches: the chain ended until a worker restarted.
 
 The status poller is stalled on a fake Zoho Desk that holds `GET /tickets/<id>`; the reconciler,
 which calls no Zoho API, is stalled on the ledger: the drill holds SQLite's write lock while the
-pass claims the announcement of a delivered ticket nobody told. A real RQ worker
+pass claims the announcement of a delivered ticket nobody told; the retention job (once a day,
+workers/retention_jobs.py) likewise while it redacts an old ticket. A real RQ worker
 (`python -m workers.worker`), the session's Redis.
 """
 import os
 import signal
 import sqlite3
+import subprocess
 import time
 from typing import List, Optional
 
+from rq import Queue
 from rq.job import Job, JobStatus
+from rq.registry import ScheduledJobRegistry
 
-from helpdesk import redis_keys
+from helpdesk import queues, redis_keys
+from helpdesk.config import retention_config
 from helpdesk.tickets import DELIVERED
 from helpdesk.zoho import delivery_job_id
-from tests.workers.zoho_support import background_workers, run_burst, wait_until, world  # noqa: F401
+from tests.conftest import PROJECT
+from tests.workers.zoho_support import BackgroundWorker, background_workers, run_burst, wait_until, world  # noqa: F401
+from tests.workers.zoho_support import worker_command
 
 POLL, RECONCILE = "zoho-poll-statuses", "zoho-reconcile"
 
@@ -117,3 +124,33 @@ def test_the_reconciler_goes_on_after_its_work_horse_is_killed_mid_pass(world, b
         release()
         ledger.close()
     wait_until(lambda: world.rasa.triggered("EXTERNAL_ticket_delivered"), 30, what="the reporter told")
+
+
+def test_the_retention_job_schedules_its_next_day_even_when_killed_mid_pass(world, tmp_path):
+    record = world.submit()
+    world.ledger.mark_failed(record.id, "rejected")
+    with world.ledger.engine.begin() as connection:  # a ticket old enough to be redacted
+        connection.exec_driver_sql("UPDATE tickets SET created_at = ? WHERE id = ?", (1000.0, record.id))
+    interval = retention_config().interval_seconds
+    own = int(time.time() // interval)
+    Queue(queues.DEFAULT, connection=world.redis).enqueue(queues.RUN_RETENTION, job_id=f"retention-{own}")
+    ledger = sqlite3.connect(os.environ["DATABASE_URL"][len("sqlite:///"):], isolation_level=None)
+    ledger.execute("BEGIN IMMEDIATE")  # the pass's redaction waits for this lock
+    # a burst worker: its start-up schedules no periodic job, only the run above can
+    worker = BackgroundWorker(world.env, tmp_path / "burst.log")
+    log = open(worker.log_path, "ab")
+    worker.process = subprocess.Popen(worker_command(True), cwd=PROJECT, env=world.env, stdout=log,
+                                      stderr=subprocess.STDOUT, start_new_session=True)
+    log.close()
+    try:
+        slot = _stalled_slot(world, "retention")
+        assert slot == own
+        os.kill(_work_horse(worker), signal.SIGKILL)
+        wait_until(lambda: Job.fetch(f"retention-{own}", connection=world.redis).get_status() == JobStatus.FAILED,
+                   20, what="the worker saw its work horse die")
+    finally:
+        ledger.execute("ROLLBACK")
+        ledger.close()
+        worker.stop()
+    scheduled = ScheduledJobRegistry(queues.DEFAULT, connection=world.redis)
+    assert scheduled.get_job_ids() == [f"retention-{own + 1}"]
