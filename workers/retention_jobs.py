@@ -2,8 +2,9 @@
 
 `run_retention` is the periodic RQ job (default queue), scheduled like the periodic Zoho jobs
 (workers/zoho_periodic.py): for the next multiple of its interval, under an id of its name and
-time slot, with a run marker per slot, and it schedules its successor when it ends;
-`schedule_retention` at worker start-up restarts a broken chain. `apply_retention(..., now)` is
+time slot, with a run marker per slot, and it schedules its successor (the slot after its own)
+before its pass, so a pass killed half-way does not end the chain; `schedule_retention` at
+worker start-up restarts a chain broken otherwise. `apply_retention(..., now)` is
 one pass with the clock given (tests pass their own):
 
 - tracker events: the project's tracker store (helpdesk/trackers/) keeps each conversation's
@@ -108,21 +109,23 @@ def restore_opt_outs_at_start(connection: redis.Redis) -> int:
 
 
 def run_retention() -> Dict[str, int]:
-    """The periodic job: one pass now, once per time slot, then the next run scheduled."""
+    """The periodic job: the next run scheduled, then one pass now, once per time slot."""
     settings = load_settings()
     config = retention_config()
     client = redis.Redis.from_url(settings.redis_url)
     try:
         job = get_current_job()
+        after = time.time()
+        own = job.id[len(NAME) + 1:] if job is not None and job.id.startswith(f"{NAME}-") else ""
+        if own.isdigit():  # the slot after this run's own, whatever this worker's clock says
+            after = max(after, (int(own) + 0.5) * config.interval_seconds)
+        schedule_retention(client, config, after=after)  # first: a killed pass keeps the chain
         if job is not None and not client.set(redis_keys.periodic_run(job.id), "1", nx=True,
                                               ex=int(config.interval_seconds * 3)):
             return {"skipped": 1}
-        try:
-            counts = apply_retention(client, _ledger(settings.database_url), config, time.time(), media_dir())
-            logger.info("retention pass", extra=counts)
-            return counts
-        finally:
-            schedule_retention(client, config)
+        counts = apply_retention(client, _ledger(settings.database_url), config, time.time(), media_dir())
+        logger.info("retention pass", extra=counts)
+        return counts
     finally:
         client.close()
 

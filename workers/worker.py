@@ -9,11 +9,13 @@ import logging
 import os
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Dict
 
 import redis
 from rq import Queue, Worker
+from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 
 from helpdesk import whatsapp
 from helpdesk.tickets import register_human_sender
@@ -24,14 +26,66 @@ import workers.announcements  # noqa: F401 - imported once here for every work h
 import workers.zoho_jobs  # noqa: F401
 from workers.job_control import RunAgain
 from workers.retention_jobs import restore_opt_outs_at_start, schedule_retention
+from workers.scheduler import Scheduler, release_dead_holders
 from workers.zoho_periodic import start_periodic_jobs
 from workers.zoho_resources import Context, context
 
 logger = logging.getLogger(__name__)
 
+# how often a worker without a running scheduler tries to take RQ's scheduler lock (RQ: at its
+# maintenance only, which an idle worker reaches every 405 s)
+SCHEDULER_RETRY_SECONDS = 5
+
 
 class CorrelatedWorker(Worker):
-    """Runs each job with the correlation id of the message that caused it."""
+    """Runs each job with the correlation id of the message that caused it, and takes RQ's
+    scheduler over within seconds when its holder is gone (workers/scheduler.py)."""
+
+    _scheduler_burst = True
+    _scheduler_tried_at = 0.0
+
+    def _start_scheduler(self, burst: bool = False, logging_level: str = "INFO",
+                         date_format: str = DEFAULT_LOGGING_DATE_FORMAT,
+                         log_format: str = DEFAULT_LOGGING_FORMAT) -> None:
+        # RQ's Worker._start_scheduler with the Scheduler of workers/scheduler.py, and the
+        # lock of a dead worker of this host released first
+        self.scheduler = Scheduler(self.queues, connection=self.connection, logging_level=logging_level,
+                                   date_format=date_format, log_format=log_format, serializer=self.serializer)
+        self._scheduler_burst = burst
+        self._scheduler_tried_at = time.monotonic()
+        release_dead_holders(self.connection, self.queue_names(), self.name)
+        self.scheduler.acquire_locks()
+        if self.scheduler.acquired_locks:
+            if burst:
+                self.scheduler.enqueue_scheduled_jobs()
+                self.scheduler.release_locks()
+            else:
+                self.scheduler.start()
+
+    def _scheduler_missing(self) -> bool:
+        """A scheduler is wanted here (not burst) and this worker's is not running."""
+        scheduler = self.scheduler
+        if scheduler is None or self._scheduler_burst:
+            return False
+        return not (scheduler._process and scheduler._process.is_alive())
+
+    @property
+    def dequeue_timeout(self) -> int:
+        # an idle worker is back from its wait every few seconds (RQ: 405 s) to retry the lock
+        return min(super().dequeue_timeout, SCHEDULER_RETRY_SECONDS)
+
+    @property
+    def should_run_maintenance_tasks(self) -> bool:
+        return super().should_run_maintenance_tasks or (
+            self._scheduler_missing() and time.monotonic() - self._scheduler_tried_at >= SCHEDULER_RETRY_SECONDS)
+
+    def run_maintenance_tasks(self) -> None:
+        if self._scheduler_missing() and time.monotonic() - self._scheduler_tried_at >= SCHEDULER_RETRY_SECONDS:
+            self._scheduler_tried_at = time.monotonic()
+            release_dead_holders(self.connection, self.queue_names(), self.name, self.scheduler.acquired_locks)
+            self.scheduler.acquire_locks(auto_start=True)
+        if super().should_run_maintenance_tasks:  # RQ's own, every maintenance_interval
+            super().run_maintenance_tasks()
 
     def perform_job(self, job: Any, queue: Queue) -> bool:
         with correlation((job.meta or {}).get("correlation_id")):

@@ -2,9 +2,11 @@
 
 RQ 1.16 has no cron. Each periodic job is scheduled for the next multiple of its interval
 (`enqueue_at`, RQ's scheduler) with an id made of its name and that time slot, and schedules
-its successor when it ends; `start_periodic_jobs()` at worker start-up restarts a broken
-chain. Ids per slot and a run marker per slot (Redis SET NX) keep it to one run per slot
-however many workers start.
+its successor before it does its work: a run killed half-way (its work horse SIGKILLed, a job
+timeout) has already scheduled the next slot, so the chain goes on (scheduling it in `finally`
+lost the chain with the killed run). `start_periodic_jobs()` at worker start-up restarts a
+chain broken otherwise. Ids per slot and a run marker per slot (Redis SET NX) keep it to one
+run per slot however many workers start.
 
 The reconciler is what makes delivery survive a killed worker:
 - RQ 1.16 keeps a job whose worker died in its StartedJobRegistry until the job's heartbeat
@@ -94,6 +96,18 @@ def schedule_next(connection: redis.Redis, name: str, config: ZohoConfig, after:
     return job_id
 
 
+def schedule_successor(connection: redis.Redis, name: str, config: ZohoConfig) -> Optional[str]:
+    """From inside a periodic run: the next slot after this run's own slot (a worker whose
+    clock is behind the scheduler's still schedules the slot after this one)."""
+    interval = PERIODIC[name][1](config)
+    after = time.time()
+    job = get_current_job()
+    prefix = f"{name}-"
+    if job is not None and job.id.startswith(prefix) and job.id[len(prefix):].isdigit() and interval > 0:
+        after = max(after, (int(job.id[len(prefix):]) + 0.5) * interval)
+    return schedule_next(connection, name, config, after)
+
+
 def start_periodic_jobs(connection: redis.Redis, config: Optional[ZohoConfig] = None) -> List[str]:
     """Worker start-up: one reconcile pass now (a crash may have left work behind), and every
     periodic Zoho job's next run scheduled. Returns the job ids."""
@@ -119,14 +133,12 @@ def _first_run_of_slot(ctx: Context, name: str) -> bool:
 # --- the reconciler -------------------------------------------------------------------------
 def reconcile_deliveries() -> Dict[str, int]:
     ctx = context()
+    schedule_successor(ctx.redis, RECONCILE, ctx.config)  # first: a killed pass keeps the chain
     if not _first_run_of_slot(ctx, RECONCILE):
         return {"skipped": 1}
-    try:
-        counts = reconcile(ctx) if ctx.zoho is not None else {}
-        counts["notices_sent"] = send_pending_notices(ctx.ledger)
-        return counts
-    finally:
-        schedule_next(ctx.redis, RECONCILE, ctx.config)
+    counts = reconcile(ctx) if ctx.zoho is not None else {}
+    counts["notices_sent"] = send_pending_notices(ctx.ledger)
+    return counts
 
 
 def reconcile(ctx: Context) -> Dict[str, int]:
@@ -176,12 +188,10 @@ def reconcile(ctx: Context) -> Dict[str, int]:
 # --- status polling ----------------------------------------------------------------------------
 def poll_ticket_statuses() -> Dict[str, int]:
     ctx = context()
+    schedule_successor(ctx.redis, POLL_STATUSES, ctx.config)  # first: a killed pass keeps the chain
     if not _first_run_of_slot(ctx, POLL_STATUSES):
         return {"skipped": 1}
-    try:
-        return poll_statuses(ctx) if ctx.zoho is not None else {}
-    finally:
-        schedule_next(ctx.redis, POLL_STATUSES, ctx.config)
+    return poll_statuses(ctx) if ctx.zoho is not None else {}
 
 
 def poll_statuses(ctx: Context) -> Dict[str, int]:

@@ -32,9 +32,9 @@ def test_a_worker_sigkilled_mid_job_runs_it_again_without_a_second_ticket(world,
     assert job_status(world.redis, job_id) == JobStatus.STARTED
     assert job_id in StartedJobRegistry(ZOHO_QUEUE, connection=world.redis).get_job_ids()
 
-    # RQ 1.16: the dead worker's scheduler lock lasts 61 s; a worker takes the scheduler only
-    # at start-up or in its maintenance (every 10 minutes by default), so the replacement
-    # worker is started once the lock is gone, as a supervisor restarting it would find it
+    # the replacement worker is started once the dead scheduler's lock (61 s) is gone, after
+    # the job's heartbeat expired, which is what this test is about (a worker started at once
+    # takes the lock over too: workers/scheduler.py, tests/faults/test_scheduler_restart.py)
     wait_until(lambda: not world.redis.exists(f"rq:scheduler-lock:{ZOHO_QUEUE}"), 70, interval=0.5,
                what="the dead scheduler's lock expired")
     second = background_workers("second")
