@@ -173,6 +173,7 @@ class MediaFetcher:
         self.config = config
         self.fetchers = fetchers
         self.block_ms = block_ms
+        self._stopping = False
         self.name = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._task: Optional[asyncio.Task] = None
         self._running: Set[asyncio.Task] = set()
@@ -185,22 +186,30 @@ class MediaFetcher:
     async def stop(self) -> None:
         """Stop reading; downloads under way finish (a job cut short is taken over later)."""
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+            # the loop ends by itself after its read (at most `block_ms`): a task cancelled
+            # inside redis-py's blocking read can wait for good (redis 4.6), so it is cancelled
+            # only when it did not end, and not waited for long then
+            self._stopping = True
+            task, self._task = self._task, None
+            await asyncio.wait({task}, timeout=self.block_ms / 1000 + 2)
+            if not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=2)
+            self._stopping = False
         if self._running:
             await asyncio.wait(set(self._running), timeout=self.config.media_timeout_seconds)
 
     async def _loop(self) -> None:
         ready = False
-        while True:
+        while not self._stopping:
             try:
                 if not ready:
                     await self.fetches.ensure_group()
                     ready = True
                 free = self.config.media_fetch_concurrency - len(self._running)
                 if free <= 0:
-                    await asyncio.wait(set(self._running), return_when=asyncio.FIRST_COMPLETED)
+                    await asyncio.wait(set(self._running), timeout=self.block_ms / 1000,
+                                       return_when=asyncio.FIRST_COMPLETED)
                     continue
                 for entry_id, fields in await self._next(free):
                     self._spawn(entry_id, fields)
