@@ -1,6 +1,7 @@
 """Fake WhatsApp gateways on loopback: WAHA and Meta's Graph API, as documented in
 docs/whatsapp-wire-formats.md. They record what they receive, serve media files, and fail
-on demand (down, 5xx, Meta error codes), so the connectors are tested over real HTTP.
+on demand (down, 5xx, Meta error codes; for a while with `failure`, or for one WAHA chat
+with `failing_chats`), so the connectors are tested over real HTTP.
 `FakeObjectStore` is a file host with no key of its own (WAHA's S3 storage gives presigned
 links to one), or any other server a forged media URL might point at; every fake can answer
 a path with a redirect (`redirects`), as a proxy or a hostile server would.
@@ -23,6 +24,7 @@ class FakeServer:
         self.lock = threading.Lock()
         self.fail_next: List[Tuple[int, Any]] = []  # (status, body) for the next calls
         self.down = False  # every send answers 503
+        self.failure: Optional[Tuple[int, Any]] = None  # every send answers this until cleared
         self.delay_seconds = 0.0
         self.files: Dict[str, Tuple[bytes, str]] = {}
         self.arrived = threading.Condition(self.lock)
@@ -138,12 +140,15 @@ class FakeServer:
             self.redirects.clear()
             self.fail_next.clear()
             self.down = False
+            self.failure = None
             self.delay_seconds = 0.0
 
     def injected_failure(self) -> Optional[Tuple[int, Any]]:
         with self.lock:
             if self.down:
                 return 503, {"statusCode": 503, "message": "Service Unavailable"}
+            if self.failure is not None:
+                return self.failure
             if self.fail_next:
                 return self.fail_next.pop(0)
         return None
@@ -157,13 +162,21 @@ class FakeServer:
 
 class FakeWaha(FakeServer):
     """WAHA's API: sendText/sendImage/sendFile/sendSeen/typing answer 201; files served at
-    /api/files/<name> with X-Api-Key; lids resolved from `self.lids`."""
+    /api/files/<name> with X-Api-Key; lids resolved from `self.lids`. A chat in
+    `failing_chats` gets that (status, body) for every send to it (`waha_error` builds
+    WAHA's error bodies)."""
 
     def __init__(self, api_key: str = "waha-key", host: str = "127.0.0.1") -> None:
         super().__init__(host)
         self.api_key = api_key
         self.lids: Dict[str, str] = {}
         self.sent_count = 0
+        self.failing_chats: Dict[str, Tuple[int, Any]] = {}
+
+    def clear(self) -> None:
+        super().clear()
+        with self.lock:
+            self.failing_chats.clear()
 
     def texts(self, chat_id: Optional[str] = None) -> List[str]:
         return [r["body"]["text"] for r in self.calls("/api/sendText")
@@ -190,7 +203,10 @@ class FakeWaha(FakeServer):
         if handler.headers.get("X-Api-Key") != self.api_key:
             self.record(handler, body)
             return 401, {"message": "Unauthorized", "statusCode": 401}
-        failure = self.injected_failure()
+        chat = (body or {}).get("chatId", "")
+        with self.lock:
+            failure = self.failing_chats.get(chat)
+        failure = failure or self.injected_failure()
         entry = self.record(handler, body)
         if failure:
             entry["failed"] = True
@@ -198,7 +214,6 @@ class FakeWaha(FakeServer):
         with self.lock:
             self.sent_count += 1
             number = self.sent_count
-        chat = (body or {}).get("chatId", "")
         return 201, {"id": {"fromMe": True, "remote": chat, "id": f"3EB0{number:016X}",
                             "_serialized": f"true_{chat}_3EB0{number:016X}"}}
 
@@ -294,4 +309,13 @@ def _graph_error(code: int, message: str) -> Dict[str, Any]:
 
 def graph_error(code: int, message: str = "error") -> Dict[str, Any]:
     return _graph_error(code, message)
+
+
+def waha_error(status: int, message: str) -> Tuple[int, Dict[str, Any]]:
+    """WAHA's answer to a refused call (NestJS' error body): e.g. 422 while the session is
+    not WORKING, 500 for a send WhatsApp failed."""
+    reasons = {400: "Bad Request", 404: "Not Found", 422: "Unprocessable Entity",
+               500: "Internal Server Error"}
+    return status, {"statusCode": status, "message": message,
+                    "error": reasons.get(status, "Error")}
 
