@@ -164,7 +164,7 @@ class FakeWaha(FakeServer):
     """WAHA's API: sendText/sendImage/sendFile/sendSeen/typing answer 201; files served at
     /api/files/<name> with X-Api-Key; lids resolved from `self.lids`. A chat in
     `failing_chats` gets that (status, body) for every send to it (`waha_error` builds
-    WAHA's error bodies)."""
+    WAHA's error bodies); a file in `stalled_files` is served after that many seconds."""
 
     def __init__(self, api_key: str = "waha-key", host: str = "127.0.0.1") -> None:
         super().__init__(host)
@@ -172,11 +172,13 @@ class FakeWaha(FakeServer):
         self.lids: Dict[str, str] = {}
         self.sent_count = 0
         self.failing_chats: Dict[str, Tuple[int, Any]] = {}
+        self.stalled_files: Dict[str, float] = {}  # file path: seconds its download hangs
 
     def clear(self) -> None:
         super().clear()
         with self.lock:
             self.failing_chats.clear()
+            self.stalled_files.clear()
 
     def texts(self, chat_id: Optional[str] = None) -> List[str]:
         return [r["body"]["text"] for r in self.calls("/api/sendText")
@@ -188,6 +190,9 @@ class FakeWaha(FakeServer):
         if handler.headers.get("X-Api-Key") != self.api_key:
             return 401, {"message": "Unauthorized", "statusCode": 401}, "application/json"
         if path.startswith("/api/files/"):
+            stall = self.stalled_files.get(path)
+            if stall:
+                time.sleep(stall)  # a download that hangs (a stalled WAHA or disk)
             found = self.files.get(path)
             if not found:
                 return 404, {"statusCode": 404, "message": "Not Found"}, "application/json"
