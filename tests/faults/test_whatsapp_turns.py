@@ -98,7 +98,7 @@ def test_redis_paused_under_a_turn_the_turn_is_retried_and_answered_once(stack, 
     _wait(lambda: sends_to(waha.requests, f"{number}@c.us"), 60, "the reply")
     time.sleep(2)  # a second copy would arrive now
     assert len(sends_to(waha.requests, f"{number}@c.us")) == 1
-    assert _user_turns(server, number) == [event["payload"]["id"]]
+    _wait(lambda: _user_turns(server, number) == [event["payload"]["id"]], 30, "the save")
     assert server["redis"].xlen(redis_keys.inbound_parked()) == 0
     admin.close()
 
@@ -133,12 +133,14 @@ def test_a_turn_failing_always_is_parked_and_the_conversation_goes_on(server, wa
     after = _say(server, number, "gracias")
     _wait(lambda: any(t.startswith("De nada") for t in sends_to(waha.requests, chat)), 60,
           "the next message's reply")
-    assert _user_turns(server, number) == [after["payload"]["id"]]
+    # the reply leaves before Rasa saves the tracker: wait for the save
+    _wait(lambda: _user_turns(server, number) == [after["payload"]["id"]], 30, "the save")
 
     _dead_letters(server, "replay-inbound", parked["id"])
     _wait(lambda: any(t.startswith("Hola") for t in sends_to(waha.requests, chat)), 60,
           "the replayed message's reply")
-    assert _user_turns(server, number) == [after["payload"]["id"], stuck["payload"]["id"]]
+    _wait(lambda: _user_turns(server, number) == [after["payload"]["id"],
+                                                   stuck["payload"]["id"]], 30, "the save")
     assert client.xlen(redis_keys.inbound_parked()) == 0
 
 
@@ -163,5 +165,5 @@ def test_a_hanging_turn_is_given_up_after_its_deadline_and_the_lane_moves_on(ser
               if "longer than" in e["reason"]]
     assert len(parked) == 1 and parked[0]["kind"] == "media"
     assert f"the turn ran longer than {TURN_TIMEOUT} s" in parked[0]["reason"]
-    assert _user_turns(server, number)[-1] == later["payload"]["id"]
+    _wait(lambda: _user_turns(server, number)[-1:] == [later["payload"]["id"]], 30, "the save")
     assert client.xlen(redis_keys.inbound_parked()) >= 1
