@@ -283,6 +283,10 @@ class Delivery:
                     return
                 try:
                     message = json.loads(raw)
+                    if not (isinstance(message, dict) and message.get("channel")
+                            and message.get("chat_id")):
+                        # JSON, but no message: it would raise at every pass, for ever
+                        raise ValueError("not an outbound message")
                 except ValueError:
                     logger.error("unreadable outbox entry parked", extra={"outbox": key})
                     await self.outbox.park_head(key, raw, "unreadable entry")

@@ -144,6 +144,8 @@ def undelivered(client: Any, count: int = 1000) -> List[Dict[str, Any]]:
             message = json.loads(values.get("m", ""))
         except ValueError:
             message = {}
+        if not isinstance(message, dict):  # parked as unreadable: JSON, but no message
+            message = {"text": values.get("m", "")[:200]}
         entries.append({
             "id": _text(parked_id), "reason": values.get("reason", ""),
             "parked_at": float(values.get("parked_at") or 0),

@@ -1,6 +1,7 @@
 """Fake WhatsApp gateways on loopback: WAHA and Meta's Graph API, as documented in
 docs/whatsapp-wire-formats.md. They record what they receive, serve media files, and fail
-on demand (down, 5xx, Meta error codes), so the connectors are tested over real HTTP.
+on demand (down, 5xx, Meta error codes; for a while with `failure`, or for one WAHA chat
+with `failing_chats`), so the connectors are tested over real HTTP.
 `FakeObjectStore` is a file host with no key of its own (WAHA's S3 storage gives presigned
 links to one), or any other server a forged media URL might point at; every fake can answer
 a path with a redirect (`redirects`), as a proxy or a hostile server would.
@@ -23,6 +24,7 @@ class FakeServer:
         self.lock = threading.Lock()
         self.fail_next: List[Tuple[int, Any]] = []  # (status, body) for the next calls
         self.down = False  # every send answers 503
+        self.failure: Optional[Tuple[int, Any]] = None  # every send answers this until cleared
         self.delay_seconds = 0.0
         self.files: Dict[str, Tuple[bytes, str]] = {}
         self.arrived = threading.Condition(self.lock)
@@ -138,12 +140,15 @@ class FakeServer:
             self.redirects.clear()
             self.fail_next.clear()
             self.down = False
+            self.failure = None
             self.delay_seconds = 0.0
 
     def injected_failure(self) -> Optional[Tuple[int, Any]]:
         with self.lock:
             if self.down:
                 return 503, {"statusCode": 503, "message": "Service Unavailable"}
+            if self.failure is not None:
+                return self.failure
             if self.fail_next:
                 return self.fail_next.pop(0)
         return None
@@ -159,7 +164,9 @@ class FakeWaha(FakeServer):
     """WAHA's API: sendText/sendImage/sendFile/sendSeen/typing answer 201; files served at
     /api/files/<name> with X-Api-Key; lids resolved from `self.lids`. A file added with
     `serve_file(..., lifetime=s)` is deleted s seconds later, as WAHA deletes a message's file
-    (after 180 s by default); `file_delay_seconds` stalls each file download that long."""
+    (after 180 s by default); `file_delay_seconds` stalls each file download that long, a file
+    in `stalled_files` is served after that many seconds. A chat in `failing_chats` gets that
+    (status, body) for every send to it (`waha_error` builds WAHA's error bodies)."""
 
     def __init__(self, api_key: str = "waha-key", host: str = "127.0.0.1") -> None:
         super().__init__(host)
@@ -168,6 +175,8 @@ class FakeWaha(FakeServer):
         self.sent_count = 0
         self.file_expiry: Dict[str, float] = {}  # path: when WAHA deletes it (time.time())
         self.file_delay_seconds = 0.0
+        self.failing_chats: Dict[str, Tuple[int, Any]] = {}
+        self.stalled_files: Dict[str, float] = {}  # file path: seconds its download hangs
 
     def serve_file(self, path: str, data: bytes, mime: str,
                    lifetime: Optional[float] = None) -> str:
@@ -184,6 +193,8 @@ class FakeWaha(FakeServer):
         super().clear()
         with self.lock:
             self.file_delay_seconds = 0.0
+            self.failing_chats.clear()
+            self.stalled_files.clear()
 
     def _file(self, path: str) -> Optional[Tuple[bytes, str]]:
         with self.lock:
@@ -205,6 +216,9 @@ class FakeWaha(FakeServer):
         if path.startswith("/api/files/"):
             if self.file_delay_seconds:
                 time.sleep(self.file_delay_seconds)
+            stall = self.stalled_files.get(path)
+            if stall:
+                time.sleep(stall)  # a download that hangs (a stalled WAHA or disk)
             found = self._file(path)
             if not found:
                 return 404, {"statusCode": 404, "message": "Not Found"}, "application/json"
@@ -220,7 +234,10 @@ class FakeWaha(FakeServer):
         if handler.headers.get("X-Api-Key") != self.api_key:
             self.record(handler, body)
             return 401, {"message": "Unauthorized", "statusCode": 401}
-        failure = self.injected_failure()
+        chat = (body or {}).get("chatId", "")
+        with self.lock:
+            failure = self.failing_chats.get(chat)
+        failure = failure or self.injected_failure()
         entry = self.record(handler, body)
         if failure:
             entry["failed"] = True
@@ -228,7 +245,6 @@ class FakeWaha(FakeServer):
         with self.lock:
             self.sent_count += 1
             number = self.sent_count
-        chat = (body or {}).get("chatId", "")
         return 201, {"id": {"fromMe": True, "remote": chat, "id": f"3EB0{number:016X}",
                             "_serialized": f"true_{chat}_3EB0{number:016X}"}}
 
@@ -324,4 +340,13 @@ def _graph_error(code: int, message: str) -> Dict[str, Any]:
 
 def graph_error(code: int, message: str = "error") -> Dict[str, Any]:
     return _graph_error(code, message)
+
+
+def waha_error(status: int, message: str) -> Tuple[int, Dict[str, Any]]:
+    """WAHA's answer to a refused call (NestJS' error body): e.g. 422 while the session is
+    not WORKING, 500 for a send WhatsApp failed."""
+    reasons = {400: "Bad Request", 404: "Not Found", 422: "Unprocessable Entity",
+               500: "Internal Server Error"}
+    return status, {"statusCode": status, "message": message,
+                    "error": reasons.get(status, "Error")}
 

@@ -614,3 +614,27 @@ def test_replies_wait_while_the_waha_session_is_down_and_go_when_it_works(redis_
 
     assert run(scenario()) == 0  # nothing was tried while the session was down
     assert fake_waha.texts(WAHA_CHAT) == ["espera la sesión"]
+
+
+def test_an_outbox_head_that_is_json_but_no_message_is_parked_and_the_chat_goes_on(
+        redis_client, redis_url, fake_waha):
+    """A list where a message should be raised at every drainer pass and was never parked
+    (issue 12's poison head drill, tests/faults/test_whatsapp_outbound.py); the operator's
+    listing read it without crashing."""
+    key = redis_keys.outbox("waha", WAHA_CHAT)
+
+    async def scenario():
+        async with Rig(redis_url, waha=fake_waha) as rig:
+            redis_client.rpush(key, json.dumps(["no", "es", "un", "mensaje"]))
+            await rig.delivery.outbox.push({
+                "channel": "waha", "chat_id": WAHA_CHAT, "conversation_id": USER,
+                "kind": "text", "text": "detrás", "mentions": [], "attempt": 0,
+                "queued_at": time.time()})
+            rig.delivery.start()
+            await wait_until(rig.empty, timeout=10)
+
+    run(scenario())
+    assert fake_waha.texts(WAHA_CHAT) == ["detrás"]
+    [parked] = whatsapp.undelivered(redis_client)
+    assert parked["reason"] == "unreadable entry" and parked["chat_id"] is None
+    assert "mensaje" in parked["text"]

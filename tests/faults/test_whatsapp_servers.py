@@ -19,9 +19,9 @@ import yaml
 
 from helpdesk.whatsapp import inbound
 from tests.conftest import free_port
-from tests.stack import WAHA_HMAC, _stop, api_headers
-from tests.integration.test_whatsapp_restart import _start_rasa
+from tests.faults.servers import start_rasa as _start_rasa
 from tests.integration.whatsapp_payloads import post_waha, texts_to, waha_message
+from tests.stack import WAHA_HMAC, _stop, api_headers
 
 MESSAGES = 100
 RATE_PER_SECOND = 50
