@@ -10,6 +10,10 @@ lets it through: the prediction loop ends before the tracker is saved, the conve
 released by its context manager, and the turn (connectors/whatsapp/turn.py) tells the user and
 hands the message back to the consumer to run again when the action server answers.
 
+The tracker store is held to the same rule: inside a WhatsApp turn its errors (Redis down)
+reach the turn, which fails and is run again by the consumer, instead of Rasa's fallback to a
+blank tracker in memory, whose save would replace the conversation's stored history.
+
 Out of reach means: no connection (refused, reset, closed mid-answer) or an answer of 502, 503
 or 504 (a proxy in front of a stopped server). An action that raises (the SDK answers 500) or
 answers 400 is the action's own failure and keeps Rasa's behaviour: it would fail the same way
@@ -94,4 +98,24 @@ def install() -> None:
             raise ActionServerDown(self.name(), cause) from error
 
     RemoteAction.run = run  # type: ignore[assignment]
+
+    # the tracker store's own fallback (Rasa's FailSafeTrackerStore): a read that fails gives
+    # a blank tracker and a save that fails goes to memory, so a turn during a Redis outage
+    # "succeeds" and its save replaces the stored history with the blank one. Inside a turn
+    # the store's error reaches the turn instead: it fails, and the consumer runs it again.
+    from rasa.core.tracker_store import FailSafeTrackerStore  # Rasa's, as RemoteAction above
+
+    for name in ("retrieve", "retrieve_full_tracker", "save"):
+        setattr(FailSafeTrackerStore, name, _unless_guarded(getattr(FailSafeTrackerStore, name),
+                                                             name))
     _installed = True
+
+
+def _unless_guarded(fail_safe: Any, name: str) -> Any:
+    """FailSafeTrackerStore's `name`, or inside a guarded turn its primary store's, unguarded."""
+    async def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if _guarded.get():
+            return await getattr(self._tracker_store, name)(*args, **kwargs)
+        return await fail_safe(self, *args, **kwargs)
+
+    return call

@@ -44,6 +44,7 @@ current_turn: contextvars.ContextVar[Optional[str]] = contextvars.ContextVar(
 )
 BUTTONS_TTL_SECONDS = 24 * 3600
 SENT_TTL_SECONDS = 24 * 3600
+MARK_RETRY_SECONDS = 0.5  # a reply's mark tried again this often while Redis is unreachable
 
 
 class TurnReplies:
@@ -439,10 +440,20 @@ class WhatsAppOutput(OutputChannel):
                         extra={"conversation_id": recipient_id, "reply": replies.count})
             return
         await send()
-        try:
-            await self.redis.set(key, "1", ex=SENT_TTL_SECONDS)
-        except Exception:
-            logger.warning("reply sent but not marked; a re-run of this turn may repeat it")
+        # the mark is what keeps a re-run from repeating the reply: with Redis away (after the
+        # send), the turn waits here for it, up to its deadline, rather than go on unmarked
+        # and fail at the tracker's save, to be run again and send this reply twice
+        warned = False
+        while True:
+            try:
+                await self.redis.set(key, "1", ex=SENT_TTL_SECONDS)
+                return
+            except Exception:
+                if not warned:
+                    warned = True
+                    logger.warning("reply sent but not marked yet: Redis unreachable; the "
+                                   "turn waits for it", extra={"conversation_id": recipient_id})
+                await asyncio.sleep(MARK_RETRY_SECONDS)
 
     async def send_text_message(self, recipient_id: Text, text: Text, **kwargs: Any) -> None:
         await self._once(recipient_id, lambda: self._text(recipient_id, text))
