@@ -28,7 +28,7 @@ import requests
 from helpdesk.launch import stack_env
 from tests.conftest import free_port
 from tests.fakes.openai_server import FakeOpenAI, Recorded, Reply
-from tests.integration import conftest as session_stack
+from tests import stack as session_stack
 from tests.stack import (
     AUTH_TOKEN,
     META_SECRET,
