@@ -77,7 +77,8 @@ def unreachable(error: BaseException) -> Optional[str]:
 
 
 def install() -> None:
-    """Wrap RemoteAction.run once per process (the Rasa server's channels call it)."""
+    """Wrap RemoteAction.run and FailSafeTrackerStore's reads and save once per process (the
+    Rasa server's channels call it)."""
     global _installed
     if _installed:
         return
