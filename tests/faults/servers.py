@@ -6,15 +6,17 @@ inbound log or drains its outbox) with the session's action server and fake gate
 """
 import shutil
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Tuple
 
 import pytest
 import redis
 import requests
 import yaml
 
-from tests.stack import _start, _wait_http, api_headers
+from tests.conftest import free_port
+from tests.stack import _start, _stop, _wait_http, api_headers
 
 
 def start_rasa(env: Dict[str, str], log: Path) -> Tuple[Any, str]:
@@ -46,6 +48,26 @@ def drill_config(stack: Any, target: Path, channels: Dict[Tuple[str, str], Any])
 def database_url(stack: Any, database: int) -> str:
     """The session Redis' database `database` (0 is the session stack's)."""
     return f"{stack.redis_url.rsplit('/', 1)[0]}/{database}"
+
+
+@contextmanager
+def drill_server(stack: Any, work: Path, database: int,
+                 channels: Dict[Tuple[str, str], Any]) -> Iterator[Dict[str, Any]]:
+    """A Rasa server of the drill's own on Redis database `database` (emptied before and
+    after), with these channels.yml settings: {"url", "env", "redis", "log"}."""
+    config = drill_config(stack, work / "config", channels)
+    url = database_url(stack, database)
+    env = dict(stack.env, REDIS_URL=url, RASA_PORT=str(free_port()),
+               HELPDESK_CONFIG_DIR=str(config))
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    process, rasa_url = start_rasa(env, work / "rasa.log")
+    try:
+        yield {"url": rasa_url, "env": env, "redis": client, "log": work / "rasa.log"}
+    finally:
+        _stop(process)
+        client.flushdb()
+        client.close()
 
 
 def rq_jobs(client: redis.Redis, queue: str) -> List[Any]:

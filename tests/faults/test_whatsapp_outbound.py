@@ -15,15 +15,14 @@ import time
 from typing import Any, Dict, Iterator, List
 
 import pytest
-import redis
 
 from helpdesk import queues, redis_keys
 from helpdesk.logs import mask_phone
-from tests.conftest import PROJECT, free_port
+from tests.conftest import PROJECT
 from tests.fakes.gateways import waha_error
-from tests.faults.servers import database_url, drill_config, rq_jobs, sends_to, start_rasa
+from tests.faults.servers import drill_server, rq_jobs, sends_to
 from tests.integration.whatsapp_payloads import post_waha, waha_message
-from tests.stack import WAHA_HMAC, _stop
+from tests.stack import WAHA_HMAC
 
 DATABASE = 8
 OUTBOX_MAX_AGE = 10
@@ -32,22 +31,11 @@ OUTBOX_MAX_AGE = 10
 @pytest.fixture(scope="module")
 def server(stack, tmp_path_factory) -> Iterator[Dict[str, Any]]:
     work = tmp_path_factory.mktemp("outbound-drills")
-    config = drill_config(stack, work / "config", {
+    with drill_server(stack, work, DATABASE, {
         ("outbound", "outbox_max_age_seconds"): OUTBOX_MAX_AGE,
         ("rate_limit", "messages"): 0,
-    })
-    url = database_url(stack, DATABASE)
-    env = dict(stack.env, REDIS_URL=url, RASA_PORT=str(free_port()),
-               HELPDESK_CONFIG_DIR=str(config))
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    process, rasa_url = start_rasa(env, work / "rasa.log")
-    try:
-        yield {"url": rasa_url, "env": env, "redis": client, "log": work / "rasa.log"}
-    finally:
-        _stop(process)
-        client.flushdb()
-        client.close()
+    }) as server:
+        yield server
 
 
 @pytest.fixture

@@ -17,10 +17,10 @@ import redis
 import requests
 
 from helpdesk import queues, redis_keys
-from tests.conftest import PROJECT, free_port
-from tests.faults.servers import database_url, drill_config, rq_jobs, sends_to, start_rasa
+from tests.conftest import PROJECT
+from tests.faults.servers import database_url, drill_server, rq_jobs, sends_to
 from tests.integration.whatsapp_payloads import post_waha, waha_message
-from tests.stack import WAHA_HMAC, _stop, api_headers
+from tests.stack import WAHA_HMAC, api_headers
 
 DATABASE = 9
 TURN_TIMEOUT = 3
@@ -30,23 +30,12 @@ PARKED_TEXT = "No pude procesar su último mensaje"  # config/channels.yml texts
 @pytest.fixture(scope="module")
 def server(stack, tmp_path_factory) -> Iterator[Dict[str, Any]]:
     work = tmp_path_factory.mktemp("turn-drills")
-    config = drill_config(stack, work / "config", {
+    with drill_server(stack, work, DATABASE, {
         ("inbound", "retry_seconds"): [0.5, 0.5],
         ("inbound", "turn_timeout_seconds"): TURN_TIMEOUT,
         ("rate_limit", "messages"): 0,
-    })
-    url = database_url(stack, DATABASE)
-    env = dict(stack.env, REDIS_URL=url, RASA_PORT=str(free_port()),
-               HELPDESK_CONFIG_DIR=str(config))
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    process, rasa_url = start_rasa(env, work / "rasa.log")
-    try:
-        yield {"url": rasa_url, "env": env, "redis": client, "log": work / "rasa.log"}
-    finally:
-        _stop(process)
-        client.flushdb()
-        client.close()
+    }) as server:
+        yield server
 
 
 @pytest.fixture
