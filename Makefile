@@ -95,7 +95,7 @@ interactive: setup $(MODEL)
 
 test: setup $(MODEL) $(KNOWLEDGE_INDEX)
 	$(RASA) data validate --fail-on-warnings
-	$(PY) -m pytest
+	$(PY) scripts/run_tests.py
 	$(RASA) test core --model $(MODEL) --stories tests/test_stories.yml \
 	  --fail-on-prediction-errors --out var/test-results
 
