@@ -8,6 +8,8 @@ RASA := $(VENV)/bin/rasa
 SPACY_MODEL := build/spacy/es_lookup
 MODEL := models/helpdesk.tar.gz
 KNOWLEDGE_INDEX := build/knowledge/meta.json
+# the clock-skew drills run workers on a shifted clock (tests/faults/test_scheduled_clock_skew.py)
+LIBFAKETIME := /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1
 KNOWLEDGE_FILES := $(shell find knowledge -name '*.md' -o -name '*.py' 2>/dev/null | grep -v README) config/knowledge.yml helpdesk/text.py helpdesk/config/knowledge.py
 TRAINING_FILES := domain.yml config.yml $(shell find data -name '*.yml' 2>/dev/null)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
@@ -94,6 +96,7 @@ interactive: setup $(MODEL)
 	@$(PY) -m helpdesk.launch interactive
 
 test: setup $(MODEL) $(KNOWLEDGE_INDEX)
+	@scripts/ensure_debian_package.sh faketime $(LIBFAKETIME)
 	$(RASA) data validate --fail-on-warnings
 	$(PY) scripts/run_tests.py
 	$(RASA) test core --model $(MODEL) --stories tests/test_stories.yml \

@@ -21,12 +21,12 @@ import asyncio
 import hashlib
 import logging
 import math
-import time
 from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from helpdesk import queues, redis_keys
+from helpdesk.clock import redis_now
 from helpdesk.config import FollowupConfig, followup_config
 from helpdesk.settings import load_settings
 
@@ -208,8 +208,9 @@ def _enqueue(client: Any, delay: float, func: str, args: tuple, job_id: str,
 
     intervals = list(options.retry_intervals)
     queue = Queue(QUEUE, connection=client)
+    # due by the Redis server's clock, the one the workers' scheduler reads (helpdesk/clock.py);
     # RQ keeps whole seconds (it drops the fraction): rounded up, the wait is never shorter
-    at = datetime.fromtimestamp(math.ceil(time.time() + delay), timezone.utc)
+    at = datetime.fromtimestamp(math.ceil(redis_now(client) + delay), timezone.utc)
     job = queue.enqueue_at(
         at, func, *args,
         job_id=job_id,
@@ -253,7 +254,7 @@ def after_turn(client: Any, conversation_id: str, anchor: Optional[str], waiting
         pipe = client.pipeline()
         pipe.delete(key)
         pipe.hset(key, mapping={"anchor": anchor, "job": first, "close_job": close,
-                                "since": f"{time.time():.3f}", "correlation_id": correlation_id or ""})
+                                "since": f"{redis_now(client):.3f}", "correlation_id": correlation_id or ""})
         pipe.expire(key, _state_ttl(options))
         pipe.execute()
         logger.info("follow-ups scheduled", extra={

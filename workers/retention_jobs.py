@@ -48,6 +48,7 @@ from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
 
 from helpdesk import queues, redis_keys
+from helpdesk.clock import redis_now
 from helpdesk.config import RetentionConfig, retention_config
 from helpdesk.settings import PROJECT_DIR, load_settings
 from helpdesk.tickets import Ledger
@@ -78,7 +79,8 @@ def schedule_retention(connection: redis.Redis, config: Optional[RetentionConfig
     """Schedule the next run for the slot after `after` (now); its job id."""
     config = config or retention_config()
     interval = config.interval_seconds
-    slot = int((after if after is not None else time.time()) // interval) + 1
+    # slots by the Redis server's clock, the one the scheduler reads (workers/scheduler.py)
+    slot = int((after if after is not None else redis_now(connection)) // interval) + 1
     job_id = f"{NAME}-{slot}"
     try:
         if Job.fetch(job_id, connection=connection).get_status() in LIVE:
@@ -115,7 +117,7 @@ def run_retention() -> Dict[str, int]:
     client = redis.Redis.from_url(settings.redis_url)
     try:
         job = get_current_job()
-        after = time.time()
+        after = redis_now(client)
         own = job.id[len(NAME) + 1:] if job is not None and job.id.startswith(f"{NAME}-") else ""
         if own.isdigit():  # the slot after this run's own, whatever this worker's clock says
             after = max(after, (int(own) + 0.5) * config.interval_seconds)

@@ -17,6 +17,13 @@ restart. Two changes, both here and in `workers.worker.CorrelatedWorker`:
   in the lock means a dead scheduler, never an orphan still moving jobs next to the new one.
 
 The retry every few seconds (instead of at maintenance) is the worker's (workers/worker.py).
+
+One clock for what is due. RQ compares a job's due time, written by whichever process
+scheduled it, with the scheduler's own clock, and a retry's due time with the failing work
+horse's: two machines whose clocks are 15 s apart ran follow-ups and retries 15 s early or
+late. Here both sides read the Redis server's clock (helpdesk/clock.py): the scheduler moves
+what is due by `TIME`, a retry is scheduled by `TIME` (`RedisClockJob`, the workers' job class),
+and the project's own `enqueue_at` calls take their time from `redis_datetime`.
 """
 import ctypes
 import ctypes.util
@@ -26,9 +33,15 @@ import signal
 import socket
 from typing import Iterable, List, Set
 
+from datetime import timedelta
+
 import redis
+from rq.job import Job, JobStatus
+from rq.queue import Queue
 from rq.scheduler import RQScheduler
 from rq.worker import Worker
+
+from helpdesk.clock import redis_datetime, redis_now
 
 logger = logging.getLogger(__name__)
 
@@ -108,8 +121,23 @@ def _die_with_parent() -> None:
         pass
 
 
+class RedisClockJob(Job):
+    """RQ's job whose retry after an interval is due by the Redis server's clock (RQ: the
+    work horse's)."""
+
+    def retry(self, queue: Queue, pipeline) -> None:
+        interval = self.get_retry_interval()
+        if not interval:
+            return super().retry(queue, pipeline)
+        self.retries_left = self.retries_left - 1
+        self.set_status(JobStatus.SCHEDULED)
+        queue.schedule_job(self, redis_datetime(self.connection) + timedelta(seconds=interval),
+                           pipeline=pipeline)
+
+
 class Scheduler(RQScheduler):
-    """RQ's scheduler whose process never outlives the worker that started it."""
+    """RQ's scheduler whose process never outlives the worker that started it, and which moves
+    the jobs due by the Redis server's clock."""
 
     _worker_pid = None
 
@@ -122,3 +150,21 @@ class Scheduler(RQScheduler):
         if self._worker_pid is not None and os.getppid() != self._worker_pid:
             return  # the worker died before the line above: nothing to schedule for
         super().work()
+
+    def enqueue_scheduled_jobs(self):
+        """RQ's pass over the scheduled registries, with "now" read from Redis."""
+        self._status = self.Status.WORKING
+        if not self._scheduled_job_registries and self._acquired_locks:
+            self.prepare_registries()
+        for registry in self._scheduled_job_registries:
+            due = registry.get_jobs_to_schedule(int(redis_now(self.connection)))
+            if not due:
+                continue
+            queue = Queue(registry.name, connection=self.connection, serializer=self.serializer)
+            with self.connection.pipeline() as pipeline:
+                for job in Job.fetch_many(due, connection=self.connection, serializer=self.serializer):
+                    if job is not None:
+                        queue._enqueue_job(job, pipeline=pipeline, at_front=bool(job.enqueue_at_front))
+                        registry.remove(job, pipeline=pipeline)
+                pipeline.execute()
+        self._status = self.Status.STARTED

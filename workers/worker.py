@@ -26,7 +26,7 @@ import workers.announcements  # noqa: F401 - imported once here for every work h
 import workers.zoho_jobs  # noqa: F401
 from workers.job_control import RunAgain
 from workers.retention_jobs import restore_opt_outs_at_start, schedule_retention
-from workers.scheduler import Scheduler, release_dead_holders
+from workers.scheduler import RedisClockJob, Scheduler, release_dead_holders
 from workers.zoho_periodic import start_periodic_jobs
 from workers.zoho_resources import Context, context
 
@@ -185,7 +185,7 @@ def main(argv: list) -> None:
         logger.warning("worker health endpoint not started", extra={"port": base_port})
     prepare(connection, burst)
     worker = CorrelatedWorker([Queue(name, connection=connection) for name in queues.ALL],
-                              connection=connection, maintenance_interval=60)
+                              connection=connection, maintenance_interval=60, job_class=RedisClockJob)
     logger.info("worker starting", extra={"queues": list(queues.ALL), "health_port": port})
     worker.work(with_scheduler=True, burst=burst, logging_level=settings.log_level)
 

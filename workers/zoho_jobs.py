@@ -259,7 +259,7 @@ def _delivered(ctx: Context, record: TicketRecord, ticket: ZohoTicket) -> str:
 # --- failures ---------------------------------------------------------------------------------
 def _defer(ctx: Context, record: TicketRecord, delay: float, reason: str) -> None:
     """Run again later without spending an attempt."""
-    ctx.ledger.note_deferral(record.id, reason, time.time() + delay)
+    ctx.ledger.note_deferral(record.id, reason, redis_now(ctx.redis) + delay)
     logger.info("delivery deferred", extra={"ticket_id": record.id, "delay": round(delay, 1), "reason": reason})
     run_again_in(delay, reason, _attempts_left(ctx, record))
 
@@ -298,7 +298,7 @@ def _transient(ctx: Context, record: TicketRecord, error: ZohoTransient) -> None
     ctx.breaker.record_failure(str(error))
     attempt = int(record.attempts or 0) + 1
     delay = policy.retry_interval(attempt) + jitter(policy.retry_jitter)
-    attempts = ctx.ledger.record_attempt(record.id, error.describe(), time.time() + delay)
+    attempts = ctx.ledger.record_attempt(record.id, error.describe(), redis_now(ctx.redis) + delay)
     if attempts >= policy.max_attempts:
         _dead_letter(ctx, record, FAILURE_EXHAUSTED, error.describe(), attempts=attempts)
     logger.warning(

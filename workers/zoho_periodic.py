@@ -35,6 +35,7 @@ from rq.registry import StartedJobRegistry
 
 from helpdesk import queues, redis_keys
 from helpdesk.circuit import CircuitOpen
+from helpdesk.clock import redis_now
 from helpdesk.tickets import send_pending_notices
 from helpdesk.tickets import FAILURE_CRASHED, PENDING_DELIVERY
 from helpdesk.zoho import (
@@ -81,7 +82,8 @@ def schedule_next(connection: redis.Redis, name: str, config: ZohoConfig, after:
     interval = interval_of(config)
     if interval <= 0:
         return None
-    slot = int((after if after is not None else time.time()) // interval) + 1
+    # slots by the Redis server's clock, the one the scheduler reads (workers/scheduler.py)
+    slot = int((after if after is not None else redis_now(connection)) // interval) + 1
     job_id = f"{name}-{slot}"
     if job_status(connection, job_id) in LIVE:
         return job_id
@@ -100,7 +102,7 @@ def schedule_successor(connection: redis.Redis, name: str, config: ZohoConfig) -
     """From inside a periodic run: the next slot after this run's own slot (a worker whose
     clock is behind the scheduler's still schedules the slot after this one)."""
     interval = PERIODIC[name][1](config)
-    after = time.time()
+    after = redis_now(connection)
     job = get_current_job()
     prefix = f"{name}-"
     if job is not None and job.id.startswith(prefix) and job.id[len(prefix):].isdigit() and interval > 0:
