@@ -72,3 +72,13 @@ def test_only_picks_sessions_and_passes_pytest_options_through(write, monkeypatc
     })
     assert run_tests.main(["--only", "suite", "-q", "-k", "quick"]) == 0
     assert "1 passed" in capsys.readouterr().out
+
+
+def test_the_sessions_split_the_configured_test_paths_and_the_drills_run_once():
+    # pytest's --ignore does not reach testpaths: the suite must name its paths, or every drill
+    # runs in both sessions at once (CI ran each drill twice, side by side, and one timed out)
+    configured = run_tests._testpaths()
+    suite, drills = run_tests.SESSIONS["suite"], run_tests.SESSIONS["drills"]
+    assert drills == [run_tests.DRILLS] and run_tests.DRILLS in configured
+    assert not any(path.startswith(run_tests.DRILLS) for path in suite)
+    assert sorted(suite + drills) == sorted(configured)
