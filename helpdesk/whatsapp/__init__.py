@@ -79,6 +79,7 @@ from helpdesk.whatsapp.send import (  # noqa: F401
     NoRoute,
     async_send_text,
     mention_ids,
+    send_reaction,
     send_text,
 )
 from helpdesk.whatsapp.waha import (  # noqa: F401
@@ -142,6 +143,7 @@ __all__ = [
     "phone_number",
     "restore_opt_outs",
     "save_route",
+    "send_reaction",
     "send_text",
     "store",
     "user_id",
