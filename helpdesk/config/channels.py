@@ -44,6 +44,8 @@ class ChannelConfig:
     ask_in: str
     quote_reports: bool
     ticket_reaction: str
+    context_minutes: float
+    context_messages: int
     send_attempts: int
     send_retry_delay_ms: int
     send_timeout_seconds: float
@@ -184,6 +186,8 @@ def load_channel_config(path: Path) -> ChannelConfig:
         ask_in=ask_in,
         quote_reports=flag("groups", "quote_reports"),
         ticket_reaction=reaction,
+        context_minutes=number("groups", "context_minutes", float),
+        context_messages=number("groups", "context_messages"),
         send_attempts=max(1, number("outbound", "attempts")),
         send_retry_delay_ms=number("outbound", "retry_delay_ms"),
         send_timeout_seconds=number("outbound", "timeout_seconds", float),
