@@ -101,6 +101,19 @@ def form_started_event(tracker: Tracker) -> Optional[Dict[str, Any]]:
     return None
 
 
+def report_message_id(tracker: Tracker, timestamp: float) -> Optional[str]:
+    """The channel's id of the user message that started the ticket form at `timestamp` (the
+    form starts in that message's turn): the last user message at or before it."""
+    found = None
+    for event in tracker.events:
+        if event.get("event") != "user":
+            continue
+        if event.get("timestamp", 0) > timestamp:
+            break
+        found = event.get("message_id") or found
+    return found
+
+
 def user_texts_since(tracker: Tracker, timestamp: float) -> List[str]:
     """User messages from the one that started the form on (the form starts in its turn)."""
     texts, last_user_text = [], None

@@ -18,6 +18,7 @@ from actions.common import (
     latest_entity_values,
     latest_intent,
     latest_text,
+    metadata,
     user_texts_since,
 )
 from actions import known_fix
@@ -36,6 +37,8 @@ ANSWER_INTENTS = ("inform", "report_incident", "deny")
 HELPER_SLOTS = ("correcting", "store_attempts", "priority", "person")
 # the fields the form asks for, in order
 ASKED_FIELDS = ("store", "system", "description")
+MAX_CONTEXT_LINES = 5  # earlier group messages offered with a report (config caps them too)
+MAX_CONTEXT_CHARS = 500
 
 
 class ValidateTicketForm(FormValidationAction):
@@ -122,8 +125,13 @@ class ValidateTicketForm(FormValidationAction):
         text = latest_text(tracker).strip()
         current = tracker.get_slot("description")
         if requested is None and not current:
+            # in a group, what the reporter wrote just before, unanswered, comes first: the
+            # read-back shows it and the user confirms or corrects it
+            lines = _group_context_lines(tracker)
             if _says_more_than_entities(tracker):
-                return {"description": text}
+                lines.append(text)
+            if lines:
+                return {"description": ". ".join(line.rstrip(". ") for line in lines)}
             return {}
         if requested in ("store", "system", "confirm_ticket") and not latest_entity_values(
             tracker, "store", "system"
@@ -257,6 +265,29 @@ def _says_more_than_entities(tracker: Tracker) -> bool:
     settings = get_catalog().dialogue
     content = [w for w in fold(text).split() if w not in settings.vague_words]
     return len(content) >= settings.prefill_description_min_words
+
+
+def _group_context_lines(tracker: Tracker) -> List[str]:
+    """The reporter's unanswered group messages the channel passed with this one (metadata
+    `group_context`, helpdesk/whatsapp/group_context.py) that are about an incident: they name
+    one of the systems and say more than vague words. Chatter stays out of the ticket (a store
+    alone is not enough: "mañana abrimos tarde en la 42" is no symptom)."""
+    earlier = metadata(tracker).get("group_context")
+    if not isinstance(earlier, list):
+        return []
+    catalog = get_catalog()
+    settings = catalog.dialogue
+    lines = []
+    for line in earlier[-MAX_CONTEXT_LINES:]:
+        if not isinstance(line, str):
+            continue
+        line = " ".join(line.split())[:MAX_CONTEXT_CHARS]
+        content = [w for w in fold(line).split() if w not in settings.vague_words]
+        if len(content) < settings.prefill_description_min_words:
+            continue
+        if catalog.find_system(line):
+            lines.append(line)
+    return lines
 
 
 def normalise_priority(value: Any) -> Optional[str]:

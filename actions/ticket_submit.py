@@ -18,6 +18,7 @@ from actions.common import (
     get_ledger,
     first_value,
     media_paths,
+    report_message_id,
     reporter,
     reset_ticket_slots,
     user_texts_since,
@@ -33,7 +34,8 @@ from helpdesk import chatwoot
 from helpdesk.tickets import priority_label
 from helpdesk.settings import load_settings, load_zoho
 from helpdesk.tickets import build_ticket, ticket_id_for
-from helpdesk.config import ZohoConfig, zoho_config
+from helpdesk.config import ZohoConfig, channel_config, zoho_config
+from helpdesk.whatsapp import send_reaction
 from helpdesk.zoho import enqueue_delivery
 
 logger = logging.getLogger(__name__)
@@ -120,6 +122,8 @@ class ActionSubmitTicket(Action):
             },
         )
         await _note_in_chatwoot(tracker.sender_id, record.id, correlation_id)
+        if created:
+            await _react_to_report(tracker, started["timestamp"])
         label = priority_label(catalog.priority, record.priority)
         config = _zoho_config_or_none()
         if config is None:
@@ -219,6 +223,22 @@ class ActionResetTicket(Action):
     ) -> List[Dict[Text, Any]]:
         bind_correlation(tracker)
         return reset_ticket_slots()
+
+
+async def _react_to_report(tracker: Tracker, started: float) -> None:
+    """In a group, the reaction of config/channels.yml `groups.ticket_reaction` on the report
+    that started the ticket: the group sees it has a ticket without another message."""
+    if (tracker.get_latest_input_channel() or "") != "waha":
+        return
+    emoji = channel_config().ticket_reaction
+    message_id = report_message_id(tracker, started)
+    if not emoji or not message_id:
+        return
+    try:
+        await asyncio.to_thread(send_reaction, tracker.sender_id, message_id, emoji,
+                                _queue_connection())
+    except Exception:  # a reaction is a courtesy: never worth the ticket's answer
+        logger.exception("reaction on the report not queued")
 
 
 async def _note_in_chatwoot(conversation_id: str, ticket_id: str, correlation_id: str) -> None:

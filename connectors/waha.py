@@ -69,6 +69,19 @@ def media_kind(mime_type: Optional[str], data: Dict[str, Any]) -> str:
     return "document"
 
 
+def quotes_own(reply_to: Any, own_numbers: Any) -> bool:
+    """True when the message quote-replies to one of the bot's own messages: WAHA's `replyTo`
+    names the quoted message's sender in `participant` (a phone or @lid jid, either of the
+    bot's own ids). Engines that leave `participant` out give no quote (it may be absent)."""
+    if not isinstance(reply_to, dict):
+        return False
+    participant = reply_to.get("participant")
+    if not isinstance(participant, str) or not participant:
+        return False
+    number = digits(participant)
+    return bool(number) and number in own_numbers
+
+
 class WahaSender:
     """WAHA's side of the `Delivery` (connectors/whatsapp/output.py): one outbound message,
     one WAHA call; buttons go as numbered text."""
@@ -79,10 +92,15 @@ class WahaSender:
     async def send(self, message: Dict[str, Any]) -> Optional[str]:
         chat, kind = message["chat_id"], message["kind"]
         if kind == "text":
-            return await self.client.send_text(chat, message["text"], message.get("mentions"))
+            return await self.client.send_text(chat, message["text"], message.get("mentions"),
+                                               reply_to=message.get("reply_to"))
         if kind == "buttons":
             text = numbered_options(message["text"], message["buttons"])
-            return await self.client.send_text(chat, text, message.get("mentions"))
+            return await self.client.send_text(chat, text, message.get("mentions"),
+                                               reply_to=message.get("reply_to"))
+        if kind == "reaction":
+            await self.client.react(message["message_id"], message["emoji"])
+            return None
         if kind in ("image", "file"):
             return await self.client.send_file(
                 chat, message["url"], caption=message.get("text") or "", image=kind == "image",
@@ -242,7 +260,9 @@ class WahaInput(WhatsAppInput):
             channel=self.name(), message_id=message_id, conversation_id=conversation,
             chat_id=chat_id, kind="text", text=body.strip(), participant=participant,
             phone=phone, name=name if isinstance(name, str) else None, is_group=is_group,
-            mentions_bot=mentions_of(body, own_ids),
+            # a quote-reply to the bot's message addresses it, as a mention does
+            mentions_bot=mentions_of(body, own_ids) or quotes_own(data.get("replyTo"),
+                                                                  own_numbers),
             lid=(participant or sender) if (participant or sender).endswith("@lid") and not phone
             else None,
             timestamp=timestamp,

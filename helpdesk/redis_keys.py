@@ -17,6 +17,13 @@ def handoff_requested(conversation_id: str) -> str:
     return f"{PREFIX}:handoff:{conversation_id}"
 
 
+def group_context(conversation_id: str) -> str:
+    """List: a group participant's recent messages the bot read and did not answer (JSON
+    {text, at}, newest last), for the ticket of their next report (helpdesk/whatsapp/
+    group_context.py); not in the tracker."""
+    return f"{PREFIX}:group_context:{conversation_id}"
+
+
 def route(conversation_id: str) -> str:
     """Hash: where a conversation's replies go (helpdesk.whatsapp.conversations.Route)."""
     return f"{PREFIX}:route:{conversation_id}"

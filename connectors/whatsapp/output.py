@@ -59,6 +59,7 @@ class TurnReplies:
         self.message_id = message_id
         self.recovered = recovered
         self.count = 0
+        self.quoted = False  # in a group the turn's first reply quotes its message
 
     def next_key(self) -> str:
         self.count += 1
@@ -412,6 +413,13 @@ class WhatsAppOutput(OutputChannel):
                 # in a group, every reply names the person it is for
                 mentions = [route.participant]
                 fields["text"] = f"@{digits(route.participant)} {text}"
+        replies = turn_replies.get()
+        if (kind in ("text", "buttons") and route.is_group and not self.ask_in_direct
+                and self.delivery.config.quote_reports and replies is not None
+                and replies.conversation_id == recipient_id and not replies.quoted):
+            # the group sees which report the answer is about (groups.quote_reports)
+            replies.quoted = True
+            fields["reply_to"] = replies.message_id
         if route.channel == "whatsapp" and chat_id.endswith("@c.us"):
             chat_id = digits(chat_id)
         return {
@@ -436,6 +444,7 @@ class WhatsAppOutput(OutputChannel):
             return
         key = replies.next_key()
         if replies.recovered and await self.redis.exists(key):
+            replies.quoted = True  # the first run's first reply quoted the message
             logger.info("reply already sent before a restart; not sent again",
                         extra={"conversation_id": recipient_id, "reply": replies.count})
             return

@@ -203,7 +203,16 @@ class WhatsAppTurn:
         route = Route(channel=last.channel, chat_id=last.chat_id, participant=last.participant)
         if first.is_group and not await self._group_gate(first, text):
             logger.info("group message read, not answered", extra={"conversation_id": conversation})
+            if not unanswered:  # kept for the ticket of their next report (groups.context_*)
+                await whatsapp.keep_group_context(self.shared.redis, conversation, text,
+                                         self.config.context_messages,
+                                         self.config.context_minutes)
             return
+        if first.is_group and not unanswered:
+            earlier = await whatsapp.take_group_context(self.shared.redis, conversation,
+                                               self.config.context_minutes)
+            if earlier:
+                metadata["group_context"] = earlier
         # agents see every message that reaches Rasa, also while a person has the conversation
         await self.output.mirror(conversation, "incoming",
                                  "\n".join(m.text for m in messages if m.text) or None,

@@ -42,6 +42,10 @@ class ChannelConfig:
     incident_intents: Tuple[str, ...]
     engaged_minutes: float
     ask_in: str
+    quote_reports: bool
+    ticket_reaction: str
+    context_minutes: float
+    context_messages: int
     send_attempts: int
     send_retry_delay_ms: int
     send_timeout_seconds: float
@@ -124,6 +128,16 @@ def load_channel_config(path: Path) -> ChannelConfig:
             raise ConfigError(f"{where}: {part}.{key} must not be negative")
         return kind(value)
 
+    def flag(part: str, key: str) -> bool:
+        value = section[part].get(key, False)
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: {part}.{key} must be true or false, not {value!r}")
+        return value
+
+    reaction = groups.get("ticket_reaction") or ""
+    if not isinstance(reaction, str) or len(reaction) > 8 or reaction.strip() != reaction:
+        raise ConfigError(f"{where}: groups.ticket_reaction must be one emoji or \"\"")
+
     dedupe_ttl = number("webhook", "dedupe_ttl_seconds")
     margin = number("webhook", "replay_margin_seconds")
     if margin >= dedupe_ttl:
@@ -170,6 +184,10 @@ def load_channel_config(path: Path) -> ChannelConfig:
         incident_intents=tuple(require_key(groups, "incident_intents", list, where)),
         engaged_minutes=number("groups", "engaged_minutes", float),
         ask_in=ask_in,
+        quote_reports=flag("groups", "quote_reports"),
+        ticket_reaction=reaction,
+        context_minutes=number("groups", "context_minutes", float),
+        context_messages=number("groups", "context_messages"),
         send_attempts=max(1, number("outbound", "attempts")),
         send_retry_delay_ms=number("outbound", "retry_delay_ms"),
         send_timeout_seconds=number("outbound", "timeout_seconds", float),

@@ -1,7 +1,8 @@
 """WhatsApp: the two gateway clients, the only code that builds their URLs (waha.py, meta.py,
 with what they share in gateway.py), conversation ids and routes (conversations.py), the durable
 inbound log (inbound.py), the per-chat outbox (outbox.py), opt-outs (optout.py), stored media
-(media.py) and sending a text from anywhere (send.py). Other code imports from this package only.
+(media.py), sending a text or a reaction from anywhere (send.py) and a group participant's
+unanswered messages kept for their next report (group_context.py). Other code imports from this package only.
 """
 from helpdesk.whatsapp.conversations import (  # noqa: F401
     MAX_ID_CHARS,
@@ -24,6 +25,10 @@ from helpdesk.whatsapp.conversations import (  # noqa: F401
 from helpdesk.whatsapp.gateway import (  # noqa: F401
     GatewayError,
     MediaError,
+)
+from helpdesk.whatsapp.group_context import (  # noqa: F401
+    keep as keep_group_context,
+    take as take_group_context,
 )
 from helpdesk.whatsapp.inbound import (  # noqa: F401
     ACCEPTED,
@@ -79,6 +84,7 @@ from helpdesk.whatsapp.send import (  # noqa: F401
     NoRoute,
     async_send_text,
     mention_ids,
+    send_reaction,
     send_text,
 )
 from helpdesk.whatsapp.waha import (  # noqa: F401
@@ -133,6 +139,7 @@ __all__ = [
     "identify",
     "in_media_dir",
     "is_group_jid",
+    "keep_group_context",
     "kind_for",
     "load_route",
     "load_route_sync",
@@ -142,7 +149,9 @@ __all__ = [
     "phone_number",
     "restore_opt_outs",
     "save_route",
+    "send_reaction",
     "send_text",
     "store",
+    "take_group_context",
     "user_id",
 ]

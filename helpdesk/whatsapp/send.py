@@ -125,4 +125,24 @@ async def async_send_text(client: Any, target: str, text: str,
     return message
 
 
-__all__ = ["send_text", "async_send_text", "NoRoute", "ConfigError", "mention_ids"]
+def send_reaction(conversation_id: str, message_id: str, emoji: str,
+                  client: redis.Redis) -> Optional[Dict[str, Any]]:
+    """Queue the bot's reaction on a message of a group conversation (sync: actions call it in a
+    thread). WAHA only: Meta's channel has no groups. Returns the queued message, or None when
+    the conversation is not a WAHA group with a stored route."""
+    if not emoji or not message_id:
+        raise ValueError("a reaction needs a message id and an emoji")
+    route = load_route_sync(client, conversation_id)
+    if route is None or route.channel != "waha" or not route.is_group:
+        return None
+    message = {
+        "channel": route.channel, "chat_id": route.chat_id, "conversation_id": conversation_id,
+        "kind": "reaction", "message_id": message_id, "emoji": emoji, "mentions": [],
+        "proactive": False, "attempt": 0, "queued_at": time.time(),
+    }
+    outbox.push_sync(client, message)
+    return message
+
+
+__all__ = ["send_text", "async_send_text", "send_reaction", "NoRoute", "ConfigError",
+           "mention_ids"]

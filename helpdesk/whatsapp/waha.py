@@ -49,11 +49,12 @@ class WahaClient:
     def _url(self, path: str) -> str:
         return f"{self.settings.base_url}{path}"
 
-    async def _post(self, path: str, body: Dict[str, Any]) -> Any:
+    async def _post(self, path: str, body: Dict[str, Any], method: str = "POST") -> Any:
         body = {"session": self.settings.session, **body}
         try:
-            async with self.sessions.get().post(
-                self._url(path), json=body, headers=self._headers(), allow_redirects=False
+            async with self.sessions.get().request(
+                method, self._url(path), json=body, headers=self._headers(),
+                allow_redirects=False,
             ) as response:
                 text = await response.text()
                 if response.status >= 300:
@@ -91,6 +92,11 @@ class WahaClient:
         body = {"chatId": chat_id, "file": file, "caption": caption}
         path = "/api/sendImage" if image else "/api/sendFile"
         return _sent_id(await self._post(path, body))
+
+    async def react(self, message_id: str, emoji: str) -> None:
+        """Put (or with "" take back) the bot's reaction on a message: PUT /api/reaction."""
+        await self._post("/api/reaction", {"messageId": message_id, "reaction": emoji},
+                         method="PUT")
 
     async def send_seen(self, chat_id: str, message_id: Optional[str] = None,
                         participant: Optional[str] = None) -> None:

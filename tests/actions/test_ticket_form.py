@@ -95,6 +95,37 @@ def test_a_symptom_of_two_words_is_the_description(conversation):
     assert slot_events(events)["description"] == "la caja no enciende"
 
 
+def group_report(conversation: Conversation, text: str, earlier, entities):
+    slots = {e[0]: e[1] for e in entities if e[0] in ("store", "system")}
+    conversation.user(text, "report_incident", entities,
+                      metadata={"is_group": True, "group_context": earlier}, **slots)
+    return form_turn(conversation)
+
+
+def test_a_group_reporters_earlier_unanswered_lines_open_the_description(conversation):
+    earlier = ["buen día", "¿alguien vio el partido anoche?", "mañana abrimos tarde en la 42",
+               "desde las 8 que la caja dos se reinicia sola"]
+    events, _ = group_report(conversation, INCIDENT, earlier,
+                             (("store", "tienda 42"), ("system", "POS")))
+    # a greeting, chatter, a store alone: left out; the read-back shows the rest
+    assert slot_events(events)["description"] == (
+        f"desde las 8 que la caja dos se reinicia sola. {INCIDENT}")
+
+
+def test_earlier_lines_are_the_description_when_the_report_itself_says_little(conversation):
+    events, _ = group_report(conversation, "falla la caja",
+                             ["la caja dos se reinicia sola cada diez minutos."],
+                             [("system", "POS", "caja")])
+    assert slot_events(events)["description"] == "la caja dos se reinicia sola cada diez minutos"
+
+
+@pytest.mark.parametrize("earlier", [None, "no es una lista", [3, {"x": 1}], ["ok", "gracias"]])
+def test_no_or_unusable_group_context_leaves_the_description_as_before(conversation, earlier):
+    events, _ = group_report(conversation, "falla la caja", earlier,
+                             [("system", "POS", "caja")])
+    assert "description" not in slot_events(events)
+
+
 def test_entity_reported_by_two_extractors_is_left_out_once(conversation):
     text = "hola, en la tienda 42 la caja"
     store = entity("store", "tienda 42", text)

@@ -1,15 +1,21 @@
 """Submitting the confirmed ticket to the ledger (a real SQLite file per test) and clearing a
 cancelled one (actions/ticket_submit.py)."""
+import dataclasses
+import json
 import sqlite3
 
 import pytest
-from rasa.shared.core.events import ActiveLoop
+from rasa.shared.core.events import ActiveLoop, UserUttered
 
 import actions.common
+import actions.ticket_submit
 from actions.ticket_submit import ActionResetTicket, ActionSubmitTicket
 from helpdesk.tickets import PENDING_DELIVERY, Ledger
 from helpdesk.tickets import ticket_id_for
+from helpdesk import redis_keys
+from helpdesk.config import channel_config
 from helpdesk.settings import load_settings
+from helpdesk.whatsapp import Route
 from tests.actions.helpers import (
     FORM,
     FRESH_TICKET_SLOTS,
@@ -402,3 +408,51 @@ def test_without_zoho_the_reference_is_the_answer_and_a_worker_may_tell_the_numb
     record = bot_ledger.recent_for(SENDER, 1)[0]
     assert responses(dispatcher) == ["utter_ticket_recorded"]
     assert record.announce == "worker"
+
+
+# --- groups: the report gets the ticket reaction -------------------------------------------
+
+GROUP_CHAT = "120363419669512474@g.us"
+GROUP_CONVERSATION = "g120363419669512474-5491100002222"
+
+
+def _queued(redis_client, chat: str):
+    return [json.loads(raw) for raw in redis_client.lrange(redis_keys.outbox("waha", chat), 0, -1)]
+
+
+def test_a_ticket_from_a_group_report_puts_the_reaction_on_the_report_once(
+        bot_ledger, domain, optout_redis):
+    redis_client = optout_redis
+    redis_client.hset(redis_keys.route(GROUP_CONVERSATION), mapping=Route(
+        channel="waha", chat_id=GROUP_CHAT, participant="5491100002222@c.us").to_hash())
+    group = Conversation(sender_id=GROUP_CONVERSATION, input_channel="waha", metadata=METADATA)
+    confirmed(group)
+    report = next(e for e in group.events if isinstance(e, UserUttered))
+
+    run(ActionSubmitTicket(), group.tracker(), domain)
+    run(ActionSubmitTicket(), group.tracker(), domain)  # the same submit again: one ticket
+
+    (reaction,) = _queued(redis_client, GROUP_CHAT)
+    assert reaction["kind"] == "reaction" and reaction["emoji"] == "✅"
+    assert reaction["message_id"] == report.message_id  # the report, not the "sí"
+    assert reaction["conversation_id"] == GROUP_CONVERSATION
+
+
+def test_no_reaction_in_a_direct_chat_or_when_the_setting_is_empty(
+        ana, bot_ledger, domain, optout_redis, monkeypatch):
+    redis_client = optout_redis
+    direct = Conversation(input_channel="waha", metadata=METADATA)
+    redis_client.hset(redis_keys.route(direct.sender_id), mapping=Route(
+        channel="waha", chat_id=f"{direct.sender_id}@c.us").to_hash())
+    confirmed(direct)
+    run(ActionSubmitTicket(), direct.tracker(), domain)
+    assert _queued(redis_client, f"{direct.sender_id}@c.us") == []
+
+    redis_client.hset(redis_keys.route(GROUP_CONVERSATION), mapping=Route(
+        channel="waha", chat_id=GROUP_CHAT, participant="5491100002222@c.us").to_hash())
+    monkeypatch.setattr(actions.ticket_submit, "channel_config", lambda: dataclasses.replace(
+        channel_config(), ticket_reaction=""))
+    group = Conversation(sender_id=GROUP_CONVERSATION, input_channel="waha", metadata=METADATA)
+    confirmed(group)
+    run(ActionSubmitTicket(), group.tracker(), domain)
+    assert _queued(redis_client, GROUP_CHAT) == []

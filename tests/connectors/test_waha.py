@@ -335,6 +335,26 @@ def test_a_mention_of_someone_else_is_kept(channel_env):
     assert not message.mentions_bot and message.text == body
 
 
+@pytest.mark.parametrize("quoted", [f"{BOT_NUMBER}@c.us", BOT_LID,
+                                    f"{BOT_NUMBER}:20@s.whatsapp.net"])
+def test_a_quote_reply_to_the_bot_addresses_it_like_a_mention(channel_env, quoted):
+    payload = waha_payload(USER, "en la tienda 12", group=GROUP,
+                           replyTo={"id": "3EB0AAAA", "participant": quoted,
+                                    "body": "¿En qué sucursal ocurre?", "hasMedia": False})
+    message = only(parse(waha_event(payload)))
+    assert message.mentions_bot and message.text == "en la tienda 12"
+
+
+@pytest.mark.parametrize("reply_to", [
+    {"id": "3EB0BBBB", "participant": f"{OTHER}@c.us", "body": "¿a ustedes también?"},
+    {"id": "3EB0CCCC", "body": "sin participante: el motor no lo dio"},
+    "not an object",
+])
+def test_a_quote_of_someone_else_or_of_nobody_known_is_not_a_mention(channel_env, reply_to):
+    payload = waha_payload(USER, "a nosotros también", group=GROUP, replyTo=reply_to)
+    assert not only(parse(waha_event(payload))).mentions_bot
+
+
 @pytest.mark.parametrize("body, word", [
     ("BAJA", "out"), ("Stop", "out"), ("  stop! ", "out"), ("alta", "in"), ("ALTA.", "in"),
     ("Cancelar suscripción", "out"), ("baja la persiana", None), ("dar de alta un usuario", None),

@@ -75,6 +75,8 @@ class FakeServer:
                 status, answer = server.handle_post(self, body)
                 self._respond(status, answer)
 
+            do_PUT = do_POST  # WAHA's PUT /api/reaction; the path tells them apart
+
         self.httpd = ThreadingHTTPServer((host, 0), Handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
@@ -208,6 +210,11 @@ class FakeWaha(FakeServer):
         return [r["body"]["text"] for r in self.calls("/api/sendText")
                 if not r.get("failed") and (chat_id is None or r["body"]["chatId"] == chat_id)]
 
+    def reactions(self) -> List[Tuple[str, str]]:
+        """(messageId, reaction) of every reaction put (PUT /api/reaction)."""
+        return [(r["body"]["messageId"], r["body"]["reaction"])
+                for r in self.calls("/api/reaction") if not r.get("failed")]
+
     def handle_get(self, handler: BaseHTTPRequestHandler) -> Tuple[int, Any, str]:
         path = urlparse(handler.path).path
         self.record(handler, None)
@@ -242,6 +249,8 @@ class FakeWaha(FakeServer):
         if failure:
             entry["failed"] = True
             return failure
+        if urlparse(handler.path).path == "/api/reaction":
+            return 200, {}  # WAHA answers a reaction with an empty object
         with self.lock:
             self.sent_count += 1
             number = self.sent_count

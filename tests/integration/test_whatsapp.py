@@ -11,6 +11,7 @@ import requests
 from tests.fakes.gateways import FakeObjectStore
 from tests.stack import META_SECRET, META_VERIFY, WAHA_HMAC, api_headers
 from tests.integration.whatsapp_payloads import (
+    BOT_LID,
     BOT_NUMBER,
     meta_delivery,
     meta_text,
@@ -162,6 +163,41 @@ def test_a_mention_of_the_bot_is_answered_in_a_group(stack, fake_waha, number):
     waha_say(stack, number, f"@{BOT_NUMBER} hola", group=group)
     texts = wait_texts(fake_waha, f"{group}@g.us", 1)
     assert "asistente de soporte" in texts[0]
+
+
+def test_a_quote_reply_to_the_bot_is_answered_in_a_group(stack, fake_waha, number):
+    group = "120363" + number
+    waha_say(stack, number, "hola", group=group,
+             replyTo={"id": "3EB0C0FFEE", "participant": BOT_LID, "body": "¿En qué tienda?",
+                      "hasMedia": False})
+    texts = wait_texts(fake_waha, f"{group}@g.us", 1)
+    assert "asistente de soporte" in texts[0]
+
+
+def test_a_group_report_is_quoted_gets_its_earlier_lines_and_the_ticket_reaction(
+        stack, fake_waha, number):
+    group = "120363" + number
+    chat = f"{group}@g.us"
+    report_id = f"false_{chat}_3A0F{number}_{number}@c.us"
+    waha_say(stack, number, "¿alguien vio el partido anoche?", group=group)
+    waha_say(stack, number, "otra vez la caja dos", group=group)
+    settle(2)
+    assert texts_to(fake_waha.requests, chat) == []  # read, not answered
+
+    waha_say(stack, number, "se cayó el POS en la tienda 42, no podemos vender", group=group,
+             message_id=report_id)
+    wait_texts(fake_waha, chat, 1)
+    sent = [r["body"] for r in fake_waha.calls("/api/sendText") if r["body"]["chatId"] == chat]
+    assert sent[0]["reply_to"] == report_id  # the group sees which report it answers
+    assert all("reply_to" not in body for body in sent[1:])
+    read_back = "\n".join(body["text"] for body in sent)
+    assert "otra vez la caja dos" in read_back and "partido" not in read_back
+
+    fake_waha.clear()
+    waha_say(stack, number, "sí", group=group)
+    assert "HD-" in "\n".join(wait_texts(fake_waha, chat, 1))
+    fake_waha.wait_for(lambda seen: any(r["path"] == "/api/reaction" for r in seen), 20)
+    assert fake_waha.reactions() == [(report_id, "✅")]
 
 
 def test_two_participants_of_one_group_fill_two_forms(stack, fake_waha, number):

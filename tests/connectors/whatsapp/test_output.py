@@ -431,6 +431,91 @@ def test_a_group_reply_mentions_the_reporter(redis_client, redis_url, fake_waha)
     assert second["body"]["mentions"] == [f"{USER}@c.us"]
 
 
+REPORT_ID = f"false_{GROUP}_3A0F9C1E2B7D4411_{USER}@c.us"
+
+
+def _in_a_turn(message_id: str = REPORT_ID, recovered: bool = False):
+    return turn_replies.set(TurnReplies("waha", GROUP_CONVERSATION, message_id, recovered))
+
+
+def test_a_group_turn_quotes_the_report_in_its_first_reply_only(redis_client, redis_url,
+                                                                fake_waha):
+    async def scenario():
+        async with Rig(redis_url, waha=fake_waha) as rig:
+            await rig.route(GROUP_CONVERSATION, _group_route())
+            token = _in_a_turn()
+            try:
+                with replying_to(GROUP_CONVERSATION):
+                    await rig.outputs["waha"].send_text_message(GROUP_CONVERSATION,
+                                                                "Ya registré su reporte.")
+                    await rig.outputs["waha"].send_text_with_buttons(
+                        GROUP_CONVERSATION, "¿Es urgente?", buttons_for("Sí", "No"))
+            finally:
+                turn_replies.reset(token)
+            # a message outside any turn (a worker's announcement) quotes nothing
+            await rig.outputs["waha"].send_text_message(GROUP_CONVERSATION, "Ticket #105.")
+
+    run(scenario())
+    first, second, third = fake_waha.calls("/api/sendText")
+    assert first["body"]["reply_to"] == REPORT_ID
+    assert first["body"]["text"] == f"@{USER} Ya registré su reporte."
+    assert "reply_to" not in second["body"] and "reply_to" not in third["body"]
+
+
+def test_quoting_is_a_setting_and_never_happens_in_a_direct_chat(redis_client, redis_url,
+                                                                 fake_waha):
+    async def scenario():
+        async with Rig(redis_url, waha=fake_waha, quote_reports=False) as rig:
+            await rig.route(GROUP_CONVERSATION, _group_route())
+            token = _in_a_turn()
+            try:
+                with replying_to(GROUP_CONVERSATION):
+                    await rig.outputs["waha"].send_text_message(GROUP_CONVERSATION, "Hola.")
+            finally:
+                turn_replies.reset(token)
+        async with Rig(redis_url, waha=fake_waha) as rig:
+            token = turn_replies.set(TurnReplies("waha", USER, f"false_{WAHA_CHAT}_AB12", False))
+            try:
+                with replying_to(USER):
+                    await rig.outputs["waha"].send_text_message(USER, "Hola.")
+            finally:
+                turn_replies.reset(token)
+
+    run(scenario())
+    assert [call["body"].get("reply_to") for call in fake_waha.calls("/api/sendText")] == [
+        None, None]
+
+
+def test_a_reaction_from_the_outbox_is_put_on_the_report(redis_client, redis_url, fake_waha):
+    async def scenario():
+        async with Rig(redis_url, waha=fake_waha) as rig:
+            await rig.route(GROUP_CONVERSATION, _group_route())
+            queued = await asyncio.to_thread(whatsapp.send_reaction, GROUP_CONVERSATION,
+                                             REPORT_ID, "✅", redis_client)
+            assert queued["kind"] == "reaction" and queued["chat_id"] == GROUP
+            rig.delivery.start()
+            await wait_until(lambda: fake_waha.reactions(), 10)
+            await wait_until(rig.empty, 5)
+
+    run(scenario())
+    assert fake_waha.reactions() == [(REPORT_ID, "✅")]
+    (call,) = fake_waha.calls("/api/reaction")
+    assert call["body"]["session"] == "default" and call["headers"]["X-Api-Key"] == "waha-key"
+
+
+def test_no_reaction_outside_a_waha_group(redis_client, redis_url, fake_waha):
+    # a direct chat, and a conversation without a stored route: nothing is queued
+    async def scenario():
+        async with Rig(redis_url, waha=fake_waha):
+            assert await asyncio.to_thread(whatsapp.send_reaction, USER, "false_x_AB", "✅",
+                                           redis_client) is None
+            assert await asyncio.to_thread(whatsapp.send_reaction, "g1203-99", "false_x_AB",
+                                           "✅", redis_client) is None
+
+    run(scenario())
+    assert redis_client.zcard(redis_keys.outbox_due()) == 0
+
+
 def test_a_long_group_reply_keeps_every_part_within_the_limit(redis_client, redis_url,
                                                               fake_waha):
     text = " ".join(f"palabra{n:04d}" for n in range(700))  # no better cut than spaces

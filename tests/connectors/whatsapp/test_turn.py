@@ -158,6 +158,44 @@ def test_the_group_gate_before_the_model_is_loaded(channel_env):
     assert gate("BAJA", opt_word="out") is True
 
 
+def test_unanswered_group_messages_go_with_the_next_answered_one_not_to_rasa(channel_env,
+                                                                           redis_client):
+    """Read, not answered: kept (groups.context_*) and handed to Rasa only in the metadata of
+    the participant's next message the bot answers, once; another participant's are theirs."""
+    handed = []
+
+    def group_message(text: str, number: int, conversation: str = GROUP_CONVERSATION,
+                      **fields: Any) -> InboundMessage:
+        return message(text, message_id=f"m{number}", conversation_id=conversation,
+                       chat_id=GROUP, is_group=True, participant=f"{USER}@c.us", **fields)
+
+    async def scenario(channel):
+        async def on_new_message(user_message):
+            handed.append((user_message.text, user_message.metadata.get("group_context")))
+
+        channel.on_new_message = on_new_message
+        channel.config = tiny_config()
+        await channel.run_turn([group_message("buen día a todos", 1)], recovered=False)
+        await channel.run_turn([group_message("desde las 8 la caja dos se reinicia sola", 2)],
+                               recovered=False)
+        await channel.run_turn([group_message("buen día", 3, f"g{GROUP.split('@')[0]}-{OTHER}")],
+                               recovered=False)
+        await channel.run_turn([group_message("se cayó el sistema", 4, mentions_bot=True)],
+                               recovered=False)
+        await channel.run_turn([group_message("¿alguna novedad?", 5, mentions_bot=True)],
+                               recovered=False)
+        await channel.shared.delivery.stop()
+
+    with_channel(scenario)
+    assert handed == [
+        ("se cayó el sistema", ["buen día a todos", "desde las 8 la caja dos se reinicia sola"]),
+        ("¿alguna novedad?", None),
+    ]
+    other = redis_keys.group_context(f"g{GROUP.split('@')[0]}-{OTHER}")
+    assert [json.loads(raw)["text"] for raw in redis_client.lrange(other, 0, -1)] == ["buen día"]
+    assert 0 < redis_client.ttl(other) <= 10 * 60
+
+
 # --- media ---------------------------------------------------------------------------------
 
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00" + b"\x00" * 32
