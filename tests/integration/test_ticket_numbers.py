@@ -160,3 +160,12 @@ def test_status_questions_get_zohos_live_status_in_the_specs_words(zoho_stack, f
         [answer] = chat.say(text, until="está en estado")
         assert answer.startswith("El ticket #105 está en estado: en espera."), (text, answer)
     assert len(fake_zoho.calls("GET", f"/tickets/{record.zoho_ticket_id}")) == gets + len(NUMBER_PHRASINGS) + 1
+
+    # Zoho Desk down: the last status Zoho gave, saying so
+    fake_zoho.go_down()
+    try:
+        [answer] = chat.say("¿y el 105?", until="está en estado")
+    finally:
+        fake_zoho.come_up()
+    assert answer.startswith("No puedo consultar Zoho Desk en este momento. Según mi último registro, "
+                             "el ticket #105 está en estado: en espera."), answer
