@@ -52,10 +52,10 @@ def announce_status(ticket_id: str, status: str) -> str:
         give_up(f"no ticket {ticket_id} to announce")
     if _opted_out(ctx, record.conversation_id):
         return "opted out"
-    labels = ctx.config.status_polling.labels
     _speak(ctx, record.conversation_id, INTENT_STATUS_CHANGED, {
         "ticket_number": record.zoho_ticket_number,
-        "status": labels.get(status, status),
+        # the status answer's mapping (actions/ticket_status.py)
+        "status": ctx.config.status_polling.label(status),
         "reference": record.reference,
     })
     return "announced"

@@ -6,7 +6,7 @@ file raises `ConfigError` naming the file and the field.
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from helpdesk.config.reader import AT_LEAST, number, read_yaml, require_key
 from helpdesk.errors import ConfigError
@@ -114,6 +114,15 @@ class StatusPolling:
     batch_size: int
     max_age_days: float
     labels: Dict[str, str]
+
+    def label(self, status: Optional[str], status_type: Optional[str] = None) -> str:
+        """What the user reads for Zoho's status, in the status answer and the status-change
+        announcement alike: its label here; a portal's own status without one as the portal
+        names it ("Esperando repuesto" says more than its type's "en espera"); no status at
+        all as its type's label."""
+        if status:
+            return self.labels.get(status, status)
+        return self.labels.get(status_type or "", status_type or "")
 
 
 @dataclass(frozen=True)

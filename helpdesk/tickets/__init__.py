@@ -1,6 +1,6 @@
 """Tickets: the ticket the dialogue collects (ticket.py), the priority rules (priority.py), the
 ledger that records every ticket and its delivery state (ledger.py), and the notices that tell
-the support team a ticket needs a person (notices.py), and the ledger's migrations (schema.py). Other code imports from this package only.
+the support team a ticket needs a person (notices.py), the ledger's migrations (schema.py), and ticket numbers as users type them (numbers.py). Other code imports from this package only.
 """
 from helpdesk.tickets.ledger import (  # noqa: F401
     ANNOUNCE_TURN,
@@ -25,6 +25,7 @@ from helpdesk.tickets.notices import (  # noqa: F401
     unregister_human_sender,
 )
 from helpdesk.tickets.schema import migrate_ledger  # noqa: F401
+from helpdesk.tickets.numbers import ticket_number_in  # noqa: F401
 from helpdesk.tickets.priority import (  # noqa: F401
     NORMAL,
     PRIORITIES,
@@ -45,6 +46,7 @@ from helpdesk.tickets.ticket import (  # noqa: F401
 
 __all__ = [
     "migrate_ledger",
+    "ticket_number_in",
     "ANNOUNCE_TURN",
     "ANNOUNCE_WORKER",
     "DELIVERED",

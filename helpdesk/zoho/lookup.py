@@ -60,5 +60,5 @@ def lookup_status(
     if ticket.status and ticket.status != record.zoho_status:
         ledger.record_status(record.id, ticket.status, ticket.status_type)
     status = ticket.status or ""
-    return LiveStatus(status=status, label=config.status_polling.labels.get(status, status),
+    return LiveStatus(status=status, label=config.status_polling.label(status, ticket.status_type),
                       status_type=ticket.status_type)

@@ -44,13 +44,13 @@ def test_status_by_reference(bot_ledger, catalog, domain, typed):
 
     events, dispatcher = run(ActionTicketStatus(), asks_status(typed(record.reference)).tracker(), domain)
 
-    sent = message(dispatcher, "utter_ticket_status")
+    sent = message(dispatcher, "utter_ticket_status_pending")  # not in Zoho Desk yet
     assert sent["reference"] == record.reference
     assert sent["subject"] == "POS / caja en Tienda 42 (Avenida): la caja 2 no abre"
     assert sent["status"] == "registrado, pendiente de envío a la mesa de ayuda"
     assert rendered(sent)["text"] == (
-        f"El ticket {record.reference} (POS / caja en Tienda 42 (Avenida): la caja 2 no abre) "
-        "está en estado: registrado, pendiente de envío a la mesa de ayuda."
+        f"El ticket {record.reference} está en estado: registrado, pendiente de envío a la mesa "
+        "de ayuda.\nAsunto: POS / caja en Tienda 42 (Avenida): la caja 2 no abre."
     )
     assert events == [{"event": "slot", "timestamp": None, "name": "ticket_number", "value": None}]
 
@@ -62,8 +62,81 @@ def test_status_by_zoho_number_once_delivered(bot_ledger, catalog, domain):
     _, dispatcher = run(ActionTicketStatus(), asks_status("#1234").tracker(), domain)
 
     sent = message(dispatcher, "utter_ticket_status")
-    assert sent["reference"] == f"#1234 ({record.reference})"
+    assert (sent["ticket_number"], sent["reference"]) == ("1234", record.reference)
     assert sent["status"] == "en la mesa de ayuda"
+    assert rendered(sent)["text"] == (  # the spec's words
+        "El ticket #1234 está en estado: en la mesa de ayuda.\n"
+        f"Asunto: POS / caja en Tienda 42 (Avenida): la caja 2 no abre (referencia {record.reference})."
+    )
+
+
+# numbers as people type them, with no entity (or a fragment) from the NLU -----------------------
+def asks_in_words(text, entities=(), **slots) -> Conversation:
+    conversation = Conversation()
+    conversation.user(text, "ask_ticket_status", entities, **slots)
+    return conversation
+
+
+@pytest.mark.parametrize("text", [
+    "cómo va el ticket 105?", "¿y el 105?", "#105", "ticket nro 105", "Ticket N° 105",
+    "qué pasó con el 105 de la tienda 42?",
+])
+def test_the_number_is_read_from_the_text_when_no_entity_was_found(bot_ledger, catalog, domain, text):
+    record = record_ticket(bot_ledger, catalog)
+    bot_ledger.mark_delivered(record.id, "zoho-105", "105")
+
+    events, dispatcher = run(ActionTicketStatus(), asks_in_words(text).tracker(), domain)
+
+    sent = message(dispatcher, "utter_ticket_status")
+    assert sent["ticket_number"] == "105"
+    assert rendered(sent)["text"].startswith("El ticket #105 está en estado: en la mesa de ayuda.")
+    assert slot_events(events) == {"ticket_number": None}
+
+
+@pytest.mark.parametrize("typed", [str.upper, str.lower, str.title])
+def test_the_reference_is_read_from_the_text_in_any_case(bot_ledger, catalog, domain, typed):
+    record = record_ticket(bot_ledger, catalog)
+
+    _, dispatcher = run(ActionTicketStatus(), asks_in_words(typed(record.reference)).tracker(), domain)
+
+    assert message(dispatcher, "utter_ticket_status_pending")["reference"] == record.reference
+
+
+@pytest.mark.parametrize("slot", ["nro 105", "#105", "n° 105"])
+def test_a_slot_with_the_words_around_the_number(bot_ledger, catalog, domain, slot):
+    record = record_ticket(bot_ledger, catalog)
+    bot_ledger.mark_delivered(record.id, "zoho-105", "105")
+
+    _, dispatcher = run(ActionTicketStatus(), asks_in_words(f"ticket {slot}", ticket_number=slot).tracker(),
+                        domain)
+
+    assert message(dispatcher, "utter_ticket_status")["ticket_number"] == "105"
+
+
+def test_a_store_number_is_not_a_ticket_number(bot_ledger, catalog, domain):
+    record_ticket(bot_ledger, catalog)
+
+    _, dispatcher = run(ActionTicketStatus(), asks_in_words("ver los tickets de tienda 42").tracker(), domain)
+
+    assert responses(dispatcher) == ["utter_recent_tickets"]
+
+
+def test_a_slot_that_is_no_number_is_answered_as_typed(bot_ledger, catalog, domain):
+    record_ticket(bot_ledger, catalog)
+
+    _, dispatcher = run(ActionTicketStatus(), asks_in_words("estado del HD-ABC", ticket_number="HD-ABC").tracker(),
+                        domain)
+
+    assert responses(dispatcher) == ["utter_ticket_not_found"]
+    assert message(dispatcher, "utter_ticket_not_found")["number"] == "HD-ABC"
+
+
+def test_a_button_payload_lists_the_recent_tickets(bot_ledger, catalog, domain):
+    record_ticket(bot_ledger, catalog)
+
+    _, dispatcher = run(ActionTicketStatus(), asks_in_words("/ask_ticket_status").tracker(), domain)
+
+    assert responses(dispatcher) == ["utter_recent_tickets"]
 
 
 def test_the_status_of_an_old_ticket_after_retention(bot_ledger, catalog, domain, redis_client, tmp_path):
@@ -81,7 +154,8 @@ def test_the_status_of_an_old_ticket_after_retention(bot_ledger, catalog, domain
     for asked in ("#1234", record.reference):
         _, dispatcher = run(ActionTicketStatus(), asks_status(asked).tracker(), domain)
         sent = message(dispatcher, "utter_ticket_status")
-        assert (sent["reference"], sent["status"]) == (f"#1234 ({record.reference})", "en la mesa de ayuda")
+        assert (sent["ticket_number"], sent["reference"], sent["status"]) == (
+            "1234", record.reference, "en la mesa de ayuda")
         assert sent["subject"] == "POS / caja en Tienda 42 (Avenida): la caja 2 no abre"
     _, dispatcher = run(ActionTicketStatus(), asks_status().tracker(), domain)
     assert f"#1234 ({record.reference})" in message(dispatcher, "utter_recent_tickets")["lines"]
@@ -154,10 +228,12 @@ def test_status_when_the_ledger_cannot_be_opened(ledger_down, domain):
 
 
 # from Zoho Desk, with a real delivery (a burst RQ worker, the fake Zoho) ---------------------
-def status_answer(number: str):
-    """The action's one message, run the way the action server runs it (a tracker, no domain)."""
+def status_answer(number: str = None, text: str = ""):
+    """The action's one message, run the way the action server runs it (a tracker, no domain):
+    the ticket_number slot set to `number`, or only the message `text`."""
     actions.common.get_ledger.cache_clear()
-    tracker = Tracker("5491122334455", {"ticket_number": number}, {"intent": {"name": "ask_ticket_status"}},
+    tracker = Tracker("5491122334455", {"ticket_number": number},
+                      {"intent": {"name": "ask_ticket_status"}, "text": text, "entities": []},
                       [], False, None, {}, "action_listen")
     dispatcher = CollectingDispatcher()
     asyncio.run(ActionTicketStatus().run(dispatcher, tracker, {}))
@@ -184,3 +260,21 @@ def test_status_comes_from_zoho_and_from_the_ledger_when_zoho_is_down(world):  #
     offline = status_answer(record.zoho_ticket_number)
     assert offline["response"] == "utter_ticket_status_offline"
     assert offline["status"] == "en espera"  # the last status Zoho gave
+
+
+@pytest.mark.parametrize("text", ["cómo va el ticket 105?", "¿y el 105?", "#105", "ticket nro 105",
+                                  "reference"])
+def test_the_live_status_of_a_number_typed_as_people_type_it(world, text):  # noqa: F811
+    world.zoho.number_from(105)
+    record = world.submit()
+    world.enqueue(record)
+    run_burst(world.env)
+    record = world.ledger.get(record.id)
+    assert record.zoho_ticket_number == "105"
+    world.zoho.set_status(record.zoho_ticket_id, "Escalated", "Open")
+
+    said = status_answer(text=record.reference.lower() if text == "reference" else text)
+
+    assert said["response"] == "utter_ticket_status"
+    assert (said["ticket_number"], said["status"]) == ("105", "escalado")  # Zoho's, live
+    assert world.ledger.get(record.id).zoho_status == "Escalated"

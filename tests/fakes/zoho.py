@@ -90,7 +90,8 @@ def _now_iso() -> str:
 
 class FakeZoho:
     def __init__(self, *, departments: Tuple[str, ...] = (), token_lifetime: int = 3600,
-                 search_lag: float = 0.0, ref_fields: Tuple[str, ...] = (REF_FIELD,)) -> None:
+                 search_lag: float = 0.0, ref_fields: Tuple[str, ...] = (REF_FIELD,),
+                 first_number: int = 1001) -> None:
         self.port = free_port()
         self.departments = set(departments)  # empty: any department id is accepted
         self.token_lifetime = token_lifetime
@@ -107,7 +108,7 @@ class FakeZoho:
         self.requests: List[Recorded] = []
         self.rules: List[Rule] = []
         self._ids = itertools.count(1892000000042001)
-        self._numbers = itertools.count(1001)
+        self._numbers = itertools.count(first_number)  # ticketNumber of the next ticket created
         self._server: Optional[ThreadingHTTPServer] = None
         self._thread: Optional[threading.Thread] = None
         self._in_flight = 0
@@ -216,6 +217,11 @@ class FakeZoho:
             for ticket in self.tickets.values():
                 if ticket.get("contactId") == merged_id:
                     ticket["contactId"] = kept_id
+
+    def number_from(self, number: int) -> None:
+        """The next ticket created gets this ticketNumber (then the following ones)."""
+        with self.lock:
+            self._numbers = itertools.count(number)
 
     def set_status(self, ticket_id: str, status: str, status_type: Optional[str] = None) -> None:
         with self.lock:

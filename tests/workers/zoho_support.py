@@ -47,11 +47,13 @@ FAST: Dict[str, Dict[str, Any]] = {
 }
 
 
-def write_config(target: Path, overrides: Optional[Dict[str, Dict[str, Any]]] = None) -> Path:
-    """A copy of config/ with department ids and zoho.yml sections merged with FAST + overrides."""
+def write_config(target: Path, overrides: Optional[Dict[str, Dict[str, Any]]] = None,
+                 source: Optional[Path] = None) -> Path:
+    """A copy of config/ (or of `source`) with department ids and zoho.yml sections merged
+    with FAST + overrides."""
     if target.exists():
         shutil.rmtree(target)
-    shutil.copytree(PROJECT / "config", target)
+    shutil.copytree(source or PROJECT / "config", target)
     departments = yaml.safe_load((target / "departments.yml").read_text(encoding="utf-8"))
     for key, entry in departments["departments"].items():
         entry["zoho_id"] = DEPARTMENT_IDS.get(key, "")

@@ -20,6 +20,10 @@ def test_the_shipped_file_has_the_specs_numbers():
     assert (config.circuit.failure_threshold, config.circuit.recovery_seconds) == (5, 60)
     assert config.ticket.priorities == {"urgent": "High", "normal": "Medium"}
     assert config.status_polling.labels["On Hold"] == "en espera"
+    # one mapping for the status answer and the status-change announcement
+    assert config.status_polling.label("On Hold", "On Hold") == "en espera"
+    assert config.status_polling.label("Esperando repuesto", "On Hold") == "Esperando repuesto"
+    assert config.status_polling.label("", "Closed") == "cerrado"
     # the status question's call while a user waits
     assert (config.lookup.connect_timeout, config.lookup.read_timeout) == (2.0, 4.0)
 
