@@ -72,6 +72,7 @@ from helpdesk.whatsapp.outbox import (  # noqa: F401
     undelivered,
 )
 from helpdesk.whatsapp.session import (  # noqa: F401
+    DOWN as SESSION_DOWN,
     record_status,
     session_down,
 )
@@ -90,6 +91,7 @@ __all__ = [
     "AsyncOptOutRegistry",
     "AsyncOutbox",
     "record_status",
+    "SESSION_DOWN",
     "session_down",
     "resend",
     "undelivered",
