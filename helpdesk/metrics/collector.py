@@ -32,6 +32,9 @@ from helpdesk.metrics.shared import HISTOGRAMS
 logger = logging.getLogger(__name__)
 
 BACKENDS = ("zoho", "chatwoot")  # the circuit breakers (helpdesk/circuit.py)
+# the input channels whose gateway reports its session (WAHA's session.status); read by name,
+# never by scanning the keyspace
+SESSION_CHANNELS = ("waha", "whatsapp")
 CIRCUIT_VALUES = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
 OUTBOX_SAMPLE = 500  # chats whose waiting replies are counted one by one (LLEN), at most
 
@@ -179,10 +182,12 @@ class HelpdeskCollector(Collector):
         up = GaugeMetricFamily("whatsapp_session_up", "1 while the gateway reports its WhatsApp "
                                "session working (WAHA's session.status), 0 while it is down",
                                labels=["channel", "status"])
-        prefix = redis_keys.gateway_session("")
-        for key in sorted(_text(k) for k in self.client.scan_iter(match=prefix + "*", count=100)):
-            status = _text(self.client.hget(key, "status") or b"")
-            up.add_metric([key[len(prefix):], status], 0 if status in whatsapp.SESSION_DOWN else 1)
+        for channel in SESSION_CHANNELS:
+            status = self.client.hget(redis_keys.gateway_session(channel), "status")
+            if status is None:  # never reported (Meta reports none): unknown, not down
+                continue
+            status = _text(status)
+            up.add_metric([channel, status], 0 if status in whatsapp.SESSION_DOWN else 1)
         yield up
 
     def _circuits(self) -> Iterator[Metric]:

@@ -229,3 +229,16 @@ def test_today_starts_at_midnight_utc(redis_client, ledger):
                                           clock=lambda: tomorrow))
     assert value(samples, "tickets_today") == 0
     assert value(samples, "tickets_created_total") == 1
+
+
+def test_a_working_session_is_up_and_an_unreported_one_absent(redis_url, redis_client, ledger):
+    async def working() -> None:
+        client = aioredis.Redis.from_url(redis_url)
+        await whatsapp.record_status(client, "waha", "SCAN_QR_CODE")
+        await whatsapp.record_status(client, "waha", "WORKING")
+        await client.close()
+
+    asyncio.run(working())
+    samples, _ = scrape(HelpdeskCollector(redis_client, ledger, PARTITIONS))
+    sessions = {labels: v for (name, labels), v in samples.items() if name == "whatsapp_session_up"}
+    assert sessions == {frozenset({("channel", "waha"), ("status", "WORKING")}): 1}
