@@ -10,6 +10,8 @@ MODEL := models/helpdesk.tar.gz
 KNOWLEDGE_INDEX := build/knowledge/meta.json
 # the clock-skew drills run workers on a shifted clock (tests/faults/test_scheduled_clock_skew.py)
 LIBFAKETIME := /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1
+# promtool checks and unit-tests the alert rules (tests/deploy/prometheus/test_alerts.py)
+PROMTOOL := /usr/bin/promtool
 KNOWLEDGE_FILES := $(shell find knowledge -name '*.md' -o -name '*.py' 2>/dev/null | grep -v README) config/knowledge.yml helpdesk/text.py helpdesk/config/knowledge.py
 TRAINING_FILES := domain.yml config.yml $(shell find data -name '*.yml' 2>/dev/null)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
@@ -97,6 +99,7 @@ interactive: setup $(MODEL)
 
 test: setup $(MODEL) $(KNOWLEDGE_INDEX)
 	@scripts/ensure_debian_package.sh faketime $(LIBFAKETIME)
+	@scripts/ensure_debian_package.sh prometheus $(PROMTOOL)
 	$(RASA) data validate --fail-on-warnings
 	$(PY) scripts/run_tests.py
 	$(RASA) test core --model $(MODEL) --stories tests/test_stories.yml \

@@ -114,6 +114,20 @@ def report_message_id(tracker: Tracker, timestamp: float) -> Optional[str]:
     return found
 
 
+def incident_started_at(tracker: Tracker, form_started: Dict[str, Any]) -> float:
+    """When the user's first message of the incident arrived: the user message whose turn
+    started the ticket form (the last one before its activation), else the activation."""
+    started = float(form_started.get("timestamp") or 0)
+    first = started
+    for event in tracker.events:
+        stamp = event.get("timestamp") or 0
+        if stamp > started:
+            break
+        if event.get("event") == "user":
+            first = float(stamp)
+    return first
+
+
 def user_texts_since(tracker: Tracker, timestamp: float) -> List[str]:
     """User messages from the one that started the form on (the form starts in its turn)."""
     texts, last_user_text = [], None

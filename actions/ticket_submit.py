@@ -17,6 +17,7 @@ from actions.common import (
     get_catalog,
     get_ledger,
     first_value,
+    incident_started_at,
     media_paths,
     report_message_id,
     reporter,
@@ -30,7 +31,7 @@ from actions.ticket_extras import (
 )
 from helpdesk.errors import ConfigError
 from helpdesk.tickets import ANNOUNCE_TURN, DELIVERED, Ledger, TicketRecord
-from helpdesk import chatwoot
+from helpdesk import chatwoot, metrics
 from helpdesk.tickets import priority_label
 from helpdesk.settings import load_settings, load_zoho
 from helpdesk.tickets import build_ticket, ticket_id_for
@@ -121,6 +122,8 @@ class ActionSubmitTicket(Action):
                 "conversation_id": tracker.sender_id,
             },
         )
+        if created:  # response_time_seconds: the incident's first message to its ticket
+            await _observe_response_time(record.created_at - incident_started_at(tracker, started))
         await _note_in_chatwoot(tracker.sender_id, record.id, correlation_id)
         if created:
             await _react_to_report(tracker, started["timestamp"])
@@ -153,6 +156,13 @@ def _zoho_config_or_none() -> Optional[ZohoConfig]:
     except ConfigError:
         logger.exception("config/zoho.yml is broken; tickets stay in the ledger")
         return None
+
+
+async def _observe_response_time(seconds: float) -> None:
+    try:
+        await asyncio.to_thread(metrics.RESPONSE_TIME.observe, _queue_connection(), max(0.0, seconds))
+    except Exception:  # a metric never fails the ticket
+        logger.debug("response time not recorded", exc_info=True)
 
 
 async def _hand_over(ledger: Ledger, ticket_id: str) -> bool:

@@ -15,22 +15,32 @@ The Chatwoot agent webhook (`/webhooks/chatwoot/webhook`, when Chatwoot is confi
 served here too: it never runs a turn either (it relays agent replies to the WhatsApp outbox
 and queues hand-backs, Redis only), so it needs no message handler from the Rasa server.
 
+`/metrics` is served here too (Prometheus' text format, helpdesk/metrics/): the shared numbers
+read from Redis, the ledger and RQ at each scrape, and this process's webhook acknowledgement
+latency; only with `Authorization: Bearer METRICS_TOKEN` (without METRICS_TOKEN set: 404).
+
     python -m connectors.ingress        (make run starts it when a WhatsApp channel is set up)
 """
+import asyncio
 import importlib
 import logging
 import os
 import sys
-from typing import Any, List
+import time
+from typing import Any, List, Optional
+
+import redis
 
 from sanic import Sanic, response
 from sanic.request import Request
 
-from helpdesk.config import channel_config, chatwoot_config
+from helpdesk import metrics
+from helpdesk.config import channel_config, chatwoot_config, llm_config
 from helpdesk.errors import ConfigError
 from helpdesk.launch import DEFAULT_INGRESS_HOST, enabled_channels
 from helpdesk.logs import apply_logging_file, configure_logging
 from helpdesk.settings import load_settings
+from helpdesk.tickets import Ledger
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +73,8 @@ def build_app() -> Sanic:
         # no message handler: this process records messages, the Rasa server runs the turns
         app.blueprint(channel.blueprint(None), url_prefix=f"/webhooks/{channel.url_prefix()}")
 
+    serve_metrics(app, served)
+
     @app.get("/health")
     async def health(request: Request) -> Any:
         shared = next((c.shared for c in served if hasattr(c, "shared")), None)
@@ -78,6 +90,58 @@ def build_app() -> Sanic:
                               "redis": redis_ok}, status=200 if status == "ok" else 503)
 
     return app
+
+
+def serve_metrics(app: Sanic, served: List[Any]) -> None:
+    """`/metrics` (Prometheus' text format: helpdesk/metrics/), only with `Authorization:
+    Bearer METRICS_TOKEN` (off, 404, without METRICS_TOKEN set); and the webhooks'
+    acknowledgement latency, this process's own histogram."""
+    token = metrics.metrics_token()
+    process = metrics.process_name("ingress")
+    prefixes = {f"/webhooks/{c.url_prefix()}/": c.name() for c in served}
+    registry: List[Any] = []  # built at the first scrape (a Redis client, the ledger)
+
+    def build() -> Any:
+        settings = load_settings()
+        client = redis.Redis.from_url(settings.redis_url, socket_timeout=5,
+                                      socket_connect_timeout=2)
+        try:
+            budget: Optional[float] = llm_config().budgets.monthly_usd
+        except ConfigError:
+            budget = None
+        return metrics.build_registry(metrics.HelpdeskCollector(
+            client, None, channel_config().inbound_partitions, budget,
+            ledger_factory=lambda: Ledger(settings.database_url)))
+
+    def scrape() -> Any:
+        if not registry:
+            registry.append(build())
+        return metrics.render(registry[0])
+
+    @app.on_request
+    async def started(request: Request) -> None:
+        request.ctx.started = time.monotonic()
+
+    @app.on_response
+    async def acknowledged(request: Request, answer: Any) -> None:
+        channel = next((name for prefix, name in prefixes.items()
+                        if request.path.startswith(prefix)), None)
+        began = getattr(request.ctx, "started", None)
+        if channel is None or began is None or answer is None:
+            return
+        metrics.WEBHOOK_ACK_SECONDS.labels(process, channel, str(answer.status)).observe(
+            time.monotonic() - began)
+
+    @app.get("/metrics")
+    async def metrics_page(request: Request) -> Any:
+        if token is None:
+            return response.json({"error": "not found"}, status=404)
+        if not metrics.authorized(request.headers.get("authorization"), token):
+            logger.warning("metrics scrape without the right token")
+            return response.json({"error": "unauthorized"}, status=401,
+                                 headers={"WWW-Authenticate": "Bearer"})
+        body, content_type = await asyncio.to_thread(scrape)
+        return response.raw(body, content_type=content_type)
 
 
 def main() -> None:

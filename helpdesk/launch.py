@@ -343,6 +343,9 @@ def channel_lines(settings) -> List[str]:
     if len(lines) == 1:
         lines.append("  webhooks       none configured (WAHA_* / META_* / CHATWOOT_* in .env);"
                      " the ingress idles")
+    lines.append(f"  metrics        {ingress}/metrics  (Authorization: Bearer METRICS_TOKEN)"
+                 if os.environ.get("METRICS_TOKEN")
+                 else "  metrics        off: METRICS_TOKEN in .env serves /metrics on the ingress")
     return lines
 
 

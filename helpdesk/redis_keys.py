@@ -338,3 +338,10 @@ def tracker_meta(conversation_id: str) -> str:
 
 def tracker_meta_pattern() -> str:
     return f"{PREFIX}:tracker:meta:*"
+
+
+# --- metrics (helpdesk/metrics/) ------------------------------------------------------------
+def metrics_histogram(name: str) -> str:
+    """Hash: one shared histogram's bucket counts, sums and counts by label values, written
+    by every process that observes it (helpdesk.metrics.shared), read at scrape time."""
+    return f"{PREFIX}:metrics:histogram:{name}"

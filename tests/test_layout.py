@@ -13,7 +13,9 @@
    hides a dependency from the reader and from rule 1.
 6. tests/ mirrors the tree: the test of `a/b/c.py` is `tests/a/b/test_c.py` (of a package
    `a/b/`, `tests/a/test_b.py`); a module tested by several files gets a folder of its name
-   holding them (`tests/workers/zoho_jobs/test_delivery.py` tests `workers/zoho_jobs.py`).
+   holding them (`tests/workers/zoho_jobs/test_delivery.py` tests `workers/zoho_jobs.py`);
+   a deployment file is tested the same way (`tests/deploy/prometheus/test_alerts.py` tests
+   `deploy/prometheus/alerts.yml`).
    tests/integration/ (the running stack, run last), tests/faults/ (fault drills: a real part
    killed, stalled or broken, run after it) and tests/fakes/ (stand-ins for external systems)
    mirror nothing. Every test folder is a package (`__init__.py`).
@@ -244,6 +246,8 @@ def test_tests_mirror_the_tree():
         mirrored = PROJECT / relative.parent
         if (mirrored / f"{name}.py").is_file() or (mirrored / name / "__init__.py").is_file():
             continue
+        if (mirrored / f"{name}.yml").is_file() and relative.parts[0] == "deploy":
+            continue  # a deployment file: tests/deploy/prometheus/test_alerts.py tests alerts.yml
         if len(relative.parts) > 1 and (mirrored.parent / f"{mirrored.name}.py").is_file():
             continue  # tests/.../NAME/test_x.py: one of the test files of the module NAME.py
         wrong.append(f"tests/{relative.as_posix()} tests no {relative.parent.as_posix()}/{name}.py")

@@ -33,6 +33,7 @@ from rq import get_current_job
 
 from helpdesk import redis_keys
 from helpdesk import chatwoot
+from helpdesk import metrics
 from helpdesk.circuit import CircuitOpen
 from helpdesk.clock import redis_now
 from helpdesk.errors import ConfigError
@@ -330,6 +331,7 @@ def record_dead_letter(ctx: Context, record: TicketRecord, kind: str, error: str
     except InvalidTransition as moved:
         logger.warning("dead letter not recorded: the ticket moved", extra={"ticket_id": record.id, "error": str(moved)})
         return False
+    metrics.count_ticket_failed(ctx.redis, kind)  # tickets_failed_total{kind}
     notify_humans(ctx.ledger, f"ticket_{kind}", dead_letter_text(ctx, record, kind, error, field_errors, attempts),
                   ticket_id=record.id)
     return True

@@ -32,7 +32,7 @@ import time
 from collections import deque
 from typing import Any, Awaitable, Callable, Deque, Dict, List, Optional, Set, Tuple
 
-from helpdesk import whatsapp
+from helpdesk import metrics, whatsapp
 from helpdesk.config import ChannelConfig
 from helpdesk.whatsapp import InboundMessage
 
@@ -48,6 +48,9 @@ BALANCE_SECONDS = 1  # at most: a fifth of the lease when that is shorter
 READ_BLOCK_MS = 500
 CLAIM_BATCH = 200
 MAX_IN_FLIGHT = 2000
+# the `process` label of this server's turn latency: by host, not by pid, so a restart does
+# not start a new series in Redis
+TURN_PROCESS = metrics.process_name("rasa")
 
 
 def consumer_name() -> str:
@@ -397,7 +400,11 @@ class InboundConsumer:
                         if starts > self.config.max_starts:
                             return (f"its turn was started {starts - 1} times and never "
                                     "finished: the Rasa server stopped during it each time")
+                    began = time.monotonic()
                     await asyncio.wait_for(self.handler(messages, recovered), timeout)
+                    took = time.monotonic() - began
+                # turn_seconds{process}: the turn that ran (a failed one is not a turn)
+                await metrics.TURN_SECONDS.observe_async(self.client, took, process=TURN_PROCESS)
                 return None
             except _LeaseLost:
                 raise

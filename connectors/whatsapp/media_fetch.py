@@ -27,7 +27,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Dict, Optional, Set, Tuple
 
-from helpdesk import redis_keys, whatsapp
+from helpdesk import metrics, redis_keys, whatsapp
 from helpdesk.config import ChannelConfig
 from helpdesk.whatsapp import InboundMessage, MediaError
 
@@ -143,6 +143,10 @@ class MediaFetches:
                      json.dumps(record, ensure_ascii=False), ex=self.ttl)
             pipe.xack(stream, GROUP, entry_id)
             pipe.xdel(stream, entry_id)
+            # media_downloads_total{outcome}: counted with the record, so once per fetch
+            pipe.hincrby(redis_keys.counters(), metrics.media_field(
+                metrics.STORED if record.get("state") == STORED else metrics.NOT_STORED,
+                message.channel), 1)
             await pipe.execute()
 
     async def drop(self, entry_id: str) -> None:

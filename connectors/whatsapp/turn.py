@@ -34,7 +34,7 @@ from connectors.whatsapp.output import (
     current_turn,
     turn_replies,
 )
-from helpdesk import followups, llm, redis_keys, whatsapp
+from helpdesk import followups, llm, metrics, redis_keys, whatsapp
 from helpdesk.config import ChannelConfig, catalog
 from helpdesk.logs import METADATA_KEY, correlation
 from helpdesk.tickets import matched_urgent_phrases
@@ -419,8 +419,13 @@ class WhatsAppTurn:
             if record is not None and record.get("state") == media_fetch.STORED:
                 logger.info("media fetched at acceptance")
                 return record["media"]
-            return await media_fetch.fetch_and_store(self.fetch_media, message, self.config)
+            stored = await media_fetch.fetch_and_store(self.fetch_media, message, self.config)
+            await metrics.count_media(self.shared.redis, metrics.STORED, message.channel)
+            return stored
         except MediaError as error:
+            # a fetch that failed at acceptance was counted by the fetcher
+            if record is None or record.get("state") != media_fetch.FAILED:
+                await metrics.count_media(self.shared.redis, metrics.NOT_STORED, message.channel)
             # the error names a host at most, never a media URL (it can carry a signature)
             logger.warning("media not fetched", extra={"error": str(error)[:200],
                                                       "status": error.status,
@@ -428,6 +433,7 @@ class WhatsAppTurn:
             await self._notice(message, "media_too_large" if error.too_large
                                else "media_unavailable")
         except asyncio.TimeoutError:
+            await metrics.count_media(self.shared.redis, metrics.NOT_STORED, message.channel)
             logger.warning("media download timed out")
             await self._notice(message, "media_unavailable")
         return None

@@ -32,6 +32,7 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
+    func,
     insert,
     or_,
     select,
@@ -269,6 +270,23 @@ class Ledger:
                 .order_by(tickets_table.c.created_at)
             ).all()
         return [_row_to_record(row) for row in rows]
+
+    def count_by_state(self) -> Dict[str, int]:
+        """How many tickets are in each state (metrics; every state named, 0 when none)."""
+        counts = {state: 0 for state in TRANSITIONS}
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(tickets_table.c.state, func.count()).group_by(tickets_table.c.state)).all()
+        for state, count in rows:
+            counts[state] = int(count)
+        return counts
+
+    def count_created_since(self, since: float) -> int:
+        """How many tickets were recorded at or after an epoch time (metrics: today's)."""
+        with self.engine.connect() as connection:
+            return int(connection.execute(
+                select(func.count()).select_from(tickets_table)
+                .where(tickets_table.c.created_at >= since)).scalar() or 0)
 
     def add_attachments(self, ticket_id: str, paths: List[str]) -> List[str]:
         """Files sent after the ticket was recorded, appended once each; the full list."""

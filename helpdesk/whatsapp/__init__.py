@@ -77,6 +77,7 @@ from helpdesk.whatsapp.outbox import (  # noqa: F401
     undelivered,
 )
 from helpdesk.whatsapp.session import (  # noqa: F401
+    DOWN as SESSION_DOWN,
     record_status,
     session_down,
 )
@@ -96,6 +97,7 @@ __all__ = [
     "AsyncOptOutRegistry",
     "AsyncOutbox",
     "record_status",
+    "SESSION_DOWN",
     "session_down",
     "resend",
     "undelivered",

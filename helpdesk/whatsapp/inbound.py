@@ -119,9 +119,10 @@ class Leases:
         names = await self.client.zrange(redis_keys.inbound_servers(), 0, -1)
         return [n.decode() if isinstance(n, bytes) else n for n in names]
 
-# KEYS: dedupe, opted-out set, rate counter, rate cool-down, stream
+# KEYS: dedupe, opted-out set, rate counter, rate cool-down, stream, counters hash
 # ARGV: conversation id, dedupe ttl, rate limit, rate window, cool-down, message json,
-#       opt word ("in", "out" or "")
+#       opt word ("in", "out" or ""), the counter field of a recorded message
+#       (`received_<channel>`: messages_received_total, helpdesk/metrics/recording.py)
 _ACCEPT = """
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[2])) then
   return {'duplicate', ''}
@@ -131,6 +132,7 @@ if ARGV[7] ~= 'in' and redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then
 end
 if tonumber(ARGV[3]) > 0 and ARGV[7] == '' then
   if redis.call('EXISTS', KEYS[4]) == 1 then
+    redis.call('HINCRBY', KEYS[6], ARGV[8], 1)
     return {'rate_limited', redis.call('XADD', KEYS[5], '*', 'm', ARGV[6], 'r', '1')}
   end
   local count = redis.call('INCR', KEYS[3])
@@ -140,10 +142,12 @@ if tonumber(ARGV[3]) > 0 and ARGV[7] == '' then
       redis.call('SET', KEYS[4], '1', 'EX', tonumber(ARGV[5]))
     end
     redis.call('DEL', KEYS[3])
+    redis.call('HINCRBY', KEYS[6], ARGV[8], 1)
     return {'rate_limited_first', redis.call('XADD', KEYS[5], '*', 'm', ARGV[6], 'r', '1')}
   end
 end
 local id = redis.call('XADD', KEYS[5], '*', 'm', ARGV[6])
+redis.call('HINCRBY', KEYS[6], ARGV[8], 1)
 return {'accepted', id}
 """
 
@@ -230,9 +234,11 @@ class InboundLog:
                 redis_keys.rate_counter(conversation),
                 redis_keys.rate_cooldown(conversation),
                 stream(partition_of(conversation, self.partitions)),
+                redis_keys.counters(),
             ],
             args=[conversation, self.dedupe_ttl, self.rate_messages, self.rate_window,
-                  self.rate_cooldown, message.to_json(), message.opt_word or ""],
+                  self.rate_cooldown, message.to_json(), message.opt_word or "",
+                  f"received_{message.channel}"],
         )
         outcome, entry_id = (value.decode() if isinstance(value, bytes) else value
                              for value in result)

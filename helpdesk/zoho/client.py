@@ -22,6 +22,7 @@ Wire formats: ../shared/docs/zoho-chatwoot-apis.md, part A.
 import logging
 import mimetypes
 import os
+import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -31,6 +32,7 @@ import requests
 from helpdesk import redis_keys
 from helpdesk.config import DeliveryPolicy
 from helpdesk.logs import mask_phone
+from helpdesk.metrics import ZOHO_API_LATENCY
 from helpdesk.settings import ZohoSettings
 from helpdesk.text import only_digits
 from helpdesk.zoho.errors import (ZohoAuthError, ZohoNotFound, ZohoPermanent,
@@ -106,6 +108,8 @@ class ZohoClient:
             if files:
                 for handle in files.values():
                     handle[1].seek(0)
+            started = time.monotonic()
+            status = "error"  # no answer: timeout, connection failed
             try:
                 response = self.session.request(
                     method,
@@ -116,6 +120,7 @@ class ZohoClient:
                     headers={"Authorization": f"Zoho-oauthtoken {token}", "orgId": self.settings.org_id},
                     timeout=(self.policy.connect_timeout, read_timeout or self.policy.read_timeout),
                 )
+                status = f"{response.status_code // 100}xx"
             except requests.ConnectTimeout as error:
                 raise ZohoTransient(f"Zoho {method} {path}: connect timeout") from error
             except requests.Timeout as error:
@@ -128,6 +133,9 @@ class ZohoClient:
                 ) from error
             except requests.RequestException as error:
                 raise ZohoTransient(f"Zoho {method} {path}: {type(error).__name__}", ambiguous=writes) from error
+            finally:
+                ZOHO_API_LATENCY.observe(self.redis, time.monotonic() - started,
+                                         operation=operation_of(method, path), status=status)
             if response.status_code == 401 and not replayed:
                 code = answer_json(response).get("errorCode")
                 logger.info("zoho answered 401; refreshing the token once", extra={"code": code, "path": path})
@@ -280,6 +288,13 @@ class ZohoClient:
     def list_attachments(self, ticket_id: str) -> List[Dict[str, Any]]:
         answer = self.request("GET", f"/tickets/{ticket_id}/attachments", params={"from": 0, "limit": 100})
         return list((answer or {}).get("data") or [])
+
+
+def operation_of(method: str, path: str) -> str:
+    """The `operation` label of a call: its method and path with ids as `{id}`
+    ("GET /tickets/{id}/comments"), so the label's values stay few."""
+    parts = ["{id}" if part.isdigit() else part for part in path.split("/")]
+    return f"{method.upper()} {'/'.join(parts)}"
 
 
 def _split_name(name: str) -> Tuple[Optional[str], str]:

@@ -10,6 +10,7 @@ from rasa.shared.core.events import ActiveLoop, UserUttered
 import actions.common
 import actions.ticket_submit
 from actions.ticket_submit import ActionResetTicket, ActionSubmitTicket
+from helpdesk.metrics import RESPONSE_TIME
 from helpdesk.tickets import PENDING_DELIVERY, Ledger
 from helpdesk.tickets import ticket_id_for
 from helpdesk import redis_keys
@@ -343,6 +344,15 @@ def test_with_zoho_the_turn_answers_with_the_zoho_number(ana, bot_ledger, domain
     assert slot_events(events)["confirm_ticket"] is None
     time.sleep(1.0)
     assert world.rasa.triggered() == []  # told once, in the turn
+    # response_time_seconds: the incident's first message to its ticket, once per ticket
+    run(ActionSubmitTicket(), ana.tracker(), domain)
+    [count] = [s.value for s in RESPONSE_TIME.read(world.redis).samples
+               if s.name == "response_time_seconds_count"]
+    [total] = [s.value for s in RESPONSE_TIME.read(world.redis).samples
+               if s.name == "response_time_seconds_sum"]
+    first_message = next(e.timestamp for e in ana.events if getattr(e, "text", None) == INCIDENT)
+    assert count == 1
+    assert total == pytest.approx(record.created_at - first_message, abs=0.01)
 
 
 def test_with_zoho_down_the_turn_says_so_and_the_number_follows(ana, bot_ledger, domain, world,

@@ -14,6 +14,7 @@ from typing import Dict, Iterator
 
 import pytest
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from helpdesk import redis_keys
 from helpdesk.chatwoot import ChatwootClient, ChatwootDirectory
@@ -39,7 +40,7 @@ PATH = "/webhooks/waha/webhook"
 
 def ingress_env(redis_url: str, port: int, **extra: str) -> Dict[str, str]:
     env = {name: value for name, value in os.environ.items()
-           if not name.startswith(("WAHA_", "META_", "CHATWOOT_", "HELPDESK_INSECURE"))}
+           if not name.startswith(("WAHA_", "META_", "CHATWOOT_", "HELPDESK_INSECURE", "METRICS_"))}
     env.update({"REDIS_URL": redis_url, "INGRESS_PORT": str(port), "INGRESS_HOST": "127.0.0.1",
                 "WAHA_BASE_URL": "http://127.0.0.1:9", "WAHA_API_KEY": "k",
                 "PYTHONPATH": str(PROJECT), "LOG_LEVEL": "INFO"})
@@ -76,6 +77,20 @@ def ingress(redis_url: str, redis_client, tmp_path: Path) -> Iterator[Ingress]:
         server.stop()
 
 
+METRICS_TOKEN = "metrics-token-0123456789abcdef"
+
+
+@pytest.fixture
+def metrics_ingress(redis_url: str, redis_client, tmp_path: Path) -> Iterator[Ingress]:
+    server = Ingress(ingress_env(redis_url, free_port(), WAHA_WEBHOOK_HMAC_KEY=WAHA_HMAC_KEY,
+                                 METRICS_TOKEN=METRICS_TOKEN), tmp_path / "ingress.log")
+    try:
+        server.wait()
+        yield server
+    finally:
+        server.stop()
+
+
 def post_signed(port: int) -> requests.Response:
     body = json.dumps(waha_event(waha_payload(USER, "hola"))).encode()
     return requests.post(f"http://127.0.0.1:{port}{PATH}", data=body, headers=waha_signed(body),
@@ -87,6 +102,43 @@ def test_a_120_mb_body_is_refused_before_it_is_buffered(ingress, redis_client):
         ingress.port, ingress.process.pid, PATH, lambda: post_signed(ingress.port).status_code)
     print("measured", measured)
     assert inbound_length(redis_client) == 2  # the two valid webhooks, nothing else
+
+
+def test_metrics_need_the_token(metrics_ingress, redis_client):
+    """/metrics: 401 without the Bearer token or with a wrong one; with it, Prometheus' text
+    format holding the shared numbers (the message just accepted, read from Redis) and this
+    process's webhook acknowledgement histogram."""
+    url = f"http://127.0.0.1:{metrics_ingress.port}/metrics"
+    assert post_signed(metrics_ingress.port).status_code == 200
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": METRICS_TOKEN},
+                    {"Authorization": f"Basic {METRICS_TOKEN}"}):
+        refused = requests.get(url, headers=headers, timeout=30)
+        assert refused.status_code == 401, headers
+        assert "messages_received" not in refused.text
+    answer = requests.get(url, headers={"Authorization": f"Bearer {METRICS_TOKEN}"}, timeout=30)
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/plain; version=")
+    samples = {}
+    for family in text_string_to_metric_families(answer.text):
+        for sample in family.samples:
+            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    assert samples[("messages_received_total", frozenset({("channel", "waha")}))] == 1
+    assert samples[("connection_status", frozenset({("target", "redis")}))] == 1
+    assert samples[("connection_status", frozenset({("target", "ledger")}))] == 1
+    assert samples[("tickets_created_total", frozenset())] == 0
+    process = next(dict(labels)["process"] for name, labels in samples
+                   if name == "webhook_ack_seconds_count")
+    assert process.startswith("ingress@")
+    ack = frozenset({("process", process), ("channel", "waha"), ("status", "200")})
+    assert samples[("webhook_ack_seconds_count", ack)] == 1
+    assert 0 < samples[("webhook_ack_seconds_sum", ack)] < 5
+    assert METRICS_TOKEN not in metrics_ingress.log.read_text()
+
+
+def test_without_a_metrics_token_metrics_are_off(ingress):
+    answer = requests.get(f"http://127.0.0.1:{ingress.port}/metrics",
+                          headers={"Authorization": "Bearer anything"}, timeout=30)
+    assert answer.status_code == 404
 
 
 def test_every_route_of_the_ingress_has_the_webhook_limit(monkeypatch):

@@ -334,3 +334,13 @@ def test_the_banner_says_what_listens_where(monkeypatch):
     assert "ingress        http://0.0.0.0:" in text
     monkeypatch.delenv("INGRESS_HOST")
     assert "ingress        http://127.0.0.1:" in banner(load_settings())  # loopback by default
+
+
+def test_the_banner_says_where_metrics_are_served(monkeypatch):
+    monkeypatch.delenv("METRICS_TOKEN", raising=False)
+    monkeypatch.delenv("INGRESS_HOST", raising=False)
+    assert "metrics        off: METRICS_TOKEN in .env" in banner(load_settings())
+    monkeypatch.setenv("METRICS_TOKEN", "a-secret-token-value")
+    text = banner(load_settings())
+    assert "/metrics  (Authorization: Bearer METRICS_TOKEN)" in text
+    assert "a-secret-token-value" not in text  # the variable's name, never its value

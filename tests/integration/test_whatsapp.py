@@ -6,7 +6,11 @@ import random
 import time
 
 import pytest
+import redis
 import requests
+
+from helpdesk import redis_keys
+from helpdesk.metrics import TURN_SECONDS
 
 from tests.fakes.gateways import FakeObjectStore
 from tests.stack import META_SECRET, META_VERIFY, WAHA_HMAC, api_headers
@@ -126,6 +130,9 @@ def test_meta_batch_with_statuses_and_a_broken_message(stack, fake_meta, number)
 # --- dedupe, order, groups -------------------------------------------------------------------
 
 def test_three_concurrent_deliveries_of_one_message_give_one_turn(stack, fake_waha, number):
+    client = redis.Redis.from_url(stack.redis_url)
+    received_before = int(client.hget(redis_keys.counters(), "received_waha") or 0)
+    turns_before = turns_run(client)
     event = waha_message(number, "hola")
     with concurrent.futures.ThreadPoolExecutor(3) as pool:
         answers = list(pool.map(lambda _: post_waha(stack.rasa_url, event, WAHA_HMAC), range(3)))
@@ -135,6 +142,16 @@ def test_three_concurrent_deliveries_of_one_message_give_one_turn(stack, fake_wa
     wait_texts(fake_waha, f"{number}@c.us", 1)
     settle()
     assert len(texts_to(fake_waha.requests, f"{number}@c.us")) == 1
+    # what /metrics reads, written by the webhook and the real Rasa server's consumer: one
+    # message received (not the two duplicates), its turn timed
+    assert int(client.hget(redis_keys.counters(), "received_waha")) == received_before + 1
+    assert turns_run(client) >= turns_before + 1
+    client.close()
+
+
+def turns_run(client) -> float:
+    return sum(s.value for s in TURN_SECONDS.read(client).samples
+               if s.name == "turn_seconds_count")
 
 
 def test_group_chatter_ignored_incident_answered_with_a_mention(stack, fake_waha, number):

@@ -7,8 +7,9 @@ import logging
 import time
 from typing import Any, Dict, List, Optional
 
-from connectors.whatsapp.consumer import InboundConsumer, TurnDeferred
+from connectors.whatsapp.consumer import TURN_PROCESS, InboundConsumer, TurnDeferred
 from helpdesk import redis_keys
+from helpdesk.metrics import TURN_SECONDS
 from helpdesk.whatsapp import inbound
 from helpdesk.whatsapp import InboundLog, InboundMessage
 from tests.connectors.whatsapp.support import redis_for, run, tiny_config, wait_until
@@ -268,6 +269,10 @@ def test_a_failing_turn_is_tried_again_and_the_later_messages_wait(redis_client,
     assert [c["recovered"] for c in recorder.calls] == [False, True, True, False]
     failed = [r for r in caplog.records if r.getMessage() == "turn failed"]
     assert [r.attempt for r in failed] == [1, 2] and failed[0].exc_info
+    # turn_seconds{process}: the two turns that ran, not the two failed attempts
+    counts = {s.labels["process"]: s.value for s in TURN_SECONDS.read(redis_client).samples
+              if s.name == "turn_seconds_count"}
+    assert counts == {TURN_PROCESS: 2} and TURN_PROCESS.startswith("rasa@")
 
 
 def test_a_deferred_turn_waits_as_long_as_the_outage_and_is_never_parked(redis_client,

@@ -108,6 +108,12 @@ def test_an_accepted_image_is_queued_at_acceptance_then_fetched_stored_and_recor
     assert 0 < ttl <= load_channel_config(CHANNELS_YML).dedupe_ttl_seconds
     assert left == 0  # the job is acknowledged and deleted
     assert len(fake_waha.calls("/api/files/default/a.jpg")) == 1
+    assert media_counts(redis_client) == {"media_stored_waha": 1}  # media_downloads_total
+
+
+def media_counts(client) -> dict:
+    return {k.decode(): int(v) for k, v in client.hgetall(redis_keys.counters()).items()
+            if k.startswith(b"media_")}
 
 
 def _state_is(channel, message_id: str, state: str):
@@ -179,6 +185,7 @@ def test_gone_too_large_and_foreign_files_are_recorded_as_errors(media_env, fake
     assert all("/x.jpg" not in r["error"] and "/api/files" not in r["error"]
                for r in records.values())
     assert not media_env.exists()
+    assert media_counts(redis_client) == {"media_failed_waha": 3}
 
 
 def test_a_fetch_left_by_a_dead_consumer_is_taken_over(media_env, fake_waha, redis_client):
@@ -285,6 +292,7 @@ def test_the_turn_fetches_itself_without_a_record_or_after_the_wait(media_env, f
     first, second = scenario(fake_waha, work, media_fetch_wait_seconds=0.3)
     assert first["sha256"] == second["sha256"] and Path(first["path"]).read_bytes() == JPEG
     assert len(fake_waha.calls("/api/files/default/n.jpg")) == 2
+    assert media_counts(redis_client) == {"media_stored_waha": 2}  # each fetch counted once
 
 
 def test_a_recorded_error_tells_the_user_without_fetching_again(media_env, fake_waha,
@@ -302,3 +310,4 @@ def test_a_recorded_error_tells_the_user_without_fetching_again(media_env, fake_
     assert scenario(fake_waha, work) is None
     assert fake_waha.texts(f"{USER}@c.us") == [UNAVAILABLE]
     assert len(fake_waha.calls("/api/files/default/e.jpg")) == 1
+    assert media_counts(redis_client) == {"media_failed_waha": 1}  # the fetcher's, not twice

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from helpdesk.metrics import ZOHO_API_LATENCY
 from helpdesk.zoho import (
     ZohoNotFound,
     ZohoPermanent,
@@ -147,3 +148,19 @@ def test_a_forgotten_contact_is_searched_again_and_a_newer_one_is_kept(world):
     second = client.ensure_contact("5491122334455", "Ana Pérez", "WhatsApp {phone}")
     assert second != first and world.zoho.contacts[second]["mobile"] == "+5491122334455"
     assert client.ensure_contact("5491122334455", None, "WhatsApp {phone}") == second  # remembered again
+
+
+def test_every_call_is_timed_in_the_shared_latency_histogram(world):
+    """zoho_api_latency_seconds{operation,status}: one observation per HTTP call, ids folded
+    into `{id}`, the status class; read back as the scrape reads it (helpdesk.metrics)."""
+    client = client_for(world)
+    created = client.create_ticket({**TICKET, "contact": {"lastName": "Ana"}})
+    client.get_ticket(created.id)
+    with pytest.raises(ZohoNotFound):
+        client.get_ticket("1892000000000000")
+    counts = {tuple(sorted(s.labels.items())): s.value
+              for s in ZOHO_API_LATENCY.read(world.redis).samples
+              if s.name == "zoho_api_latency_seconds_count"}
+    assert counts[(("operation", "POST /tickets"), ("status", "2xx"))] == 1
+    assert counts[(("operation", "GET /tickets/{id}"), ("status", "2xx"))] == 1
+    assert counts[(("operation", "GET /tickets/{id}"), ("status", "4xx"))] == 1

@@ -3,6 +3,8 @@ import time
 
 from rq.registry import FailedJobRegistry
 
+from helpdesk import redis_keys
+from helpdesk.metrics import ZOHO_API_LATENCY
 from helpdesk.tickets import DELIVERED, FAILED, PENDING_DELIVERY
 from helpdesk.zoho import ZOHO_QUEUE, delivery_job_id
 from tests.fakes.zoho import ORG_ID, REF_FIELD
@@ -187,6 +189,13 @@ def test_422_is_a_dead_letter_with_zohos_field_errors_and_a_human_told(world):
     assert notice["kind"] == "ticket_rejected" and notice["ticket_id"] == record.id
     assert record.reference in notice["text"] and "/classification" in notice["text"]
     assert world.rasa.triggered() == []
+    # what /metrics reads, written by the worker process: tickets_failed_total{kind} and the
+    # Zoho call's latency (zoho_api_latency_seconds{operation,status})
+    assert world.redis.hget(redis_keys.counters(), "tickets_failed_rejected") == b"1"
+    latency = {tuple(sorted(s.labels.items())): s.value
+               for s in ZOHO_API_LATENCY.read(world.redis).samples
+               if s.name == "zoho_api_latency_seconds_count"}
+    assert latency[(("operation", "POST /tickets"), ("status", "4xx"))] == 1
 
 
 def test_429_backs_off_without_spending_attempts(world, background_workers):
