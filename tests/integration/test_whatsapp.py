@@ -217,7 +217,7 @@ def test_three_reports_of_one_outage_in_a_group_make_one_ticket_unless_it_is_ano
     waha_say(stack, number, outage, group=group)
     wait_for(number, "Voy a crear este ticket")
     waha_say(stack, number, "sí", group=group)
-    wait_for(number, "HD-")
+    wait_for(number, "He registrado el ticket HD-")
     (first,) = bot_ledger.recent_for(f"g{group}-{number}", 5)
 
     waha_say(stack, second, outage, group=group)
@@ -232,7 +232,7 @@ def test_three_reports_of_one_outage_in_a_group_make_one_ticket_unless_it_is_ano
     waha_say(stack, third, "2", group=group)  # «No, es otro», by its number
     wait_for(third, "Voy a crear este ticket")
     waha_say(stack, third, "sí", group=group)
-    wait_for(third, "HD-")
+    wait_for(third, "He registrado el ticket HD-")
 
     assert bot_ledger.recent_for(f"g{group}-{second}", 5) == []  # joined, no ticket of its own
     assert len(bot_ledger.recent_for(f"g{group}-{third}", 5)) == 1  # another problem
