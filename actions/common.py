@@ -28,6 +28,7 @@ TICKET_SLOTS = {
     "attachments": [],
     "error_messages": [],
     "known_fix": None,
+    "same_incident": None,
     "file_added_to_ticket": False,
     "correcting": False,
 }

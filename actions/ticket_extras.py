@@ -20,6 +20,11 @@ KNOWN_FIX_SOLVED = "solved"  # the suggestion helped: no ticket
 KNOWN_FIX_DECLINED = "declined"  # the user wants the ticket
 KNOWN_FIX_NO_MATCH = "no_match"  # nothing to suggest (or suggestions off)
 
+# the same-incident step (actions/same_incident.py): the id of the ticket the report joined,
+# or SAME_INCIDENT_OTHER for a different problem
+SAME_INCIDENT = "same_incident"
+SAME_INCIDENT_OTHER = "other"
+
 
 def _index_of_last(events: List[Dict[str, Any]], predicate: Any) -> int:
     for index in range(len(events) - 1, -1, -1):
@@ -51,4 +56,9 @@ def current_error_messages(tracker: Tracker) -> List[str]:
 
 def current_known_fix(tracker: Tracker) -> Optional[str]:
     value = current_ticket_value(tracker, KNOWN_FIX)
+    return str(value) if value else None
+
+
+def current_same_incident(tracker: Tracker) -> Optional[str]:
+    value = current_ticket_value(tracker, SAME_INCIDENT)
     return str(value) if value else None

@@ -21,8 +21,8 @@ from actions.common import (
     metadata,
     user_texts_since,
 )
-from actions import known_fix
-from actions.ticket_extras import KNOWN_FIX, KNOWN_FIX_SOLVED, current_known_fix
+from actions import known_fix, same_incident
+from actions.ticket_extras import KNOWN_FIX, KNOWN_FIX_SOLVED, SAME_INCIDENT, current_known_fix
 from actions.vision import screenshot_slot_events
 from helpdesk.config import NO_STORE, known_fix_config
 from helpdesk.tickets import NORMAL, PRIORITIES, URGENT, decide_priority, priority_label
@@ -53,6 +53,12 @@ class ValidateTicketForm(FormValidationAction):
         domain: DomainDict,
     ) -> List[Text]:
         slots = ["store", "system", "description"]
+        # one outage, one ticket (actions/same_incident.py): a report matching a ticket just
+        # recorded is asked whether it is the same problem; joined, no confirmation follows
+        if await same_incident.form_needs_step(tracker):
+            slots.append(SAME_INCIDENT)
+            if same_incident.joined(tracker):
+                return slots
         # known fixes (issue 5, actions/known_fix.py): a strong knowledge match is suggested
         # before the confirmation; solved by it, the form ends here without a ticket
         if known_fix_config().enabled and await known_fix.form_needs_step(
@@ -138,6 +144,11 @@ class ValidateTicketForm(FormValidationAction):
         ):
             return {"description": f"{current.rstrip('. ')}. {text}" if current else text}
         return {}
+
+    async def extract_same_incident(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> Dict[Text, Any]:
+        return await same_incident.extract(tracker)
 
     async def extract_known_fix(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict

@@ -24,6 +24,7 @@ from actions.common import (
     reset_ticket_slots,
     user_texts_since,
 )
+from actions import same_incident
 from actions.ticket_extras import (
     KNOWN_FIX_SOLVED,
     current_error_messages,
@@ -37,7 +38,7 @@ from helpdesk.settings import load_settings, load_zoho
 from helpdesk.tickets import build_ticket, ticket_id_for
 from helpdesk.config import ZohoConfig, channel_config, zoho_config
 from helpdesk.whatsapp import send_reaction
-from helpdesk.zoho import enqueue_delivery
+from helpdesk.zoho import enqueue_addition, enqueue_delivery
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +77,12 @@ class ActionSubmitTicket(Action):
         # without a confirmation on purpose, and no ticket is opened
         if current_known_fix(tracker) == KNOWN_FIX_SOLVED:
             logger.info("no ticket: a known fix solved the problem")
+            return reset_ticket_slots()
+        # the same outage as a ticket just recorded (actions/same_incident.py): the report
+        # joins that ticket, and the reporter is told its number
+        joined = same_incident.joined(tracker)
+        if started is not None and joined:
+            await _join(dispatcher, tracker, joined, started["timestamp"], correlation_id)
             return reset_ticket_slots()
         if started is None or tracker.get_slot("confirm_ticket") is not True:
             logger.warning("submit without a confirmed ticket form; nothing recorded")
@@ -233,6 +240,56 @@ class ActionResetTicket(Action):
     ) -> List[Dict[Text, Any]]:
         bind_correlation(tracker)
         return reset_ticket_slots()
+
+
+async def _join(dispatcher: CollectingDispatcher, tracker: Tracker, ticket_id: str,
+                started: float, correlation_id: str) -> None:
+    """Add this report to the ticket of the same outage: a comment (reporter, description) and
+    its files, through the Zoho queue like any addition; the reporter told the number."""
+    who = reporter(tracker)
+    report_id = ticket_id_for(tracker.sender_id, started)  # the same form: one comment
+    paths = media_paths(tracker.get_slot("attachments") or [], "attachments slot",
+                        ticket_id=ticket_id, conversation_id=tracker.sender_id)
+    comment = get_catalog().dialogue.same_incident_comment.format(
+        name=who["name"] or "", phone=who["phone"] or tracker.sender_id,
+        description=tracker.get_slot("description") or "")
+    try:
+        record = await asyncio.to_thread(_add_report, ticket_id, report_id, comment, paths,
+                                         correlation_id)
+    except Exception:
+        logger.exception("report not added to the ticket of the same incident",
+                         extra={"ticket_id": ticket_id})
+        dispatcher.utter_message(response="utter_ticket_record_failed")
+        return
+    logger.info("report joined the ticket of the same incident",
+                extra={"ticket_id": ticket_id, "conversation_id": tracker.sender_id})
+    dispatcher.utter_message(response="utter_report_added_to_ticket",
+                             number=same_incident.shown_number(record))
+    await _react_to_report(tracker, started)  # in a group, ✅ on this report too
+
+
+def _add_report(ticket_id: str, report_id: str, comment: str, paths: List[str],
+                correlation_id: str) -> TicketRecord:
+    """Blocking: the ledger and RQ. With Zoho, a comment and the files go to its ticket
+    (once each, by id); without it the ledger's description keeps the report."""
+    ledger = get_ledger()
+    record = ledger.get(ticket_id)
+    if record is None:
+        raise KeyError(f"no ticket {ticket_id}")
+    attachments = ledger.add_attachments(ticket_id, paths) if paths else []
+    if load_zoho() is None:
+        ledger.add_report(ticket_id, report_id, comment)
+        return ledger.get(ticket_id)
+    connection = _queue_connection()
+    enqueue_addition(connection, ticket_id, zoho_config(), comment_text=comment,
+                     addition_id=f"{ticket_id}:report:{report_id}",
+                     correlation_id=correlation_id)
+    for index, path in enumerate(attachments):
+        if path in paths:
+            enqueue_addition(connection, ticket_id, zoho_config(), attachment_path=path,
+                             addition_id=f"{ticket_id}:attachment:{index}",
+                             correlation_id=correlation_id)
+    return record
 
 
 async def _react_to_report(tracker: Tracker, started: float) -> None:

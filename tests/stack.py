@@ -51,8 +51,8 @@ TEST_FOLLOWUP_SETTINGS = {
 
 
 def test_config_dir(work: Path) -> Path:
-    """config/ with TEST_CHANNEL_SETTINGS applied to channels.yml (and
-    TEST_FOLLOWUP_SETTINGS to followups.yml)."""
+    """config/ with TEST_CHANNEL_SETTINGS applied to channels.yml, TEST_FOLLOWUP_SETTINGS to
+    followups.yml and the same-incident check within groups (dialogue.yml)."""
     import shutil
 
     import yaml
@@ -69,6 +69,13 @@ def test_config_dir(work: Path) -> Path:
     for (section, key), value in TEST_FOLLOWUP_SETTINGS.items():
         followups.setdefault(section, {})[key] = value
     (target / "followups.yml").write_text(yaml.safe_dump(followups), encoding="utf-8")
+    # one outage, one ticket compares within a group here: every test of the session shares
+    # one ledger, and most report the POS of store 42 from a chat of their own (the "all"
+    # scope is tested in tests/actions/test_same_incident.py)
+    dialogue = yaml.safe_load((target / "dialogue.yml").read_text(encoding="utf-8"))
+    dialogue["same_incident"]["scope"] = "group"
+    (target / "dialogue.yml").write_text(yaml.safe_dump(dialogue, allow_unicode=True),
+                                         encoding="utf-8")
     return target
 
 

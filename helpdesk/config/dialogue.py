@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Dict, Tuple
 
 from helpdesk.config.reader import read_yaml, require_key
+from helpdesk.errors import ConfigError
 from helpdesk.text import fold
 
 
@@ -28,6 +29,13 @@ class DialogueConfig:
     recent_tickets: int
     add_files_within_minutes: float
     state_labels: Dict[str, str]
+    same_incident_minutes: float
+    same_incident_fields: Tuple[str, ...]
+    same_incident_scope: str
+    same_incident_comment: str
+
+
+SAME_INCIDENT_FIELDS = ("store", "system", "department", "classification")
 
 
 def load_dialogue(path: Path) -> DialogueConfig:
@@ -35,6 +43,26 @@ def load_dialogue(path: Path) -> DialogueConfig:
     ticket = require_key(data, "ticket", dict, str(path))
     channel = require_key(data, "channel", dict, str(path))
     status = require_key(data, "status", dict, str(path))
+    same = data.get("same_incident") or {}
+    if not isinstance(same, dict):
+        raise ConfigError(f"{path}: same_incident must be a mapping")
+    minutes = same.get("window_minutes", 0) or 0
+    if isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or minutes < 0:
+        raise ConfigError(f"{path}: same_incident.window_minutes must be minutes (0: off)")
+    fields = tuple(str(f) for f in (same.get("match") or ()))
+    unknown = [f for f in fields if f not in SAME_INCIDENT_FIELDS]
+    if unknown or (minutes and not fields):
+        raise ConfigError(f"{path}: same_incident.match must name some of "
+                          f"{', '.join(SAME_INCIDENT_FIELDS)}, not {unknown or 'nothing'}")
+    scope = same.get("scope", "all")
+    if scope not in ("all", "group"):
+        raise ConfigError(f"{path}: same_incident.scope must be 'all' or 'group', not {scope!r}")
+    comment = str(same.get("comment") or "{description}")
+    try:
+        comment.format(name="", phone="", description="")
+    except (KeyError, IndexError, ValueError) as error:
+        raise ConfigError(f"{path}: same_incident.comment may use {{name}}, {{phone}} and "
+                          f"{{description}} only ({error!r})") from error
     return DialogueConfig(
         store_max_attempts=require_key(ticket, "store_max_attempts", int, f"{path}: ticket"),
         prefill_description_min_words=require_key(
@@ -64,4 +92,8 @@ def load_dialogue(path: Path) -> DialogueConfig:
             str(k): str(v)
             for k, v in require_key(status, "state_labels", dict, f"{path}: status").items()
         },
+        same_incident_minutes=float(minutes),
+        same_incident_fields=fields,
+        same_incident_scope=scope,
+        same_incident_comment=comment,
     )

@@ -262,6 +262,51 @@ class Ledger:
             ).all()
         return [_row_to_record(row) for row in rows]
 
+    def same_incident(self, fields: Dict[str, str], since: float,
+                      conversation_prefix: Optional[str] = None) -> Optional[TicketRecord]:
+        """The newest ticket recorded since `since` whose `fields` (store, system, ...) equal
+        these values, not closed in Zoho Desk and not refused by it; with
+        `conversation_prefix`, only tickets of conversations whose id starts with it (one
+        WhatsApp group's). None when there is none or a value is missing."""
+        if not fields or any(not value for value in fields.values()):
+            return None
+        query = select(tickets_table).where(
+            tickets_table.c.created_at >= since,
+            tickets_table.c.state != FAILED,
+            or_(tickets_table.c.zoho_status_type.is_(None),
+                tickets_table.c.zoho_status_type != "Closed"),
+            *[tickets_table.c[name] == value for name, value in fields.items()],
+        )
+        if conversation_prefix:
+            escaped = (conversation_prefix.replace("\\", "\\\\").replace("%", "\\%")
+                       .replace("_", "\\_"))
+            query = query.where(tickets_table.c.conversation_id.like(escaped + "%",
+                                                                     escape="\\"))
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                query.order_by(tickets_table.c.created_at.desc()).limit(1)).first()
+        return _row_to_record(row) if row else None
+
+    def add_report(self, ticket_id: str, report_id: str, text_: str) -> bool:
+        """Another report of the same incident kept on the ticket (without Zoho Desk, where it
+        would be a comment): appended to the description once. False when already there."""
+        with self.engine.begin() as connection:
+            row = connection.execute(
+                select(tickets_table.c.description).where(tickets_table.c.id == ticket_id)
+                .with_for_update()
+            ).first()
+            if row is None:
+                raise KeyError(f"no ticket {ticket_id}")
+            if text_ in (row.description or ""):
+                return False
+            connection.execute(
+                update(tickets_table).where(tickets_table.c.id == ticket_id)
+                .values(description=f"{row.description}\n\n{text_}", updated_at=time.time())
+            )
+        logger.info("report added to the ticket", extra={"ticket_id": ticket_id,
+                                                         "report_id": report_id})
+        return True
+
     def by_state(self, state: str) -> List[TicketRecord]:
         with self.engine.connect() as connection:
             rows = connection.execute(

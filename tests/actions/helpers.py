@@ -57,6 +57,7 @@ FRESH_TICKET_SLOTS = {
     "attachments": [],
     "error_messages": [],
     "known_fix": None,
+    "same_incident": None,
     "file_added_to_ticket": False,
     "correcting": False,
 }
@@ -67,6 +68,7 @@ TICKET_SLOTS = (
     "attachments",
     "error_messages",
     "known_fix",
+    "same_incident",
     "file_added_to_ticket",
     "system",
     "description",

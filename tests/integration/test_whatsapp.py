@@ -217,6 +217,45 @@ def test_a_group_report_is_quoted_gets_its_earlier_lines_and_the_ticket_reaction
     assert fake_waha.reactions() == [(report_id, "✅")]
 
 
+def test_three_reports_of_one_outage_in_a_group_make_one_ticket_unless_it_is_another(
+        stack, fake_waha, bot_ledger, number):
+    group = "120363" + number
+    chat = f"{group}@g.us"
+    second, third = "54922" + number[5:], "54933" + number[5:]
+    outage = "se cayó el POS en la tienda 42, no podemos vender"
+
+    def said_to(person):
+        return "\n".join(t for t in texts_to(fake_waha.requests, chat) if t.startswith(f"@{person}"))
+
+    def wait_for(person, words, timeout=30):
+        fake_waha.wait_for(lambda seen: words in "\n".join(
+            t for t in texts_to(seen, chat) if t.startswith(f"@{person}")), timeout)
+
+    waha_say(stack, number, outage, group=group)
+    wait_for(number, "Voy a crear este ticket")
+    waha_say(stack, number, "sí", group=group)
+    wait_for(number, "He registrado el ticket HD-")
+    (first,) = bot_ledger.recent_for(f"g{group}-{number}", 5)
+
+    waha_say(stack, second, outage, group=group)
+    wait_for(second, "¿Es el mismo problema?")
+    assert first.reference in said_to(second) and "Voy a crear" not in said_to(second)
+    waha_say(stack, second, "sí", group=group)
+    wait_for(second, "Agregué su reporte al ticket")
+    assert first.reference in said_to(second).split("Agregué su reporte al ticket", 1)[1]
+
+    waha_say(stack, third, outage, group=group)
+    wait_for(third, "¿Es el mismo problema?")
+    waha_say(stack, third, "2", group=group)  # «No, es otro», by its number
+    wait_for(third, "Voy a crear este ticket")
+    waha_say(stack, third, "sí", group=group)
+    wait_for(third, "He registrado el ticket HD-")
+
+    assert bot_ledger.recent_for(f"g{group}-{second}", 5) == []  # joined, no ticket of its own
+    assert len(bot_ledger.recent_for(f"g{group}-{third}", 5)) == 1  # another problem
+    assert "Otro reporte del mismo problema" in bot_ledger.get(first.id).description
+
+
 def test_two_participants_of_one_group_fill_two_forms(stack, fake_waha, number):
     group = "120363" + number
     other = "54922" + number[5:]  # another participant, never the same number

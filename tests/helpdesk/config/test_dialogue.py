@@ -37,3 +37,28 @@ def test_dialogue_setting_missing(config_copy):
     message = catalog_error(config_copy)
     assert str(path) in message
     assert "status: missing 'recent_tickets'" in message
+
+
+def test_shipped_same_incident_settings(catalog):
+    dialogue = catalog.dialogue
+    assert dialogue.same_incident_minutes == 120
+    assert dialogue.same_incident_fields == ("store", "system")
+    assert dialogue.same_incident_scope == "all"
+    assert "{description}" in dialogue.same_incident_comment
+
+
+@pytest.mark.parametrize("key, value, shown", [
+    ("window_minutes", -5, "window_minutes must be minutes"),
+    ("window_minutes", "mucho", "window_minutes must be minutes"),
+    ("match", ["store", "color"], "match must name some of store, system"),
+    ("match", [], "match must name some of"),
+    ("scope", "tienda", "scope must be 'all' or 'group'"),
+    ("comment", "de {quien}", "comment may use {name}, {phone} and {description} only"),
+])
+def test_same_incident_settings_that_cannot_work(config_copy, key, value, shown):
+    path = config_copy / "dialogue.yml"
+    data = load(path)
+    data["same_incident"][key] = value
+    dump(path, data)
+    message = catalog_error(config_copy)
+    assert str(path) in message and shown in message

@@ -555,3 +555,38 @@ def test_processes_opening_a_new_ledger_together_all_succeed(tmp_path):
             process.join(60)
         assert [process.exitcode for process in processes] == [0] * 6
     assert Ledger(database_url).recent_for("nobody", 5) == []
+
+
+def test_same_incident_is_the_newest_open_ticket_with_those_fields(ledger):
+    fields = {"store": "Tienda 42 (Avenida)", "system": "POS"}
+    older = make_ticket("g120363_1-5491100000001", 1.0)
+    newer = make_ticket("g120363_1-5491100000002", 2.0)
+    other = make_ticket("5491100000003", 3.0, system="impresora fiscal")
+    failed = make_ticket("5491100000004", 4.0)
+    for ticket in (older, newer, other, failed):
+        ledger.submit(ticket)
+        time.sleep(0.01)  # created_at apart
+    ledger.mark_failed(failed.id, "Zoho refused it")
+    since = time.time() - 60
+    assert ledger.same_incident(fields, since).id == newer.id
+    assert ledger.same_incident({**fields, "system": "impresora fiscal"}, since).id == other.id
+    assert ledger.same_incident(fields, time.time() + 1) is None  # none in the window
+    assert ledger.same_incident({**fields, "store": None}, since) is None  # a value unknown
+    # one group's conversations only; "_" in the prefix is a character, not a wildcard
+    assert ledger.same_incident(fields, since, "g120363_1-").id == newer.id
+    assert ledger.same_incident(fields, since, "g120363x1-") is None
+    # closed in Zoho Desk: the outage is over, the older open one is the match
+    ledger.mark_delivered(newer.id, "z1", "101")
+    ledger.record_status(newer.id, "Closed", "Closed")
+    assert ledger.same_incident(fields, since).id == older.id
+
+
+def test_add_report_appends_to_the_description_once(ledger):
+    ticket = make_ticket()
+    ledger.submit(ticket)
+    assert ledger.add_report(ticket.id, "r1", "Otro reporte: sin sistema") is True
+    assert ledger.add_report(ticket.id, "r1", "Otro reporte: sin sistema") is False
+    assert ledger.get(ticket.id).description == (
+        "la caja 2 no abre, sale error E-45\n\nOtro reporte: sin sistema")
+    with pytest.raises(KeyError):
+        ledger.add_report("nope", "r2", "x")
