@@ -3,7 +3,7 @@ reporter the Zoho number of their ticket through the real Rasa server's `trigger
 session's action server runs action_announce_ticket_delivered, the channel sends it to the
 fake WAHA. Must hold: the reporter gets the ticket number exactly once when
 
-(a) Rasa is slow to answer: its send is taken by WAHA at once but confirmed after the
+(a) Rasa is slow to answer (also: frozen, below): its send is taken by WAHA at once but confirmed after the
     worker's read timeout (Rasa waits for the confirmation before it answers), so the worker's
     call times out after the user has the message and RQ runs the job again;
 (b) the work horse is SIGKILLed after Rasa answered and before the ticket was marked
@@ -12,11 +12,11 @@ fake WAHA. Must hold: the reporter gets the ticket number exactly once when
     the job again.
 
 Before the fix (workers/announcements.py spoke again on every run until the mark was written)
-both sent the number twice. A real RQ worker (`python -m workers.worker`) on the drill's Redis
-database, the drill's own Rasa server (tests/faults/servers.py), the session's action server
-and ledger. A call that only waited on the conversation's lock (or on a frozen Rasa server)
-says nothing when the worker gives up: Sanic cancels the request's handler once the worker
-closes the connection, before it reaches the action; docs/reliability.md "Announcements".
+both sent the number twice (or more), and so did a Rasa server frozen (SIGSTOP) past the read
+timeout: the call the worker gave up on still ran when the server went on, and so did the
+retry. A real RQ worker (`python -m workers.worker`) on the drill's Redis database, the drill's
+own Rasa server (tests/faults/servers.py), the session's action server and ledger.
+docs/reliability.md "Announcements" says what is promised.
 """
 import os
 import random
@@ -131,12 +131,37 @@ def test_rasa_answering_after_the_read_timeout_announces_once(server, waha, work
     _announce(server, record)
 
     wait_until(lambda: _told(waha, record), 30, what="the number sent")
-    wait_until(lambda: ledger.get(record.id).announced_at, 60, interval=0.2, what="marked announced")
+    wait_until(lambda: ledger.get(record.id).announced_at or len(_told(waha, record)) > 1, 60,
+               interval=0.2, what="marked announced")
     assert "no answer in" in worker.log()  # the first call did time out
     time.sleep(READ_TIMEOUT + 5)  # a retry that spoke again would have reached WAHA by now
     assert len(_told(waha, record)) == 1, _told(waha, record)
+    assert ledger.get(record.id).announced_at
     assert _finished(server, record)
     assert ledger.announcement_spoken(announce_job_id(record.id))
+
+
+def test_a_frozen_rasa_server_past_the_read_timeout_announces_once(server, waha, worker, ledger):
+    """The Rasa server stopped (SIGSTOP) for longer than the read timeout while the job runs
+    (under the server's 5 s Redis socket timeout: a longer freeze times every Redis call out at
+    once, another fault): the first call waits in the server's socket, the worker gives up and
+    RQ runs the job again; when the server goes on it runs the first call (its client gone) and
+    the retry. Must hold: once, not twice (before the fix: twice) and not never."""
+    number = _conversation(server, waha)
+    record = _delivered_ticket(server, ledger, number)
+    group = server["process"].pid
+    os.killpg(group, signal.SIGSTOP)
+    try:
+        _announce(server, record)
+        wait_until(lambda: "no answer in" in worker.log(), 15, interval=0.05,
+                   what="the first call timed out")
+        time.sleep(0.8)  # the retry (1 s later) is on its way
+    finally:
+        os.killpg(group, signal.SIGCONT)
+    wait_until(lambda: ledger.get(record.id).announced_at, 60, interval=0.2, what="marked announced")
+    time.sleep(READ_TIMEOUT + 3)
+    assert len(_told(waha, record)) == 1, _told(waha, record)
+    assert _finished(server, record)
 
 
 def test_a_work_horse_killed_between_speaking_and_marking_announces_once(server, waha, worker, ledger,
