@@ -32,15 +32,16 @@ def queue_delivered(world, record):
                          job_id=announce_job_id(record.id), config=zoho_config())
 
 
-def test_every_try_passes_the_same_key_the_job_id(world):
+def test_the_key_is_the_job_id_and_a_try_answered_5xx_is_tried_again(world):
     record = delivered_unannounced(world)
     world.rasa.fail(1, status=500)  # the first try may have spoken: RQ runs it again
     queue_delivered(world, record)
 
     run_burst(world.env)
 
+    # the fake records the tries it answered 200: the retry's, with the job's id
     tries = world.rasa.triggered(DELIVERED_INTENT)
-    assert [t.entities["announcement"] for t in tries] == [announce_job_id(record.id)]  # the 500 is not recorded
+    assert [t.entities["announcement"] for t in tries] == [announce_job_id(record.id)]
     assert world.ledger.get(record.id).announced_at is not None
     finished = FinishedJobRegistry(queues.DEFAULT, connection=world.redis)
     assert announce_job_id(record.id) in finished.get_job_ids()
