@@ -5,7 +5,16 @@ The worker (workers/announcements.py) triggers EXTERNAL_ticket_delivered (entiti
 ticket_number, priority, reference) or EXTERNAL_ticket_status_changed (ticket_number, status,
 reference); the domain's rules run these actions, which pass the entities to the responses.
 They set no slots, so a form the reporter is filling in meanwhile is left as it was.
+
+Said once: the worker passes the announcement's key too (entity `announcement`: the job id,
+ticket and what is announced). The action records it in the ledger (`announcements`, one
+atomic insert) before it speaks, and says nothing when it was recorded already: a worker's
+retry after a read timeout, or its first call that Rasa ran late (waiting on the conversation's
+lock, or frozen), reaches this action a second time and is silent. Without the ledger (an
+error) the action fails, nothing is said, and the worker's retry tries again. The key is not a
+domain entity on purpose: it influences no prediction (and adding it would mean retraining).
 """
+import asyncio
 import logging
 from typing import Any, Dict, List, Optional, Text
 
@@ -13,9 +22,12 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.common import bind_correlation
+from actions.common import bind_correlation, get_ledger
 
 logger = logging.getLogger(__name__)
+
+# the worker's key of the announcement (workers/announcements.py)
+ANNOUNCEMENT_ENTITY = "announcement"
 
 
 def _entity(tracker: Tracker, name: str) -> Optional[str]:
@@ -42,6 +54,12 @@ class _Announcement:
         if missing:
             logger.error("announcement without its entities; nothing said",
                          extra={"action": self.name(), "missing": missing})
+            return []
+        key = _entity(tracker, ANNOUNCEMENT_ENTITY)
+        if key is not None and not await asyncio.to_thread(
+                get_ledger().record_announcement, key, tracker.sender_id):
+            logger.info("announcement said already; not said again",
+                        extra={"action": self.name(), "announcement": key})
             return []
         dispatcher.utter_message(response=self.response, **{k: v or "" for k, v in values.items()})
         return []

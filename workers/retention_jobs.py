@@ -21,7 +21,7 @@ one pass with the clock given (tests pass their own):
   holds with what is stored, so a turn in flight would bring old events back.
 - the ledger: personal fields of finished tickets blanked (helpdesk.tickets.PERSONAL_FIELDS;
   id, reference, subject, Zoho number and states stay, so the bot still answers an old
-  ticket's status), old notices and handoff rows deleted.
+  ticket's status), old notices, handoff rows and records of announcements said deleted.
 - media files under var/media by modification time (storing the same bytes again renews it).
 - dead letters: jobs in the RQ failed registry of the project's queues that ended before the
   limit, Chatwoot's refused mirror entries (a list, oldest first) and parked WhatsApp messages, in
@@ -145,6 +145,7 @@ def apply_retention(client: redis.Redis, ledger: Ledger, config: RetentionConfig
     counts["tickets_redacted"] = len(ledger.redact_before(cutoff, batch))
     counts["notices_deleted"] = ledger.delete_notices_before(cutoff)
     counts["handoffs_deleted"] = ledger.delete_handoffs_before(cutoff)
+    counts["announcements_deleted"] = ledger.delete_announcements_before(cutoff)
     counts["media_deleted"] = prune_media(media, cutoff)
     counts["failed_jobs_deleted"] = prune_failed_jobs(client, cutoff)
     counts["chatwoot_dead_deleted"] = prune_chatwoot_dead_letters(client, cutoff)

@@ -8,8 +8,9 @@ thread (`asyncio.to_thread`).
 Delivery bookkeeping lives on the ticket row too: `create_sent_at` (a create may have reached
 Zoho: search before creating again), `announce` (who tells the user the Zoho number: the
 submit turn or a worker), the last Zoho status seen, and why a dead letter failed. Notices for
-the support team are rows of `human_notices`, opt-outs rows of `opt_outs`. Retention blanks
-an old ticket's personal fields (`redact_before`) and deletes old notices and handoff rows.
+the support team are rows of `human_notices`, opt-outs rows of `opt_outs`. Announcements said are rows of
+`announcements` (one per ticket and thing announced). Retention blanks an old ticket's
+personal fields (`redact_before`) and deletes old notices, handoff and announcement rows.
 The schema changes only through migrations (helpdesk/tickets/schema.py, Alembic): a change to
 the tables here comes with a new revision in helpdesk/tickets/migrations/versions/.
 """
@@ -156,6 +157,18 @@ opt_outs_table = Table(
     metadata,
     Column("conversation_id", String(128), primary_key=True),
     Column("created_at", Float, nullable=False),
+)
+
+# what a user has been told by an announcement (actions/ticket_announcements.py records it in
+# the same step as it speaks; workers/announcements.py reads it before speaking): one row per
+# announcement, keyed by ticket and what is announced (the job id: "announce-delivered-<ticket>",
+# "announce-status-<ticket>-<change>"), so a retry or a slow first call says nothing again
+announcements_table = Table(
+    "announcements",
+    metadata,
+    Column("key", String(128), primary_key=True),
+    Column("conversation_id", String(128), nullable=False),
+    Column("spoken_at", Float, nullable=False, index=True),
 )
 
 _JSON_FIELDS = ("error_messages", "attachments", "mentioned_users")
@@ -602,6 +615,30 @@ class Ledger:
         with self.engine.connect() as connection:
             return [row.conversation_id for row in connection.execute(
                 select(opt_outs_table.c.conversation_id).order_by(opt_outs_table.c.conversation_id))]
+
+    # announcements said (actions/ticket_announcements.py, workers/announcements.py) ---------
+    def record_announcement(self, key: str, conversation_id: str) -> bool:
+        """Atomically: True when this call is the first to record announcement `key` (its
+        caller speaks), False when it was recorded already (someone spoke: say nothing)."""
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(insert(announcements_table).values(
+                    key=key, conversation_id=conversation_id, spoken_at=time.time()))
+        except IntegrityError:
+            return False
+        return True
+
+    def announcement_spoken(self, key: str) -> Optional[float]:
+        """When announcement `key` was said; None when it was not (yet)."""
+        with self.engine.connect() as connection:
+            return connection.execute(
+                select(announcements_table.c.spoken_at).where(announcements_table.c.key == key)
+            ).scalar()
+
+    def delete_announcements_before(self, cutoff: float) -> int:
+        with self.engine.begin() as connection:
+            return connection.execute(
+                delete(announcements_table).where(announcements_table.c.spoken_at < cutoff)).rowcount
 
     # retention (workers/retention_jobs.py) ----------------------------------------------------
     def redact_before(self, cutoff: float, batch_size: int = 500) -> List[TicketRecord]:

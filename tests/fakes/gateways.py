@@ -168,7 +168,9 @@ class FakeWaha(FakeServer):
     `serve_file(..., lifetime=s)` is deleted s seconds later, as WAHA deletes a message's file
     (after 180 s by default); `file_delay_seconds` stalls each file download that long, a file
     in `stalled_files` is served after that many seconds. A chat in `failing_chats` gets that
-    (status, body) for every send to it (`waha_error` builds WAHA's error bodies)."""
+    (status, body) for every send to it (`waha_error` builds WAHA's error bodies). A send to a
+    chat in `slow_chats` is taken (recorded: the user has the message) at once and answered
+    that many seconds later, as a WAHA slow to confirm."""
 
     def __init__(self, api_key: str = "waha-key", host: str = "127.0.0.1") -> None:
         super().__init__(host)
@@ -179,6 +181,7 @@ class FakeWaha(FakeServer):
         self.file_delay_seconds = 0.0
         self.failing_chats: Dict[str, Tuple[int, Any]] = {}
         self.stalled_files: Dict[str, float] = {}  # file path: seconds its download hangs
+        self.slow_chats: Dict[str, float] = {}  # chat id: seconds a send to it is answered late
 
     def serve_file(self, path: str, data: bytes, mime: str,
                    lifetime: Optional[float] = None) -> str:
@@ -197,6 +200,7 @@ class FakeWaha(FakeServer):
             self.file_delay_seconds = 0.0
             self.failing_chats.clear()
             self.stalled_files.clear()
+            self.slow_chats.clear()
 
     def _file(self, path: str) -> Optional[Tuple[bytes, str]]:
         with self.lock:
@@ -254,6 +258,9 @@ class FakeWaha(FakeServer):
         with self.lock:
             self.sent_count += 1
             number = self.sent_count
+            slow = self.slow_chats.get(chat)
+        if slow:
+            time.sleep(slow)
         return 201, {"id": {"fromMe": True, "remote": chat, "id": f"3EB0{number:016X}",
                             "_serialized": f"true_{chat}_3EB0{number:016X}"}}
 

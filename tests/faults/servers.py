@@ -54,7 +54,8 @@ def database_url(stack: Any, database: int) -> str:
 def drill_server(stack: Any, work: Path, database: int,
                  channels: Dict[Tuple[str, str], Any]) -> Iterator[Dict[str, Any]]:
     """A Rasa server of the drill's own on Redis database `database` (emptied before and
-    after), with these channels.yml settings: {"url", "env", "redis", "log"}."""
+    after), with these channels.yml settings: {"url", "env", "redis", "log", "process"} (the
+    server's process, in a session of its own: its group is the whole server)."""
     config = drill_config(stack, work / "config", channels)
     url = database_url(stack, database)
     env = dict(stack.env, REDIS_URL=url, RASA_PORT=str(free_port()),
@@ -63,7 +64,8 @@ def drill_server(stack: Any, work: Path, database: int,
     client.flushdb()
     process, rasa_url = start_rasa(env, work / "rasa.log")
     try:
-        yield {"url": rasa_url, "env": env, "redis": client, "log": work / "rasa.log"}
+        yield {"url": rasa_url, "env": env, "redis": client, "log": work / "rasa.log",
+               "process": process}
     finally:
         _stop(process)
         client.flushdb()

@@ -144,7 +144,7 @@ def aged(ledger: Ledger, table: str, row_id, when: float) -> None:
         connection.exec_driver_sql(f"UPDATE {table} SET created_at = ? WHERE id = ?", (when, row_id))
 
 
-def test_ledger_personal_fields_notices_and_handoffs_older_than_the_limit_go(redis_client, ledger, tmp_path):
+def test_ledger_personal_fields_notices_handoffs_and_announcements_older_than_the_limit_go(redis_client, ledger, tmp_path):
     old, _ = ledger.submit(make_ticket(1.0))
     ledger.mark_delivered(old.id, "zoho-1", "1001", status="Open", status_type="Open")
     young, _ = ledger.submit(make_ticket(2.0))
@@ -159,10 +159,17 @@ def test_ledger_personal_fields_notices_and_handoffs_older_than_the_limit_go(red
     young_handoff = ledger.record_handoff_request("5491122334455", "asked", "de nuevo", None)
     aged(ledger, "handoff_requests", old_handoff, OLD)
     aged(ledger, "handoff_requests", young_handoff, YOUNG)
+    for key, when in (("announce-delivered-old", OLD), ("announce-delivered-young", YOUNG)):
+        ledger.record_announcement(key, "5491122334455")
+        with ledger.engine.begin() as connection:
+            connection.exec_driver_sql("UPDATE announcements SET spoken_at = ? WHERE key = ?", (when, key))
 
     counts = run_pass(redis_client, ledger, tmp_path / "media")
 
-    assert (counts["tickets_redacted"], counts["notices_deleted"], counts["handoffs_deleted"]) == (1, 1, 1)
+    assert (counts["tickets_redacted"], counts["notices_deleted"], counts["handoffs_deleted"],
+            counts["announcements_deleted"]) == (1, 1, 1, 1)
+    assert ledger.announcement_spoken("announce-delivered-old") is None
+    assert ledger.announcement_spoken("announce-delivered-young") == YOUNG
     gone = ledger.get(old.id)
     assert (gone.description, gone.reporter_name, gone.reporter_phone, gone.affected_person,
             gone.error_messages, gone.mentioned_users) == ("", None, None, None, [], [])

@@ -213,6 +213,19 @@ class BackgroundWorker:
                     frontier.append(int(entry))
         return found
 
+    def work_horse(self) -> Optional[int]:
+        """The pid of the work horse running a job now (RQ forks it into a session of its
+        own), None between jobs."""
+        for pid in self.children():
+            try:
+                with open(f"/proc/{pid}/stat") as handle:
+                    session = int(handle.read().rsplit(")", 1)[1].split()[3])
+            except OSError:
+                continue
+            if session == pid:
+                return pid
+        return None
+
     def kill(self) -> None:
         """SIGKILL the worker and everything it started, as a crash of the machine would."""
         pids = self.children()

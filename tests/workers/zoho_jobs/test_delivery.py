@@ -50,7 +50,8 @@ def test_a_ticket_is_delivered_once_with_every_field(world):
     [told] = world.rasa.triggered("EXTERNAL_ticket_delivered")
     assert told.conversation_id == record.conversation_id
     assert told.entities == {"ticket_number": ticket["ticketNumber"], "priority": "normal",
-                             "reference": record.reference}
+                             "reference": record.reference,
+                             "announcement": f"announce-delivered-{record.id}"}
     assert told.output_channel == "latest" and told.claims["user"]["role"] == "admin"
     assert world.ledger.get(record.id).announced_at is not None
 

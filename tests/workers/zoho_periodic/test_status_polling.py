@@ -31,6 +31,8 @@ def test_a_status_change_is_noticed_and_announced_once(world):
 
     [told] = world.rasa.triggered("EXTERNAL_ticket_status_changed")
     assert told.conversation_id == record.conversation_id
+    key = told.entities.pop("announcement")  # the job's id: one per change
+    assert key.startswith(f"announce-status-{record.id}-")
     assert told.entities == {"ticket_number": record.zoho_ticket_number, "status": "en espera",
                              "reference": record.reference}
     assert world.ledger.get(record.id).zoho_status == "On Hold"
