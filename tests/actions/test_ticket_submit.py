@@ -373,8 +373,10 @@ def test_with_zoho_down_the_turn_says_so_and_the_number_follows(ana, bot_ledger,
     [told] = wait_until(lambda: world.rasa.triggered("EXTERNAL_ticket_delivered"), 30, what="the number")
     delivered = bot_ledger.get(record.id)
     assert told.conversation_id == SENDER
+    # with the announcement's key, by which the action says it once (workers/announcements.py)
     assert told.entities == {"ticket_number": delivered.zoho_ticket_number, "priority": "urgente",
-                             "reference": record.reference}
+                             "reference": record.reference,
+                             "announcement": f"announce-delivered-{record.id}"}
     assert len(world.zoho.tickets) == 1
 
 
