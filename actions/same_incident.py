@@ -22,7 +22,7 @@ from rasa_sdk.types import DomainDict
 from actions.common import FORM_NAME, bind_correlation, get_catalog, get_ledger, latest_intent
 from actions.ticket_extras import SAME_INCIDENT, SAME_INCIDENT_OTHER, current_same_incident
 from helpdesk.config import NO_STORE
-from helpdesk.tickets import TicketRecord
+from helpdesk.tickets import FAILED, TicketRecord
 from helpdesk.whatsapp import group_of
 
 logger = logging.getLogger(__name__)
@@ -51,6 +51,20 @@ def _prefix(conversation_id: str) -> Optional[str]:
     return f"g{group.split('@')[0]}-" if group else None
 
 
+def own_recent_ticket(tracker: Tracker) -> Optional[TicketRecord]:
+    """The ticket this conversation recorded in the last `status.add_files_within_minutes`
+    (blocking: the ledger): "ah, y también la balanza hace lo mismo" may be more about it."""
+    window = get_catalog().dialogue.add_files_within_minutes
+    if window <= 0:
+        return None
+    recent = get_ledger().recent_for(tracker.sender_id, 1)
+    if not recent or recent[0].created_at < time.time() - window * 60:
+        return None
+    if (recent[0].zoho_status_type or "") == "Closed" or recent[0].state == FAILED:
+        return None
+    return recent[0]
+
+
 def find_match(tracker: Tracker) -> Optional[TicketRecord]:
     """The ticket this report may be part of (blocking: the ledger), or None."""
     settings = get_catalog().dialogue
@@ -69,11 +83,24 @@ def find_match(tracker: Tracker) -> Optional[TicketRecord]:
 
 
 async def matching_ticket(tracker: Tracker) -> Optional[TicketRecord]:
+    """The conversation's own ticket of a moment ago, else another reporter's of the same
+    outage, else None."""
     try:
-        return await asyncio.to_thread(find_match, tracker)
+        return (await asyncio.to_thread(own_recent_ticket, tracker)
+                or await asyncio.to_thread(find_match, tracker))
     except Exception:  # the ledger away: no question, the report gets its own ticket
         logger.exception("same-incident lookup failed; the report goes on as a new ticket")
         return None
+
+
+async def about_own_ticket(tracker: Tracker) -> bool:
+    """The step is about this conversation's own recent ticket: asked first, before store and
+    system (what it adds need not name them)."""
+    try:
+        return await asyncio.to_thread(own_recent_ticket, tracker) is not None
+    except Exception:
+        logger.exception("recent ticket lookup failed")
+        return False
 
 
 def shown_number(record: TicketRecord) -> str:
@@ -84,9 +111,12 @@ def shown_number(record: TicketRecord) -> str:
 
 
 async def form_needs_step(tracker: Tracker) -> bool:
-    """Whether the form has the same-incident step now: answered already, or a match to ask
-    about once store, system and description are known."""
+    """Whether the form has the same-incident step now: answered already, a ticket of this
+    conversation of a moment ago, or another one to ask about once store, system and
+    description are known."""
     if current_same_incident(tracker) is not None:
+        return True
+    if await about_own_ticket(tracker):
         return True
     if not all(tracker.get_slot(name) for name in ("store", "system", "description")):
         return False
@@ -129,6 +159,10 @@ class ActionAskSameIncident(Action):
             return [SlotSet(SAME_INCIDENT, SAME_INCIDENT_OTHER), FollowupAction(FORM_NAME)]
         minutes = max(1, round((time.time() - match.created_at) / 60))
         logger.info("same incident offered", extra={"ticket_id": match.id})
+        if match.conversation_id == tracker.sender_id:
+            dispatcher.utter_message(response="utter_more_about_ticket",
+                                     number=shown_number(match), system=match.system or "")
+            return []
         dispatcher.utter_message(response="utter_same_incident", number=shown_number(match),
                                  system=match.system or "", store=match.store or "",
                                  minutes=minutes)

@@ -56,9 +56,13 @@ class ValidateTicketForm(FormValidationAction):
         # one outage, one ticket (actions/same_incident.py): a report matching a ticket just
         # recorded is asked whether it is the same problem; joined, no confirmation follows
         if await same_incident.form_needs_step(tracker):
-            slots.append(SAME_INCIDENT)
+            if await same_incident.about_own_ticket(tracker) or same_incident.joined(tracker):
+                # more about the ticket just made: asked first; added to it, nothing else
+                slots.insert(0, SAME_INCIDENT)
+            else:
+                slots.append(SAME_INCIDENT)
             if same_incident.joined(tracker):
-                return slots
+                return [SAME_INCIDENT]
         # known fixes (issue 5, actions/known_fix.py): a strong knowledge match is suggested
         # before the confirmation; solved by it, the form ends here without a ticket
         if known_fix_config().enabled and await known_fix.form_needs_step(

@@ -250,9 +250,14 @@ async def _join(dispatcher: CollectingDispatcher, tracker: Tracker, ticket_id: s
     report_id = ticket_id_for(tracker.sender_id, started)  # the same form: one comment
     paths = media_paths(tracker.get_slot("attachments") or [], "attachments slot",
                         ticket_id=ticket_id, conversation_id=tracker.sender_id)
-    comment = get_catalog().dialogue.same_incident_comment.format(
-        name=who["name"] or "", phone=who["phone"] or tracker.sender_id,
-        description=tracker.get_slot("description") or "")
+    settings = get_catalog().dialogue
+    template = settings.same_incident_comment
+    if ticket_id == (await asyncio.to_thread(_own_recent_id, tracker)):
+        template = settings.more_comment  # more about the reporter's own ticket
+    description = tracker.get_slot("description") or " ".join(
+        text for text in user_texts_since(tracker, started) if text)
+    comment = template.format(name=who["name"] or "", phone=who["phone"] or tracker.sender_id,
+                              description=description)
     try:
         record = await asyncio.to_thread(_add_report, ticket_id, report_id, comment, paths,
                                          correlation_id)
@@ -266,6 +271,11 @@ async def _join(dispatcher: CollectingDispatcher, tracker: Tracker, ticket_id: s
     dispatcher.utter_message(response="utter_report_added_to_ticket",
                              number=same_incident.shown_number(record))
     await _react_to_report(tracker, started)  # in a group, ✅ on this report too
+
+
+def _own_recent_id(tracker: Tracker) -> Optional[str]:
+    recent = get_ledger().recent_for(tracker.sender_id, 1)
+    return recent[0].id if recent else None
 
 
 def _add_report(ticket_id: str, report_id: str, comment: str, paths: List[str],

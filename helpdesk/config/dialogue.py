@@ -33,6 +33,7 @@ class DialogueConfig:
     same_incident_fields: Tuple[str, ...]
     same_incident_scope: str
     same_incident_comment: str
+    more_comment: str
 
 
 SAME_INCIDENT_FIELDS = ("store", "system", "department", "classification")
@@ -58,11 +59,13 @@ def load_dialogue(path: Path) -> DialogueConfig:
     if scope not in ("all", "group"):
         raise ConfigError(f"{path}: same_incident.scope must be 'all' or 'group', not {scope!r}")
     comment = str(same.get("comment") or "{description}")
-    try:
-        comment.format(name="", phone="", description="")
-    except (KeyError, IndexError, ValueError) as error:
-        raise ConfigError(f"{path}: same_incident.comment may use {{name}}, {{phone}} and "
-                          f"{{description}} only ({error!r})") from error
+    more_comment = str(same.get("more_comment") or "{description}")
+    for key, text in (("comment", comment), ("more_comment", more_comment)):
+        try:
+            text.format(name="", phone="", description="")
+        except (KeyError, IndexError, ValueError) as error:
+            raise ConfigError(f"{path}: same_incident.{key} may use {{name}}, {{phone}} and "
+                              f"{{description}} only ({error!r})") from error
     return DialogueConfig(
         store_max_attempts=require_key(ticket, "store_max_attempts", int, f"{path}: ticket"),
         prefill_description_min_words=require_key(
@@ -96,4 +99,5 @@ def load_dialogue(path: Path) -> DialogueConfig:
         same_incident_fields=fields,
         same_incident_scope=scope,
         same_incident_comment=comment,
+        more_comment=more_comment,
     )

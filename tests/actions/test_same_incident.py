@@ -43,7 +43,9 @@ def ticket_from(sender_id: str, domain, text: str = INCIDENT, entities=ENTITIES)
     conversation.user("sí", "affirm")
     form_turn(conversation)
     conversation.deactivate_form()
-    run(ActionSubmitTicket(), conversation.tracker(), domain)
+    events, _ = run(ActionSubmitTicket(), conversation.tracker(), domain)
+    conversation.apply(events)  # the ticket's slots reset, as Rasa applies them
+    conversation.action("action_listen")
     return conversation
 
 
@@ -173,3 +175,55 @@ def test_with_zoho_the_joined_report_is_one_comment_on_the_zoho_ticket(bot_ledge
     assert INCIDENT in comment["content"]
     assert len(world.zoho.tickets) == 1
     assert bot_ledger.get(first.id).description == first.description  # Zoho keeps it
+
+
+# more about the reporter's own ticket of a moment ago ---------------------------------------
+
+def test_more_about_the_ticket_just_made_is_asked_first_and_added_to_it(bot_ledger, domain):
+    own = ticket_from(FIRST, domain)
+    (first,) = bot_ledger.recent_for(FIRST, 5)
+    more = "ah y también la balanza de carnicería hace lo mismo"
+    own.user(more, "report_incident", [("system", "balanza")], system="balanza")
+    events, _ = form_turn(own)
+    # asked before the store: what it adds need not name one
+    assert slot_events(events)["requested_slot"] == "same_incident"
+    _, dispatcher = run(ActionAskSameIncident(), own.tracker(), domain)
+    asked = rendered(message(dispatcher, "utter_more_about_ticket"))
+    assert first.reference in asked["text"]
+    assert [b["title"] for b in asked["buttons"]] == [f"Agregar al ticket {first.reference}",
+                                                      "Es un problema nuevo"]
+    own.form_asks("same_incident")
+    own.user("1", "affirm")
+    events, _ = form_turn(own)
+    assert slot_events(events)["same_incident"] == first.id
+    own.deactivate_form()
+    _, dispatcher = run(ActionSubmitTicket(), own.tracker(), domain)
+    assert responses(dispatcher) == ["utter_report_added_to_ticket"]
+    assert len(bot_ledger.recent_for(FIRST, 5)) == 1
+    assert bot_ledger.get(first.id).description.endswith(f"Más información de Luis ({FIRST}): {more}")
+
+
+def test_a_new_problem_after_a_ticket_gets_the_form_as_usual(bot_ledger, domain):
+    own = ticket_from(FIRST, domain)
+    own.user("la impresora fiscal de la tienda 12 no imprime", "report_incident",
+             [("system", "impresora fiscal"), ("store", "tienda 12")],
+             system="impresora fiscal", store="tienda 12")
+    form_turn(own)
+    own.form_asks("same_incident")
+    own.user("es un problema nuevo", "deny")
+    events, _ = form_turn(own)
+    assert slot_events(events)["same_incident"] == "other"
+    assert slot_events(events)["requested_slot"] == "confirm_ticket"
+
+
+def test_after_the_window_a_report_is_a_new_form_without_the_question(bot_ledger, domain):
+    own = ticket_from(FIRST, domain)
+    (first,) = bot_ledger.recent_for(FIRST, 5)
+    with bot_ledger.engine.begin() as connection:
+        connection.execute(update(tickets_table).where(tickets_table.c.id == first.id)
+                           .values(created_at=first.created_at - 31 * 60))
+    own.user("la impresora fiscal de la tienda 12 no imprime", "report_incident",
+             [("system", "impresora fiscal"), ("store", "tienda 12")],
+             system="impresora fiscal", store="tienda 12")
+    events, _ = form_turn(own)
+    assert slot_events(events).get("requested_slot") in (None, "confirm_ticket")

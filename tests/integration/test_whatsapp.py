@@ -256,6 +256,29 @@ def test_three_reports_of_one_outage_in_a_group_make_one_ticket_unless_it_is_ano
     assert "Otro reporte del mismo problema" in bot_ledger.get(first.id).description
 
 
+def test_more_about_the_ticket_just_made_goes_to_that_ticket(stack, fake_waha, bot_ledger,
+                                                            number):
+    chat = f"{number}@c.us"
+    waha_say(stack, number, "se cayó el POS en la tienda 42, no podemos vender")
+    fake_waha.wait_for(lambda seen: "Voy a crear este ticket" in "\n".join(texts_to(seen, chat)))
+    waha_say(stack, number, "sí")
+    fake_waha.wait_for(lambda seen: "He registrado el ticket" in "\n".join(texts_to(seen, chat)))
+    (ticket,) = bot_ledger.recent_for(number, 5)
+
+    fake_waha.clear()
+    more = "ah y también la balanza de carnicería hace lo mismo"
+    waha_say(stack, number, more)
+    (question,) = wait_texts(fake_waha, chat, 1)
+    assert question.startswith(f"¿Es sobre el ticket {ticket.reference} que acabamos de "
+                               "registrar, o es un problema nuevo?")  # not "no le he entendido"
+    assert f"1. Agregar al ticket {ticket.reference}" in question
+    waha_say(stack, number, "1")
+    fake_waha.wait_for(lambda seen: "Agregué su reporte al ticket" in "\n".join(
+        texts_to(seen, chat)))
+    assert len(bot_ledger.recent_for(number, 5)) == 1
+    assert bot_ledger.get(ticket.id).description.endswith(f"): {more}")
+
+
 def test_two_participants_of_one_group_fill_two_forms(stack, fake_waha, number):
     group = "120363" + number
     other = "54922" + number[5:]  # another participant, never the same number

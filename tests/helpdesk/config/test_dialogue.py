@@ -54,6 +54,7 @@ def test_shipped_same_incident_settings(catalog):
     ("match", [], "match must name some of"),
     ("scope", "tienda", "scope must be 'all' or 'group'"),
     ("comment", "de {quien}", "comment may use {name}, {phone} and {description} only"),
+    ("more_comment", "{0}", "more_comment may use {name}, {phone} and {description} only"),
 ])
 def test_same_incident_settings_that_cannot_work(config_copy, key, value, shown):
     path = config_copy / "dialogue.yml"
