@@ -11,6 +11,8 @@ the conversation goes to people.
 - Otherwise (or when the handoff cannot be queued): recorded only, `utter_handoff_requested`.
 
 A triggered `EXTERNAL_*` intent (a follow-up worker escalating) is recorded as "escalation".
+A prediction from an old message (one already handed over, or written while paused) does
+nothing: a conversation is never handed over twice for one message.
 """
 import asyncio
 import logging
@@ -35,6 +37,28 @@ from helpdesk.config import chatwoot_config
 logger = logging.getLogger(__name__)
 
 
+# the actions that hand a conversation over (actions/followups.py escalates through this one)
+HANDOFF_ACTIONS = ("action_request_human", "action_followup_escalate")
+
+
+def answered_already(events: List[Dict[Text, Any]]) -> bool:
+    """True when the latest user message must not start a handoff: it was written while the
+    conversation was paused (to the agent, who read it in Chatwoot), or a handoff has already
+    run for it. Either way the prediction came from a history that was answered."""
+    paused = written_while_paused = handed_over = False
+    for event in events:
+        kind = event.get("event")
+        if kind == "pause":
+            paused = True
+        elif kind in ("resume", "restart", "session_started"):
+            paused = False
+        elif kind == "user":
+            written_while_paused, handed_over = paused, False
+        elif kind == "action" and event.get("name") in HANDOFF_ACTIONS:
+            handed_over = True
+    return written_while_paused or handed_over
+
+
 class ActionRequestHuman(Action):
     def name(self) -> Text:
         return "action_request_human"
@@ -43,6 +67,11 @@ class ActionRequestHuman(Action):
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> List[Dict[Text, Any]]:
         correlation_id = bind_correlation(tracker)
+        if answered_already(tracker.applied_events()):
+            # predicted again from an old message (a fallback reverted the message after it):
+            # that message was handed over already, or was written to the agent while paused
+            logger.warning("handoff not repeated: the latest user message was already handed over")
+            return []
         in_form = bool(tracker.active_loop.get("name"))
         intent = latest_intent(tracker) or ""
         reason = "escalation" if intent.startswith("EXTERNAL_") else ("during_ticket" if in_form else "asked")

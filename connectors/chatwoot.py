@@ -17,9 +17,10 @@ What it does:
   too: they carry our `source_id`, or their id was recorded when we posted them, or their
   sender is the user our API token writes as; none of them is relayed.
 - the conversation resolved (`conversation_status_changed`, `conversation_updated` with a
-  status change, or an agent bot's `conversation_resolved`) while it is with a person: the
-  hand-back is queued (workers.chatwoot_jobs.resume_conversation resumes Rasa and tells
-  the user).
+  status change, or an agent bot's `conversation_resolved`): the hand-back is queued
+  (workers.chatwoot_jobs.resume_conversation resumes Rasa and tells the user). Marked as with
+  a person or not: a conversation whose mark expired is still paused in Rasa, and the job
+  asks Rasa before it resumes anything.
 - anything else is answered 200 and skipped, with the reason in the body and the log.
 
 Deliveries are deduped on the Chatwoot message id (and `X-Chatwoot-Delivery` for status
@@ -219,11 +220,13 @@ class ChatwootWebhook:
             ex=self.options.webhook_dedupe_ttl,
         ):
             return Verdict(200, "duplicate")
-        if not handoff.is_marked(self.client, owner):
-            return Verdict(200, "ignored: the bot already has the conversation")
+        # without the mark (expired, or its handoff write dead-lettered) the conversation may
+        # still be paused in Rasa: the job asks Rasa and resumes it if so
+        marked = handoff.is_marked(self.client, owner)
         handoff.enqueue_resume(self.client, owner, self.options.retry_intervals, correlation_id_var.get())
-        logger.info("conversation resolved by an agent; hand-back queued", extra={"conversation_id": owner})
-        return Verdict(200, "resuming")
+        logger.info("conversation resolved by an agent; hand-back queued",
+                    extra={"conversation_id": owner, "marked": marked})
+        return Verdict(200, "resuming" if marked else "resuming if paused")
 
 
 class ChatwootInput(InputChannel):

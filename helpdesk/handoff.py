@@ -1,18 +1,22 @@
 """Handing a conversation to a person and back: the "with a person" mark and the texts.
 
 A conversation handed to Chatwoot agents is marked in Redis (`handoff_requested` key) from
-the handoff until the agent resolves it; the mark is what lets exactly one "resolved" hand it
-back to the bot. The note for the agent and the escalation message for the support chat are
+the handoff until it goes back to the bot; the mark lets exactly one "resolved" hand it back.
+The mark is not the only way back: a conversation whose mark expired or was never written is
+still paused in Rasa, and the resume job asks Rasa (helpdesk.rasa_api.conversation_paused), so
+an agent's "resolved", an operator's command or the maximum pause resumes any paused one. The note for the agent and the escalation message for the support chat are
 built here from plain values (slots, recent user texts), with the wording of
 `config/chatwoot.yml`.
 """
 import json
+import math
 import re
-import time
+from datetime import datetime, timezone
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from helpdesk import chatwoot
 from helpdesk import queues, redis_keys
+from helpdesk.clock import redis_now
 from helpdesk.config import chatwoot_config
 from helpdesk.rasa_api import resume_conversation
 from helpdesk.settings import support_escalation_chat
@@ -23,14 +27,28 @@ SUMMARY_FIELDS = ("store", "system", "priority", "person", "description")
 
 
 # the mark ---------------------------------------------------------------------------------
-def mark(client: Any, conversation_id: str, reason: str, max_seconds: int) -> None:
-    """Sync Redis: the conversation is with a person from now on."""
-    value = json.dumps({"since": time.time(), "reason": reason})
+def mark(client: Any, conversation_id: str, reason: str, max_seconds: int) -> float:
+    """Sync Redis: the conversation is with a person from now on. Returns the time of the
+    handoff (epoch seconds by the Redis server's clock, helpdesk/clock.py), which names it."""
+    since = redis_now(client)
+    value = json.dumps({"since": since, "reason": reason})
     client.set(redis_keys.handoff_requested(conversation_id), value, ex=max_seconds)
+    return since
 
 
 def is_marked(client: Any, conversation_id: str) -> bool:
     return bool(client.exists(redis_keys.handoff_requested(conversation_id)))
+
+
+def marked_since(client: Any, conversation_id: str) -> Optional[float]:
+    """The time of the handoff the mark records, None without a mark (or an unreadable one)."""
+    raw = client.get(redis_keys.handoff_requested(conversation_id))
+    if raw is None:
+        return None
+    try:
+        return float(json.loads(raw)["since"])
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def clear(client: Any, conversation_id: str) -> bool:
@@ -119,15 +137,23 @@ RESUME_JOB = queues.RESUME_CONVERSATION
 RESUME_QUEUE = queues.CHATWOOT
 
 
+# why a conversation goes back to the bot (workers.chatwoot_jobs.resume_conversation)
+RESOLVED = "resolved"  # an agent resolved it in Chatwoot
+OPERATOR = "operator"  # `python -m workers.chatwoot_jobs resume <conversation>`
+EXPIRED = "expired"  # nobody resolved it within handoff.max_pause_seconds
+CAUSES = (RESOLVED, OPERATOR, EXPIRED)
+
+
 def enqueue_resume(client: Any, conversation_id: str, retry_intervals: Sequence[int],
-                   correlation_id: Optional[str] = None) -> str:
-    """Queue the hand-back of a conversation to the bot (the agent resolved it). Sync Redis."""
+                   correlation_id: Optional[str] = None, cause: str = RESOLVED) -> str:
+    """Queue the hand-back of a conversation to the bot (the agent resolved it, or an
+    operator asked). Sync Redis."""
     from rq import Queue, Retry
 
     intervals = list(retry_intervals)
     job = Queue(RESUME_QUEUE, connection=client).enqueue_call(
         RESUME_JOB,
-        args=(conversation_id,),
+        args=(conversation_id, cause),
         timeout=300,
         result_ttl=3600,
         failure_ttl=30 * 24 * 3600,
@@ -136,6 +162,35 @@ def enqueue_resume(client: Any, conversation_id: str, retry_intervals: Sequence[
         description="hand a conversation back to the bot",
     )
     return job.id
+
+
+def schedule_expiry(client: Any, conversation_id: str, since: float, max_pause_seconds: int,
+                    retry_intervals: Sequence[int], correlation_id: Optional[str] = None) -> Optional[str]:
+    """Queue the bot's own return `max_pause_seconds` after the handoff made at `since` (by
+    the Redis server's clock, the one RQ's scheduler reads). The job hands back only that
+    handoff: a later one has its own. None when the maximum pause is 0 (never). Sync Redis."""
+    if max_pause_seconds <= 0:
+        return None
+    from rq import Queue, Retry
+
+    intervals = list(retry_intervals)
+    job = Queue(RESUME_QUEUE, connection=client).enqueue_at(
+        # RQ keeps whole seconds: rounded up, the pause is never shorter
+        datetime.fromtimestamp(math.ceil(since + max_pause_seconds), timezone.utc),
+        RESUME_JOB, conversation_id, EXPIRED, since,
+        job_id=f"handoff-expiry-{_job_safe(conversation_id)}-{int(since * 1000)}",
+        job_timeout=300,
+        result_ttl=3600,
+        failure_ttl=30 * 24 * 3600,
+        retry=Retry(max=len(intervals), interval=intervals),
+        meta={"correlation_id": correlation_id} if correlation_id else {},
+        description="hand a conversation back to the bot after the maximum pause",
+    )
+    return job.id
+
+
+def _job_safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "_", text)
 
 
 def resume_rasa_conversation(conversation_id: str, *, connect_timeout: float,
@@ -158,9 +213,10 @@ def hand_over(conversation_id: str, *, reason: str, reporter_name: Optional[str]
               recent_texts: Sequence[str], correlation_id: Optional[str] = None) -> str:
     """Give the conversation to people. Blocking (Redis): async callers use a thread.
 
-    With Chatwoot: the conversation is marked as with a person and its Chatwoot conversation
-    is queued to open with the handoff labels and a private note; returns "chatwoot" (the
-    caller pauses the Rasa conversation). Without Chatwoot but with SUPPORT_ESCALATION_CHAT:
+    With Chatwoot: the conversation is marked as with a person, its Chatwoot conversation
+    is queued to open with the handoff labels and a private note, and the bot's own return
+    after `handoff.max_pause_seconds` is scheduled; returns "chatwoot" (the caller pauses the
+    Rasa conversation). Without Chatwoot but with SUPPORT_ESCALATION_CHAT:
     the spec's escalation message goes there (helpdesk.whatsapp.send.send_text); returns
     "support_chat" (the bot stays on: nobody would hand it back). Otherwise "recorded".
     Raises what Redis or the WhatsApp sender raise.
@@ -171,9 +227,11 @@ def hand_over(conversation_id: str, *, reason: str, reporter_name: Optional[str]
         note = handoff_note(texts, reason=reason, reporter_name=reporter_name,
                             reporter_phone=reporter_phone, slots=slots, recent_user_texts=recent_texts)
         client = chatwoot.redis_client()
-        mark(client, conversation_id, reason, options.handoff_max_seconds)
+        since = mark(client, conversation_id, reason, options.handoff_max_seconds)
         try:
             chatwoot.open_handoff(conversation_id, note, correlation_id)
+            schedule_expiry(client, conversation_id, since, options.handoff_max_pause_seconds,
+                            options.retry_intervals, correlation_id)
         except Exception:
             clear(client, conversation_id)
             raise

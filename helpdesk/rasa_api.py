@@ -1,6 +1,6 @@
 """The one client of the Rasa server, for workers, actions and `make shell` (sync,
 `requests`): `trigger_intent` to speak to a user, `resume_conversation` to give a conversation
-back to the bot after a person, and `rest_message` to talk through the REST channel.
+back to the bot after a person (`conversation_paused` tells whether it is with one), and `rest_message` to talk through the REST channel.
 
     POST http://127.0.0.1:{RASA_PORT}/conversations/{id}/trigger_intent?output_channel=latest
     Authorization: Bearer <JWT>
@@ -177,16 +177,25 @@ def resume_conversation(
     connect_timeout: float = 3.0,
     read_timeout: float = 30.0,
 ) -> None:
-    """Append Rasa's `resume` event to the conversation's tracker
+    """Append Rasa's `resume` event and an `action_listen` to the conversation's tracker
     (`POST /conversations/{id}/tracker/events`), so the bot answers the user again after a
-    person. Appending it twice is harmless. Raises RasaUnavailable (no answer, 5xx) or
-    RasaRejected (4xx)."""
+    person.
+
+    The `action_listen` is what a turn ends with when the bot is not paused: while paused,
+    Rasa logs the user's messages and predicts nothing, so the tracker ends with the handoff
+    action followed by whatever the user wrote to the agent. Without it, the next intent (the
+    resume intent the job triggers) would be read as coming right after the handoff action, no
+    rule would match, Rasa's fallback would revert it and predict again from the old "quiero
+    hablar con una persona": a second handoff. With it, the next message starts a fresh turn.
+    Appending both twice is harmless. Raises RasaUnavailable (no answer, 5xx) or RasaRejected
+    (4xx)."""
     settings = settings or load_settings()
     url = f"{rasa_url(settings)}/conversations/{quote(conversation_id, safe='')}/tracker/events"
     params = {"include_events": "NONE"}
     http = session or requests
+    events = [{"event": "resume"}, {"event": "action", "name": "action_listen"}]
     try:
-        response = http.post(url, params=params, json=[{"event": "resume"}],
+        response = http.post(url, params=params, json=events,
                              headers=api_headers(settings), timeout=(connect_timeout, read_timeout))
     except requests.RequestException as error:
         raise RasaUnavailable(f"Rasa resume: {type(error).__name__}") from error
@@ -194,6 +203,35 @@ def resume_conversation(
         raise RasaUnavailable(f"Rasa resume answered {response.status_code}")
     if response.status_code >= 400:
         raise RasaRejected(f"Rasa resume answered {response.status_code}: {response.text[:300]}")
+
+
+def conversation_paused(
+    conversation_id: str,
+    *,
+    settings: Optional[Settings] = None,
+    session: Optional[requests.Session] = None,
+    connect_timeout: float = 3.0,
+    read_timeout: float = 30.0,
+) -> bool:
+    """Whether the bot is paused in the conversation (`GET /conversations/{id}/tracker`, its
+    `paused` field): the truth about a handoff when its Redis mark has expired or was never
+    written. Raises RasaUnavailable (no answer, 5xx) or RasaRejected (4xx)."""
+    settings = settings or load_settings()
+    url = f"{rasa_url(settings)}/conversations/{quote(conversation_id, safe='')}/tracker"
+    http = session or requests
+    try:
+        response = http.get(url, params={"include_events": "NONE"}, headers=api_headers(settings),
+                            timeout=(connect_timeout, read_timeout))
+    except requests.RequestException as error:
+        raise RasaUnavailable(f"Rasa tracker: {type(error).__name__}") from error
+    if response.status_code >= 500:
+        raise RasaUnavailable(f"Rasa tracker answered {response.status_code}")
+    if response.status_code >= 400:
+        raise RasaRejected(f"Rasa tracker answered {response.status_code}: {response.text[:300]}")
+    try:
+        return bool(response.json().get("paused"))
+    except (ValueError, AttributeError) as error:
+        raise RasaUnavailable("Rasa tracker: the answer is not a tracker") from error
 
 
 def _before_sending(error: Exception) -> bool:

@@ -1,6 +1,6 @@
 """The real stack for integration tests and fault drills: Redis, the action server, the Rasa
 server with the trained model and the ingress, started once per session on free ports, stopped
-at the end. A pytest plugin (pytest.ini `-p tests.stack`), so tests/integration/ and
+at the end, with the fake WhatsApp gateways and a fake Chatwoot (so a handoff pauses the bot). A pytest plugin (pytest.ini `-p tests.stack`), so tests/integration/ and
 tests/faults/ share one stack; tests import its helpers from here."""
 import json
 import os
@@ -20,6 +20,7 @@ import requests
 from helpdesk.launch import stack_env
 from helpdesk.rasa_api import signed_api_token
 from tests.conftest import PROJECT, free_port, wait_for_port
+from tests.fakes.chatwoot import FakeChatwoot
 from tests.fakes.gateways import FakeMeta, FakeWaha
 
 # HELPDESK_TEST_MODEL: test another trained model (one trained into a private directory)
@@ -33,6 +34,7 @@ META_TOKEN = "meta-token"
 META_SECRET = "meta-app-secret"
 META_VERIFY = "meta-verify-token"
 META_PHONE_ID = "106540352242922"
+CHATWOOT_WEBHOOK_TOKEN = "chatwoot-webhook-token"  # the agent webhook's ?token= (Chatwoot's way)
 # channel settings for tests: quick retries, so outages end within a test
 TEST_CHANNEL_SETTINGS = {
     ("outbound", "outbox_backoff_seconds"): [0.2, 0.5, 1],
@@ -169,6 +171,14 @@ def fake_meta() -> Iterator[FakeMeta]:
         yield server
 
 
+@pytest.fixture(scope="session")
+def fake_chatwoot() -> Iterator[FakeChatwoot]:
+    """The session's Chatwoot: every conversation is mirrored into it and a handoff pauses
+    the bot until an agent resolves (tests/integration/test_handback.py)."""
+    with FakeChatwoot() as server:
+        yield server
+
+
 def gateway_env(fake_waha: FakeWaha, fake_meta: FakeMeta) -> Dict[str, str]:
     return {
         "WAHA_BASE_URL": fake_waha.url,
@@ -185,12 +195,14 @@ def gateway_env(fake_waha: FakeWaha, fake_meta: FakeMeta) -> Dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def stack(redis_url: str, fake_waha: FakeWaha, fake_meta: FakeMeta) -> Iterator[Stack]:
+def stack(redis_url: str, fake_waha: FakeWaha, fake_meta: FakeMeta,
+          fake_chatwoot: FakeChatwoot) -> Iterator[Stack]:
     if not MODEL.is_file():
         pytest.fail(f"{MODEL} is missing: run `make train` (make test does it)")
     work = Path(tempfile.mkdtemp(prefix="helpdesk-it-"))
     rasa_port, actions_port = free_port(), free_port()
-    base_env = {**os.environ, **gateway_env(fake_waha, fake_meta),
+    base_env = {**os.environ, **gateway_env(fake_waha, fake_meta), **fake_chatwoot.env(),
+                "CHATWOOT_WEBHOOK_TOKEN": CHATWOOT_WEBHOOK_TOKEN,
                 "HELPDESK_CONFIG_DIR": str(test_config_dir(work))}
     env = stack_env(
         base_env,

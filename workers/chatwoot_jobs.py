@@ -3,12 +3,14 @@
     python -m workers.chatwoot_jobs waiting [--json]   conversations whose mirror is behind
     python -m workers.chatwoot_jobs kick               a new drain job for each of them
     python -m workers.chatwoot_jobs dead [--json]      entries Chatwoot refused for good
+    python -m workers.chatwoot_jobs resume <id>        give a paused conversation back to the bot
 
 - `drain_outbox(conversation_id)`: writes a conversation's Chatwoot outbox, head first
   (helpdesk/chatwoot/outbox.py): mirrored messages, private notes, the handoff, the ticket
   note with labels and custom attributes, status changes.
-- `resume_conversation(conversation_id)`: an agent resolved a handed-over conversation; the
-  Rasa conversation is resumed and the user told (the resume intent's response).
+- `resume_conversation(conversation_id, cause, since)`: a handed-over conversation goes back
+  to the bot (an agent resolved it, an operator ran `resume`, or the maximum pause ran out);
+  the Rasa conversation is resumed and the user told (the resume intent's response).
 
 Messages are written with `source_id` = "helpdesk:<entry id>". After a failure whose outcome
 is unknown (timeout, 5xx) the next attempt first looks at the conversation's latest messages
@@ -254,15 +256,31 @@ class MirrorWriter:
 
 
 # back to the bot --------------------------------------------------------------------------------
-def resume_conversation(conversation_id: str) -> str:
-    """The agent resolved the conversation: resume it in Rasa, trigger the resume intent on
-    the user's channel, then give the Chatwoot conversation back to the bot's status."""
+def resume_conversation(conversation_id: str, cause: str = handoff.RESOLVED,
+                        since: Optional[float] = None) -> str:
+    """Give a conversation that is with a person back to the bot: resume it in Rasa, trigger
+    the resume intent on the user's channel (the expired intent when the maximum pause ran
+    out), then give the Chatwoot conversation back to the bot's status.
+
+    With a person means marked (helpdesk/handoff.py) or, when the mark expired or was never
+    written (its Chatwoot write dead-lettered, Redis lost it), paused in Rasa: any paused
+    conversation can be resumed. `cause` is handoff.RESOLVED (an agent), OPERATOR (the
+    command below) or EXPIRED (scheduled at the handoff made at `since`; a later handoff has
+    its own schedule, so this one then does nothing)."""
     # only the resume job speaks to Rasa: the mirror jobs never load its client
-    from helpdesk.rasa_api import RasaRejected, trigger_intent
+    from helpdesk.rasa_api import RasaRejected, conversation_paused, trigger_intent
 
     options = chatwoot_config()
     client = redis_client()
-    if not handoff.is_marked(client, conversation_id):
+    marked_since = handoff.marked_since(client, conversation_id)
+    marked = marked_since is not None or handoff.is_marked(client, conversation_id)
+    if cause == handoff.EXPIRED and marked_since is not None and since is not None \
+            and abs(marked_since - since) > 0.001:
+        logger.info("maximum pause of an earlier handoff; a later one is under way",
+                    extra={"conversation_id": conversation_id})
+        return "a later handoff"
+    if not marked and not conversation_paused(conversation_id, connect_timeout=options.rasa_connect_timeout,
+                                              read_timeout=options.rasa_read_timeout):
         logger.info("resume skipped: the conversation is not with a person",
                     extra={"conversation_id": conversation_id})
         return "not with a person"
@@ -270,36 +288,45 @@ def resume_conversation(conversation_id: str) -> str:
     claim = redis_keys.handoff_resume_claim(conversation_id)
     if not client.set(claim, token, nx=True, ex=300) and client.get(claim) != token.encode():
         return "another job is resuming it"
+    intent = options.expired_intent if cause == handoff.EXPIRED else options.resume_intent
     try:
         handoff.resume_rasa_conversation(conversation_id, connect_timeout=options.rasa_connect_timeout,
                                          read_timeout=options.rasa_read_timeout)
         route = load_route_sync(client, conversation_id)
         try:
-            trigger_intent(conversation_id, options.resume_intent,
+            trigger_intent(conversation_id, intent,
                            output_channel=route.channel if route else "latest",
                            connect_timeout=options.rasa_connect_timeout,
                            read_timeout=options.rasa_read_timeout)
         except RasaRejected as error:
             # resumed, but the domain cannot answer the intent: say so loudly, do not retry
             logger.error("conversation resumed but the user was not told (domain lacks the resume intent?)",
-                         extra={"conversation_id": conversation_id, "intent": options.resume_intent,
+                         extra={"conversation_id": conversation_id, "intent": intent,
                                 "error": str(error)})
         handoff.clear(client, conversation_id)
     finally:
         client.delete(claim)
     if options.status_after_resume:
         set_status(conversation_id, options.status_after_resume)
-    logger.info("conversation handed back to the bot", extra={"conversation_id": conversation_id})
+    logger.info("conversation handed back to the bot", extra={"conversation_id": conversation_id,
+                                                             "cause": cause, "marked": marked})
     return "resumed"
 
 
 # operators ----------------------------------------------------------------------------------------
-USAGE = "usage: python -m workers.chatwoot_jobs waiting|dead [--json] | kick"
+USAGE = ("usage: python -m workers.chatwoot_jobs waiting|dead [--json] | kick "
+         "| resume <conversation id>")
 
 
 def main(argv: List[str]) -> int:
     """Outbox entries wait at the head while Chatwoot fails; once a conversation's jobs have used
-    their retries (RQ's failed registry), `kick` starts them again. Nothing is lost meanwhile."""
+    their retries (RQ's failed registry), `kick` starts them again. Nothing is lost meanwhile.
+    `resume` gives a paused conversation back to the bot now (marked or not)."""
+    if argv and argv[0] == "resume":
+        if len(argv) != 2 or not argv[1].strip():
+            print(USAGE, file=sys.stderr)
+            return 2
+        return _resume_command(argv[1].strip())
     if not argv or argv[0] not in ("waiting", "kick", "dead"):
         print(USAGE, file=sys.stderr)
         return 2
@@ -322,6 +349,21 @@ def main(argv: List[str]) -> int:
             print(f"{row['conversation_id']}: {row['entry'].get('kind')} {row['error']}")
     if not rows:
         print("nothing" if argv[0] == "dead" else "every mirror is up to date")
+    return 0
+
+
+def _resume_command(conversation_id: str) -> int:
+    """Run the hand-back here and now (Rasa must be up): 0 when the bot has the conversation
+    again (or already had it), 1 when Rasa could not be reached or refused."""
+    # the Rasa client only where it is used, as in resume_conversation (the mirror jobs never load it)
+    from helpdesk.rasa_api import RasaError
+
+    try:
+        result = resume_conversation(conversation_id, handoff.OPERATOR)
+    except RasaError as error:
+        print(f"{conversation_id}: not resumed: {error}", file=sys.stderr)
+        return 1
+    print(f"{conversation_id}: {result}")
     return 0
 
 

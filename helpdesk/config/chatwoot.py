@@ -35,8 +35,10 @@ class ChatwootConfig:
     handoff_team_id: Optional[int]
     handoff_recent_messages: int
     handoff_max_seconds: int
+    handoff_max_pause_seconds: int  # 0: the bot never comes back by itself
     handoff_texts: Dict[str, Any]
     resume_intent: str
+    expired_intent: str
     status_after_resume: Optional[str]
     rasa_connect_timeout: float
     rasa_read_timeout: float
@@ -177,8 +179,10 @@ def load_chatwoot_config(path: Path) -> ChatwootConfig:
         handoff_team_id=handoff.optional_id("team_id"),
         handoff_recent_messages=handoff.integer("recent_user_messages", 5, 0),
         handoff_max_seconds=handoff.integer("max_seconds", 2592000, 60),
+        handoff_max_pause_seconds=handoff.integer("max_pause_seconds", 86400, 0),
         handoff_texts=handoff_texts,
         resume_intent=resume.text("intent", "EXTERNAL_handoff_resumed"),
+        expired_intent=resume.text("expired_intent", "EXTERNAL_handoff_expired"),
         status_after_resume=resume.status("status_after", "pending", allow_empty=True),
         rasa_connect_timeout=float(resume.number("connect_timeout_seconds", 3, 0.01)),
         rasa_read_timeout=float(resume.number("read_timeout_seconds", 30, 0.01)),

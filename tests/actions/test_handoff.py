@@ -199,3 +199,71 @@ def test_handoff_when_the_ledger_cannot_be_opened_still_answers(ledger_down, dom
 
     assert responses(dispatcher) == ["utter_handoff_requested"]
     assert slot_events(events) == FRESH_TICKET_SLOTS
+
+
+# never twice for one message, and the bot's own return ------------------------------------------
+def handed_over_then(conversation: Conversation, events) -> Conversation:
+    """The handoff ran for the latest message and Rasa applied its events."""
+    conversation.action("action_request_human").apply(events)
+    return conversation
+
+
+def test_a_message_already_handed_over_is_not_handed_over_again(bot_ledger, domain, with_chatwoot):
+    """Rasa's fallback reverted the resume intent and predicted again from "quiero hablar con
+    una persona" (issue 15): nothing happens a second time."""
+    conversation = Conversation(metadata=REPORTER)
+    conversation.user("quiero hablar con una persona", "request_human")
+    events, _ = run(ActionRequestHuman(), conversation.tracker(), domain)
+    handed_over_then(conversation, events).apply([{"event": "resume"}])
+    with_chatwoot.delete(redis_keys.handoff_requested(SENDER))
+
+    again, dispatcher = run(ActionRequestHuman(), conversation.tracker(), domain)
+
+    assert again == [] and responses(dispatcher) == []
+    assert not handoff.is_marked(with_chatwoot, SENDER)
+    assert len(bot_ledger.handoff_requests(SENDER)) == 1
+
+
+def test_a_message_written_while_paused_does_not_start_a_handoff(bot_ledger, domain, with_chatwoot):
+    conversation = Conversation(metadata=REPORTER)
+    conversation.user("quiero hablar con una persona", "request_human")
+    events, _ = run(ActionRequestHuman(), conversation.tracker(), domain)
+    handed_over_then(conversation, events)
+    conversation.user("quiero hablar con una persona ya", "request_human")  # to the agent, paused
+    conversation.apply([{"event": "resume"}])
+
+    again, dispatcher = run(ActionRequestHuman(), conversation.tracker(), domain)
+
+    assert again == [] and responses(dispatcher) == []
+    assert len(bot_ledger.handoff_requests(SENDER)) == 1
+
+
+def test_after_the_resume_a_new_request_is_handed_over(bot_ledger, domain, with_chatwoot):
+    conversation = Conversation(metadata=REPORTER)
+    conversation.user("quiero hablar con una persona", "request_human")
+    events, _ = run(ActionRequestHuman(), conversation.tracker(), domain)
+    handed_over_then(conversation, events).apply([{"event": "resume"}])
+    conversation.action("action_listen").user("quiero hablar con una persona otra vez", "request_human")
+
+    again, dispatcher = run(ActionRequestHuman(), conversation.tracker(), domain)
+
+    assert responses(dispatcher) == ["utter_handoff_started"]
+    assert again[-1]["event"] == "pause"
+    assert len(bot_ledger.handoff_requests(SENDER)) == 2
+
+
+def test_the_handoff_schedules_the_bot_back_after_the_maximum_pause(bot_ledger, domain, with_chatwoot):
+    from rq.registry import ScheduledJobRegistry
+
+    conversation = Conversation(metadata=REPORTER)
+    conversation.user("quiero hablar con una persona", "request_human")
+    run(ActionRequestHuman(), conversation.tracker(), domain)
+
+    since = handoff.marked_since(with_chatwoot, SENDER)
+    registry = ScheduledJobRegistry("chatwoot", connection=with_chatwoot)
+    [job_id] = [j for j in registry.get_job_ids() if j.startswith("handoff-expiry-")]
+    job = Queue("chatwoot", connection=with_chatwoot).fetch_job(job_id)
+    assert (job.func_name, job.args) == ("workers.chatwoot_jobs.resume_conversation",
+                                         (SENDER, "expired", since))
+    due = registry.get_scheduled_time(job_id).timestamp()
+    assert 0 <= due - (since + chatwoot_config().handoff_max_pause_seconds) < 1

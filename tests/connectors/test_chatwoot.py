@@ -261,15 +261,21 @@ def test_resolved_while_with_a_person_queues_the_hand_back(server, fake, world, 
     assert post(server, payload, delivery_id="d-1") == (200, {"result": "resuming"})
     assert post(server, payload, delivery_id="d-1") == (200, {"result": "duplicate"})
 
-    assert resume_jobs(redis_client) == [("workers.chatwoot_jobs.resume_conversation", (DIRECT,))]
+    assert resume_jobs(redis_client) == [("workers.chatwoot_jobs.resume_conversation", (DIRECT, "resolved"))]
+
+
+def test_resolved_without_the_mark_still_queues_the_hand_back(server, fake, world, redis_client):
+    """The mark expired or its handoff write was dead-lettered: the job asks Rasa whether the
+    conversation is paused (tests/workers/chatwoot_jobs/test_resume.py) before resuming it."""
+    conversation = world["ids"][DIRECT]
+    fake.agent_sets_status(conversation, "resolved")
+
+    assert post(server, fake.status_webhook(conversation))[1]["result"] == "resuming if paused"
+    assert resume_jobs(redis_client) == [("workers.chatwoot_jobs.resume_conversation", (DIRECT, "resolved"))]
 
 
 def test_status_changes_that_do_not_hand_back(server, fake, world, redis_client):
     conversation = world["ids"][DIRECT]
-    fake.agent_sets_status(conversation, "resolved")
-    # resolved, but the bot has it already (the agent closed a conversation nobody handed over)
-    assert post(server, fake.status_webhook(conversation))[1]["result"] == "ignored: the bot already has the conversation"
-
     handoff.mark(redis_client, DIRECT, "asked", 3600)
     fake.agent_sets_status(conversation, "open")
     assert post(server, fake.status_webhook(conversation, previous="pending"))[1]["result"] == "ignored: status 'open'"

@@ -3,6 +3,8 @@ conversation, with Rasa's behaviour where it matters.
 
 - `POST /conversations/{id}/tracker/events` with a list of events (`pause`,
   `resume`, ...): appended to the tracker; answers the tracker state.
+- `GET /conversations/{id}/tracker`: the tracker state (`paused`, and the events unless
+  `include_events=NONE`).
 - `POST /conversations/{id}/trigger_intent?output_channel=…` with
   `{"name", "entities"}`: 404 when the intent is not in the domain; otherwise the intent is
   logged and, unless the conversation is paused (Rasa predicts nothing then), the response the
@@ -57,10 +59,15 @@ class FakeRasa:
             def log_message(self, *args: Any) -> None:
                 pass
 
+            def do_GET(self) -> None:  # noqa: N802
+                self._answer(*fake._handle(self.path, None, self.headers, method="GET"))
+
             def do_POST(self) -> None:  # noqa: N802
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
-                status, body = fake._handle(self.path, raw, self.headers)
+                self._answer(*fake._handle(self.path, raw, self.headers))
+
+            def _answer(self, status: int, body: Any) -> None:
                 data = json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -100,7 +107,8 @@ class FakeRasa:
                 "events": list(self.events.get(conversation_id, [])) if include_events else None,
                 "slots": {}, "latest_message": {}, "latest_action_name": None}
 
-    def _handle(self, raw_path: str, raw: bytes, headers: Any = None) -> Tuple[int, Any]:
+    def _handle(self, raw_path: str, raw: Optional[bytes], headers: Any = None,
+                method: str = "POST") -> Tuple[int, Any]:
         parsed = urlparse(raw_path)
         query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
         try:
@@ -108,12 +116,13 @@ class FakeRasa:
         except ValueError:
             body = None
         with self.lock:
-            self.calls.append({"path": parsed.path, "query": query, "json": body,
+            self.calls.append({"method": method, "path": parsed.path, "query": query, "json": body,
                                "authorization": (headers or {}).get("Authorization")})
             if self.failures:
                 status = self.failures.pop(0)
                 return self._error(status, "ServerError", "injected failure")
-            match = re.match(r"^/conversations/([^/]+)/(tracker/events|trigger_intent)$", parsed.path)
+            endpoints = "tracker" if method == "GET" else "tracker/events|trigger_intent"
+            match = re.match(rf"^/conversations/([^/]+)/({endpoints})$", parsed.path)
             refused = rasa_auth.refusal(headers or {}, self.token,
                                         unquote(match.group(1)) if match else None)
             if refused:
@@ -122,6 +131,8 @@ class FakeRasa:
                 return self._error(404, "NotFound", "not found")
             conversation_id, endpoint = unquote(match.group(1)), match.group(2)
             events = self.events.setdefault(conversation_id, [])
+            if endpoint == "tracker":
+                return 200, self._tracker(conversation_id, query.get("include_events") != "NONE")
             if endpoint == "tracker/events":
                 if isinstance(body, dict):
                     body = [body]

@@ -72,3 +72,41 @@ def test_a_slow_rasa_times_out(rasa):
     with pytest.raises(RasaUnavailable, match="no answer"):
         trigger_intent("5491122334455", "EXTERNAL_ticket_delivered", {}, read_timeout=0.3,
                        settings=load_settings())
+
+
+# back from a person ---------------------------------------------------------------------------
+@pytest.fixture
+def tracker_api(monkeypatch):
+    from tests.fakes.rasa_http import FakeRasa as FakeTrackerApi
+
+    with FakeTrackerApi(token="tracker-secret-0123456789abcdef") as fake:
+        monkeypatch.setenv("RASA_PORT", str(fake.port))
+        monkeypatch.setenv("RASA_AUTH_TOKEN", "tracker-secret-0123456789abcdef")
+        yield fake
+
+
+def test_the_resume_ends_the_pause_with_a_listen(tracker_api):
+    """After the pause Rasa predicted nothing for what the user wrote: the `action_listen`
+    makes the next intent a fresh turn (issue 15)."""
+    from helpdesk.rasa_api import conversation_paused, resume_conversation
+
+    tracker_api.events["549110000"] = [{"event": "pause"}, {"event": "user", "text": "gracias, espero"}]
+    assert conversation_paused("549110000") is True
+
+    resume_conversation("549110000")
+
+    assert tracker_api.events["549110000"][-2:] == [{"event": "resume"},
+                                                     {"event": "action", "name": "action_listen"}]
+    assert conversation_paused("549110000") is False
+    assert conversation_paused("549119999") is False  # a conversation Rasa never saw
+
+
+def test_the_paused_question_fails_like_the_other_calls(tracker_api):
+    from helpdesk.rasa_api import conversation_paused
+
+    tracker_api.fail(503)
+    with pytest.raises(RasaUnavailable):
+        conversation_paused("549110000")
+    tracker_api.token = "another-secret-0123456789abcdef"
+    with pytest.raises(RasaRejected):
+        conversation_paused("549110000")

@@ -29,8 +29,9 @@ pytestmark = pytest.mark.usefixtures("stack")
 
 REMINDER = "Sigo a la espera de su respuesta para continuar con el ticket."
 LAST_REMINDER = REMINDER + " Si no responde, avisaré a una persona del equipo de soporte."
-ESCALATED = ("Como no he recibido respuesta, he avisado al equipo de soporte: una persona le "
-             "escribirá por este chat lo antes posible.")
+# the session stack has Chatwoot: the escalation hands the conversation to its agents
+ESCALATED = ("Como no he recibido respuesta, le paso con una persona del equipo de soporte. Le "
+             "escribirá por este chat; mientras tanto, el asistente queda en pausa.")
 FINAL = "El ticket no pudo completarse por falta de información."
 CANCELLED = "De acuerdo, he cancelado el registro del ticket. No se ha creado nada."
 

@@ -117,3 +117,78 @@ def test_wrong_rasa_token_keeps_the_conversation_with_people(env, rasa, redis_cl
 
     assert rasa.paused(CONVERSATION)
     assert handoff.is_marked(redis_client, CONVERSATION)
+
+
+# a paused conversation whose mark is gone (issue 13) ---------------------------------------------
+EXPIRED_TEXT = "Ha pasado un tiempo sin que el equipo de soporte cerrara la conversación."
+EXPIRED_INTENT = "EXTERNAL_handoff_expired"
+
+
+def test_a_resolve_without_the_mark_resumes_a_conversation_paused_in_rasa(env, rasa, redis_client,
+                                                                         handed_over):
+    redis_client.delete(redis_keys.handoff_requested(CONVERSATION))  # expired, or never written
+    resume(redis_client)
+
+    run_worker(env)
+
+    assert not rasa.paused(CONVERSATION)
+    assert rasa.sent == [(CONVERSATION, "waha", BACK)]
+    assert handed_over["status"] == "pending"
+
+
+def test_a_resolve_of_a_conversation_nobody_paused_does_nothing(env, rasa, redis_client, handed_over):
+    redis_client.delete(redis_keys.handoff_requested(CONVERSATION))
+    rasa.events[CONVERSATION] = []  # the bot has it: the agent closed a conversation it never took
+    resume(redis_client)
+
+    run_worker(env)
+
+    assert [e["event"] for e in rasa.events[CONVERSATION]] == [] and rasa.sent == []
+    assert [c["method"] for c in rasa.calls] == ["GET"]
+
+
+def test_the_operator_command_resumes_a_paused_conversation_without_the_mark(env, rasa, redis_client):
+    import subprocess
+    import sys
+
+    from tests.conftest import PROJECT
+
+    command = [sys.executable, "-m", "workers.chatwoot_jobs", "resume", CONVERSATION]
+    finished = subprocess.run(command, cwd=PROJECT, env=env, capture_output=True, text=True, timeout=60)
+
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert finished.stdout.strip() == f"{CONVERSATION}: resumed"
+    assert not rasa.paused(CONVERSATION)
+    assert rasa.sent == [(CONVERSATION, "waha", BACK)]
+
+    again = subprocess.run(command, cwd=PROJECT, env=env, capture_output=True, text=True, timeout=60)
+    assert again.stdout.strip() == f"{CONVERSATION}: not with a person" and rasa.sent == [
+        (CONVERSATION, "waha", BACK)]
+
+    rasa.token = "another-token"
+    refused = subprocess.run(command, cwd=PROJECT, env=env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1 and "not resumed" in refused.stderr
+
+
+def test_the_maximum_pause_resumes_without_the_mark_and_says_so(env, rasa, redis_client, handed_over):
+    rasa.responses[EXPIRED_INTENT] = EXPIRED_TEXT
+    since = handoff.marked_since(redis_client, CONVERSATION)
+    redis_client.delete(redis_keys.handoff_requested(CONVERSATION))
+    handoff.schedule_expiry(redis_client, CONVERSATION, since - 3600, 1, [0])  # due long ago
+
+    run_worker(env)  # the worker's scheduler moves the due job to the queue, then runs it
+
+    assert not rasa.paused(CONVERSATION)
+    assert rasa.sent == [(CONVERSATION, "waha", EXPIRED_TEXT)]
+
+
+def test_the_maximum_pause_of_an_earlier_handoff_leaves_a_later_one_alone(env, rasa, redis_client,
+                                                                         handed_over):
+    rasa.responses[EXPIRED_INTENT] = EXPIRED_TEXT
+    since = handoff.marked_since(redis_client, CONVERSATION)
+    handoff.schedule_expiry(redis_client, CONVERSATION, since - 3600, 1, [0])  # another handoff's
+
+    run_worker(env)
+
+    assert rasa.paused(CONVERSATION) and rasa.sent == []
+    assert handoff.is_marked(redis_client, CONVERSATION)
