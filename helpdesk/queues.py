@@ -22,6 +22,8 @@ POLL_TICKET_STATUSES = "workers.zoho_periodic.poll_ticket_statuses"
 # chatwoot: the mirror's outbox and the hand-back to the bot (workers/chatwoot_jobs.py)
 DRAIN_CHATWOOT_OUTBOX = "workers.chatwoot_jobs.drain_outbox"
 RESUME_CONVERSATION = "workers.chatwoot_jobs.resume_conversation"
+# chatwoot, periodic: drain jobs again for outboxes whose jobs used their retries
+RECOVER_CHATWOOT_MIRRORS = "workers.chatwoot_jobs.recover_mirrors"
 # default, periodic: deleting what is older than config/retention.yml (workers/retention_jobs.py)
 RUN_RETENTION = "workers.retention_jobs.run_retention"
 # default: the support team told of trouble on the WhatsApp path (workers/whatsapp_jobs.py)
@@ -32,4 +34,4 @@ CLOSE_THREAD = "workers.followup_jobs.close_thread"
 
 JOBS = (DELIVER_TICKET, ADD_TO_TICKET, ANNOUNCE_DELIVERED, ANNOUNCE_STATUS, RECONCILE_DELIVERIES,
         POLL_TICKET_STATUSES, DRAIN_CHATWOOT_OUTBOX, RESUME_CONVERSATION, FOLLOWUP_STEP, CLOSE_THREAD,
-        RUN_RETENTION, NOTIFY_WHATSAPP)
+        RUN_RETENTION, NOTIFY_WHATSAPP, RECOVER_CHATWOOT_MIRRORS)

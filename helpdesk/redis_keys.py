@@ -345,3 +345,8 @@ def metrics_histogram(name: str) -> str:
     """Hash: one shared histogram's bucket counts, sums and counts by label values, written
     by every process that observes it (helpdesk.metrics.shared), read at scrape time."""
     return f"{PREFIX}:metrics:histogram:{name}"
+
+
+def chatwoot_drain_job(conversation_id: str) -> str:
+    """The id of the latest drain job queued for this conversation's Chatwoot outbox."""
+    return f"{PREFIX}:chatwoot:drain_job:{conversation_id}"

@@ -2,12 +2,17 @@
 
     python -m workers.chatwoot_jobs waiting [--json]   conversations whose mirror is behind
     python -m workers.chatwoot_jobs kick               a new drain job for each of them
-    python -m workers.chatwoot_jobs dead [--json]      entries Chatwoot refused for good
+    python -m workers.chatwoot_jobs dead [--json]      entries Chatwoot refused for good, or parked
+    python -m workers.chatwoot_jobs replay ENTRY_ID    a dead letter back into its outbox
     python -m workers.chatwoot_jobs resume <id>        give a paused conversation back to the bot
 
 - `drain_outbox(conversation_id)`: writes a conversation's Chatwoot outbox, head first
   (helpdesk/chatwoot/outbox.py): mirrored messages, private notes, the handoff, the ticket
   note with labels and custom attributes, status changes.
+- `recover_mirrors()`: periodic (every `delivery.recover_interval_seconds`, a chain of time
+  slots like workers/zoho_periodic.py: each run schedules its successor first, so a killed run
+  keeps the chain; the worker's start-up schedules it too): a fresh drain job for each outbox
+  with entries and no live job, so a mirror whose jobs used their retries goes on by itself.
 - `resume_conversation(conversation_id, cause, since)`: a handed-over conversation goes back
   to the bot (an agent resolved it, an operator ran `resume`, or the maximum pause ran out);
   the Rasa conversation is resumed and the user told (the resume intent's response).
@@ -23,12 +28,17 @@ import logging
 import os
 import sys
 import time
+from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Any, Dict, List, Optional, Tuple
 
-from rq import get_current_job
+import redis
+from rq import Queue, get_current_job
+from rq.exceptions import NoSuchJobError
+from rq.job import Job
 
-from helpdesk import handoff, redis_keys
+from helpdesk import handoff, queues, redis_keys
+from helpdesk.clock import redis_now
 from helpdesk.chatwoot import (
     MESSAGE_TYPES,
     ChatwootAuthError,
@@ -46,6 +56,7 @@ from helpdesk.chatwoot import (
     source_id_for,
 )
 from helpdesk.chatwoot import ChatwootOutbox, PermanentFailure
+from helpdesk.chatwoot import DRAIN_LIVE as LIVE
 from helpdesk.circuit import CircuitBreaker
 from helpdesk.whatsapp import ROUTE_TTL_SECONDS, in_media_dir, load_route_sync
 from helpdesk.settings import load_chatwoot, load_settings
@@ -255,6 +266,51 @@ class MirrorWriter:
         return "\n".join(lines)
 
 
+# recovery: no outbox waits for an operator ------------------------------------------------------
+RECOVER = "chatwoot-recover"
+
+
+def schedule_recovery(connection: redis.Redis, options: Optional[ChatwootConfig] = None,
+                      after: Optional[float] = None) -> Optional[str]:
+    """Schedule the recovery pass for the slot after `after` (now, by Redis' clock, the one
+    the scheduler reads); its job id, None when `recover_interval_seconds` is 0."""
+    options = options or chatwoot_config()
+    interval = options.recover_interval
+    if interval <= 0:
+        return None
+    slot = int((after if after is not None else redis_now(connection)) // interval) + 1
+    job_id = f"{RECOVER}-{slot}"
+    try:
+        if Job.fetch(job_id, connection=connection).get_status(refresh=False) in LIVE:
+            return job_id
+    except NoSuchJobError:
+        pass
+    Queue(queues.CHATWOOT, connection=connection).enqueue_at(
+        datetime.fromtimestamp(slot * interval, tz=timezone.utc), queues.RECOVER_CHATWOOT_MIRRORS,
+        job_id=job_id, job_timeout=max(60, interval), result_ttl=interval * 3 + 60, failure_ttl=7 * 24 * 3600,
+    )
+    return job_id
+
+
+def recover_mirrors() -> List[str]:
+    """One recovery pass (see the module docstring). Returns the conversations given a job."""
+    options = chatwoot_config()
+    client = redis_client()
+    job = get_current_job()
+    after = redis_now(client)
+    prefix = f"{RECOVER}-"
+    slot = job.id[len(prefix):] if job is not None and job.id.startswith(prefix) else ""
+    if slot.isdigit() and options.recover_interval > 0:
+        after = max(after, (int(slot) + 0.5) * options.recover_interval)
+    schedule_recovery(client, options, after)  # first: a killed pass keeps the chain
+    if job is not None and not client.set(redis_keys.periodic_run(job.id), "1", nx=True,
+                                          ex=max(60, options.recover_interval * 3)):
+        return []  # this slot already ran
+    if load_chatwoot() is None:
+        return []
+    return ChatwootOutbox(client, options).recover(slot or f"now{int(after)}")
+
+
 # back to the bot --------------------------------------------------------------------------------
 def resume_conversation(conversation_id: str, cause: str = handoff.RESOLVED,
                         since: Optional[float] = None) -> str:
@@ -315,23 +371,32 @@ def resume_conversation(conversation_id: str, cause: str = handoff.RESOLVED,
 
 # operators ----------------------------------------------------------------------------------------
 USAGE = ("usage: python -m workers.chatwoot_jobs waiting|dead [--json] | kick "
-         "| resume <conversation id>")
+         "| replay ENTRY_ID | resume <conversation id>")
 
 
 def main(argv: List[str]) -> int:
     """Outbox entries wait at the head while Chatwoot fails; once a conversation's jobs have used
-    their retries (RQ's failed registry), `kick` starts them again. Nothing is lost meanwhile.
-    `resume` gives a paused conversation back to the bot now (marked or not)."""
+    their retries (RQ's failed registry), the recovery pass starts them again by itself, and
+    `kick` does it now. Nothing is lost meanwhile. `replay` puts a dead letter back; `resume`
+    gives a paused conversation back to the bot now (marked or not)."""
     if argv and argv[0] == "resume":
         if len(argv) != 2 or not argv[1].strip():
             print(USAGE, file=sys.stderr)
             return 2
         return _resume_command(argv[1].strip())
-    if not argv or argv[0] not in ("waiting", "kick", "dead"):
+    if not argv or argv[0] not in ("waiting", "kick", "dead", "replay") or (argv[0] == "replay" and len(argv) != 2):
         print(USAGE, file=sys.stderr)
         return 2
     outbox = ChatwootOutbox(redis_client(), chatwoot_config())
     as_json = "--json" in argv
+    if argv[0] == "replay":
+        try:
+            conversation_id = outbox.replay(argv[1])
+        except LookupError as error:
+            print(error, file=sys.stderr)
+            return 1
+        print(f"{conversation_id}: entry {argv[1]} queued again")
+        return 0
     if argv[0] == "kick":
         for item in outbox.waiting():
             print(f"{item['conversation_id']}: job {outbox.kick(item['conversation_id'])}")
@@ -346,7 +411,9 @@ def main(argv: List[str]) -> int:
             print(f"{row['conversation_id']}: {row['entries']} waiting for {age:.0f} s, "
                   f"head {row['head_kind']} tried {row['head_attempts']} times")
         else:
-            print(f"{row['conversation_id']}: {row['entry'].get('kind')} {row['error']}")
+            state = "parked" if row.get("parked") else "refused"
+            print(f"{row['conversation_id']}: {row['entry'].get('kind')} {row['entry'].get('id')} "
+                  f"{state}: {row['error']}")
     if not rows:
         print("nothing" if argv[0] == "dead" else "every mirror is up to date")
     return 0

@@ -25,6 +25,7 @@ from helpdesk import queues
 import workers.announcements  # noqa: F401 - imported once here for every work horse
 import workers.zoho_jobs  # noqa: F401
 from workers.job_control import RunAgain
+from workers.chatwoot_jobs import schedule_recovery
 from workers.retention_jobs import restore_opt_outs_at_start, schedule_retention
 from workers.scheduler import RedisClockJob, Scheduler, release_dead_holders
 from workers.zoho_periodic import start_periodic_jobs
@@ -131,6 +132,11 @@ def prepare(connection: redis.Redis, burst: bool) -> None:
             start_periodic_jobs(connection)
     except Exception:
         logger.exception("Zoho jobs not prepared; the other queues still run")
+    try:
+        if not burst:
+            schedule_recovery(connection)
+    except Exception:
+        logger.exception("chatwoot recovery pass not scheduled; the other queues still run")
     try:
         restore_opt_outs_at_start(connection)
         if not burst:

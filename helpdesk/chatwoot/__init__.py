@@ -23,6 +23,7 @@ from helpdesk.chatwoot.mirror import (  # noqa: F401
     source_id_for,
 )
 from helpdesk.chatwoot.outbox import (  # noqa: F401
+    LIVE as DRAIN_LIVE,
     ChatwootOutbox,
     PermanentFailure,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "ChatwootDirectory",
     "ChatwootNotFound",
     "ChatwootOutbox",
+    "DRAIN_LIVE",
     "ChatwootRejected",
     "ChatwootUnavailable",
     "MESSAGE_TYPES",

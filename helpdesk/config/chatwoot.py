@@ -23,6 +23,8 @@ class ChatwootConfig:
     job_timeout: int
     circuit_failure_threshold: int
     circuit_recovery_seconds: float
+    recover_interval: int
+    poison_attempts: int
     status_while_bot: str
     contact_search_pages: int
     webhook_max_body_bytes: int
@@ -167,6 +169,8 @@ def load_chatwoot_config(path: Path) -> ChatwootConfig:
         job_timeout=delivery.integer("job_timeout_seconds", 300, 1),
         circuit_failure_threshold=delivery.integer("circuit_failure_threshold", 5, 1),
         circuit_recovery_seconds=float(delivery.number("circuit_recovery_seconds", 60, 0.1)),
+        recover_interval=delivery.integer("recover_interval_seconds", 60, 0),
+        poison_attempts=delivery.integer("poison_attempts", 3, 1),
         status_while_bot=conversation.status("status_while_bot", "pending"),
         contact_search_pages=conversation.integer("contact_search_pages", 3, 1),
         webhook_max_body_bytes=webhook.integer("max_body_bytes", 262144, 1024),

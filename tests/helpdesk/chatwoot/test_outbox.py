@@ -153,3 +153,66 @@ def test_an_attempt_cut_short_by_sigkill_still_counts(outbox, redis_client, redi
     assert outbox.drain(CONVERSATION, lambda e, a: attempts.append(a), "job-killed") == 1
     assert attempts == [1]
     assert time.monotonic() - started < 5
+
+
+def test_a_head_failing_with_a_bug_is_parked_after_its_attempts_and_the_rest_goes_on(outbox, redis_client):
+    """Not a Chatwoot failure (a KeyError of bad data): tried `poison_attempts` times, then
+    parked in the dead letters; the entries behind it follow in order. Replay puts it back."""
+    ids = fill(outbox, 3)
+    done = []
+
+    def handle(entry, attempts):
+        if entry["id"] == ids[1]:
+            raise KeyError("direction")
+        done.append(entry["text"])
+
+    for _ in range(OPTIONS.poison_attempts - 1):  # each try is a job run RQ retries
+        with pytest.raises(KeyError):
+            outbox.drain(CONVERSATION, handle, "job-1")
+        assert [e["id"] for e in outbox.pending(CONVERSATION)] == ids[1:]
+    assert outbox.dead_letters() == []
+
+    assert outbox.drain(CONVERSATION, handle, "job-1") == 2
+    assert done == ["n0", "n2"]
+    assert outbox.pending(CONVERSATION) == []
+    [dead] = outbox.dead_letters()
+    assert (dead["conversation_id"], dead["entry"]["id"], dead["parked"]) == (CONVERSATION, ids[1], True)
+    assert dead["error"] == "KeyError: 'direction'"
+    assert redis_client.hgetall(redis_keys.chatwoot_outbox_attempts(CONVERSATION)) == {}
+
+    assert outbox.replay(ids[1]) == CONVERSATION
+    assert outbox.dead_letters() == []
+    assert [e["id"] for e in outbox.pending(CONVERSATION)] == [ids[1]]
+    with pytest.raises(LookupError):
+        outbox.replay(ids[1])
+
+
+def test_a_chatwoot_failure_at_the_head_is_never_parked(outbox):
+    from helpdesk.chatwoot import ChatwootUnavailable
+
+    ids = fill(outbox, 2)
+
+    def down(entry, attempts):
+        raise ChatwootUnavailable("503 from chatwoot")
+
+    for _ in range(OPTIONS.poison_attempts + 2):
+        with pytest.raises(ChatwootUnavailable):
+            outbox.drain(CONVERSATION, down, "job-1")
+    assert [e["id"] for e in outbox.pending(CONVERSATION)] == ids
+    assert outbox.dead_letters() == []
+
+
+def test_the_recovery_pass_queues_a_drain_job_only_where_none_is_live(outbox, redis_client):
+    fill(outbox, 2)  # its drain job is queued: live
+    assert outbox.recover("7") == []
+
+    queue = Queue("chatwoot", connection=redis_client)
+    for job in queue.get_jobs():  # the job used its retries
+        job.set_status("failed")
+    assert outbox.recover("8") == [CONVERSATION]
+    assert "chatwoot-recover-8-" + CONVERSATION in queue.get_job_ids()
+    assert outbox.recover("8") == [] and outbox.recover("9") == []  # that job is live now
+
+    outbox.drain(CONVERSATION, lambda e, a: None, "job-2")  # an empty outbox needs nothing
+    queue.empty()
+    assert outbox.recover("10") == []

@@ -337,3 +337,26 @@ def test_without_chatwoot_nothing_is_recorded(monkeypatch, redis_url, redis_clie
 def test_bad_direction_is_refused(env):
     with pytest.raises(ValueError):
         chatwoot_mirror.mirror_message(CONVERSATION, "sideways", "hola")
+
+
+def test_an_entry_the_writer_cannot_handle_is_parked_and_the_rest_follows(fake, env, redis_client, capsys):
+    """A head that raises something other than a Chatwoot failure (here a KeyError in
+    MirrorWriter: a message entry without its direction) never blocks the conversation."""
+    outbox = ChatwootOutbox(redis_client, chatwoot_config())
+    mirror(1)
+    bad = outbox.append(CONVERSATION, {"kind": "message", "text": "sin dirección"})
+    mirror(2, start=1)
+
+    finished = run_worker(env)
+
+    assert fake.contents(fake.conversation_of(PHONE)["id"]) == expected(3)
+    assert outbox_left(redis_client) == []
+    [dead] = outbox.dead_letters()
+    assert (dead["entry"]["id"], dead["parked"], dead["error"]) == (bad, True, "KeyError: 'direction'")
+    assert finished.stderr.count("parked in the dead letters") == 1
+    from workers.chatwoot_jobs import main
+
+    assert main(["dead"]) == 0
+    assert f"{CONVERSATION}: message {bad} parked: KeyError: 'direction'" in capsys.readouterr().out
+    assert main(["replay", bad]) == 0
+    assert [e["id"] for e in outbox_left(redis_client)] == [bad]
