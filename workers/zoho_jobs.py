@@ -19,7 +19,9 @@ Failures: transient → attempt counted, retried with growing intervals, out of 
 dead letter; 422 and other rejections → dead letter at once, Zoho's field errors kept; 429 →
 back off; THRESHOLD_EXCEEDED → circuit open until the quota resets; refused credentials →
 circuit open, the support team told once. Dead letter = ledger `failed` + RQ failed registry
-+ `notify_humans`. Waits that are not the ticket's fault spend no attempts; a ticket older than
++ `notify_humans`. A department without zoho_id in departments.yml (read again on each try) is a
+wait, not a dead letter: the support team is told once per department. Waits that are not the
+ticket's fault spend no attempts; a ticket older than
 `max_pending_seconds` is a dead letter anyway.
 """
 import logging
@@ -173,7 +175,11 @@ def _department_id(ctx: Context, record: TicketRecord) -> str:
         raise ConfigError(f"department '{record.department}' is not in config/departments.yml")
     if not department.zoho_id:
         # the catalog is read once per process: the operator may have filled the id in since
-        fresh = load_departments(ctx.settings.config_dir / "departments.yml").get(record.department)
+        try:
+            fresh = load_departments(ctx.settings.config_dir / "departments.yml").get(record.department)
+        except ConfigError:  # being edited, or broken: wait for it as for the missing id
+            logger.exception("config/departments.yml unreadable", extra={"ticket_id": record.id})
+            fresh = None
         if fresh is None or not fresh.zoho_id:
             raise DepartmentUnconfigured(fresh or department)
         department = fresh
