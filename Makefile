@@ -19,7 +19,7 @@ export PYTHONPATH := $(CURDIR)
 # RQ workers `make run` starts (Zoho allows 5 concurrent calls: keep it at 4 or fewer)
 WORKERS ?= 2
 
-.PHONY: help setup run shell rasa-shell interactive train validate test bench bench-channels bench-llm-fallback bench-nlu bench-retrieval bench-history bench-fsync knowledge nlu-sync migrate-trackers migrate-ledger clean
+.PHONY: help setup run shell rasa-shell interactive train validate test bench bench-channels bench-llm-fallback bench-nlu bench-retrieval bench-history bench-fsync knowledge nlu-sync migrate-trackers migrate-ledger zoho-check clean
 
 help:
 	@echo "make run       set up, train if needed, start the whole bot (Ctrl-C stops it)"
@@ -39,6 +39,7 @@ help:
 	@echo "make bench-fsync  webhook ack and inbound accept with Redis appendfsync always vs everysec"
 	@echo "make nlu-sync  regenerate NLU lookup/synonym files from config/"
 	@echo "make migrate-ledger  bring the ledger's tables to the newest migration (make run does it first)"
+	@echo "make zoho-check  match config/departments.yml and ZOHO_REF_FIELD to the Zoho Desk portal"
 	@echo "make migrate-trackers  move conversations kept by Rasa's Redis tracker store into ours (also done on first read)"
 	@echo "make clean     remove the venv, built artifacts and models (keeps var/)"
 
@@ -64,6 +65,9 @@ nlu-sync: $(VENV)/.installed
 
 migrate-trackers: setup
 	@$(PY) -m helpdesk.trackers migrate
+
+zoho-check: $(VENV)/.installed
+	@$(PY) -m helpdesk.zoho.check
 
 migrate-ledger: setup
 	@$(PY) -m helpdesk.tickets.schema upgrade

@@ -13,7 +13,10 @@ The options, logging, worker count (SANIC_WORKERS) and start-up are `rasa run ac
   token) and runs nothing. The comparison is constant-time (hmac.compare_digest).
 
 `/health` stays open: it answers `{"status": "ok"}` and nothing else, runs no action, and
-helpdesk/health.py, the test fixtures and process managers probe it.
+helpdesk/health.py, the test fixtures and process managers probe it. `/ready` is open too
+and runs no action: Redis, the ledger and each configured integration's set-up (Zoho Desk:
+the last `make zoho-check`), 200 or 503 with what is not ready, one line each (no secrets, no
+ids: helpdesk/health.py `readiness`).
 
 The check is attached through rasa_sdk's plugin hook (`attach_sanic_app_extensions`),
 registered here in code: rasa_sdk calls it on the app it builds, before it starts serving,
@@ -28,11 +31,12 @@ import pluggy
 from sanic import Sanic, response
 from sanic.request import Request
 
+from helpdesk.health import readiness
 from helpdesk.settings import action_server_token, load_settings
 
 logger = logging.getLogger("actions.server")  # also when run as __main__
 
-OPEN_PATHS = frozenset({"/health"})
+OPEN_PATHS = frozenset({"/health", "/ready"})
 SCHEME = "Bearer "
 
 hookimpl = pluggy.HookimplMarker("rasa_sdk")
@@ -79,6 +83,17 @@ class TokenCheck:
     @hookimpl
     def attach_sanic_app_extensions(self, app: Sanic) -> None:
         require_token(app, self.token)
+        serve_readiness(app)
+
+
+def serve_readiness(app: Sanic) -> None:
+    """`GET /ready` on the action server (it is itself the action server: not checked)."""
+
+    async def ready(request: Request) -> Any:
+        ok, body = await readiness(load_settings(), action_server=False)
+        return response.json(body, status=200 if ok else 503)
+
+    app.add_route(ready, "/ready", methods=["GET"])
 
 
 def main() -> None:

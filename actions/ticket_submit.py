@@ -36,7 +36,7 @@ from helpdesk import chatwoot, metrics
 from helpdesk.tickets import priority_label
 from helpdesk.settings import load_settings, load_zoho
 from helpdesk.tickets import build_ticket, ticket_id_for
-from helpdesk.config import ZohoConfig, channel_config, zoho_config
+from helpdesk.config import Catalog, ZohoConfig, channel_config, load_departments, zoho_config
 from helpdesk.whatsapp import send_reaction
 from helpdesk.zoho import enqueue_addition, enqueue_delivery
 
@@ -58,7 +58,8 @@ class ActionSubmitTicket(Action):
     Desk and waits a few seconds (config/zoho.yml `submit.wait_seconds`) for the Zoho number:
     "He creado el ticket #…" when it comes, "Zoho no está disponible…" with the reference
     when it does not (a worker sends the number later). Without Zoho configured, the ledger
-    reference.
+    reference. With Zoho configured but the ticket's department without a zoho_id, the
+    reference and the truth (utter_ticket_waiting_setup): it waits, the support team is told.
 
     The ticket id comes from the conversation and the moment the form started, so the same
     form submitted twice (a redelivered message, a retried action call) is one row.
@@ -142,6 +143,14 @@ class ActionSubmitTicket(Action):
             await _hand_over(get_ledger(), record.id)
             dispatcher.utter_message(response="utter_ticket_recorded", reference=record.reference, priority=label)
             return reset_ticket_slots()
+        if record.state != DELIVERED and not await asyncio.to_thread(_department_connected, catalog, record):
+            # Zoho is connected but not for this department (no zoho_id yet): the ticket waits,
+            # the delivery job tells the support team, a worker sends the number once it exists
+            await _queue_delivery(record, config, correlation_id)
+            await _hand_over(get_ledger(), record.id)
+            dispatcher.utter_message(response="utter_ticket_waiting_setup", reference=record.reference,
+                                     priority=label)
+            return reset_ticket_slots()
         record = await _deliver_within_the_turn(get_ledger(), record, config, correlation_id)
         if record.state == DELIVERED:
             dispatcher.utter_message(
@@ -191,12 +200,7 @@ async def _deliver_within_the_turn(
     two tells the user: the ledger's `announce` decides it atomically.
     """
     if record.state != DELIVERED:
-        try:
-            await asyncio.to_thread(enqueue_delivery, _queue_connection(), record.id, config, correlation_id)
-        except Exception:
-            # the ticket is safe in the ledger; the reconciler queues it when Redis is back
-            logger.exception("delivery not queued", extra={"ticket_id": record.id})
-        else:
+        if await _queue_delivery(record, config, correlation_id):
             record = await _wait_for_delivery(ledger, record, config.submit.wait_seconds, config.submit.poll_seconds)
     if record.state == DELIVERED:
         if record.announce in (None, ANNOUNCE_TURN):
@@ -210,6 +214,30 @@ async def _deliver_within_the_turn(
         await asyncio.to_thread(ledger.claim_announcement_for_turn, record.id)
         return latest
     return record
+
+
+async def _queue_delivery(record: TicketRecord, config: ZohoConfig, correlation_id: Optional[str]) -> bool:
+    try:
+        await asyncio.to_thread(enqueue_delivery, _queue_connection(), record.id, config, correlation_id)
+    except Exception:
+        # the ticket is safe in the ledger; the reconciler queues it when Redis is back
+        logger.exception("delivery not queued", extra={"ticket_id": record.id})
+        return False
+    return True
+
+
+def _department_connected(catalog: Catalog, record: TicketRecord) -> bool:
+    """Whether the ticket's department has its Zoho id (config/departments.yml, read again
+    when the cached catalog has none: an operator may have filled it in since)."""
+    department = catalog.departments.get(record.department)
+    if department is not None and department.zoho_id:
+        return True
+    try:
+        fresh = load_departments(load_settings().config_dir / "departments.yml").get(record.department)
+    except ConfigError:
+        logger.exception("config/departments.yml unreadable", extra={"ticket_id": record.id})
+        return department is None  # unknown here: let the delivery job decide and report it
+    return bool(fresh and fresh.zoho_id) or (department is None and fresh is None)
 
 
 async def _wait_for_delivery(ledger: Ledger, record: TicketRecord, wait: float, poll: float) -> TicketRecord:

@@ -15,6 +15,10 @@ The Chatwoot agent webhook (`/webhooks/chatwoot/webhook`, when Chatwoot is confi
 served here too: it never runs a turn either (it relays agent replies to the WhatsApp outbox
 and queues hand-backs, Redis only), so it needs no message handler from the Rasa server.
 
+`/ready` (beside `/health`): Redis, the ledger, the action server and each configured
+integration's set-up (Zoho Desk: the last `make zoho-check`); 200, or 503 with what is not
+ready, one line each (helpdesk/health.py `readiness`).
+
 `/metrics` is served here too (Prometheus' text format, helpdesk/metrics/): the shared numbers
 read from Redis, the ledger and RQ at each scrape, and this process's webhook acknowledgement
 latency; only with `Authorization: Bearer METRICS_TOKEN` (without METRICS_TOKEN set: 404).
@@ -37,6 +41,7 @@ from sanic.request import Request
 from helpdesk import metrics
 from helpdesk.config import channel_config, chatwoot_config, llm_config
 from helpdesk.errors import ConfigError
+from helpdesk.health import readiness
 from helpdesk.launch import DEFAULT_INGRESS_HOST, enabled_channels
 from helpdesk.logs import apply_logging_file, configure_logging
 from helpdesk.settings import load_settings
@@ -88,6 +93,13 @@ def build_app() -> Sanic:
         status = "ok" if shared is None or redis_ok else "degraded"
         return response.json({"status": status, "channels": [c.name() for c in served],
                               "redis": redis_ok}, status=200 if status == "ok" else 503)
+
+    @app.get("/ready")
+    async def ready(request: Request) -> Any:
+        # beside /health: can the bot serve a ticket end to end (Redis, ledger, action
+        # server, each configured integration's set-up)? 503 names what is not, one line each
+        ok, body = await readiness(load_settings())
+        return response.json(body, status=200 if ok else 503)
 
     return app
 

@@ -207,6 +207,11 @@ def zoho_token_refreshes() -> str:
     return f"{PREFIX}:zoho:access_token:refreshes"
 
 
+def zoho_check() -> str:
+    """JSON: the outcome of the last `make zoho-check` (helpdesk.zoho.check), for readiness."""
+    return f"{PREFIX}:zoho:check"
+
+
 def zoho_contact(phone: str) -> str:
     """A reporter's Zoho contact id, by phone digits."""
     return f"{PREFIX}:zoho:contact:{phone}"

@@ -19,7 +19,9 @@ Failures: transient → attempt counted, retried with growing intervals, out of 
 dead letter; 422 and other rejections → dead letter at once, Zoho's field errors kept; 429 →
 back off; THRESHOLD_EXCEEDED → circuit open until the quota resets; refused credentials →
 circuit open, the support team told once. Dead letter = ledger `failed` + RQ failed registry
-+ `notify_humans`. Waits that are not the ticket's fault spend no attempts; a ticket older than
++ `notify_humans`. A department without zoho_id in departments.yml (read again on each try) is a
+wait, not a dead letter: the support team is told once per department. Waits that are not the
+ticket's fault spend no attempts; a ticket older than
 `max_pending_seconds` is a dead letter anyway.
 """
 import logging
@@ -36,6 +38,7 @@ from helpdesk import chatwoot
 from helpdesk import metrics
 from helpdesk.circuit import CircuitOpen
 from helpdesk.clock import redis_now
+from helpdesk.config import Department, load_departments
 from helpdesk.errors import ConfigError
 from helpdesk.tickets import notify_humans
 from helpdesk.whatsapp import in_media_dir
@@ -123,6 +126,8 @@ def _deliver(ctx: Context, record: TicketRecord) -> str:
         )
     try:
         department_id = _department_id(ctx, record)
+    except DepartmentUnconfigured as error:
+        _wait_for_department(ctx, record, error)
     except ConfigError as error:
         _dead_letter(ctx, record, FAILURE_CONFIG, str(error))
     try:
@@ -154,6 +159,14 @@ def _deliver(ctx: Context, record: TicketRecord) -> str:
     return _delivered(ctx, record, ticket)
 
 
+class DepartmentUnconfigured(ConfigError):
+    """The ticket's department has no zoho_id yet: the ticket waits, it is not a dead letter."""
+
+    def __init__(self, department: Department) -> None:
+        super().__init__(f"department '{department.key}' has no zoho_id in config/departments.yml")
+        self.department = department
+
+
 def _department_id(ctx: Context, record: TicketRecord) -> str:
     if not ctx.zoho.ref_field:
         raise ConfigError("ZOHO_REF_FIELD is not set: without it a lost answer could make a second ticket")
@@ -161,7 +174,15 @@ def _department_id(ctx: Context, record: TicketRecord) -> str:
     if department is None:
         raise ConfigError(f"department '{record.department}' is not in config/departments.yml")
     if not department.zoho_id:
-        raise ConfigError(f"department '{record.department}' has no zoho_id in config/departments.yml")
+        # the catalog is read once per process: the operator may have filled the id in since
+        try:
+            fresh = load_departments(ctx.settings.config_dir / "departments.yml").get(record.department)
+        except ConfigError:  # being edited, or broken: wait for it as for the missing id
+            logger.exception("config/departments.yml unreadable", extra={"ticket_id": record.id})
+            fresh = None
+        if fresh is None or not fresh.zoho_id:
+            raise DepartmentUnconfigured(fresh or department)
+        department = fresh
     return department.zoho_id
 
 
@@ -263,6 +284,27 @@ def _defer(ctx: Context, record: TicketRecord, delay: float, reason: str) -> Non
     ctx.ledger.note_deferral(record.id, reason, redis_now(ctx.redis) + delay)
     logger.info("delivery deferred", extra={"ticket_id": record.id, "delay": round(delay, 1), "reason": reason})
     run_again_in(delay, reason, _attempts_left(ctx, record))
+
+
+def _wait_for_department(ctx: Context, record: TicketRecord, error: DepartmentUnconfigured) -> None:
+    """No zoho_id for the ticket's department: tell the support team (once per department
+    a day) and try again later, without spending an attempt."""
+    department = error.department
+    try:
+        notify_humans(
+            ctx.ledger,
+            "department_unconfigured",
+            ctx.config.human_notices["department_unconfigured"].format(
+                department=department.key, name=department.name, reference=record.reference),
+            ticket_id=record.id,
+            once_per=f"department_unconfigured:{department.key}",
+            once_seconds=24 * 3600,
+            client=ctx.redis,
+        )
+    except Exception:  # the notice is best effort; the ticket waits either way
+        logger.exception("support team not told about the missing zoho_id", extra={"ticket_id": record.id})
+    policy = ctx.config.delivery
+    _defer(ctx, record, policy.unconfigured_retry_seconds + jitter(policy.retry_jitter), str(error))
 
 
 def _back_off(ctx: Context, record: TicketRecord, error: ZohoRateLimited) -> None:

@@ -18,7 +18,7 @@ from helpdesk.config.business import (  # noqa: F401
     catalog,
     load_catalog,
 )
-from helpdesk.config.departments import Department  # noqa: F401
+from helpdesk.config.departments import Department, load_departments  # noqa: F401
 from helpdesk.config.dialogue import DialogueConfig  # noqa: F401
 from helpdesk.config.priority import PriorityRules  # noqa: F401
 from helpdesk.config.stores import (  # noqa: F401
@@ -91,6 +91,7 @@ __all__ = [
     "ChatwootConfig",
     "DeliveryPolicy",
     "Department",
+    "load_departments",
     "DialogueConfig",
     "DialogueLlmConfig",
     "EmbedderConfig",

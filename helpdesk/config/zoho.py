@@ -17,6 +17,7 @@ NOTICE_KINDS = (
     "ticket_exhausted",
     "ticket_crashed",
     "ticket_config",
+    "department_unconfigured",
     "zoho_auth",
     "addition_failed",
     "addition_file",
@@ -60,6 +61,7 @@ class DeliveryPolicy:
     rate_limited_backoff: Tuple[float, ...]
     quota_reset_timezone: str
     contact_cache_seconds: int
+    unconfigured_retry_seconds: float = 300.0
 
     def retry_interval(self, attempt: int) -> float:
         """Wait after the `attempt`-th failed attempt (1-based); the last interval repeats."""
@@ -234,6 +236,7 @@ def load_zoho_config(path: Path) -> ZohoConfig:
         rate_limited_backoff=_intervals(delivery, "rate_limited_backoff", w),
         quota_reset_timezone=timezone_name,
         contact_cache_seconds=_count(delivery, "contact_cache_seconds", w, 0),
+        unconfigured_retry_seconds=number(delivery, "unconfigured_retry_seconds", w, minimum=1, style=AT_LEAST),
     )
 
     w = f"{where}: submit"

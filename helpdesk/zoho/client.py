@@ -289,6 +289,25 @@ class ZohoClient:
         answer = self.request("GET", f"/tickets/{ticket_id}/attachments", params={"from": 0, "limit": 100})
         return list((answer or {}).get("data") or [])
 
+    # the portal's set-up (helpdesk/zoho/check.py) -------------------------------------------
+    def list_departments(self) -> List[Dict[str, Any]]:
+        """Every department of the portal (`GET /departments`, pages of 200; scope
+        Desk.basic.READ): dicts with at least `id`, `name`, `isEnabled`."""
+        found: List[Dict[str, Any]] = []
+        page = 200
+        while True:
+            answer = self.request("GET", "/departments", params={"from": len(found), "limit": page})
+            data = list((answer or {}).get("data") or [])
+            found.extend(data)
+            if len(data) < page:
+                return found
+
+    def list_ticket_fields(self) -> List[Dict[str, Any]]:
+        """The ticket module's fields (`GET /organizationFields?module=tickets`): dicts with
+        `apiName`, `displayLabel`, `isCustomField`, `type`."""
+        answer = self.request("GET", "/organizationFields", params={"module": "tickets"})
+        return list((answer or {}).get("data") or [])
+
 
 def operation_of(method: str, path: str) -> str:
     """The `operation` label of a call: its method and path with ids as `{id}`

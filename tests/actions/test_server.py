@@ -129,6 +129,14 @@ def test_with_the_token_the_action_runs(action_server):
     assert {"name": "action_submit_ticket"} in listed.json()
 
 
+def test_ready_is_open_runs_nothing_and_names_its_checks(action_server):
+    answer = requests.get(f"{action_server.url}/ready", timeout=10)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["status"] == "ready" and body["not_ready"] == []
+    assert set(body["checks"]) == {"redis", "ledger", "zoho"}  # not itself
+
+
 def test_health_stays_open_and_says_nothing_else(action_server):
     answer = requests.get(f"{action_server.url}/health", timeout=10)
     assert answer.status_code == 200 and answer.json() == {"status": "ok"}

@@ -318,7 +318,7 @@ from rq import Worker  # noqa: E402
 
 from helpdesk.tickets import DELIVERED  # noqa: E402
 from helpdesk.zoho import delivery_job_id, job_status  # noqa: E402
-from tests.workers.zoho_support import background_workers, wait_until, world  # noqa: E402,F401
+from tests.workers.zoho_support import DEPARTMENT_IDS, background_workers, wait_until, world  # noqa: E402,F401
 
 
 def worker_ready(world, background_workers):
@@ -378,6 +378,41 @@ def test_with_zoho_down_the_turn_says_so_and_the_number_follows(ana, bot_ledger,
                              "reference": record.reference,
                              "announcement": f"announce-delivered-{record.id}"}
     assert len(world.zoho.tickets) == 1
+
+
+def test_a_department_without_zoho_id_is_told_the_truth_and_the_number_follows(ana, bot_ledger, domain, world,
+                                                                              background_workers):
+    import yaml
+
+    world.reconfigure(delivery={"unconfigured_retry_seconds": 1})
+    path = world.config_dir / "departments.yml"
+    shipped = yaml.safe_load(path.read_text(encoding="utf-8"))
+    shipped["departments"]["it"]["zoho_id"] = ""  # as shipped
+    path.write_text(yaml.safe_dump(shipped, allow_unicode=True), encoding="utf-8")
+    worker_ready(world, background_workers)
+    confirmed(ana)
+
+    started = time.monotonic()
+    _, dispatcher = run(ActionSubmitTicket(), ana.tracker(), domain)
+
+    assert time.monotonic() - started < 2  # no wait for a number that cannot come
+    record = bot_ledger.recent_for(SENDER, 1)[0]
+    assert record.department == "it"
+    assert responses(dispatcher) == ["utter_ticket_waiting_setup"]
+    assert message(dispatcher, "utter_ticket_waiting_setup")["reference"] == record.reference
+    text = rendered(message(dispatcher, "utter_ticket_waiting_setup"))["text"]
+    assert record.reference in text and "Zoho no está disponible" not in text
+    assert "aún no está conectada" in text and "equipo de soporte ya está avisado" in text
+    assert record.state == PENDING_DELIVERY and record.announce == "worker"
+    [notice] = wait_until(lambda: bot_ledger.human_notices(), 15, what="the support team told")
+    assert notice["kind"] == "department_unconfigured"
+    assert world.zoho.calls("POST", "/tickets") == []
+
+    shipped["departments"]["it"]["zoho_id"] = DEPARTMENT_IDS["it"]  # the operator fills it in
+    path.write_text(yaml.safe_dump(shipped, allow_unicode=True), encoding="utf-8")
+    [told] = wait_until(lambda: world.rasa.triggered("EXTERNAL_ticket_delivered"), 30, what="the number")
+    assert told.entities["reference"] == record.reference
+    assert bot_ledger.get(record.id).state == DELIVERED and len(world.zoho.tickets) == 1
 
 
 def test_with_no_worker_running_the_ticket_waits_in_the_queue(ana, bot_ledger, domain, world):

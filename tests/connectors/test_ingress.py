@@ -141,6 +141,27 @@ def test_without_a_metrics_token_metrics_are_off(ingress):
     assert answer.status_code == 404
 
 
+def test_ready_names_what_is_not_ready_one_line_each(redis_url, redis_client, tmp_path):
+    """/ready beside /health: here no action server listens, so it is 503 with that line."""
+    env = ingress_env(redis_url, free_port(), WAHA_WEBHOOK_HMAC_KEY=WAHA_HMAC_KEY,
+                      ACTIONS_PORT=str(free_port()), DATABASE_URL=f"sqlite:///{tmp_path / 'ledger.sqlite3'}")
+    env = {k: v for k, v in env.items() if not k.startswith("ZOHO_")}
+    server = Ingress(env, tmp_path / "ingress.log")
+    try:
+        server.wait()
+        answer = requests.get(f"http://127.0.0.1:{server.port}/ready", timeout=30)
+        assert answer.status_code == 503, answer.text
+        body = answer.json()
+        assert body["status"] == "not_ready"
+        [line] = body["not_ready"]
+        assert line.startswith("action_server: ")
+        assert {name: c["status"] for name, c in body["checks"].items()} == {
+            "redis": "ok", "ledger": "ok", "action_server": "down", "zoho": "ok"}
+        assert requests.get(f"http://127.0.0.1:{server.port}/health", timeout=30).status_code == 200
+    finally:
+        server.stop()
+
+
 def test_every_route_of_the_ingress_has_the_webhook_limit(monkeypatch):
     """Sanic's own limit (checked against Content-Length before reading, and while reading
     a chunked body) is the webhooks' limit here, not its 100 MB default."""

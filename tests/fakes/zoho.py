@@ -20,6 +20,11 @@ values, comments, attachments), records every request, and injects failures:
     zoho.delete_contact(contact_id)               an agent deleted the contact
     zoho.merge_contacts(kept_id, merged_id)       an agent merged one contact into another
     zoho.set_status(ticket_id, "On Hold", "On Hold")
+
+The portal's departments (`GET /departments`, `{"data": [...]}` with id, name, isEnabled, ...)
+are the ids given, named `department_names[id]` or "Department <n>"; the ticket fields
+(`GET /organizationFields?module=tickets`) are a few standard ones plus each of `ref_fields` as
+a custom text field.
 """
 import email.parser
 import email.policy
@@ -44,6 +49,12 @@ REF_FIELD = "cf_helpdesk_ref"
 
 CONTACT_SEARCH_PARAMS = {"from", "limit", "id", "email", "phone", "mobile", "firstName", "lastName",
                          "fullName", "accountName", "_all", "sortBy"}
+DEPARTMENT_LIST_PARAMS = {"from", "limit", "isEnabled", "chatStatus", "searchStr"}
+FIELD_LIST_PARAMS = {"module", "apiNames"}
+STANDARD_TICKET_FIELDS = (("subject", "Subject", "Text"), ("departmentId", "Department", "LookUp"),
+                          ("contactId", "Contact Name", "LookUp"), ("status", "Status", "Picklist"),
+                          ("priority", "Priority", "Picklist"), ("channel", "Channel", "Picklist"),
+                          ("description", "Description", "Textarea"))
 TICKET_SEARCH_PARAMS = {"from", "limit", "id", "ticketNumber", "subject", "status", "departmentId", "email",
                         "phone", "_all", "sortBy", "createdTimeRange", "customField1", "customField2"}
 
@@ -91,9 +102,11 @@ def _now_iso() -> str:
 class FakeZoho:
     def __init__(self, *, departments: Tuple[str, ...] = (), token_lifetime: int = 3600,
                  search_lag: float = 0.0, ref_fields: Tuple[str, ...] = (REF_FIELD,),
-                 first_number: int = 1001) -> None:
+                 first_number: int = 1001, department_names: Optional[Dict[str, str]] = None) -> None:
         self.port = free_port()
         self.departments = set(departments)  # empty: any department id is accepted
+        self.department_names = dict(department_names or {})
+        self._department_order = list(departments)
         self.token_lifetime = token_lifetime
         self.search_lag = search_lag
         self.ref_fields = set(ref_fields)
@@ -339,6 +352,10 @@ class FakeZoho:
 
     def _route(self, method, short, query, headers, body, data):
         parts = [p for p in short.split("/") if p]
+        if parts == ["departments"] and method == "GET":
+            return self._list_departments(query)
+        if parts == ["organizationFields"] and method == "GET":
+            return self._list_fields(query)
         if parts == ["contacts", "search"] and method == "GET":
             return self._search_contacts(query)
         if parts == ["contacts"] and method == "POST":
@@ -377,6 +394,48 @@ class FakeZoho:
             return 422, {}, {"errorCode": "UNPROCESSABLE_ENTITY",
                              "message": f"Extra query parameter '{extra[0]}' is present in the input."}
         return None
+
+    def _list_departments(self, query):
+        refused = self._unknown_params(query, DEPARTMENT_LIST_PARAMS)
+        if refused:
+            return refused
+        start = int(query.get("from", ["0"])[0])
+        limit = int(query.get("limit", ["10"])[0])
+        if limit > 200:
+            return 422, {}, {"errorCode": "UNPROCESSABLE_ENTITY",
+                             "message": "The value passed for the 'limit' query parameter is invalid."}
+        items = []
+        for index, department_id in enumerate(self._department_order):
+            name = self.department_names.get(department_id, f"Department {index + 1}")
+            items.append({"id": department_id, "name": name, "nameInCustomerPortal": name,
+                          "description": None, "isEnabled": True, "isDefault": index == 0,
+                          "isAssignToTeamEnabled": False, "isVisibleInCustomerPortal": True,
+                          "hasLogo": False, "chatStatus": "AVAILABLE", "creatorId": "4000000008692",
+                          "createdTime": "2024-01-10T09:00:00.000Z",
+                          "sanitizedName": name.lower().replace(" ", "-")})
+        page = items[start:start + limit]
+        return (200, {}, {"data": page}) if page else (204, {}, None)
+
+    def _list_fields(self, query):
+        refused = self._unknown_params(query, FIELD_LIST_PARAMS)
+        if refused:
+            return refused
+        if query.get("module", [""])[0] != "tickets":
+            return 422, {}, {"errorCode": "UNPROCESSABLE_ENTITY",
+                             "message": "The value passed for the 'module' query parameter is invalid."}
+        fields = [{"id": str(1892000000000100 + n), "apiName": api, "displayLabel": label, "name": api,
+                   "type": kind, "isCustomField": False, "isMandatory": api in ("subject", "departmentId"),
+                   "maxLength": 255, "isEncryptedField": False, "showToHelpCenter": True}
+                  for n, (api, label, kind) in enumerate(STANDARD_TICKET_FIELDS)]
+        for n, api in enumerate(sorted(self.ref_fields)):
+            fields.append({"id": str(1892000000000200 + n), "apiName": api, "displayLabel": api[3:],
+                           "name": api, "type": "Text", "isCustomField": True, "isMandatory": False,
+                           "maxLength": 255, "isEncryptedField": False, "showToHelpCenter": False})
+        wanted = query.get("apiNames", [""])[0]
+        if wanted:
+            names = set(wanted.split(","))
+            fields = [f for f in fields if f["apiName"] in names]
+        return 200, {}, {"data": fields}
 
     def _search_contacts(self, query):
         refused = self._unknown_params(query, CONTACT_SEARCH_PARAMS)
