@@ -207,6 +207,8 @@ class ValidateTicketForm(FormValidationAction):
             store = catalog.find_store(mention)
             if store:
                 return {"store": store.display, "store_attempts": 0, "correcting": False}
+        # "la tienda" names none: the question is asked plainly, no attempt counted
+        mentions = [m for m in mentions if not catalog.dialogue.is_generic("store", m)]
         if not mentions:
             return {"store": None}
         attempts = int(tracker.get_slot("store_attempts") or 0) + 1
@@ -224,6 +226,14 @@ class ValidateTicketForm(FormValidationAction):
             system = catalog.find_system(mention)
             if system:
                 return {"system": system.name, "correcting": False}
+        generic = [m for m in mentions if catalog.dialogue.is_generic("system", m)]
+        if generic:
+            # "se cayó el sistema, no podemos vender": the designers' rules say which one;
+            # otherwise the question is asked plainly, the word never echoed back
+            meant = catalog.dialogue.system_for_generic(latest_text(tracker))
+            if meant:
+                return {"system": meant, "correcting": False}
+        mentions = [m for m in mentions if m not in generic]
         if mentions:
             dispatcher.utter_message(response="utter_system_unknown", system_input=mentions[0])
         return {"system": None}

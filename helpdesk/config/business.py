@@ -14,6 +14,7 @@ from helpdesk.config.dialogue import DialogueConfig, load_dialogue
 from helpdesk.config.priority import PriorityRules, load_priority
 from helpdesk.config.stores import NO_STORE_ANSWERS, Store, StoresConfig, load_stores
 from helpdesk.config.systems import System, load_systems
+from helpdesk.errors import ConfigError
 from helpdesk.settings import load_settings
 from helpdesk.text import contains_phrase, fold
 
@@ -103,13 +104,18 @@ class Catalog:
 
 def load_catalog(config_dir: Path) -> Catalog:
     departments = load_departments(config_dir / "departments.yml")
-    return Catalog(
+    result = Catalog(
         store_config=load_stores(config_dir / "stores.yml"),
         systems=load_systems(config_dir / "systems.yml", departments),
         departments=departments,
         priority=load_priority(config_dir / "priority.yml"),
         dialogue=load_dialogue(config_dir / "dialogue.yml"),
     )
+    for system, _phrases in result.dialogue.generic_system_rules:
+        if result.system_by_name(system) is None:
+            raise ConfigError(f"{config_dir / 'dialogue.yml'}: generic_system_rules names the "
+                              f"system {system!r}, which systems.yml does not have")
+    return result
 
 
 @lru_cache(maxsize=None)

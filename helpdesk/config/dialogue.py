@@ -3,11 +3,11 @@
 labels), checked on load."""
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 from helpdesk.config.reader import read_yaml, require_key
 from helpdesk.errors import ConfigError
-from helpdesk.text import fold
+from helpdesk.text import contains_phrase, fold
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,26 @@ class DialogueConfig:
     same_incident_scope: str
     same_incident_comment: str
     more_comment: str
+    generic_words: Dict[str, Tuple[str, ...]]
+    generic_system_rules: Tuple[Tuple[str, Tuple[str, ...]], ...]
+
+    def is_generic(self, field: str, text: str) -> bool:
+        """The answer is only a generic word for the field ("el sistema", "la tienda")."""
+        words = fold(text).split()
+        if words and words[0] in _ARTICLES:
+            words = words[1:]
+        return " ".join(words) in self.generic_words.get(field, ())
+
+    def system_for_generic(self, text: str) -> Optional[str]:
+        """The system a generic word means in this message, by generic_system_rules."""
+        folded = fold(text)
+        for system, phrases in self.generic_system_rules:
+            if any(contains_phrase(folded, phrase) for phrase in phrases):
+                return system
+        return None
+
+
+_ARTICLES = ("el", "la", "los", "las", "un", "una", "mi", "nuestro", "nuestra")
 
 
 SAME_INCIDENT_FIELDS = ("store", "system", "department", "classification")
@@ -66,6 +86,16 @@ def load_dialogue(path: Path) -> DialogueConfig:
         except (KeyError, IndexError, ValueError) as error:
             raise ConfigError(f"{path}: same_incident.{key} may use {{name}}, {{phone}} and "
                               f"{{description}} only ({error!r})") from error
+    generic = data.get("generic_words") or {}
+    if not isinstance(generic, dict) or not all(isinstance(v, list) for v in generic.values()):
+        raise ConfigError(f"{path}: generic_words must map store/system to lists of words")
+    rules = []
+    for index, rule in enumerate(data.get("generic_system_rules") or []):
+        if not (isinstance(rule, dict) and isinstance(rule.get("system"), str)
+                and isinstance(rule.get("when_any"), list) and rule["when_any"]):
+            raise ConfigError(f"{path}: generic_system_rules[{index}] needs a system and a "
+                              "when_any list of phrases")
+        rules.append((rule["system"], tuple(fold(str(p)) for p in rule["when_any"])))
     return DialogueConfig(
         store_max_attempts=require_key(ticket, "store_max_attempts", int, f"{path}: ticket"),
         prefill_description_min_words=require_key(
@@ -100,4 +130,6 @@ def load_dialogue(path: Path) -> DialogueConfig:
         same_incident_scope=scope,
         same_incident_comment=comment,
         more_comment=more_comment,
+        generic_words={str(k): tuple(fold(str(w)) for w in v) for k, v in generic.items()},
+        generic_system_rules=tuple(rules),
     )

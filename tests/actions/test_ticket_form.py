@@ -306,6 +306,37 @@ def test_unknown_system_is_reported(conversation):
     assert shown["text"] == "No reconozco «la heladera» como sistema. Elija uno de la lista o escriba «otro»."
 
 
+# generic words ---------------------------------------------------------------------------
+def test_the_system_and_no_sales_is_the_pos_and_tienda_alone_no_store(conversation):
+    text = "se cayó el sistema en la tienda 1, no podemos vender"
+    events, dispatcher = start_form(conversation, text,
+                                    entities=[("system", "sistema"), ("store", "tienda 1")])
+    assert slot_events(events)["system"] == "POS"  # config/dialogue.yml generic_system_rules
+    assert "utter_system_unknown" not in responses(dispatcher)
+
+
+@pytest.mark.parametrize("text, entities", [
+    ("se cayó el sistema", [("system", "sistema")]),
+    ("el Sistema no anda en la tienda", [("system", "el Sistema"), ("store", "la tienda")]),
+])
+def test_a_generic_word_is_asked_plainly_never_echoed(conversation, text, entities):
+    events, dispatcher = start_form(conversation, text, entities=entities,
+                                    **{kind: value for kind, value in entities})
+    set_ = slot_events(events)
+    assert set_["system"] is None and set_.get("store") is None
+    # nothing echoed: the form goes on to ask for what is missing
+    assert responses(dispatcher) == []
+    assert set_.get("store_attempts", 0) == 0  # "la tienda" is no failed answer
+
+
+def test_a_generic_answer_to_the_system_question_is_asked_again_plainly(conversation):
+    start_without_system(conversation)
+    conversation.user("el sistema", "inform")
+    events, dispatcher = form_turn(conversation)
+    assert slot_events(events)["system"] is None
+    assert "utter_system_unknown" not in responses(dispatcher)
+
+
 # description ----------------------------------------------------------------------------
 def at_description(conversation):
     start_form(conversation, "falla la caja", entities=[("system", "POS", "caja")], system="POS")

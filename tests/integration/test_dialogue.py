@@ -44,6 +44,18 @@ def test_complete_first_message_goes_straight_to_confirmation(stack, sender, bot
     assert record.correlation_id
 
 
+def test_generic_words_are_never_echoed_back(stack, sender):
+    # "el sistema" with "no podemos vender" is the POS (config/dialogue.yml)
+    readback = joined(stack.texts(sender, "se cayó el sistema en la tienda 1, no podemos vender"))
+    assert "No reconozco" not in readback
+    assert "POS / caja" in readback and "¿Los datos son correctos?" in readback
+    stack.texts(sender, "cancelar")
+    # "la tienda" names no store: asked plainly
+    texts = joined(stack.texts(sender, "el sistema no anda en la tienda"))
+    assert "No encuentro la tienda" not in texts and "No reconozco" not in texts
+    assert "¿En qué tienda ocurre?" in texts
+
+
 def test_missing_details_are_asked_one_at_a_time(stack, sender, bot_ledger):
     texts = stack.texts(sender, "tengo un problema")
     assert "Para crear el ticket necesito la siguiente información" in texts[0]

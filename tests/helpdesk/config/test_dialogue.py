@@ -63,3 +63,21 @@ def test_same_incident_settings_that_cannot_work(config_copy, key, value, shown)
     dump(path, data)
     message = catalog_error(config_copy)
     assert str(path) in message and shown in message
+
+
+def test_generic_words_and_the_rule_for_the_system(catalog):
+    dialogue = catalog.dialogue
+    assert dialogue.is_generic("system", "El sistema") and dialogue.is_generic("store", "la tienda")
+    assert not dialogue.is_generic("store", "tienda 1")
+    assert not dialogue.is_generic("system", "sistema de caja")  # a POS synonym, not generic
+    assert dialogue.system_for_generic("se cayó el sistema, ¡no podemos COBRAR!") == "POS"
+    assert dialogue.system_for_generic("se cayó el sistema") is None
+
+
+def test_a_generic_rule_must_name_a_known_system(config_copy):
+    path = config_copy / "dialogue.yml"
+    data = load(path)
+    data["generic_system_rules"] = [{"system": "heladera", "when_any": ["no enfria"]}]
+    dump(path, data)
+    message = catalog_error(config_copy)
+    assert "generic_system_rules names the system 'heladera'" in message
