@@ -9,11 +9,8 @@ The session stack (tests/stack.py: Redis, the action server, the Rasa server, th
 Chatwoot), a real RQ worker in burst mode for each step; the steps are
 tests/integration/handback_steps.py.
 """
-import time
-from typing import Iterator
 
 import pytest
-import redis
 from rq.registry import ScheduledJobRegistry
 
 from helpdesk import handoff, redis_keys
@@ -27,27 +24,13 @@ from tests.integration.handback_steps import (
     run_worker,
     write_while_paused,
 )
+from tests.integration.whatsapp_fixtures import (  # noqa: F401 - fixtures
+    _fresh_waha,
+    client,
+    number,
+)
 
 pytestmark = pytest.mark.usefixtures("stack")
-
-
-@pytest.fixture
-def number() -> str:
-    return "54911" + str(time.time_ns())[-8:]
-
-
-@pytest.fixture
-def client(stack) -> Iterator[redis.Redis]:
-    connection = redis.Redis.from_url(stack.redis_url)
-    yield connection
-    connection.close()
-
-
-@pytest.fixture(autouse=True)
-def _fresh_waha(fake_waha):
-    fake_waha.clear()
-    yield
-    fake_waha.clear()
 
 
 @pytest.mark.parametrize("way", ["agent resolves", "operator command", "maximum pause"])

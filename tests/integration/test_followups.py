@@ -24,6 +24,11 @@ from helpdesk.config import followups as followups_config
 from tests.conftest import PROJECT, free_port
 from tests.stack import WAHA_HMAC
 from tests.integration.whatsapp_payloads import post_waha, texts_to, waha_message
+from tests.integration.whatsapp_fixtures import (  # noqa: F401 - fixtures
+    _fresh_waha,
+    client,
+    number,
+)
 
 pytestmark = pytest.mark.usefixtures("stack")
 
@@ -34,25 +39,6 @@ ESCALATED = ("Como no he recibido respuesta, le paso con una persona del equipo 
              "escribirá por este chat; mientras tanto, el asistente queda en pausa.")
 FINAL = "El ticket no pudo completarse por falta de información."
 CANCELLED = "De acuerdo, he cancelado el registro del ticket. No se ha creado nada."
-
-
-@pytest.fixture
-def number() -> str:
-    return "54911" + str(time.time_ns())[-8:]
-
-
-@pytest.fixture
-def client(stack) -> Iterator[redis.Redis]:
-    connection = redis.Redis.from_url(stack.redis_url)
-    yield connection
-    connection.close()
-
-
-@pytest.fixture(autouse=True)
-def _fresh_waha(fake_waha):
-    fake_waha.clear()
-    yield
-    fake_waha.clear()
 
 
 @pytest.fixture

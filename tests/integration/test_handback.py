@@ -9,11 +9,8 @@ the resume job in a real RQ worker -> Rasa's HTTP API -> the WAHA channel's outp
 WAHA. Each time the bot says it is back, is not paused, did not hand over again, and answers
 the next message. (A paused conversation whose mark is gone: tests/faults/test_handoff_mark_lost.py.)
 """
-import time
-from typing import Iterator
 
 import pytest
-import redis
 
 from tests.integration.handback_steps import (
     RESUMED,
@@ -23,27 +20,13 @@ from tests.integration.handback_steps import (
     run_worker,
     write_while_paused,
 )
+from tests.integration.whatsapp_fixtures import (  # noqa: F401 - fixtures
+    _fresh_waha,
+    client,
+    number,
+)
 
 pytestmark = pytest.mark.usefixtures("stack")
-
-
-@pytest.fixture
-def number() -> str:
-    return "54911" + str(time.time_ns())[-8:]
-
-
-@pytest.fixture
-def client(stack) -> Iterator[redis.Redis]:
-    connection = redis.Redis.from_url(stack.redis_url)
-    yield connection
-    connection.close()
-
-
-@pytest.fixture(autouse=True)
-def _fresh_waha(fake_waha):
-    fake_waha.clear()
-    yield
-    fake_waha.clear()
 
 
 # issue 15: whatever the user wrote meanwhile ---------------------------------------------------
