@@ -16,6 +16,7 @@ the tables here comes with a new revision in helpdesk/tickets/migrations/version
 """
 import json
 import logging
+import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -197,6 +198,9 @@ def _row_to_record(row: Any) -> TicketRecord:
     return TicketRecord(values)
 
 
+SQLITE_LOCK_WAIT_SECONDS = 30.0  # as long as the connections' own busy timeout
+
+
 def make_engine(database_url: str) -> Engine:
     if database_url.startswith("sqlite:///"):
         Path(database_url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
@@ -207,8 +211,21 @@ def make_engine(database_url: str) -> Engine:
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(connection: Any, _record: Any) -> None:
             cursor = connection.cursor()
-            # WAL lets the action server write while workers read
-            cursor.execute("PRAGMA journal_mode=WAL")
+            # WAL lets the action server write while workers read. Switching to it needs the
+            # file to itself: SQLite answers "database is locked" at once, without waiting out
+            # the busy timeout, while another process opening the new ledger holds it (make
+            # run starts the workers and the action server together), so it is tried again.
+            deadline = time.monotonic() + SQLITE_LOCK_WAIT_SECONDS
+            pause = 0.02
+            while True:
+                try:
+                    cursor.execute("PRAGMA journal_mode=WAL")
+                    break
+                except sqlite3.OperationalError as error:
+                    if "locked" not in str(error) or time.monotonic() >= deadline:
+                        raise
+                    time.sleep(pause)
+                    pause = min(pause * 2, 0.5)
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
 
