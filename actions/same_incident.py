@@ -82,25 +82,19 @@ def find_match(tracker: Tracker) -> Optional[TicketRecord]:
                                       prefix)
 
 
-async def matching_ticket(tracker: Tracker) -> Optional[TicketRecord]:
-    """The conversation's own ticket of a moment ago, else another reporter's of the same
-    outage, else None."""
+async def _looked_up(find: Any, tracker: Tracker) -> Optional[TicketRecord]:
     try:
-        return (await asyncio.to_thread(own_recent_ticket, tracker)
-                or await asyncio.to_thread(find_match, tracker))
+        return await asyncio.to_thread(find, tracker)
     except Exception:  # the ledger away: no question, the report gets its own ticket
         logger.exception("same-incident lookup failed; the report goes on as a new ticket")
         return None
 
 
-async def about_own_ticket(tracker: Tracker) -> bool:
-    """The step is about this conversation's own recent ticket: asked first, before store and
-    system (what it adds need not name them)."""
-    try:
-        return await asyncio.to_thread(own_recent_ticket, tracker) is not None
-    except Exception:
-        logger.exception("recent ticket lookup failed")
-        return False
+async def matching_ticket(tracker: Tracker) -> Optional[TicketRecord]:
+    """The conversation's own ticket of a moment ago, else another reporter's of the same
+    outage, else None."""
+    return (await _looked_up(own_recent_ticket, tracker)
+            or await _looked_up(find_match, tracker))
 
 
 def shown_number(record: TicketRecord) -> str:
@@ -110,17 +104,21 @@ def shown_number(record: TicketRecord) -> str:
 # --- the form's step (ValidateTicketForm delegates here) ------------------------------------
 
 
-async def form_needs_step(tracker: Tracker) -> bool:
-    """Whether the form has the same-incident step now: answered already, a ticket of this
-    conversation of a moment ago, or another one to ask about once store, system and
-    description are known."""
+FIRST = "first"  # about the conversation's own ticket: asked before store and system
+LAST = "last"  # another reporter's ticket: asked once store, system and description are known
+
+
+async def form_step(tracker: Tracker) -> Optional[str]:
+    """Where the form has the same-incident step now, FIRST or LAST, or None without one. A
+    ticket of this conversation of a moment ago is asked about first (what the user adds need
+    not name a store or system); another one once the report is complete, or when answered."""
+    if await _looked_up(own_recent_ticket, tracker) is not None:
+        return FIRST
     if current_same_incident(tracker) is not None:
-        return True
-    if await about_own_ticket(tracker):
-        return True
+        return LAST
     if not all(tracker.get_slot(name) for name in ("store", "system", "description")):
-        return False
-    return await matching_ticket(tracker) is not None
+        return None
+    return LAST if await _looked_up(find_match, tracker) is not None else None
 
 
 def joined(tracker: Tracker) -> Optional[str]:

@@ -55,14 +55,14 @@ class ValidateTicketForm(FormValidationAction):
         slots = ["store", "system", "description"]
         # one outage, one ticket (actions/same_incident.py): a report matching a ticket just
         # recorded is asked whether it is the same problem; joined, no confirmation follows
-        if await same_incident.form_needs_step(tracker):
-            if await same_incident.about_own_ticket(tracker) or same_incident.joined(tracker):
-                # more about the ticket just made: asked first; added to it, nothing else
-                slots.insert(0, SAME_INCIDENT)
+        step = await same_incident.form_step(tracker)
+        if step is not None:
+            if same_incident.joined(tracker):
+                return [SAME_INCIDENT]  # added to that ticket: nothing else to ask
+            if step == same_incident.FIRST:
+                slots.insert(0, SAME_INCIDENT)  # more about the ticket just made
             else:
                 slots.append(SAME_INCIDENT)
-            if same_incident.joined(tracker):
-                return [SAME_INCIDENT]
         # known fixes (issue 5, actions/known_fix.py): a strong knowledge match is suggested
         # before the confirmation; solved by it, the form ends here without a ticket
         if known_fix_config().enabled and await known_fix.form_needs_step(
